@@ -1,0 +1,254 @@
+"""bert-create-data: text + vocabulary -> pre-training TFRecords (SPEC §4, §5).
+
+Default mode reproduces google-research/bert's create_pretraining_data.py record for record;
+`--num_workers N` switches to scale mode (parallel, flat memory; see bert.pretraining_data).
+
+    bert-create-data --input_file=corpus/*.txt --vocab_file=vocab.txt \\
+        --output_dir=records --num_output_shards=4 --num_workers=2
+"""
+
+import functools
+import glob
+import os
+import sys
+import time
+
+from absl import flags
+from tqdm import tqdm
+
+from bert import __version__, cli, fileio, pretraining_data, records, tokenization
+from bert.errors import InputError
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string(
+        "input_file", None, "Input text: one sentence a line, a blank line between documents. Comma list or globs."
+    )
+    flags.DEFINE_string(
+        "output_file", None, "Output TFRecord file(s), comma-separated; instances are written round-robin."
+    )
+    flags.DEFINE_string(
+        "output_dir",
+        None,
+        "Instead of --output_file: a directory for --num_output_shards shards part-*.tfrecord and manifest.json.",
+    )
+    flags.DEFINE_integer("num_output_shards", 1, "Number of shards written under --output_dir.")
+    cli.define_tokenizer_flags()
+    flags.DEFINE_bool(
+        "do_whole_word_mask", False, "Mask whole words: all WordPiece pieces of a word are masked together."
+    )
+    flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length, [CLS] and [SEP]s included.")
+    flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked LM predictions per sequence.")
+    flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
+    flags.DEFINE_integer("dupe_factor", 10, "Number of times to duplicate the input data (with different masks).")
+    flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
+    flags.DEFINE_float(
+        "short_seq_prob", 0.1, "Probability of creating sequences shorter than the maximum length."
+    )
+    flags.DEFINE_integer(
+        "num_workers",
+        0,
+        "0: reference mode, exactly the reference's records. N >= 1: scale mode with N worker processes.",
+    )
+    flags.DEFINE_integer(
+        "block_size_kb",
+        256,
+        "Scale mode: the input is cut at document boundaries into blocks of about this much text; each block "
+        "has its own seed and draws its random next sentences from its own documents.",
+    )
+    flags.DEFINE_integer(
+        "shuffle_buffer_size", 10000, "Scale mode: records held in the shuffle buffer in front of the writers."
+    )
+    flags.DEFINE_bool(
+        "overwrite", False, "Replace the records and manifest already in --output_dir instead of refusing."
+    )
+
+
+class Progress:
+    """tqdm bars on stderr (shown only on a terminal) for the stages of a run."""
+
+    def __init__(self, input_files):
+        self.total_bytes = sum(os.path.getsize(p) for p in input_files)
+        self.bar = None
+        self.instances = 0
+
+    def _bar(self, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = tqdm(file=sys.stderr, disable=None, dynamic_ncols=True, **kwargs)
+
+    def input_done(self, path):
+        if self.bar is None:
+            self._bar(total=self.total_bytes, desc="reading", unit="B", unit_scale=True)
+        self.bar.update(os.path.getsize(path))
+
+    def start_instances(self, total_documents):
+        self._bar(total=total_documents, desc="instances", unit="doc")
+
+    def document_done(self):
+        self.bar.update(1)
+
+    def block_done(self, size, num_records):
+        if self.bar is None:
+            self._bar(total=self.total_bytes, desc="creating", unit="B", unit_scale=True)
+        self.instances += num_records
+        self.bar.update(size)
+        self.bar.set_postfix(instances=self.instances, refresh=False)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _output_paths():
+    """(paths to write, output_dir or None), after checking the destination can be written safely."""
+    if bool(FLAGS.output_file) == bool(FLAGS.output_dir):
+        raise InputError("give exactly one of --output_file and --output_dir")
+    if FLAGS.output_file:
+        paths = [p.strip() for p in FLAGS.output_file.split(",") if p.strip()]
+        for path in paths:
+            fileio.check_writable_dir(os.path.dirname(path), "--output_file")
+            if os.path.isdir(path):
+                raise InputError(f"--output_file: {path} is a directory")
+        return paths, None
+    if FLAGS.num_output_shards < 1:
+        raise InputError(f"--num_output_shards must be at least 1, got {FLAGS.num_output_shards}")
+    directory = FLAGS.output_dir
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise InputError(f"--output_dir: {directory} exists and is not a directory")
+    os.makedirs(directory, exist_ok=True)
+    fileio.check_writable_dir(directory, "--output_dir")
+    existing = _existing_outputs(directory)
+    if existing and not FLAGS.overwrite:
+        raise InputError(
+            f"--output_dir: {directory} already holds records ({os.path.basename(existing[0])}); "
+            "pass --overwrite to replace them"
+        )
+    count = FLAGS.num_output_shards
+    return [os.path.join(directory, f"part-{i:05d}-of-{count:05d}.tfrecord") for i in range(count)], directory
+
+
+def _existing_outputs(directory):
+    names = sorted(glob.glob(os.path.join(directory, "*.tfrecord")))
+    manifest = os.path.join(directory, records.MANIFEST_NAME)
+    return ([manifest] if os.path.exists(manifest) else []) + names
+
+
+def _make_tokenizer(vocab_file, spm_model_file, do_lower_case):
+    if spm_model_file:
+        return tokenization.SentencePieceTokenizer(spm_model_file)
+    return tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+
+
+def main(argv):
+    del argv
+    options = pretraining_data.InstanceOptions(
+        max_seq_length=FLAGS.max_seq_length,
+        max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+        masked_lm_prob=FLAGS.masked_lm_prob,
+        short_seq_prob=FLAGS.short_seq_prob,
+        dupe_factor=FLAGS.dupe_factor,
+        do_whole_word_mask=FLAGS.do_whole_word_mask,
+    )
+    options.validate()
+    if FLAGS.num_workers < 0:
+        raise InputError(f"--num_workers must be 0 (reference mode) or more, got {FLAGS.num_workers}")
+    if FLAGS.block_size_kb < 1:
+        raise InputError(f"--block_size_kb must be at least 1, got {FLAGS.block_size_kb}")
+    if FLAGS.shuffle_buffer_size < 1:
+        raise InputError(f"--shuffle_buffer_size must be at least 1, got {FLAGS.shuffle_buffer_size}")
+    input_files = fileio.expand_inputs(FLAGS.input_file)
+    if not FLAGS.vocab_file and not FLAGS.spm_model_file:
+        raise InputError("--vocab_file (or --spm_model_file) is required")
+    make_tokenizer = functools.partial(_make_tokenizer, FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
+    tokenizer = make_tokenizer()
+    pretraining_data.SpecialIds(tokenizer, FLAGS.spm_model_file or FLAGS.vocab_file)
+    output_paths, output_dir = _output_paths()
+
+    start = time.perf_counter()
+    progress = Progress(input_files)
+    sink = records.RecordSink(output_paths)
+    try:
+        if FLAGS.num_workers == 0:
+            out, stats = pretraining_data.create_reference_records(
+                input_files, tokenizer, options, FLAGS.random_seed, progress
+            )
+            for record in out:
+                sink.write(record)
+            num_instances = len(out)
+        else:
+            stats, num_instances = pretraining_data.create_scale_records(
+                input_files,
+                make_tokenizer,
+                options,
+                FLAGS.random_seed,
+                FLAGS.num_workers,
+                FLAGS.block_size_kb * 1024,
+                FLAGS.shuffle_buffer_size,
+                sink.write,
+                progress,
+            )
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        progress.close()
+    sink.commit()
+    if output_dir:
+        for stale in _existing_outputs(output_dir):
+            if stale not in output_paths and stale.endswith(".tfrecord"):
+                os.unlink(stale)
+    elapsed = time.perf_counter() - start
+
+    vocab_source = FLAGS.spm_model_file or FLAGS.vocab_file
+    manifest_path = records.manifest_path_for(output_paths, output_dir)
+    records.write_manifest(
+        manifest_path,
+        {
+            "created_by": f"bert-create-data {__version__}",
+            "mode": "reference" if FLAGS.num_workers == 0 else "scale",
+            "num_instances": num_instances,
+            "num_documents": stats.documents,
+            "files": [
+                {"path": os.path.basename(p), "num_instances": n} for p, n in zip(output_paths, sink.counts)
+            ],
+            "input_files": [os.path.abspath(p) for p in input_files],
+            "invalid_utf8_bytes_dropped": stats.invalid_bytes,
+            "max_seq_length": options.max_seq_length,
+            "max_predictions_per_seq": options.max_predictions_per_seq,
+            "vocab": {
+                "file": os.path.abspath(vocab_source),
+                "kind": "sentencepiece" if FLAGS.spm_model_file else "wordpiece",
+                "sha256": records.file_sha256(vocab_source),
+                "size": max(tokenizer.vocab.values()) + 1,
+            },
+            "flags": {
+                "do_lower_case": FLAGS.do_lower_case,
+                "do_whole_word_mask": options.do_whole_word_mask,
+                "dupe_factor": options.dupe_factor,
+                "masked_lm_prob": options.masked_lm_prob,
+                "short_seq_prob": options.short_seq_prob,
+                "random_seed": FLAGS.random_seed,
+                "num_workers": FLAGS.num_workers,
+                "block_size_kb": FLAGS.block_size_kb,
+                "shuffle_buffer_size": FLAGS.shuffle_buffer_size,
+            },
+        },
+    )
+    rate = num_instances / elapsed if elapsed > 0 else float("inf")
+    dropped = f", dropped {stats.invalid_bytes} invalid UTF-8 bytes" if stats.invalid_bytes else ""
+    print(
+        f"bert-create-data: {stats.documents} documents -> {num_instances} instances in {len(output_paths)} file(s) "
+        f"({elapsed:.1f}s, {rate:.0f} instances/s){dropped}; manifest {manifest_path}"
+    )
+
+
+def run():
+    define_flags()
+    cli.run_command(main, required=("input_file",))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,89 @@
+"""Atomic output files, input globs, and the checks every command makes before writing."""
+
+import glob
+import os
+import tempfile
+
+from bert.errors import InputError
+
+
+class AtomicFile:
+    """A file written under a temporary name beside its destination and renamed into place on commit.
+
+    Until `commit()` the destination is untouched: an existing file keeps its content and a crash
+    leaves at most a hidden `.<name>.tmp-*` file, never a truncated file under the final name.
+    """
+
+    def __init__(self, path, mode="w"):
+        self.path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(self.path))
+        fd, self.temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.tmp-")
+        encoding = None if "b" in mode else "utf-8"
+        self._file = os.fdopen(fd, mode, encoding=encoding)
+        self.done = False
+
+    def write(self, data):
+        return self._file.write(data)
+
+    def commit(self):
+        if self.done:
+            return
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.chmod(self.temp_path, 0o644)
+        os.replace(self.temp_path, self.path)
+        self.done = True
+
+    def abort(self):
+        if self.done:
+            return
+        self._file.close()
+        try:
+            os.unlink(self.temp_path)
+        except FileNotFoundError:
+            pass
+        self.done = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+        return False
+
+
+def expand_inputs(patterns, flag="--input_file"):
+    """Comma-separated paths or globs -> the matching files, each pattern's matches sorted.
+
+    Raises InputError naming the flag and the pattern that matches no readable file.
+    """
+    files = []
+    for pattern in (p.strip() for p in patterns.split(",")):
+        if not pattern:
+            continue
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        matches = [m for m in matches if not os.path.isdir(m)]
+        if not matches:
+            raise InputError(f"{flag}: no file matches '{pattern}'")
+        for path in matches:
+            if not os.path.isfile(path):
+                raise InputError(f"{flag}: file not found: {path}")
+            if not os.access(path, os.R_OK):
+                raise InputError(f"{flag}: file not readable: {path}")
+        files.extend(matches)
+    if not files:
+        raise InputError(f"{flag}: no input files given")
+    return files
+
+
+def check_writable_dir(directory, flag):
+    """Raises InputError naming the flag unless `directory` exists and is writable."""
+    directory = directory or "."
+    if not os.path.isdir(directory):
+        raise InputError(f"{flag}: directory does not exist: {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InputError(f"{flag}: directory is not writable: {directory}")

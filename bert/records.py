@@ -1,0 +1,181 @@
+"""The pre-training record format (SPEC §4): encoding, TFRecord files, and the manifest.
+
+Records are serialized `tf.train.Example` protos written without TensorFlow: the schema is fixed, so
+each field is assembled from precomputed varint bytes, which is many times faster than building
+protos, and lets the data stage start without importing TensorFlow. Tests parse every field back with
+TensorFlow itself.
+"""
+
+import hashlib
+import json
+import os
+import struct
+
+import google_crc32c
+
+from bert import fileio
+
+FEATURES = (
+    "input_ids",
+    "input_mask",
+    "segment_ids",
+    "masked_lm_positions",
+    "masked_lm_ids",
+    "masked_lm_weights",
+    "next_sentence_labels",
+)
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "bert-pretraining-records"
+MANIFEST_VERSION = 1
+
+
+def _varint(value):
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag, payload):
+    return tag + _varint(len(payload)) + payload
+
+
+class ExampleEncoder:
+    """Serializes pre-training instances as `tf.train.Example` bytes, the reference's field order."""
+
+    def __init__(self, vocab_size, max_seq_length, max_predictions_per_seq):
+        self.max_seq_length = max_seq_length
+        self.max_predictions_per_seq = max_predictions_per_seq
+        self._varints = [_varint(i) for i in range(max(vocab_size, max_seq_length, 2))]
+        self._keys = {name: _field(b"\x0a", name.encode()) for name in FEATURES}
+
+    def _entry(self, name, feature):
+        # Features.feature map entry: key (field 1), value (field 2: Feature)
+        return _field(b"\x0a", self._keys[name] + _field(b"\x12", feature))
+
+    def _int64_feature(self, name, packed):
+        # Feature.int64_list (field 3) -> Int64List.value (field 1, packed)
+        return self._entry(name, _field(b"\x1a", _field(b"\x0a", packed)))
+
+    def encode(self, input_ids, num_segment_a_tokens, masked_lm_positions, masked_lm_ids, is_random_next):
+        """`input_ids` holds [CLS] A [SEP] B [SEP]; `num_segment_a_tokens` counts [CLS] A [SEP]."""
+        varints = self._varints
+        length = len(input_ids)
+        pad = self.max_seq_length - length
+        num_masked = len(masked_lm_positions)
+        pad_masked = self.max_predictions_per_seq - num_masked
+        if pad < 0 or pad_masked < 0:
+            raise ValueError("instance longer than max_seq_length or max_predictions_per_seq")
+        zeros = b"\x00" * pad
+        zeros_masked = b"\x00" * pad_masked
+        features = b"".join(
+            (
+                self._int64_feature("input_ids", b"".join(map(varints.__getitem__, input_ids)) + zeros),
+                self._int64_feature("input_mask", b"\x01" * length + zeros),
+                self._int64_feature(
+                    "segment_ids",
+                    b"\x00" * num_segment_a_tokens + b"\x01" * (length - num_segment_a_tokens) + zeros,
+                ),
+                self._int64_feature(
+                    "masked_lm_positions", b"".join(map(varints.__getitem__, masked_lm_positions)) + zeros_masked
+                ),
+                self._int64_feature(
+                    "masked_lm_ids", b"".join(map(varints.__getitem__, masked_lm_ids)) + zeros_masked
+                ),
+                # Feature.float_list (field 2) -> FloatList.value (field 1, packed little-endian float32)
+                self._entry(
+                    "masked_lm_weights",
+                    _field(b"\x12", _field(b"\x0a", b"\x00\x00\x80\x3f" * num_masked + b"\x00" * (4 * pad_masked))),
+                ),
+                self._int64_feature("next_sentence_labels", b"\x01" if is_random_next else b"\x00"),
+            )
+        )
+        return _field(b"\x0a", features)
+
+
+def _masked_crc(data):
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def frame_record(data):
+    """One TFRecord: length, masked CRC32C of the length, data, masked CRC32C of the data."""
+    length = struct.pack("<Q", len(data))
+    return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
+
+
+class RecordSink:
+    """Writes records round-robin over several TFRecord files, atomically.
+
+    Each file is written under a temporary name in its destination directory and renamed only by
+    `commit()`; `abort()` (or an exception inside the `with` block) removes the temporary files, so an
+    interrupted run never leaves a file that looks finished and never touches an existing one.
+    """
+
+    def __init__(self, paths):
+        self.paths = list(paths)
+        self.counts = [0] * len(self.paths)
+        self._files = []
+        self._next = 0
+        try:
+            for path in self.paths:
+                self._files.append(fileio.AtomicFile(path, "wb"))
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, record):
+        index = self._next
+        self._files[index].write(frame_record(record))
+        self.counts[index] += 1
+        self._next = (index + 1) % len(self._files)
+
+    def commit(self):
+        for f in self._files:
+            f.commit()
+
+    def abort(self):
+        for f in self._files:
+            f.abort()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+        return False
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_path_for(output_files, output_dir=None):
+    """`DIR/manifest.json` for a shard directory, else `<first output file>.manifest.json`."""
+    if output_dir:
+        return os.path.join(output_dir, MANIFEST_NAME)
+    return output_files[0] + ".manifest.json"
+
+
+def write_manifest(path, manifest):
+    body = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, **manifest}
+    with fileio.AtomicFile(path, "w") as f:
+        json.dump(body, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def read_manifest(path):
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path}: not a {MANIFEST_FORMAT} manifest")
+    return manifest

@@ -1,0 +1,284 @@
+"""Tokenization with the exact rules of Google's BERT reference (SPEC §3).
+
+The API is the reference's: `FullTokenizer`, `BasicTokenizer`, `WordpieceTokenizer`, `load_vocab`,
+`convert_to_unicode`. The output equals the reference token for token on any text; it is faster
+because the character rules run as one `str.translate` per text and everything after the whitespace
+split is a pure function of one whitespace-separated word, so it is computed once per distinct word
+and cached.
+
+`SentencePieceTokenizer` is the second tokenizer of the pipeline (`--spm_model_file`).
+"""
+
+import unicodedata
+
+from bert.errors import InputError
+
+UNK_TOKEN = "[UNK]"
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+MAX_INPUT_CHARS_PER_WORD = 200
+# Distinct words kept in a tokenizer's cache before it is emptied: bounds memory on unbounded corpora.
+WORD_CACHE_LIMIT = 1_000_000
+
+
+class VocabError(InputError):
+    """A vocabulary or SentencePiece model file that cannot be used."""
+
+
+def convert_to_unicode(text):
+    """Returns `text` as str; bytes are decoded as UTF-8, dropping invalid bytes as the reference does."""
+    if isinstance(text, str):
+        return text
+    if isinstance(text, bytes):
+        return text.decode("utf-8", "ignore")
+    raise ValueError(f"Unsupported string type: {type(text)}")
+
+
+def load_vocab(vocab_file):
+    """Reads a vocab.txt with the reference's semantics.
+
+    One token a line, stripped; the id is the line number. A token that appears twice keeps its
+    last line number but its first place in the key order, exactly as the reference's OrderedDict.
+    """
+    try:
+        with open(vocab_file, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise VocabError(f"vocab file {vocab_file}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise VocabError(f"vocab file {vocab_file}: not UTF-8 (byte {e.start})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    vocab = {}
+    for index, line in enumerate(lines):
+        vocab[line.strip()] = index
+    if not vocab:
+        raise VocabError(f"vocab file {vocab_file}: empty")
+    return vocab
+
+
+def whitespace_tokenize(text):
+    """Strips and splits on whitespace (Python's notion, as the reference)."""
+    return text.split()
+
+
+def _is_whitespace(char):
+    """Space, tab, newline, carriage return and Unicode category Zs."""
+    return char in " \t\n\r" or unicodedata.category(char) == "Zs"
+
+
+def _is_control(char):
+    """Unicode categories Cc and Cf, except tab, newline and carriage return (counted as whitespace)."""
+    if char in "\t\n\r":
+        return False
+    return unicodedata.category(char) in ("Cc", "Cf")
+
+
+def _is_punctuation(char):
+    """Unicode category P*, plus every non-alphanumeric printable ASCII character."""
+    cp = ord(char)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")
+
+
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
+
+
+def _is_chinese_char(cp):
+    """Code points of the CJK Unified Ideographs blocks, as the reference defines them."""
+    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+
+
+class _CleanTable(dict):
+    """`str.translate` table that cleans text and spaces out CJK ideographs in one pass.
+
+    Entries are computed the first time a code point is seen: dropped (None) for NUL, U+FFFD and
+    control characters, " " for whitespace, " X " for CJK ideographs; any other character maps to
+    itself.
+    """
+
+    def __missing__(self, cp):
+        char = chr(cp)
+        if cp == 0 or cp == 0xFFFD or _is_control(char):
+            value = None
+        elif _is_whitespace(char):
+            value = " "
+        elif _is_chinese_char(cp):
+            value = f" {char} "
+        else:
+            value = cp
+        self[cp] = value
+        return value
+
+
+_CLEAN_TABLE = _CleanTable()
+
+
+def _clean_and_space_cjk(text):
+    return text.translate(_CLEAN_TABLE)
+
+
+def _strip_accents(text):
+    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+
+
+def _split_on_punctuation(text):
+    pieces = []
+    start_new_word = True
+    for char in text:
+        if _is_punctuation(char):
+            pieces.append(char)
+            start_new_word = True
+        else:
+            if start_new_word:
+                pieces.append(char)
+            else:
+                pieces[-1] += char
+            start_new_word = False
+    return pieces
+
+
+class BasicTokenizer:
+    """Cleans text, splits on whitespace and punctuation, optionally lower-cases and strips accents."""
+
+    def __init__(self, do_lower_case=True):
+        self.do_lower_case = do_lower_case
+        self._cache = {}
+
+    def tokenize(self, text):
+        tokens = []
+        cache = self._cache
+        for word in whitespace_tokenize(_clean_and_space_cjk(convert_to_unicode(text))):
+            pieces = cache.get(word)
+            if pieces is None:
+                pieces = self._tokenize_word(word)
+                if len(cache) >= WORD_CACHE_LIMIT:
+                    cache.clear()
+                cache[word] = pieces
+            tokens.extend(pieces)
+        return tokens
+
+    def _tokenize_word(self, word):
+        if self.do_lower_case:
+            word = _strip_accents(word.lower())
+        return tuple(whitespace_tokenize(" ".join(_split_on_punctuation(word))))
+
+
+class WordpieceTokenizer:
+    """Greedy longest-match-first WordPiece; continuation pieces carry the `##` prefix."""
+
+    def __init__(self, vocab, unk_token=UNK_TOKEN, max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD):
+        self.vocab = vocab
+        self.unk_token = unk_token
+        self.max_input_chars_per_word = max_input_chars_per_word
+
+    def tokenize(self, text):
+        tokens = []
+        for word in whitespace_tokenize(convert_to_unicode(text)):
+            tokens.extend(self.tokenize_word(word))
+        return tokens
+
+    def tokenize_word(self, word):
+        """The pieces of one whitespace-free word, or `[unk_token]` if it cannot be fully matched."""
+        if len(word) > self.max_input_chars_per_word:
+            return [self.unk_token]
+        vocab = self.vocab
+        pieces = []
+        start = 0
+        while start < len(word):
+            end = len(word)
+            while start < end:
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                if piece in vocab:
+                    pieces.append(piece)
+                    break
+                end -= 1
+            else:
+                return [self.unk_token]
+            start = end
+        return pieces
+
+
+class FullTokenizer:
+    """BasicTokenizer followed by WordpieceTokenizer, with the reference's vocabulary semantics."""
+
+    def __init__(self, vocab_file, do_lower_case=True):
+        self.vocab = load_vocab(vocab_file)
+        self.inv_vocab = {v: k for k, v in self.vocab.items()}
+        self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
+        self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
+        self._cache = {}
+
+    def tokenize(self, text):
+        tokens = []
+        cache = self._cache
+        for word in whitespace_tokenize(_clean_and_space_cjk(convert_to_unicode(text))):
+            pieces = cache.get(word)
+            if pieces is None:
+                pieces = self._tokenize_word(word)
+                if len(cache) >= WORD_CACHE_LIMIT:
+                    cache.clear()
+                cache[word] = pieces
+            tokens.extend(pieces)
+        return tokens
+
+    def _tokenize_word(self, word):
+        pieces = []
+        for token in self.basic_tokenizer._tokenize_word(word):
+            pieces.extend(self.wordpiece_tokenizer.tokenize_word(token))
+        return tuple(pieces)
+
+    def convert_tokens_to_ids(self, tokens):
+        return [self.vocab[token] for token in tokens]
+
+    def convert_ids_to_tokens(self, ids):
+        return [self.inv_vocab[i] for i in ids]
+
+    @staticmethod
+    def is_continuation(token):
+        """Whether a piece continues the previous word (whole-word masking groups them)."""
+        return token.startswith("##")
+
+
+class SentencePieceTokenizer:
+    """A SentencePiece model as a drop-in for FullTokenizer; its pieces are its vocabulary."""
+
+    WORD_START = "\u2581"
+
+    def __init__(self, model_file):
+        import sentencepiece
+
+        self.processor = sentencepiece.SentencePieceProcessor()
+        try:
+            loaded = self.processor.Load(str(model_file))
+        except (OSError, RuntimeError) as e:
+            raise VocabError(f"SentencePiece model {model_file}: {e}") from None
+        if not loaded:
+            raise VocabError(f"SentencePiece model {model_file}: cannot be loaded")
+        self.vocab = {self.processor.IdToPiece(i): i for i in range(self.processor.GetPieceSize())}
+        self.inv_vocab = {v: k for k, v in self.vocab.items()}
+
+    def tokenize(self, text):
+        return self.processor.EncodeAsPieces(convert_to_unicode(text))
+
+    def convert_tokens_to_ids(self, tokens):
+        return [self.vocab[token] for token in tokens]
+
+    def convert_ids_to_tokens(self, ids):
+        return [self.inv_vocab[i] for i in ids]
+
+    @classmethod
+    def is_continuation(cls, token):
+        return not token.startswith(cls.WORD_START)
