@@ -17,7 +17,10 @@ class AtomicFile:
     def __init__(self, path, mode="w"):
         self.path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(self.path))
-        fd, self.temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.tmp-")
+        try:
+            fd, self.temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.tmp-")
+        except OSError as e:
+            raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
         encoding = None if "b" in mode else "utf-8"
         self._file = os.fdopen(fd, mode, encoding=encoding)
         self.done = False

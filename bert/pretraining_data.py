@@ -105,15 +105,22 @@ def finish_documents(documents, stats):
 
 
 def _shuffle_like_random(rng, items):
-    """`rng.shuffle(items)` with the same draws, minus one Python call per element."""
+    """`rng.shuffle(items)` with the same draws, minus one Python call per element.
+
+    Fisher-Yates from the end: position i swaps with j = randbelow(i + 1), drawn as `getrandbits(k)`
+    with k = (i + 1).bit_length(), rejecting j > i. The loop runs band by band of equal k.
+    """
     getrandbits = rng.getrandbits
-    for i in range(len(items) - 1, 0, -1):
-        n = i + 1
-        k = n.bit_length()
-        j = getrandbits(k)
-        while j >= n:
+    i = len(items) - 1
+    while i > 0:
+        k = (i + 1).bit_length()
+        band_end = (1 << (k - 1)) - 2
+        for i in range(i, band_end, -1):
             j = getrandbits(k)
-        items[i], items[j] = items[j], items[i]
+            while j > i:
+                j = getrandbits(k)
+            items[i], items[j] = items[j], items[i]
+        i = band_end
 
 
 def _pick_shuffle():

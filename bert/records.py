@@ -49,15 +49,24 @@ class ExampleEncoder:
         self.max_seq_length = max_seq_length
         self.max_predictions_per_seq = max_predictions_per_seq
         self._varints = [_varint(i) for i in range(max(vocab_size, max_seq_length, 2))]
-        self._keys = {name: _field(b"\x0a", name.encode()) for name in FEATURES}
+        # Everything in front of a feature's packed values depends only on the feature and the length
+        # of its packed values: cache those prefixes.
+        self._prefixes = {name: {} for name in FEATURES}
 
-    def _entry(self, name, feature):
-        # Features.feature map entry: key (field 1), value (field 2: Feature)
-        return _field(b"\x0a", self._keys[name] + _field(b"\x12", feature))
-
-    def _int64_feature(self, name, packed):
-        # Feature.int64_list (field 3) -> Int64List.value (field 1, packed)
-        return self._entry(name, _field(b"\x1a", _field(b"\x0a", packed)))
+    def _feature(self, name, packed):
+        prefixes = self._prefixes[name]
+        prefix = prefixes.get(len(packed))
+        if prefix is None:
+            if name == "masked_lm_weights":
+                # Feature.float_list (field 2) -> FloatList.value (field 1, packed float32)
+                feature = _field(b"\x12", _field(b"\x0a", packed))
+            else:
+                # Feature.int64_list (field 3) -> Int64List.value (field 1, packed varints)
+                feature = _field(b"\x1a", _field(b"\x0a", packed))
+            # Features.feature map entry: key (field 1), value (field 2)
+            entry = _field(b"\x0a", _field(b"\x0a", name.encode()) + _field(b"\x12", feature))
+            prefix = prefixes[len(packed)] = entry[: len(entry) - len(packed)]
+        return prefix + packed
 
     def encode(self, input_ids, num_segment_a_tokens, masked_lm_positions, masked_lm_ids, is_random_next):
         """`input_ids` holds [CLS] A [SEP] B [SEP]; `num_segment_a_tokens` counts [CLS] A [SEP]."""
@@ -70,26 +79,19 @@ class ExampleEncoder:
             raise ValueError("instance longer than max_seq_length or max_predictions_per_seq")
         zeros = b"\x00" * pad
         zeros_masked = b"\x00" * pad_masked
+        feature = self._feature
         features = b"".join(
             (
-                self._int64_feature("input_ids", b"".join(map(varints.__getitem__, input_ids)) + zeros),
-                self._int64_feature("input_mask", b"\x01" * length + zeros),
-                self._int64_feature(
+                feature("input_ids", b"".join(map(varints.__getitem__, input_ids)) + zeros),
+                feature("input_mask", b"\x01" * length + zeros),
+                feature(
                     "segment_ids",
                     b"\x00" * num_segment_a_tokens + b"\x01" * (length - num_segment_a_tokens) + zeros,
                 ),
-                self._int64_feature(
-                    "masked_lm_positions", b"".join(map(varints.__getitem__, masked_lm_positions)) + zeros_masked
-                ),
-                self._int64_feature(
-                    "masked_lm_ids", b"".join(map(varints.__getitem__, masked_lm_ids)) + zeros_masked
-                ),
-                # Feature.float_list (field 2) -> FloatList.value (field 1, packed little-endian float32)
-                self._entry(
-                    "masked_lm_weights",
-                    _field(b"\x12", _field(b"\x0a", b"\x00\x00\x80\x3f" * num_masked + b"\x00" * (4 * pad_masked))),
-                ),
-                self._int64_feature("next_sentence_labels", b"\x01" if is_random_next else b"\x00"),
+                feature("masked_lm_positions", b"".join(map(varints.__getitem__, masked_lm_positions)) + zeros_masked),
+                feature("masked_lm_ids", b"".join(map(varints.__getitem__, masked_lm_ids)) + zeros_masked),
+                feature("masked_lm_weights", b"\x00\x00\x80\x3f" * num_masked + b"\x00" * (4 * pad_masked)),
+                feature("next_sentence_labels", b"\x01" if is_random_next else b"\x00"),
             )
         )
         return _field(b"\x0a", features)

@@ -1,0 +1,58 @@
+"""Shared fixtures: the real data in ../shared/data (skipped with a reason when absent), CLI runs."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_file(*parts):
+    """A file under ../shared/data, or a skip naming it: a user's fresh clone has no ../shared."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} (tests read it from ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def uncased_vocab():
+    return shared_file("vocab", "uncased_vocab.txt")
+
+
+@pytest.fixture(scope="session")
+def cased_vocab():
+    return shared_file("vocab", "cased_vocab.txt")
+
+
+@pytest.fixture(scope="session")
+def wikitext_docs(tmp_path_factory):
+    """WikiText-2 valid as pre-training input (one sentence a line), made by the shared tool."""
+    source = shared_file("corpus", "wikitext2_valid.raw.txt")
+    tool = shared_file("..", "tools", "wikitext_to_docs.py")
+    out = tmp_path_factory.mktemp("wikitext") / "valid_docs.txt"
+    subprocess.run([sys.executable, str(tool), str(source), str(out)], check=True, capture_output=True)
+    return out
+
+
+def run_cli(module, *args, cwd=None):
+    """Runs `python -m bert.<module> args...` as a real subprocess; returns the CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", f"bert.{module}", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=600,
+    )
+
+
+def assert_clean_failure(result, *fragments):
+    """One line on stderr naming what is wrong, non-zero exit, no traceback."""
+    assert result.returncode != 0, result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -1,0 +1,339 @@
+"""bert-create-data: reference-exact records, their invariants, scale mode, and bad input."""
+
+import json
+import os
+from collections import Counter
+
+import pytest
+
+import oracle
+from conftest import assert_clean_failure, run_cli
+
+tf = pytest.importorskip("tensorflow")
+
+
+def read_records(paths):
+    """Every record of the files, in file order, as {feature: list}, parsed by TensorFlow itself."""
+    out = []
+    for path in paths:
+        for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+            feature = tf.train.Example.FromString(raw).features.feature
+            out.append(
+                {
+                    name: list(f.int64_list.value) if f.HasField("int64_list") else list(f.float_list.value)
+                    for name, f in feature.items()
+                }
+            )
+    return out
+
+
+def interleave(per_file):
+    """Undo round-robin writing: record i went to file i % n."""
+    out = []
+    for i in range(max(len(f) for f in per_file)):
+        for f in per_file:
+            if i < len(f):
+                out.append(f[i])
+    return out
+
+
+def create(tmp_path, *flags, name="out.tfrecord"):
+    result = run_cli("create_data", *flags, f"--output_file={tmp_path / name}")
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def first_lines(path, count, tmp_path, name="part.txt"):
+    lines = path.read_text(encoding="utf-8").split("\n")[:count]
+    out = tmp_path / name
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"dupe_factor": 2},
+        {"dupe_factor": 1, "do_whole_word_mask": True, "max_seq_length": 64, "max_predictions_per_seq": 10,
+         "random_seed": 7, "short_seq_prob": 0.3},
+        {"dupe_factor": 1, "masked_lm_prob": 0.3, "max_seq_length": 512, "max_predictions_per_seq": 80},
+    ],
+    ids=["defaults", "whole-word-short", "long"],
+)
+def test_records_equal_the_reference_algorithm(flags, tmp_path, wikitext_docs, uncased_vocab):
+    result = create(tmp_path, f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}",
+                    *[f"--{k}={v}" for k, v in flags.items()])
+    ours = read_records([tmp_path / "out.tfrecord"])
+    lines = wikitext_docs.read_text(encoding="utf-8").split("\n")
+    options = {k: v for k, v in flags.items() if k not in ("random_seed", "do_whole_word_mask")}
+    expected = oracle.reference_instances(
+        [lines], oracle.read_vocab(uncased_vocab), True, flags.get("random_seed", 12345),
+        whole_word=flags.get("do_whole_word_mask", False), **options,
+    )
+    assert len(ours) == len(expected) > 700
+    assert ours == expected
+    assert f"-> {len(ours)} instances" in result.stdout
+
+
+def test_cased_many_inputs_and_outputs_equal_the_reference(tmp_path, wikitext_docs, cased_vocab):
+    # A document continues across input files; output files are filled round-robin.
+    part_a = first_lines(wikitext_docs, 700, tmp_path, "a.txt")
+    lines = wikitext_docs.read_text(encoding="utf-8").split("\n")
+    part_b = tmp_path / "b.txt"
+    part_b.write_text("\n".join(lines[700:1500]) + "\n", encoding="utf-8")
+    outputs = [tmp_path / f"o{i}.tfrecord" for i in range(3)]
+    result = run_cli("create_data", f"--input_file={part_a},{part_b}", f"--vocab_file={cased_vocab}",
+                     "--do_lower_case=False", "--dupe_factor=3", "--random_seed=99",
+                     "--output_file=" + ",".join(map(str, outputs)))
+    assert result.returncode == 0, result.stderr
+    per_file = [read_records([p]) for p in outputs]
+    assert max(map(len, per_file)) - min(map(len, per_file)) <= 1
+    expected = oracle.reference_instances(
+        [part_a.read_text().split("\n")[:-1], part_b.read_text().split("\n")[:-1]],
+        oracle.read_vocab(cased_vocab), False, 99, dupe_factor=3,
+    )
+    assert interleave(per_file) == expected
+
+
+@pytest.fixture(scope="module")
+def many_records(tmp_path_factory, wikitext_docs, uncased_vocab):
+    out = tmp_path_factory.mktemp("many") / "records.tfrecord"
+    result = run_cli("create_data", f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}",
+                     "--dupe_factor=3", f"--output_file={out}")
+    assert result.returncode == 0, result.stderr
+    return read_records([out]), out
+
+
+def check_instance(record, max_seq_length=128, max_predictions=20, mask_id=103, cls_id=101, sep_id=102):
+    ids, mask, segments = record["input_ids"], record["input_mask"], record["segment_ids"]
+    assert len(ids) == len(mask) == len(segments) == max_seq_length
+    length = sum(mask)
+    assert mask == [1] * length + [0] * (max_seq_length - length)
+    assert ids[length:] == [0] * (max_seq_length - length) and 0 not in ids[:length]
+    seps = [i for i in range(length) if ids[i] == sep_id]
+    assert ids[0] == cls_id and len(seps) == 2 and seps[1] == length - 1
+    assert segments == [0] * (seps[0] + 1) + [1] * (length - seps[0] - 1) + [0] * (max_seq_length - length)
+    assert 1 <= seps[0] - 1 and 1 <= length - seps[0] - 2  # A and B both non-empty
+    positions, weights = record["masked_lm_positions"], record["masked_lm_weights"]
+    count = int(sum(weights))
+    assert weights == [1.0] * count + [0.0] * (max_predictions - count)
+    assert count == min(max_predictions, max(1, int(round(length * 0.15))))
+    real = positions[:count]
+    assert real == sorted(set(real)) and positions[count:] == [0] * (max_predictions - count)
+    assert all(0 < p < length and p not in seps for p in real)
+    assert record["masked_lm_ids"][count:] == [0] * (max_predictions - count)
+    assert record["next_sentence_labels"] in ([0], [1])
+    return count
+
+
+def test_instance_invariants_hold_for_every_record(many_records):
+    records, _ = many_records
+    for record in records:
+        check_instance(record)
+
+
+def test_masking_split_and_next_sentence_balance(many_records):
+    records, _ = many_records
+    outcome = Counter()
+    for record in records:
+        count = int(sum(record["masked_lm_weights"]))
+        for position, original in zip(record["masked_lm_positions"][:count], record["masked_lm_ids"][:count]):
+            current = record["input_ids"][position]
+            outcome["mask" if current == 103 else "kept" if current == original else "random"] += 1
+    total = sum(outcome.values())
+    assert total > 100_000
+    assert abs(outcome["mask"] / total - 0.8) < 0.01
+    assert abs(outcome["kept"] / total - 0.1) < 0.01
+    assert abs(outcome["random"] / total - 0.1) < 0.01
+    random_next = sum(r["next_sentence_labels"][0] for r in records) / len(records)
+    assert 0.47 < random_next < 0.6  # one-segment chunks always take a random B, so a little over half
+    lengths = Counter(sum(r["input_mask"]) for r in records)
+    assert lengths[128] / len(records) > 0.6  # most instances fill max_seq_length
+    assert sum(n for length, n in lengths.items() if length < 100) / len(records) > 0.05  # short_seq_prob
+
+
+def test_manifest_describes_the_output(many_records, uncased_vocab):
+    records, path = many_records
+    manifest = json.loads(open(f"{path}.manifest.json").read())
+    assert manifest["format"] == "bert-pretraining-records" and manifest["mode"] == "reference"
+    assert manifest["num_instances"] == len(records) == manifest["files"][0]["num_instances"]
+    assert manifest["max_seq_length"] == 128 and manifest["max_predictions_per_seq"] == 20
+    assert manifest["vocab"]["size"] == 30522 and len(manifest["vocab"]["sha256"]) == 64
+    assert manifest["flags"]["dupe_factor"] == 3 and manifest["num_documents"] == 60
+
+
+def test_whole_word_masking_masks_whole_words(tmp_path, wikitext_docs, uncased_vocab):
+    create(tmp_path, f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}", "--dupe_factor=1",
+           "--do_whole_word_mask=True")
+    vocab = oracle.read_vocab(uncased_vocab)
+    continuation = {i for t, i in vocab.items() if t.startswith("##")}
+    partial = 0
+    for record in read_records([tmp_path / "out.tfrecord"]):
+        count = int(sum(record["masked_lm_weights"]))
+        assert count <= min(20, max(1, int(round(sum(record["input_mask"]) * 0.15))))
+        masked = set(record["masked_lm_positions"][:count])
+        originals = dict(zip(record["masked_lm_positions"][:count], record["masked_lm_ids"][:count]))
+        for p in masked:
+            # The piece after a masked piece is masked too when it continues the word.
+            nxt = p + 1
+            if nxt not in masked and nxt < sum(record["input_mask"]):
+                word_continues = record["input_ids"][nxt] in continuation
+                partial += word_continues
+            if originals[p] in continuation:
+                assert p - 1 in masked or record["input_ids"][p - 1] in (101, 102)
+    assert partial == 0
+
+
+def scale_run(tmp_path, name, docs, vocab, *extra):
+    out = tmp_path / name
+    result = run_cli("create_data", f"--input_file={docs}", f"--vocab_file={vocab}", "--dupe_factor=2",
+                     f"--output_dir={out}", "--num_output_shards=3", "--block_size_kb=64", *extra)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_scale_mode_is_valid_sharded_and_independent_of_worker_count(tmp_path, wikitext_docs, uncased_vocab):
+    two, result = scale_run(tmp_path, "two", wikitext_docs, uncased_vocab, "--num_workers=2")
+    one, _ = scale_run(tmp_path, "one", wikitext_docs, uncased_vocab, "--num_workers=1")
+    shards = sorted(two.glob("*.tfrecord"))
+    assert [p.name for p in shards] == [f"part-{i:05d}-of-00003.tfrecord" for i in range(3)]
+    for name in [p.name for p in shards] + ["manifest.json"]:
+        assert (two / name).read_bytes() == (one / name).read_bytes().replace(b'"num_workers": 1', b'"num_workers": 2')
+    records = read_records(shards)
+    for record in records:
+        check_instance(record)
+    manifest = json.loads((two / "manifest.json").read_text())
+    assert manifest["mode"] == "scale" and manifest["num_instances"] == len(records)
+    assert [f["num_instances"] for f in manifest["files"]] == [len(read_records([p])) for p in shards]
+    assert manifest["num_documents"] >= 60  # blocks end at document ends: no document is lost
+    # Same corpus, same dupe factor: about as many instances as the reference mode makes. The count
+    # varies by ~10% between seeds (a short target length, drawn per document, multiplies that
+    # document's instances), so the bound is loose.
+    reference = run_cli("create_data", f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}",
+                        "--dupe_factor=2", f"--output_file={tmp_path / 'ref.tfrecord'}")
+    assert reference.returncode == 0
+    assert abs(len(records) - len(read_records([tmp_path / "ref.tfrecord"]))) / len(records) < 0.2
+    assert not list(two.glob(".*tmp*"))
+    assert "instances" in result.stdout
+
+
+def test_scale_mode_is_deterministic_in_its_seed(tmp_path, wikitext_docs, uncased_vocab):
+    first, _ = scale_run(tmp_path, "s", wikitext_docs, uncased_vocab, "--num_workers=2", "--shuffle_buffer_size=500")
+    again, _ = scale_run(tmp_path, "t", wikitext_docs, uncased_vocab, "--num_workers=2", "--shuffle_buffer_size=500")
+    other, _ = scale_run(tmp_path, "u", wikitext_docs, uncased_vocab, "--num_workers=2", "--shuffle_buffer_size=500",
+                         "--random_seed=1")
+    shard = "part-00000-of-00003.tfrecord"
+    assert (first / shard).read_bytes() == (again / shard).read_bytes()
+    assert read_records([other / shard])[:50] != read_records([first / shard])[:50]
+
+
+def test_invalid_utf8_is_dropped_and_counted(tmp_path, uncased_vocab):
+    corpus = tmp_path / "bad.txt"
+    corpus.write_bytes(b"Caf\xc3\xa9 is open.\nIt sells \xff\xfebread.\n\nA second \x80document here.\nIt ends.\n")
+    clean = tmp_path / "clean.txt"
+    clean.write_bytes(b"Caf\xc3\xa9 is open.\nIt sells bread.\n\nA second document here.\nIt ends.\n")
+    result = create(tmp_path, f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", "--dupe_factor=3")
+    assert "dropped 3 invalid UTF-8 bytes" in result.stdout
+    assert json.loads((tmp_path / "out.tfrecord.manifest.json").read_text())["invalid_utf8_bytes_dropped"] == 3
+    create(tmp_path, f"--input_file={clean}", f"--vocab_file={uncased_vocab}", "--dupe_factor=3", name="clean.tfrecord")
+    assert read_records([tmp_path / "out.tfrecord"]) == read_records([tmp_path / "clean.tfrecord"])
+
+
+@pytest.mark.parametrize(
+    "flag, fragment",
+    [
+        ("--max_seq_length=7", "--max_seq_length"),
+        ("--masked_lm_prob=0", "--masked_lm_prob"),
+        ("--masked_lm_prob=1.5", "--masked_lm_prob"),
+        ("--max_predictions_per_seq=0", "--max_predictions_per_seq"),
+        ("--dupe_factor=0", "--dupe_factor"),
+        ("--num_workers=-1", "--num_workers"),
+        ("--max_seq_length=abc", "max_seq_length"),
+        ("--no_such_flag=1", "no_such_flag"),
+    ],
+)
+def test_nonsensical_flags_fail_cleanly_and_leave_output_alone(flag, fragment, tmp_path, uncased_vocab):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("One sentence here.\nAnother one.\n", encoding="utf-8")
+    out = tmp_path / "out.tfrecord"
+    out.write_bytes(b"previous run")
+    result = run_cli("create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", flag,
+                     f"--output_file={out}")
+    assert_clean_failure(result, fragment)
+    assert out.read_bytes() == b"previous run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "out.tfrecord"]
+
+
+def test_bad_inputs_fail_cleanly(tmp_path, uncased_vocab):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("One sentence here.\nAnother one.\n", encoding="utf-8")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n   \n\x00\n", encoding="utf-8")
+    out = tmp_path / "out.tfrecord"
+    cases = [
+        ((f"--input_file={tmp_path / 'missing.txt'}", f"--vocab_file={uncased_vocab}", f"--output_file={out}"),
+         ("--input_file", "missing.txt")),
+        ((f"--input_file={tmp_path / 'none-*.txt'}", f"--vocab_file={uncased_vocab}", f"--output_file={out}"),
+         ("--input_file", "none-*.txt")),
+        ((f"--input_file={empty}", f"--vocab_file={uncased_vocab}", f"--output_file={out}"),
+         ("--input_file", "empty.txt")),
+        ((f"--input_file={corpus}", f"--vocab_file={tmp_path / 'nov.txt'}", f"--output_file={out}"),
+         ("nov.txt",)),
+        ((f"--input_file={corpus}", f"--vocab_file={corpus}", f"--output_file={out}"),
+         ("c.txt", "[CLS]")),
+        ((f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_file={tmp_path}/no/dir/x.tfrecord"),
+         ("--output_file", "does not exist")),
+        ((f"--input_file={corpus}", f"--vocab_file={uncased_vocab}"), ("--output_file", "--output_dir")),
+        ((f"--vocab_file={uncased_vocab}", f"--output_file={out}"), ("--input_file",)),
+    ]
+    for args, fragments in cases:
+        assert_clean_failure(run_cli("create_data", *args), *fragments)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "empty.txt"]
+
+
+def test_unwritable_output_location(tmp_path, uncased_vocab):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("One sentence here.\nAnother one.\n", encoding="utf-8")
+    if os.geteuid() == 0:
+        target = "/proc/x.tfrecord"  # even root cannot create files in /proc
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "x.tfrecord"
+    result = run_cli("create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_file={target}")
+    assert_clean_failure(result, "x.tfrecord")
+
+
+def test_output_dir_with_records_is_refused_unless_overwrite(tmp_path, uncased_vocab):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("One sentence here.\nAnother one.\n\nA new document.\nWith two lines.\n", encoding="utf-8")
+    out = tmp_path / "records"
+    args = ("create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_dir={out}")
+    assert run_cli(*args, "--num_output_shards=2").returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert_clean_failure(run_cli(*args, "--random_seed=3"), "--output_dir", "--overwrite")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert run_cli(*args, "--overwrite").returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "part-00000-of-00001.tfrecord"]
+
+
+def test_interrupted_run_leaves_no_finished_looking_file(tmp_path, wikitext_docs, uncased_vocab):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out.tfrecord"
+    out.write_bytes(b"previous run")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bert.create_data", f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}",
+         "--dupe_factor=40", f"--output_file={out}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    time.sleep(2.5)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert out.read_bytes() == b"previous run"
+    assert not (tmp_path / "out.tfrecord.manifest.json").exists()
