@@ -271,7 +271,9 @@ class SentencePieceTokenizer:
         self.inv_vocab = {v: k for k, v in self.vocab.items()}
 
     def tokenize(self, text):
-        return self.processor.EncodeAsPieces(convert_to_unicode(text))
+        # Characters the model never saw come back as themselves; they are its unknown piece.
+        vocab, unknown = self.vocab, self.processor.IdToPiece(self.processor.unk_id())
+        return [p if p in vocab else unknown for p in self.processor.EncodeAsPieces(convert_to_unicode(text))]
 
     def convert_tokens_to_ids(self, tokens):
         return [self.vocab[token] for token in tokens]

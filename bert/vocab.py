@@ -1,0 +1,174 @@
+"""bert-vocab: learn a vocabulary from text.
+
+`--model_type=wordpiece` writes a BERT vocab.txt: `[PAD]` (id 0, which the reference's padding
+assumes), `[UNK]`, `[CLS]`, `[SEP]`, `[MASK]`, `--num_unused` `[unusedN]` slots, then the learned
+pieces. Text is first split by this package's own BasicTokenizer (the reference's rules), and the
+Hugging Face `tokenizers` WordPiece trainer learns the pieces from those words, so every piece is one
+that FullTokenizer can produce. Each learned character also gets its `##` continuation form, so a
+character seen only at word starts in training does not turn a whole later word into [UNK].
+
+`--model_type=sentencepiece` trains a SentencePiece model (`<output_file>` is the model file, a
+`.vocab` is written beside it) with `[PAD]`=0, `[UNK]`=1 and `[CLS]`, `[SEP]`, `[MASK]` as
+user-defined pieces, for `bert-create-data --spm_model_file`.
+
+    bert-vocab --input_file=corpus/*.txt --output_file=vocab.txt --vocab_size=30522
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+from absl import flags
+from tqdm import tqdm
+
+from bert import cli, fileio, tokenization
+from bert.errors import InputError
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("input_file", None, "Text to learn from (comma list or globs), e.g. bert-prepare-wiki output.")
+    flags.DEFINE_string(
+        "output_file", None, "The vocab.txt to write (wordpiece), or the .model file (sentencepiece)."
+    )
+    flags.DEFINE_enum("model_type", "wordpiece", ["wordpiece", "sentencepiece"], "What to learn.")
+    flags.DEFINE_integer("vocab_size", 30522, "Size of the vocabulary, special tokens and [unusedN] slots included.")
+    flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents first (for uncased models).")
+    flags.DEFINE_integer(
+        "num_unused", 100, "wordpiece: [unusedN] slots after the special tokens, for tokens added later."
+    )
+    flags.DEFINE_integer("min_frequency", 2, "wordpiece: minimum count of a pair to be merged into a piece.")
+    flags.DEFINE_integer("limit_alphabet", 1000, "wordpiece: at most this many distinct characters are kept.")
+    flags.DEFINE_enum(
+        "spm_model_type", "unigram", ["unigram", "bpe", "char", "word"], "sentencepiece: the model type."
+    )
+    flags.DEFINE_integer(
+        "spm_max_sentences", 10_000_000, "sentencepiece: sentences sampled for training (bounds memory)."
+    )
+
+
+def special_tokens(num_unused):
+    return [*tokenization.SPECIAL_TOKENS, *(f"[unused{i}]" for i in range(num_unused))]
+
+
+def iter_lines(input_files, desc):
+    """Non-blank lines of the input files, with a progress bar over bytes read."""
+    total = sum(os.path.getsize(p) for p in input_files)
+    with tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=None) as bar:
+        for path in input_files:
+            with open(path, "rb") as f:
+                for raw in f:
+                    bar.update(len(raw))
+                    line = raw.decode("utf-8", "ignore").strip()
+                    if line:
+                        yield line
+
+
+def learn_wordpiece(input_files, vocab_size, do_lower_case, num_unused, min_frequency, limit_alphabet):
+    """The vocabulary as a list of tokens, in id order."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    reserved = special_tokens(num_unused)
+    if vocab_size <= len(reserved):
+        raise InputError(f"--vocab_size ({vocab_size}) must exceed the {len(reserved)} special and unused tokens")
+    basic = tokenization.BasicTokenizer(do_lower_case=do_lower_case)
+    words = (" ".join(basic.tokenize(line)) for line in iter_lines(input_files, "reading"))
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        limit_alphabet=limit_alphabet,
+        special_tokens=reserved,
+        continuing_subword_prefix="##",
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(words, trainer=trainer)
+    learned = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]) if t not in reserved]
+    if not learned:
+        raise InputError(f"--input_file: no text to learn from in {', '.join(input_files)}")
+    characters = [t for t in learned if _is_character_piece(t)]
+    merges = [t for t in learned if not _is_character_piece(t)]
+    known = set(characters)
+    bare = {t.removeprefix("##") for t in characters}
+    # Completing the alphabet (every character in both forms) takes precedence over the rarest
+    # merges, which the trainer learned last.
+    alphabet = characters + [form for c in sorted(bare) for form in (c, f"##{c}") if form not in known]
+    room = vocab_size - len(reserved) - len(alphabet)
+    return reserved + alphabet + merges[: max(0, room)]
+
+
+def _is_character_piece(token):
+    return len(token) == 1 or (len(token) == 3 and token.startswith("##"))
+
+
+def learn_sentencepiece(input_files, output_file, vocab_size, do_lower_case, model_type, max_sentences):
+    import sentencepiece
+
+    directory = os.path.dirname(os.path.abspath(output_file))
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".spm-") as scratch:
+        prefix = os.path.join(scratch, "model")
+        try:
+            sentencepiece.SentencePieceTrainer.train(
+                sentence_iterator=iter_lines(input_files, "reading"),
+                model_prefix=prefix,
+                vocab_size=vocab_size,
+                model_type=model_type,
+                input_sentence_size=max_sentences,
+                shuffle_input_sentence=True,
+                normalization_rule_name="nmt_nfkc_cf" if do_lower_case else "nmt_nfkc",
+                pad_id=0,
+                pad_piece="[PAD]",
+                unk_id=1,
+                unk_piece="[UNK]",
+                bos_id=-1,
+                eos_id=-1,
+                user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"],
+                minloglevel=2,
+            )
+        except RuntimeError as e:
+            raise InputError(f"sentencepiece training failed: {str(e).splitlines()[-1]}") from None
+        vocab_file = os.path.splitext(output_file)[0] + ".vocab"
+        for source, target in ((prefix + ".model", output_file), (prefix + ".vocab", vocab_file)):
+            with open(source, "rb") as src, fileio.AtomicFile(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    return tokenization.SentencePieceTokenizer(output_file).processor.GetPieceSize()
+
+
+def main(argv):
+    del argv
+    input_files = fileio.expand_inputs(FLAGS.input_file)
+    fileio.check_writable_dir(os.path.dirname(FLAGS.output_file), "--output_file")
+    if FLAGS.vocab_size < 8:
+        raise InputError(f"--vocab_size must be at least 8, got {FLAGS.vocab_size}")
+    if FLAGS.num_unused < 0:
+        raise InputError(f"--num_unused must be 0 or more, got {FLAGS.num_unused}")
+    start = time.perf_counter()
+    if FLAGS.model_type == "wordpiece":
+        tokens = learn_wordpiece(
+            input_files, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.num_unused, FLAGS.min_frequency,
+            FLAGS.limit_alphabet,
+        )
+        with fileio.AtomicFile(FLAGS.output_file, "w") as f:
+            f.write("".join(f"{token}\n" for token in tokens))
+        size = len(tokens)
+    else:
+        size = learn_sentencepiece(
+            input_files, FLAGS.output_file, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.spm_model_type,
+            FLAGS.spm_max_sentences,
+        )
+    print(
+        f"bert-vocab: {FLAGS.model_type} vocabulary of {size} tokens -> {FLAGS.output_file} "
+        f"({time.perf_counter() - start:.1f}s)"
+    )
+
+
+def run():
+    define_flags()
+    cli.run_command(main, required=("input_file", "output_file"))
+
+
+if __name__ == "__main__":
+    run()

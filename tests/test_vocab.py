@@ -1,0 +1,101 @@
+"""bert-vocab: learned vocabularies work with FullTokenizer and bert-create-data unchanged."""
+
+import subprocess
+import sys
+
+import pytest
+
+from bert import tokenization
+from conftest import assert_clean_failure, run_cli, shared_file
+
+
+@pytest.fixture(scope="module")
+def wikitext_test_docs(tmp_path_factory):
+    source = shared_file("corpus", "wikitext2_test.raw.txt")
+    tool = shared_file("..", "tools", "wikitext_to_docs.py")
+    out = tmp_path_factory.mktemp("wt") / "test_docs.txt"
+    subprocess.run([sys.executable, str(tool), str(source), str(out)], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def learned_vocab(tmp_path_factory, wikitext_docs):
+    out = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    result = run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}", "--vocab_size=8000",
+                     "--num_unused=20")
+    assert result.returncode == 0, result.stderr
+    assert "8000 tokens" in result.stdout
+    return out
+
+
+def test_layout_of_a_learned_wordpiece_vocab(learned_vocab):
+    tokens = learned_vocab.read_text(encoding="utf-8").split("\n")[:-1]
+    assert len(tokens) == len(set(tokens)) == 8000
+    assert tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert tokens[5:25] == [f"[unused{i}]" for i in range(20)]
+    pieces = set(tokens[25:])
+    # every character has both its word-initial and its continuation form
+    for token in pieces:
+        if len(token) == 1:
+            assert f"##{token}" in pieces
+    assert all(t == t.lower() for t in pieces)  # learned lower-cased
+    assert "the" in pieces and "##s" in pieces
+
+
+def test_unknown_rate_on_unseen_text_is_under_one_percent(learned_vocab, wikitext_test_docs):
+    tokenizer = tokenization.FullTokenizer(str(learned_vocab), do_lower_case=True)
+    total = unknown = 0
+    for line in wikitext_test_docs.read_text(encoding="utf-8").splitlines():
+        tokens = tokenizer.tokenize(line)
+        total += len(tokens)
+        unknown += tokens.count("[UNK]")
+    assert total > 250_000
+    assert unknown / total < 0.01
+
+
+def test_learned_vocab_drives_create_data(tmp_path, learned_vocab, wikitext_docs):
+    out = tmp_path / "r.tfrecord"
+    result = run_cli("create_data", f"--input_file={wikitext_docs}", f"--vocab_file={learned_vocab}",
+                     "--dupe_factor=1", f"--output_file={out}")
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 100_000
+
+
+def test_cased_vocab_keeps_case(tmp_path, wikitext_docs):
+    out = tmp_path / "cased.txt"
+    result = run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}", "--vocab_size=3000",
+                     "--do_lower_case=False")
+    assert result.returncode == 0, result.stderr
+    tokens = set(out.read_text(encoding="utf-8").split("\n"))
+    assert "The" in tokens and "the" in tokens
+
+
+def test_sentencepiece_model_drives_create_data(tmp_path, wikitext_docs):
+    model = tmp_path / "spm.model"
+    result = run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={model}", "--vocab_size=4000",
+                     "--model_type=sentencepiece")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "spm.vocab").exists()
+    tokenizer = tokenization.SentencePieceTokenizer(model)
+    assert [tokenizer.vocab[t] for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 1, 2, 3, 4]
+    pieces = tokenizer.tokenize("The tower was built in 1889.")
+    assert pieces[0].startswith("\u2581") and "[UNK]" not in pieces
+    out = tmp_path / "r.tfrecord"
+    result = run_cli("create_data", f"--input_file={wikitext_docs}", f"--spm_model_file={model}", "--dupe_factor=1",
+                     "--do_whole_word_mask=True", f"--output_file={out}")
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 100_000
+
+
+def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    out = tmp_path / "v.txt"
+    assert_clean_failure(run_cli("vocab", f"--input_file={tmp_path}/nope.txt", f"--output_file={out}"), "nope.txt")
+    assert_clean_failure(run_cli("vocab", f"--input_file={empty}", f"--output_file={out}"), "--input_file")
+    assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}", "--vocab_size=50",
+                                 "--num_unused=100"), "--vocab_size")
+    assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}",
+                                 "--model_type=bpe"), "model_type")
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt"]
