@@ -1,0 +1,265 @@
+"""bert-prepare-wiki on real Wikipedia dumps: articles kept, markup gone, sane sentences, bad input."""
+
+import bz2
+import os
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_clean_failure, run_cli
+
+WIKI = Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki"
+ENWIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+TABLES = "enwiki-table-markup.xml.bz2"
+VIWIKI = "viwiki_sample/test.xml"
+
+# Lines of wikitext that are no prose: lists, headings, templates, tables, tags, images, categories.
+NOT_PROSE = ("*", "#", ":", ";", "=", "{", "}", "|", "!", "<", "__", "[[File:", "[[Category:", "[[Thể loại:")
+# Its wikitext is headings, {{Div col}} templates, one image and list items: nothing for wikiextractor
+# to keep (its JSON text is empty).
+ENWIKI_EMPTY = {"List of anthropologists"}
+# The Vietnamese main page: a layout of <div>s and templates.
+VIWIKI_EMPTY = {"Trang Chính"}
+RESIDUE = ("[[", "]]", "{{", "}}", "<ref", "|}", "{|")
+
+
+def dump(name):
+    path = WIKI / name
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} (tests read it from ../shared/data)")
+    return path
+
+
+def articles_in_dump(path):
+    """(title, wikitext) of each main-namespace page that is no redirect, parsed with ElementTree."""
+    out = []
+    opener = bz2.open if path.suffix == ".bz2" else open
+    with opener(path, "rb") as f:
+        try:
+            for _, element in ET.iterparse(f):
+                if not element.tag.endswith("}page"):
+                    continue
+                text = element.findtext("{*}revision/{*}text") or ""
+                redirect = element.find("{*}redirect") is not None or text.lstrip().upper().startswith("#REDIRECT")
+                if element.findtext("{*}ns") == "0" and not redirect:
+                    out.append((element.findtext("{*}title"), text))
+                element.clear()
+        except ET.ParseError:
+            # The viwiki sample is cut off before </mediawiki>; its pages all came before.
+            pass
+    return out
+
+
+def without_prose(articles):
+    return {
+        title
+        for title, text in articles
+        if not any(line.strip() and not line.strip().startswith(NOT_PROSE) for line in text.split("\n"))
+    }
+
+
+def prepare(input_path, output_dir, *flags):
+    result = run_cli("prepare_wiki", f"--input_file={input_path}", f"--output_dir={output_dir}", *flags)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def shards(output_dir):
+    return sorted(Path(output_dir).glob("wiki_*.txt"))
+
+
+def read_articles(output_dir):
+    """The articles of all shards in order, each a list of its lines; checks the file format on the way."""
+    articles = []
+    for path in shards(output_dir):
+        text = path.read_text(encoding="utf-8")
+        assert text and not text.startswith("\n") and text.endswith("\n") and not text.endswith("\n\n"), path
+        assert "\n\n\n" not in text, path
+        articles.extend(article.split("\n") for article in text[:-1].split("\n\n"))
+    return articles
+
+
+def all_lines(articles):
+    return [line for article in articles for line in article]
+
+
+@pytest.fixture(scope="module")
+def enwiki(tmp_path_factory):
+    out = tmp_path_factory.mktemp("enwiki")
+    result = prepare(dump(ENWIKI), out, "--num_workers=2", "--shard_size_mb=1")
+    return out, result, read_articles(out)
+
+
+def test_every_article_with_text_comes_out(enwiki):
+    out, result, articles = enwiki
+    expected = articles_in_dump(dump(ENWIKI))
+    assert len(expected) == 106  # 206 pages, 100 of them redirects
+    assert without_prose(expected) == ENWIKI_EMPTY
+    assert len(articles) == len(expected) - len(ENWIKI_EMPTY)
+    assert result.stdout.strip() == result.stdout.strip().splitlines()[0]
+    assert "106 articles in, 105 articles written" in result.stdout
+    assert f"{sum(map(len, articles))} sentences, 3 shard(s)" in result.stdout
+    assert articles[0][0].startswith("Anarchism is a political philosophy")
+    assert articles[-1][0].startswith("In mathematics and computer science, an algorithm")
+
+
+def test_shards_are_about_the_size_asked_for(enwiki):
+    out, _, _ = enwiki
+    sizes = [path.stat().st_size for path in shards(out)]
+    assert [path.name for path in shards(out)] == ["wiki_00000.txt", "wiki_00001.txt", "wiki_00002.txt"]
+    assert all(1 << 20 <= size < (1 << 20) + 100_000 for size in sizes[:-1]), sizes
+    assert not [name for name in os.listdir(out) if name.startswith(".")]
+
+
+def test_same_text_whatever_the_workers_and_shard_size(enwiki, tmp_path):
+    out, _, _ = enwiki
+    prepare(dump(ENWIKI), tmp_path, "--num_workers=1")
+    assert len(shards(tmp_path)) == 1
+    assert shards(tmp_path)[0].read_text(encoding="utf-8") == "\n".join(
+        path.read_text(encoding="utf-8") for path in shards(out)
+    )
+
+
+def test_no_markup_headings_or_lists_left(enwiki):
+    lines = all_lines(enwiki[2])
+    for residue in RESIDUE:
+        assert not [line for line in lines if residue in line], residue
+    assert not [line for line in lines if re.search(r"</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>", line)]
+    assert not [line for line in lines if line[0] in "*#;"]
+    # Section headings, and bold lines that serve as headings over lists ('''Notes''').
+    headings = set()
+    for _, text in articles_in_dump(dump(ENWIKI)):
+        headings.update(m.group(1) for m in re.finditer(r"^=+ *([\w ,]+?) *=+ *$", text, re.MULTILINE))
+        headings.update(m.group(1) for m in re.finditer(r"^'''([\w ,]+)''' *$", text, re.MULTILINE))
+    assert {"Etymology and terminology", "History", "See also", "External links", "Notes", "New Jersey"} <= headings
+    assert not [line for line in lines if line in headings or line.endswith(".") and line[:-1] in headings]
+    assert "Etymology and terminology." not in lines
+
+
+def test_sentences_are_clean_lines(enwiki):
+    lines = all_lines(enwiki[2])
+    assert all(len(line) >= 2 for line in lines)
+    assert all(line == " ".join(line.split()) for line in lines), "whitespace not normalised"
+    assert "&amp;" not in "\n".join(lines) and "&lt;" not in "\n".join(lines)
+    assert not [line for line in lines if re.fullmatch(r"(formula|codice)_\d+\W*", line)]
+
+
+def test_sentence_splits_are_sane(enwiki):
+    articles = enwiki[2]
+    lines = set(all_lines(articles))
+    # A known sentence of a known article is one line.
+    assert "Anarchism considers the state to be undesirable, unnecessary, and harmful." in articles[0]
+    # Abbreviations, initials and decimal numbers do not end a sentence.
+    for sentence in [
+        "St. Stephens, now abandoned, served as the territorial capital from 1817 to 1819.",
+        "R. S. P. Beekes has suggested a Pre-Greek origin of the name.",
+        "H. N. Abrams also published a wall calendar colouring book version for children the same year.",
+        "Phenomena such as civilization, technology (e.g. within anarcho-primitivism), and the democratic process "
+        "may be sharply criticised within some anarchist tendencies and simultaneously lauded in others.",
+        "The high point came in 1922 with the dedication of the Lincoln Memorial on the National Mall in "
+        "Washington, D.C.",
+        "Before the 1940s, the CNT was the major force in Spanish working class politics, attracting 1.58 million "
+        "members at one point and playing a major role in the Spanish Civil War.",
+    ]:
+        assert sentence in lines, sentence
+    assert any(line.startswith("Dr. Samuel Jutzi, director of FAO's animal production") for line in lines)
+    assert any(line.startswith('L. Susan Brown claims that "as anarchism is a political philosophy') for line in lines)
+    assert any(line.startswith("Alaska () is a U.S. state situated in the northwest extremity") for line in lines)
+    assert any("from c. AD 600 to c. 1100 except through the Latin translation" in line for line in lines)
+    assert not [line for line in lines if re.fullmatch(r"(?:[A-Z][a-z]{0,3}|\d+)\.", line)]
+    # A quoted "?" or "!" inside a sentence does not end it: no line starts with the sentence's rest.
+    assert '"What were you doing, and why?" asked the Guru.' in lines
+    assert any(line.startswith('These commandments are also distilled into the maxim "Four legs good, two legs bad!" '
+                               "which is primarily used by the sheep") for line in lines)
+    assert not [line for line in lines if line.startswith(("asked the Guru", "which is primarily used"))]
+
+
+def test_table_markup_leaves_no_residue(tmp_path):
+    path = dump(TABLES)
+    result = prepare(path, tmp_path, "--num_workers=2")
+    articles = read_articles(tmp_path)
+    # This export has no <siteinfo>: wikiextractor alone extracts nothing from it.
+    assert len(articles) == len(articles_in_dump(path)) == 5
+    assert "5 articles in, 5 articles written" in result.stdout
+    lines = all_lines(articles)
+    for residue in RESIDUE + ("|-", "cellpadding", "style=", "colspan", "rowspan", "wikitable", "align="):
+        assert not [line for line in lines if residue in line], residue
+    assert not [line for line in lines if line[0] in "|!"]
+    assert (
+        "Since 1949, only two constructive votes of no confidence have been attempted, and only one has been "
+        "successful." in lines
+    )
+
+
+def test_truncated_viwiki_dump_still_yields_its_articles(tmp_path):
+    path = dump(VIWIKI)
+    assert not path.read_text(encoding="utf-8").rstrip().endswith("</mediawiki>")
+    prepare(path, tmp_path, "--num_workers=2")
+    articles = read_articles(tmp_path)
+    expected = articles_in_dump(path)
+    assert without_prose(expected) == VIWIKI_EMPTY
+    titles = [title for title, _ in expected if title not in VIWIKI_EMPTY]
+    assert titles == ["Internet Society", "Tiếng Việt", "Ohio", "California", "Thụy Điển"]
+    assert len(articles) == len(titles)
+    for title, article in zip(titles, articles):
+        assert article[0].startswith(title), (title, article[0])
+    # The last page before the cut comes out whole, up to its last paragraph.
+    assert len(articles[-1]) > 100
+    reference = (path.parent / "text" / "AA" / "wiki_00").read_text(encoding="utf-8")
+    assert articles[-1][-1] in reference
+
+
+def test_min_article_chars_drops_short_articles(tmp_path):
+    result = prepare(dump(VIWIKI), tmp_path, "--num_workers=1", "--min_article_chars=1000")
+    articles = read_articles(tmp_path)
+    assert [article[0].split()[0] for article in articles] == ["Tiếng", "Ohio", "California", "Thụy"]
+    assert "6 articles in, 4 articles written" in result.stdout
+
+
+def test_missing_input_file(tmp_path):
+    missing = tmp_path / "enwiki-missing.xml.bz2"
+    result = run_cli("prepare_wiki", f"--input_file={missing}", f"--output_dir={tmp_path / 'out'}")
+    assert_clean_failure(result, "--input_file", str(missing))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name, content", [("notes.xml", b"just some text\n"), ("notes.xml.bz2", b"not bzip2\n")])
+def test_input_that_is_no_dump(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    out = tmp_path / "out"
+    result = run_cli("prepare_wiki", f"--input_file={path}", f"--output_dir={out}")
+    assert_clean_failure(result, "--input_file", str(path))
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_dump_without_articles(tmp_path):
+    path = tmp_path / "empty.xml"
+    path.write_text("<mediawiki>\n</mediawiki>\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = run_cli("prepare_wiki", f"--input_file={path}", f"--output_dir={out}", "--num_workers=1")
+    assert_clean_failure(result, "no article with text", str(path))
+    assert not out.exists()
+
+
+def test_output_dir_that_is_a_file(tmp_path):
+    out = tmp_path / "taken"
+    out.write_text("x", encoding="utf-8")
+    result = run_cli("prepare_wiki", f"--input_file={dump(VIWIKI)}", f"--output_dir={out}")
+    assert_clean_failure(result, "--output_dir", str(out))
+    assert out.read_text(encoding="utf-8") == "x"
+
+
+def test_existing_shards_are_refused_then_replaced_with_overwrite(tmp_path):
+    old = {"wiki_00000.txt": "Old first.\n", "wiki_00007.txt": "Old eighth.\n", "notes.md": "mine\n"}
+    for name, text in old.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    result = run_cli("prepare_wiki", f"--input_file={dump(VIWIKI)}", f"--output_dir={tmp_path}")
+    assert_clean_failure(result, "--output_dir", "--overwrite")
+    assert {p.name: p.read_text(encoding="utf-8") for p in tmp_path.iterdir()} == old
+
+    prepare(dump(VIWIKI), tmp_path, "--overwrite", "--num_workers=1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.md", "wiki_00000.txt"]
+    assert read_articles(tmp_path)[0][0].startswith("Internet Society")
