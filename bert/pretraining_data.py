@@ -59,13 +59,11 @@ class InputStats:
         self.lines = 0
         self.documents = 0
         self.invalid_bytes = 0
-        self.bytes = 0
 
     def add(self, other):
         self.lines += other.lines
         self.documents += other.documents
         self.invalid_bytes += other.invalid_bytes
-        self.bytes += other.bytes
 
 
 def documents_from_lines(raw_lines, tokenizer, stats, documents=None):
@@ -82,7 +80,6 @@ def documents_from_lines(raw_lines, tokenizer, stats, documents=None):
     tokenize = tokenizer.tokenize
     for raw in raw_lines:
         stats.lines += 1
-        stats.bytes += len(raw)
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -174,10 +174,3 @@ def write_manifest(path, manifest):
         json.dump(body, f, indent=2, sort_keys=True)
         f.write("\n")
 
-
-def read_manifest(path):
-    with open(path, encoding="utf-8") as f:
-        manifest = json.load(f)
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path}: not a {MANIFEST_FORMAT} manifest")
-    return manifest

@@ -29,14 +29,23 @@ def cased_vocab():
     return shared_file("vocab", "cased_vocab.txt")
 
 
-@pytest.fixture(scope="session")
-def wikitext_docs(tmp_path_factory):
-    """WikiText-2 valid as pre-training input (one sentence a line), made by the shared tool."""
-    source = shared_file("corpus", "wikitext2_valid.raw.txt")
+def wikitext_as_docs(split, tmp_path_factory):
+    """A WikiText-2 split as pre-training input (one sentence a line), made by the shared tool."""
+    source = shared_file("corpus", f"wikitext2_{split}.raw.txt")
     tool = shared_file("..", "tools", "wikitext_to_docs.py")
-    out = tmp_path_factory.mktemp("wikitext") / "valid_docs.txt"
+    out = tmp_path_factory.mktemp("wikitext") / f"{split}_docs.txt"
     subprocess.run([sys.executable, str(tool), str(source), str(out)], check=True, capture_output=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def wikitext_docs(tmp_path_factory):
+    return wikitext_as_docs("valid", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def wikitext_test_docs(tmp_path_factory):
+    return wikitext_as_docs("test", tmp_path_factory)
 
 
 def run_cli(module, *args, cwd=None):

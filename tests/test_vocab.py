@@ -1,21 +1,9 @@
 """bert-vocab: learned vocabularies work with FullTokenizer and bert-create-data unchanged."""
 
-import subprocess
-import sys
-
 import pytest
 
 from bert import tokenization
-from conftest import assert_clean_failure, run_cli, shared_file
-
-
-@pytest.fixture(scope="module")
-def wikitext_test_docs(tmp_path_factory):
-    source = shared_file("corpus", "wikitext2_test.raw.txt")
-    tool = shared_file("..", "tools", "wikitext_to_docs.py")
-    out = tmp_path_factory.mktemp("wt") / "test_docs.txt"
-    subprocess.run([sys.executable, str(tool), str(source), str(out)], check=True, capture_output=True)
-    return out
+from conftest import assert_clean_failure, run_cli
 
 
 @pytest.fixture(scope="module")
