@@ -15,7 +15,11 @@ from bert.errors import InputError
 FLAGS = flags.FLAGS
 
 def _program():
-    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "bert"
+    """The command's name, also when it runs as `python -m bert.<module>`."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "bert"
+    if name.endswith(".py"):
+        name = "bert-" + name[:-3].replace("_", "-")
+    return name
 
 
 def fail(message, status=1):

@@ -187,7 +187,7 @@ def main(argv):
                 FLAGS.num_workers,
                 FLAGS.block_size_kb * 1024,
                 FLAGS.shuffle_buffer_size,
-                sink.write,
+                sink.write_framed,
                 progress,
             )
     except BaseException:

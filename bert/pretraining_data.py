@@ -359,7 +359,9 @@ def _process_block(block_index, data):
     rng = random.Random(block_seed(_worker["random_seed"], block_index))
     rng.shuffle(documents)
     maker, options = _worker["maker"], _worker["options"]
-    return maker.records_for_documents(documents, options.dupe_factor, _worker["encoder"], rng), stats
+    block_records = maker.records_for_documents(documents, options.dupe_factor, _worker["encoder"], rng)
+    # Framed here, in parallel, so the parent only shuffles and writes.
+    return [records.frame_record(r) for r in block_records], stats
 
 
 class ShuffleBuffer:
@@ -387,7 +389,10 @@ class ShuffleBuffer:
 
 def create_scale_records(input_files, make_tokenizer, options, random_seed, num_workers, block_size, buffer_size, write,
                          progress=None):
-    """Scale mode: calls `write(record)` for every record; returns (InputStats, number of records)."""
+    """Scale mode: calls `write(framed_record)` for every record (TFRecord-framed bytes).
+
+    Returns (InputStats, number of records).
+    """
     SpecialIds(make_tokenizer())  # a vocabulary without the special tokens fails here, before any worker
     stats = InputStats()
     buffer = ShuffleBuffer(buffer_size, random.Random(random_seed))

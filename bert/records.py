@@ -129,8 +129,12 @@ class RecordSink:
             raise
 
     def write(self, record):
+        self.write_framed(frame_record(record))
+
+    def write_framed(self, framed_record):
+        """Writes a record already passed through `frame_record` (e.g. by a worker process)."""
         index = self._next
-        self._files[index].write(frame_record(record))
+        self._files[index].write(framed_record)
         self.counts[index] += 1
         self._next = (index + 1) % len(self._files)
 
