@@ -393,7 +393,6 @@ def create_scale_records(input_files, make_tokenizer, options, random_seed, num_
 
     Returns (InputStats, number of records).
     """
-    SpecialIds(make_tokenizer())  # a vocabulary without the special tokens fails here, before any worker
     stats = InputStats()
     buffer = ShuffleBuffer(buffer_size, random.Random(random_seed))
     written = 0

@@ -150,6 +150,20 @@ def _split_on_punctuation(text):
     return pieces
 
 
+def _tokenize_cached(text, cache, tokenize_word):
+    """Cleans `text`, splits it on whitespace, and maps each word through a cached `tokenize_word`."""
+    tokens = []
+    for word in whitespace_tokenize(_clean_and_space_cjk(convert_to_unicode(text))):
+        pieces = cache.get(word)
+        if pieces is None:
+            pieces = tokenize_word(word)
+            if len(cache) >= WORD_CACHE_LIMIT:
+                cache.clear()
+            cache[word] = pieces
+        tokens.extend(pieces)
+    return tokens
+
+
 class BasicTokenizer:
     """Cleans text, splits on whitespace and punctuation, optionally lower-cases and strips accents."""
 
@@ -158,17 +172,7 @@ class BasicTokenizer:
         self._cache = {}
 
     def tokenize(self, text):
-        tokens = []
-        cache = self._cache
-        for word in whitespace_tokenize(_clean_and_space_cjk(convert_to_unicode(text))):
-            pieces = cache.get(word)
-            if pieces is None:
-                pieces = self._tokenize_word(word)
-                if len(cache) >= WORD_CACHE_LIMIT:
-                    cache.clear()
-                cache[word] = pieces
-            tokens.extend(pieces)
-        return tokens
+        return _tokenize_cached(text, self._cache, self._tokenize_word)
 
     def _tokenize_word(self, word):
         if self.do_lower_case:
@@ -222,17 +226,7 @@ class FullTokenizer:
         self._cache = {}
 
     def tokenize(self, text):
-        tokens = []
-        cache = self._cache
-        for word in whitespace_tokenize(_clean_and_space_cjk(convert_to_unicode(text))):
-            pieces = cache.get(word)
-            if pieces is None:
-                pieces = self._tokenize_word(word)
-                if len(cache) >= WORD_CACHE_LIMIT:
-                    cache.clear()
-                cache[word] = pieces
-            tokens.extend(pieces)
-        return tokens
+        return _tokenize_cached(text, self._cache, self._tokenize_word)
 
     def _tokenize_word(self, word):
         pieces = []
