@@ -71,3 +71,42 @@ def define_tokenizer_flags():
         "A SentencePiece model to tokenize with instead of --vocab_file (e.g. from bert-vocab).",
     )
 
+
+
+def define_model_flags(init_checkpoint_help="A checkpoint to initialise from (a released bert_model.ckpt or ours)."):
+    """The flags that name a model: its config and the checkpoint it starts from."""
+    flags.DEFINE_string(
+        "bert_config_file",
+        None,
+        "The model's bert_config.json: a path, a config name under configs/models, or tiny/mini/small/medium/base/large.",
+    )
+    flags.DEFINE_string("init_checkpoint", None, init_checkpoint_help)
+
+
+_TPU_FLAGS = {
+    "use_tpu": False,
+    "tpu_name": None,
+    "tpu_zone": None,
+    "gcp_project": None,
+    "master": None,
+    "num_tpu_cores": 8,
+    "iterations_per_loop": 1000,
+    "use_one_hot_embeddings": False,
+}
+
+
+def define_tpu_flags():
+    """The reference's TPU flags, accepted so that its scripts run unchanged, and ignored."""
+    for name, default in _TPU_FLAGS.items():
+        if isinstance(default, bool):
+            flags.DEFINE_bool(name, default, "Accepted for compatibility with the reference and ignored.")
+        elif isinstance(default, int):
+            flags.DEFINE_integer(name, default, "Accepted for compatibility with the reference and ignored.")
+        else:
+            flags.DEFINE_string(name, default, "Accepted for compatibility with the reference and ignored.")
+
+
+def warn_ignored_tpu_flags():
+    given = [name for name in _TPU_FLAGS if FLAGS[name].present]
+    if given:
+        print(f"{_program()}: warning: ignoring TPU flag(s) {', '.join('--' + n for n in given)}", file=sys.stderr)

@@ -1,0 +1,135 @@
+"""Reading and writing checkpoints in the reference's TF1 variable names.
+
+Two kinds of checkpoint are read by `--init_checkpoint`:
+- name-based ones, as Google's released `bert_model.ckpt` and our own exports are: the keys are the
+  TF1 names themselves (`bert/encoder/layer_0/attention/self/query/kernel`, [in, out] kernels);
+- our training checkpoints (`OUTPUT_DIR/ckpt-N`, object-based, from `tf.train.Checkpoint`), whose keys
+  hold the same names escaped inside an object path; they are mapped back to the TF1 names.
+
+Loading checks every variable the model needs: a missing one or one of the wrong shape is an error that
+names it; checkpoint variables the model does not use (optimizer slots, `global_step`, another head)
+are returned for the caller to report.
+"""
+
+import os
+
+import numpy as np
+from bert.tf import tf
+
+from bert.errors import InputError
+from bert.fileio import AtomicFile
+
+_OBJECT_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def resolve_checkpoint(path, flag="--init_checkpoint"):
+    """The checkpoint prefix named by `path`: a prefix, its `.index` file, or a directory holding one."""
+    text = os.fspath(path)
+    if os.path.isdir(text):
+        latest = tf.train.latest_checkpoint(text)
+        if latest is None:
+            candidates = sorted(name[: -len(".index")] for name in os.listdir(text) if name.endswith(".index"))
+            if len(candidates) != 1:
+                raise InputError(f"{flag}: no checkpoint found in directory {text}")
+            latest = os.path.join(text, candidates[0])
+        return latest
+    if text.endswith(".index"):
+        text = text[: -len(".index")]
+    if not os.path.isfile(text + ".index"):
+        raise InputError(f"{flag}: checkpoint not found: {text} (expected {text}.index and its data files)")
+    return text
+
+
+def _unescape(component):
+    """Inverts tf.train.Checkpoint's escaping of a dictionary key ('/' -> '.S', '.' -> '..')."""
+    out, i = [], 0
+    while i < len(component):
+        if component[i] == "." and i + 1 < len(component):
+            out.append("/" if component[i + 1] == "S" else component[i + 1])
+            i += 2
+        else:
+            out.append(component[i])
+            i += 1
+    return "".join(out)
+
+
+class CheckpointReader:
+    """The tensors of a checkpoint under TF1 names, whichever kind of checkpoint it is."""
+
+    def __init__(self, path, flag="--init_checkpoint"):
+        self.prefix = resolve_checkpoint(path, flag)
+        self.flag = flag
+        try:
+            self._reader = tf.train.load_checkpoint(self.prefix)
+            shapes = self._reader.get_variable_to_shape_map()
+        except (tf.errors.OpError, ValueError) as e:
+            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(f"{flag}: cannot read checkpoint {self.prefix}: {message}") from None
+        self._keys = {}
+        for key, shape in shapes.items():
+            if key == "_CHECKPOINTABLE_OBJECT_GRAPH":
+                continue
+            name = key
+            if key.endswith(_OBJECT_SUFFIX):
+                name = _unescape(key[: -len(_OBJECT_SUFFIX)].rsplit("/", 1)[-1])
+            self._keys[name] = (key, list(shape))
+
+    def names(self):
+        return sorted(self._keys)
+
+    def shape(self, name):
+        return self._keys[name][1]
+
+    def __contains__(self, name):
+        return name in self._keys
+
+    def tensor(self, name):
+        return self._reader.get_tensor(self._keys[name][0])
+
+
+def load_weights(variables_by_name, path, flag="--init_checkpoint"):
+    """Assigns every variable in `variables_by_name` from the checkpoint at `path`.
+
+    All variables are checked before any is assigned, so a bad checkpoint leaves the model as it was.
+    Returns the sorted names of checkpoint variables that were not used.
+    """
+    reader = CheckpointReader(path, flag)
+    values = {}
+    for name, variable in variables_by_name.items():
+        if name not in reader:
+            raise InputError(
+                f"{flag}: checkpoint {reader.prefix} has no variable '{name}' "
+                f"(it has {len(reader.names())} variables; is it a BERT checkpoint of this model?)"
+            )
+        expected = variable.shape.as_list()
+        if reader.shape(name) != expected:
+            raise InputError(
+                f"{flag}: variable '{name}' in {reader.prefix} has shape {reader.shape(name)}, the model "
+                f"config needs {expected} (does --bert_config_file match the checkpoint?)"
+            )
+        values[name] = reader.tensor(name)
+    for name, variable in variables_by_name.items():
+        variable.assign(values[name].astype(np.float32))
+    return sorted(set(reader.names()) - set(variables_by_name))
+
+
+def export_checkpoint(variables_by_name, prefix, config=None, extra=None):
+    """Writes a name-based checkpoint at `prefix` (`.index` + `.data-00000-of-00001`), as released ones are.
+
+    `extra` maps more names to tensors (e.g. `global_step`). With `config`, `bert_config.json` is
+    written beside it. The files appear under their final names only when complete.
+    """
+    directory = os.path.dirname(os.path.abspath(prefix))
+    base = os.path.basename(prefix)
+    staging = os.path.join(directory, f".{base}.tmp-{os.getpid()}")
+    names = list(variables_by_name)
+    tensors = [tf.convert_to_tensor(variables_by_name[name]) for name in names]
+    for name, value in (extra or {}).items():
+        names.append(name)
+        tensors.append(tf.convert_to_tensor(value))
+    tf.raw_ops.SaveV2(prefix=staging, tensor_names=names, shape_and_slices=[""] * len(names), tensors=tensors)
+    os.replace(f"{staging}.data-00000-of-00001", f"{prefix}.data-00000-of-00001")
+    os.replace(f"{staging}.index", f"{prefix}.index")
+    if config is not None:
+        with AtomicFile(os.path.join(directory, "bert_config.json")) as f:
+            f.write(config.to_json_string())

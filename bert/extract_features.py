@@ -1,0 +1,144 @@
+"""bert-extract-features: the encoder's activations for lines of text, as JSON lines (SPEC §8).
+
+    bert-extract-features --input_file=sentences.txt --output_file=features.jsonl \\
+        --vocab_file=uncased_L-12_H-768_A-12/vocab.txt \\
+        --bert_config_file=uncased_L-12_H-768_A-12/bert_config.json \\
+        --init_checkpoint=uncased_L-12_H-768_A-12/bert_model.ckpt --layers=-1,-2,-3,-4
+
+One input line is one example; `first ||| second` is a sentence pair. Each output line is
+`{"linex_index": i, "features": [{"token": t, "layers": [{"index": -1, "values": [...]}, ...]}, ...]}`,
+the reference's schema (its key spelling included), one entry per token of `[CLS] ... [SEP]`, values
+rounded to 6 decimals.
+"""
+
+import json
+import re
+import time
+
+import numpy as np
+from bert.tf import tf
+from absl import flags
+from tqdm import tqdm
+
+from bert import checkpoints, cli, config as bert_config, features, fileio, modeling, tokenization
+from bert.errors import InputError
+
+FLAGS = flags.FLAGS
+_PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
+
+
+def define_flags():
+    flags.DEFINE_string("input_file", None, "Text, one example a line; 'a ||| b' is a sentence pair.")
+    flags.DEFINE_string("output_file", None, "The JSON-lines file to write.")
+    flags.DEFINE_string("layers", "-1,-2,-3,-4", "Encoder layers to output, comma-separated; -1 is the last.")
+    cli.define_model_flags("The checkpoint to read the weights from (required).")
+    cli.define_tokenizer_flags()
+    flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length after WordPiece, [CLS]/[SEP] included.")
+    flags.DEFINE_integer("batch_size", 32, "Examples per forward pass.")
+    cli.define_tpu_flags()
+
+
+def parse_layers(text, num_layers):
+    """The --layers value as a list of ints, each a valid index into the model's layers."""
+    try:
+        layers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--layers: expected comma-separated integers, got '{text}'") from None
+    if not layers:
+        raise InputError("--layers: no layer given")
+    for layer in layers:
+        if not -num_layers <= layer < num_layers:
+            raise InputError(f"--layers: layer {layer} does not exist in a model of {num_layers} layers")
+    return layers
+
+
+def read_examples(path):
+    """(text_a, text_b or None) per line of `path`, decoded as the reference does (invalid UTF-8 dropped)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    examples = []
+    for line in data.decode("utf-8", errors="ignore").splitlines():
+        line = line.strip()
+        match = _PAIR.match(line)
+        examples.append((match.group(1), match.group(2)) if match else (line, None))
+    return examples
+
+
+def load_encoder(config_flag_value, checkpoint, vocab_size, max_seq_length):
+    """The encoder of the config named by --bert_config_file with the checkpoint's weights."""
+    config = bert_config.load_config(config_flag_value)
+    bert_config.check_vocab(config, vocab_size, FLAGS.vocab_file)
+    bert_config.check_seq_length(config, max_seq_length)
+    encoder = modeling.BertModel(config)
+    checkpoints.load_weights(encoder.weights, checkpoint)
+    return config, encoder
+
+
+def format_example(index, tokens, layer_values, layers):
+    """One output line: `layer_values[j]` is [S, H] for `layers[j]`; only the real tokens are written."""
+    token_entries = []
+    for position, token in enumerate(tokens):
+        token_entries.append({
+            "token": token,
+            "layers": [
+                {"index": layer, "values": [round(float(x), 6) for x in values[position]]}
+                for layer, values in zip(layers, layer_values)
+            ],
+        })
+    return json.dumps({"linex_index": index, "features": token_entries}) + "\n"
+
+
+def main(argv):
+    cli.warn_ignored_tpu_flags()
+    if FLAGS.max_seq_length < 3:
+        raise InputError(f"--max_seq_length must be at least 3, got {FLAGS.max_seq_length}")
+    if FLAGS.batch_size < 1:
+        raise InputError(f"--batch_size must be at least 1, got {FLAGS.batch_size}")
+    (input_path,) = fileio.expand_inputs(FLAGS.input_file)
+    tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+    config, encoder = load_encoder(FLAGS.bert_config_file, FLAGS.init_checkpoint, len(tokenizer.vocab), FLAGS.max_seq_length)
+    layers = parse_layers(FLAGS.layers, config.num_hidden_layers)
+    examples = read_examples(input_path)
+
+    seq = FLAGS.max_seq_length
+    spec = tf.TensorSpec([None, seq], tf.int32)
+
+    @tf.function(input_signature=[spec, spec, spec])
+    def forward(input_ids, input_mask, segment_ids):
+        all_layers, _ = encoder(input_ids, input_mask, segment_ids, modeling.Context())
+        return [all_layers[layer] for layer in layers]
+
+    start = time.time()
+    with fileio.AtomicFile(FLAGS.output_file) as out:
+        for begin in tqdm(range(0, len(examples), FLAGS.batch_size), desc="extract", unit="batch", disable=None):
+            batch = [
+                features.encode_pair(
+                    tokenizer,
+                    tokenizer.tokenize(a),
+                    tokenizer.tokenize(b) if b is not None else None,
+                    seq,
+                )
+                for a, b in examples[begin : begin + FLAGS.batch_size]
+            ]
+            outputs = forward(
+                np.stack([f.input_ids for f in batch]),
+                np.stack([f.input_mask for f in batch]),
+                np.stack([f.segment_ids for f in batch]),
+            )
+            outputs = [o.numpy() for o in outputs]
+            for row, feature in enumerate(batch):
+                out.write(format_example(begin + row, feature.tokens, [o[row] for o in outputs], layers))
+    elapsed = time.time() - start
+    print(
+        f"bert-extract-features: {len(examples)} examples, layers {','.join(map(str, layers))} -> "
+        f"{FLAGS.output_file} ({elapsed:.1f}s)"
+    )
+
+
+def run():
+    define_flags()
+    cli.run_command(main, required=("input_file", "output_file", "vocab_file", "bert_config_file", "init_checkpoint"))
+
+
+if __name__ == "__main__":
+    run()

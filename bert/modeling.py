@@ -1,0 +1,223 @@
+"""The BERT encoder and its pre-training heads, in plain TensorFlow 2, exactly as the reference computes them.
+
+Every weight is a `tf.Variable` registered under the reference's TF1 checkpoint name
+(`bert/encoder/layer_3/attention/self/query/kernel`), kernels laid out [in, out], so loading a
+released `bert_model.ckpt` or exporting one is a dictionary lookup (see `bert/checkpoints.py`).
+
+Numerics follow the reference: post-LayerNorm layers, LayerNorm epsilon 1e-12, -10000 added to the
+attention scores of padded keys, "gelu" as the tanh approximation, the masked-LM logits computed only
+at the masked positions against the tied word-embedding matrix. Weights stay float32; with a
+`compute_dtype` of float16 or bfloat16 they are cast at use, while LayerNorm, softmax and the losses
+run in float32.
+
+Dropout is stateless: every call takes a `seed` (two int32s) and each dropout site folds its own index
+into it, so a step's randomness depends only on the run's seed and the step, never on how many steps
+this process has run. That is what lets a killed run resume bit for bit.
+"""
+
+import hashlib
+import math
+
+from bert.tf import tf
+
+LAYER_NORM_EPSILON = 1e-12
+MASK_ADDER = -10000.0
+
+
+def activation(name):
+    """The function for a config's `hidden_act`."""
+    return {
+        "gelu": lambda x: tf.nn.gelu(x, approximate=True),
+        "gelu_exact": lambda x: tf.nn.gelu(x, approximate=False),
+        "relu": tf.nn.relu,
+        "tanh": tf.tanh,
+    }[name]
+
+
+def _name_seed(seed, name):
+    """A stateless-RNG seed for one variable: its initial value depends on the run seed and its name only."""
+    digest = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little") & 0x7FFFFFFF
+    return tf.constant([seed & 0x7FFFFFFF, digest], tf.int32)
+
+
+class NamedWeights(tf.Module):
+    """A module whose variables are kept in creation order under their reference checkpoint names."""
+
+    def __init__(self, seed, initializer_range):
+        super().__init__()
+        self.weights = {}
+        self._seed = seed
+        self._initializer_range = initializer_range
+
+    def _variable(self, name, initial):
+        variable = tf.Variable(initial, name=name.replace("/", "_"), dtype=tf.float32)
+        self.weights[name] = variable
+        return variable
+
+    def normal(self, name, shape):
+        """A weight drawn like the reference's: truncated normal (2 stddevs), stddev initializer_range."""
+        initial = tf.random.stateless_truncated_normal(
+            shape, seed=_name_seed(self._seed, name), stddev=self._initializer_range
+        )
+        return self._variable(name, initial)
+
+    def zeros(self, name, shape):
+        return self._variable(name, tf.zeros(shape))
+
+    def ones(self, name, shape):
+        return self._variable(name, tf.ones(shape))
+
+    def dense(self, name, fan_in, fan_out):
+        return self.normal(f"{name}/kernel", [fan_in, fan_out]), self.zeros(f"{name}/bias", [fan_out])
+
+    def layer_norm(self, name, size):
+        return self.ones(f"{name}/gamma", [size]), self.zeros(f"{name}/beta", [size])
+
+
+class Context:
+    """What one forward pass needs besides the inputs: training or not, the dtype, the dropout seed."""
+
+    def __init__(self, compute_dtype=tf.float32, training=False, seed=None):
+        self.dtype = compute_dtype
+        self.training = training
+        self._seed = seed
+        self._site = 0
+
+    def dropout(self, x, rate):
+        if not self.training or rate == 0.0:
+            return x
+        self._site += 1
+        site_seed = tf.random.experimental.stateless_fold_in(self._seed, self._site)
+        return tf.nn.experimental.stateless_dropout(x, rate, seed=site_seed)
+
+    def dense(self, x, weights, act=None):
+        kernel, bias = weights
+        y = tf.matmul(x, tf.cast(kernel, self.dtype)) + tf.cast(bias, self.dtype)
+        return act(y) if act is not None else y
+
+    def layer_norm(self, x, weights):
+        gamma, beta = weights
+        x32 = tf.cast(x, tf.float32)
+        mean, variance = tf.nn.moments(x32, axes=[-1], keepdims=True)
+        y = (x32 - mean) * tf.math.rsqrt(variance + LAYER_NORM_EPSILON) * gamma + beta
+        return tf.cast(y, self.dtype)
+
+
+class BertModel(NamedWeights):
+    """The encoder: embeddings, `num_hidden_layers` Transformer layers, and the pooler."""
+
+    def __init__(self, config, seed=0):
+        super().__init__(seed, config.initializer_range)
+        self.config = config
+        h, i = config.hidden_size, config.intermediate_size
+        self.word_embeddings = self.normal("bert/embeddings/word_embeddings", [config.vocab_size, h])
+        self.token_type_embeddings = self.normal("bert/embeddings/token_type_embeddings", [config.type_vocab_size, h])
+        self.position_embeddings = self.normal("bert/embeddings/position_embeddings", [config.max_position_embeddings, h])
+        self.embeddings_norm = self.layer_norm("bert/embeddings/LayerNorm", h)
+        self.layers = []
+        for n in range(config.num_hidden_layers):
+            prefix = f"bert/encoder/layer_{n}"
+            self.layers.append({
+                "query": self.dense(f"{prefix}/attention/self/query", h, h),
+                "key": self.dense(f"{prefix}/attention/self/key", h, h),
+                "value": self.dense(f"{prefix}/attention/self/value", h, h),
+                "attention_output": self.dense(f"{prefix}/attention/output/dense", h, h),
+                "attention_norm": self.layer_norm(f"{prefix}/attention/output/LayerNorm", h),
+                "intermediate": self.dense(f"{prefix}/intermediate/dense", h, i),
+                "output": self.dense(f"{prefix}/output/dense", i, h),
+                "output_norm": self.layer_norm(f"{prefix}/output/LayerNorm", h),
+            })
+        self.pooler = self.dense("bert/pooler/dense", h, h)
+
+    def __call__(self, input_ids, input_mask, token_type_ids, ctx):
+        """Returns (the output of every layer [B, S, H] each, the pooled first token [B, H])."""
+        config = self.config
+        batch, seq = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
+        h = config.hidden_size
+        heads = config.num_attention_heads
+        head_size = h // heads
+        act = activation(config.hidden_act)
+
+        embeddings = (
+            tf.gather(self.word_embeddings, input_ids)
+            + tf.gather(self.token_type_embeddings, token_type_ids)
+            + self.position_embeddings[:seq][tf.newaxis]
+        )
+        x = ctx.dropout(ctx.layer_norm(tf.cast(embeddings, ctx.dtype), self.embeddings_norm), config.hidden_dropout_prob)
+        x = tf.reshape(x, [-1, h])
+
+        mask_adder = (1.0 - tf.cast(input_mask[:, tf.newaxis, tf.newaxis, :], tf.float32)) * MASK_ADDER
+        scale = 1.0 / math.sqrt(head_size)
+
+        def split_heads(t):
+            return tf.transpose(tf.reshape(t, [batch, seq, heads, head_size]), [0, 2, 1, 3])
+
+        all_layers = []
+        for weights in self.layers:
+            q = split_heads(ctx.dense(x, weights["query"]))
+            k = split_heads(ctx.dense(x, weights["key"]))
+            v = split_heads(ctx.dense(x, weights["value"]))
+            scores = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) * scale + mask_adder
+            probs = ctx.dropout(tf.cast(tf.nn.softmax(scores), ctx.dtype), config.attention_probs_dropout_prob)
+            context = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [-1, h])
+            attention = ctx.dropout(ctx.dense(context, weights["attention_output"]), config.hidden_dropout_prob)
+            x = ctx.layer_norm(attention + x, weights["attention_norm"])
+            intermediate = ctx.dense(x, weights["intermediate"], act)
+            output = ctx.dropout(ctx.dense(intermediate, weights["output"]), config.hidden_dropout_prob)
+            x = ctx.layer_norm(output + x, weights["output_norm"])
+            all_layers.append(tf.reshape(x, [batch, seq, h]))
+
+        pooled = ctx.dense(all_layers[-1][:, 0], self.pooler, tf.tanh)
+        return all_layers, pooled
+
+
+class BertPretrainer(NamedWeights):
+    """The encoder with the masked-LM and next-sentence heads, and their losses."""
+
+    def __init__(self, config, seed=0):
+        super().__init__(seed, config.initializer_range)
+        self.config = config
+        self.bert = BertModel(config, seed)
+        h = config.hidden_size
+        self.transform = self.dense("cls/predictions/transform/dense", h, h)
+        self.transform_norm = self.layer_norm("cls/predictions/transform/LayerNorm", h)
+        self.mlm_bias = self.zeros("cls/predictions/output_bias", [config.vocab_size])
+        self.nsp_weights = self.normal("cls/seq_relationship/output_weights", [2, h])
+        self.nsp_bias = self.zeros("cls/seq_relationship/output_bias", [2])
+
+    @property
+    def variables_by_name(self):
+        """Every weight, encoder first, under its reference checkpoint name."""
+        return {**self.bert.weights, **self.weights}
+
+    def __call__(self, features, ctx):
+        """Per-example outputs of both heads for a batch of pre-training features.
+
+        Returns a dict: mlm_loss [B, P] (negative log-likelihood at each masked position), mlm_correct
+        [B, P] (1.0 where the argmax is the label), nsp_loss [B], nsp_correct [B]. The caller weights and
+        reduces them, which lets accumulation and data parallelism reduce over the whole global batch.
+        """
+        all_layers, pooled = self.bert(features["input_ids"], features["input_mask"], features["segment_ids"], ctx)
+        sequence = all_layers[-1]
+        act = activation(self.config.hidden_act)
+
+        masked = tf.gather(sequence, features["masked_lm_positions"], batch_dims=1)
+        masked = tf.reshape(masked, [-1, self.config.hidden_size])
+        transformed = ctx.layer_norm(ctx.dense(masked, self.transform, act), self.transform_norm)
+        logits = tf.matmul(transformed, tf.cast(self.bert.word_embeddings, ctx.dtype), transpose_b=True)
+        logits = tf.cast(logits, tf.float32) + self.mlm_bias
+        labels = tf.reshape(features["masked_lm_ids"], [-1])
+        mlm_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        mlm_correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        positions_shape = tf.shape(features["masked_lm_positions"])
+
+        nsp_logits = tf.matmul(tf.cast(pooled, tf.float32), self.nsp_weights, transpose_b=True) + self.nsp_bias
+        nsp_labels = tf.reshape(features["next_sentence_labels"], [-1])
+        nsp_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=nsp_labels, logits=nsp_logits)
+        nsp_correct = tf.cast(tf.equal(tf.argmax(nsp_logits, -1, output_type=tf.int32), nsp_labels), tf.float32)
+        return {
+            "mlm_loss": tf.reshape(mlm_loss, positions_shape),
+            "mlm_correct": tf.reshape(mlm_correct, positions_shape),
+            "nsp_loss": nsp_loss,
+            "nsp_correct": nsp_correct,
+        }

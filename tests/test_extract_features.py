@@ -1,0 +1,102 @@
+"""bert-extract-features: the reference's JSON-lines schema, values checked against a NumPy forward pass."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from bert import tokenization
+from bert.config import BertConfig
+from tests import numpy_bert
+from tests.conftest import assert_clean_failure, run_cli, shared_file
+from tests.test_modeling import random_weights, write_tf1_checkpoint
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A 2-layer model over Google's uncased vocabulary, written as a released checkpoint is."""
+    vocab = shared_file("vocab", "uncased_vocab.txt")
+    directory = tmp_path_factory.mktemp("model")
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, type_vocab_size=2)
+    (directory / "bert_config.json").write_text(config.to_json_string())
+    weights = random_weights(config, seed=4, heads=False)
+    write_tf1_checkpoint(directory / "bert_model.ckpt", weights)
+    return directory, vocab, weights
+
+
+@pytest.fixture(scope="module")
+def mrpc_lines():
+    with open(shared_file("glue", "MRPC", "dev.tsv"), encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:8]
+    return [f"{row[3]} ||| {row[4]}" for row in rows[:4]] + [row[3] for row in rows[4:]]
+
+
+def extract(model_dir, input_file, output_file, *extra):
+    directory, vocab, _ = model_dir
+    return run_cli(
+        "extract_features", f"--input_file={input_file}", f"--output_file={output_file}",
+        f"--vocab_file={vocab}", f"--bert_config_file={directory / 'bert_config.json'}",
+        f"--init_checkpoint={directory / 'bert_model.ckpt'}", *extra,
+    )
+
+
+def test_features_match_numpy_forward_pass(model_dir, mrpc_lines, tmp_path):
+    _, vocab, weights = model_dir
+    input_file = tmp_path / "input.txt"
+    input_file.write_text("\n".join(mrpc_lines) + "\n", encoding="utf-8")
+    output_file = tmp_path / "features.jsonl"
+    result = extract(model_dir, input_file, output_file, "--layers=-1,0", "--max_seq_length=40", "--batch_size=3")
+    assert result.returncode == 0, result.stderr
+    assert "7 examples" in result.stdout
+
+    tokenizer = tokenization.FullTokenizer(str(vocab), do_lower_case=True)
+    lines = output_file.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(mrpc_lines)
+    for index, (line, text) in enumerate(zip(lines, mrpc_lines)):
+        record = json.loads(line)
+        assert list(record) == ["linex_index", "features"]
+        assert record["linex_index"] == index
+        a, _, b = text.partition(" ||| ")
+        tokens_a, tokens_b = tokenizer.tokenize(a), tokenizer.tokenize(b) if b else None
+        if tokens_b is not None:
+            while len(tokens_a) + len(tokens_b) > 37:
+                (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
+            tokens = ["[CLS]", *tokens_a, "[SEP]", *tokens_b, "[SEP]"]
+            segments = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
+        else:
+            tokens = ["[CLS]", *tokens_a[:38], "[SEP]"]
+            segments = [0] * len(tokens)
+        assert [f["token"] for f in record["features"]] == tokens
+
+        ids = np.array([tokenizer.convert_tokens_to_ids(tokens)])
+        layers, _ = numpy_bert.encoder(weights, 2, 2, ids, np.ones_like(ids), np.array([segments]))
+        for position, feature in enumerate(record["features"]):
+            assert [layer["index"] for layer in feature["layers"]] == [-1, 0]
+            for layer, want in zip(feature["layers"], (layers[-1], layers[0])):
+                assert len(layer["values"]) == 32
+                assert all(v == round(v, 6) for v in layer["values"])
+                np.testing.assert_allclose(layer["values"], want[0, position], atol=2e-5)
+
+
+def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
+    input_file = tmp_path / "input.txt"
+    input_file.write_text("hello world\n")
+    output_file = tmp_path / "out.jsonl"
+    output_file.write_text("previous\n")
+    assert_clean_failure(extract(model_dir, input_file, output_file, "--layers=-3", "--max_seq_length=40"), "--layers", "-3")
+    assert_clean_failure(extract(model_dir, input_file, output_file, "--layers=x", "--max_seq_length=40"), "--layers")
+    assert_clean_failure(extract(model_dir, input_file, output_file, "--max_seq_length=65"), "max_position_embeddings")
+    assert_clean_failure(extract(model_dir, input_file, output_file, "--bert_config_file=tiny", "--max_seq_length=40"),
+                         "word_embeddings", "[30522, 32]", "[30522, 128]")
+    small_vocab = tmp_path / "small_vocab.json"
+    small_vocab.write_text(json.dumps({**json.loads((model_dir[0] / "bert_config.json").read_text()), "vocab_size": 1000}))
+    assert_clean_failure(extract(model_dir, input_file, output_file, f"--bert_config_file={small_vocab}",
+                                 "--max_seq_length=40"), "uncased_vocab.txt", "'vocab_size' is 1000")
+    directory, vocab, _ = model_dir
+    missing = run_cli("extract_features", f"--input_file={input_file}", f"--output_file={output_file}",
+                      f"--vocab_file={vocab}", f"--bert_config_file={directory / 'bert_config.json'}",
+                      f"--init_checkpoint={tmp_path / 'nothing.ckpt'}", "--max_seq_length=40")
+    assert_clean_failure(missing, "--init_checkpoint", "nothing.ckpt")
+    assert output_file.read_text() == "previous\n"

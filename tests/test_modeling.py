@@ -1,0 +1,240 @@
+"""The model against an independent NumPy forward pass; checkpoints in the reference's TF1 naming."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert import checkpoints, modeling
+from bert.config import BertConfig
+from bert.errors import InputError
+from tests import numpy_bert
+
+CONFIG = BertConfig(
+    vocab_size=97, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=48,
+    max_position_embeddings=40, type_vocab_size=2,
+)
+
+
+def reference_shapes(config, heads=True):
+    """The variables of a reference checkpoint, listed from SPEC §6 (not from our model)."""
+    h, i = config.hidden_size, config.intermediate_size
+    shapes = {
+        "bert/embeddings/word_embeddings": [config.vocab_size, h],
+        "bert/embeddings/token_type_embeddings": [config.type_vocab_size, h],
+        "bert/embeddings/position_embeddings": [config.max_position_embeddings, h],
+        "bert/embeddings/LayerNorm/gamma": [h],
+        "bert/embeddings/LayerNorm/beta": [h],
+        "bert/pooler/dense/kernel": [h, h],
+        "bert/pooler/dense/bias": [h],
+    }
+    for n in range(config.num_hidden_layers):
+        p = f"bert/encoder/layer_{n}/"
+        for name in ("query", "key", "value"):
+            shapes[p + f"attention/self/{name}/kernel"] = [h, h]
+            shapes[p + f"attention/self/{name}/bias"] = [h]
+        shapes[p + "attention/output/dense/kernel"] = [h, h]
+        shapes[p + "attention/output/dense/bias"] = [h]
+        shapes[p + "intermediate/dense/kernel"] = [h, i]
+        shapes[p + "intermediate/dense/bias"] = [i]
+        shapes[p + "output/dense/kernel"] = [i, h]
+        shapes[p + "output/dense/bias"] = [h]
+        for norm in ("attention/output/LayerNorm", "output/LayerNorm"):
+            shapes[p + norm + "/gamma"] = [h]
+            shapes[p + norm + "/beta"] = [h]
+    if heads:
+        shapes.update({
+            "cls/predictions/transform/dense/kernel": [h, h],
+            "cls/predictions/transform/dense/bias": [h],
+            "cls/predictions/transform/LayerNorm/gamma": [h],
+            "cls/predictions/transform/LayerNorm/beta": [h],
+            "cls/predictions/output_bias": [config.vocab_size],
+            "cls/seq_relationship/output_weights": [2, h],
+            "cls/seq_relationship/output_bias": [2],
+        })
+    return shapes
+
+
+def random_weights(config, seed=0, heads=True):
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, shape in reference_shapes(config, heads).items():
+        scale = 0.3 if name.endswith(("bias", "beta")) else 0.5
+        base = 1.0 if name.endswith("gamma") else 0.0
+        weights[name] = (base + scale * rng.standard_normal(shape)).astype(np.float32)
+    return weights
+
+
+def write_tf1_checkpoint(prefix, tensors):
+    """A name-based checkpoint, as TF1's tf.train.Saver writes and Google's releases are."""
+    names = list(tensors)
+    tf.raw_ops.SaveV2(
+        prefix=str(prefix), tensor_names=names, shape_and_slices=[""] * len(names),
+        tensors=[tf.constant(tensors[n]) for n in names],
+    )
+    return str(prefix)
+
+
+def random_features(config, batch=3, seq=16, predictions=4, seed=1):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(5, seq + 1, batch)
+    lengths[0] = seq
+    mask = (np.arange(seq)[None] < lengths[:, None]).astype(np.int32)
+    return {
+        "input_ids": (rng.integers(0, config.vocab_size, (batch, seq)) * mask).astype(np.int32),
+        "input_mask": mask,
+        "segment_ids": ((np.arange(seq)[None] >= lengths[:, None] // 2) * mask).astype(np.int32),
+        "masked_lm_positions": np.sort(rng.integers(1, 5, (batch, predictions)), -1).astype(np.int32),
+        "masked_lm_ids": rng.integers(0, config.vocab_size, (batch, predictions)).astype(np.int32),
+        "masked_lm_weights": (rng.random((batch, predictions)) < 0.7).astype(np.float32),
+        "next_sentence_labels": rng.integers(0, 2, (batch, 1)).astype(np.int32),
+    }
+
+
+def test_variable_names_and_shapes_are_the_references():
+    model = modeling.BertPretrainer(CONFIG)
+    got = {name: v.shape.as_list() for name, v in model.variables_by_name.items()}
+    assert got == reference_shapes(CONFIG)
+    assert len(model.trainable_variables) == len(got)
+
+
+def test_initialisation_is_truncated_normal_with_initializer_range():
+    config = BertConfig(**{**CONFIG.__dict__, "initializer_range": 0.05, "vocab_size": 4000})
+    model = modeling.BertPretrainer(config, seed=3)
+    table = model.variables_by_name["bert/embeddings/word_embeddings"].numpy()
+    assert np.abs(table).max() <= 2 * 0.05 + 1e-7
+    # A normal truncated at 2 sigma has stddev 0.8796 sigma.
+    assert table.std() == pytest.approx(0.05 * 0.8796, rel=0.02)
+    assert not model.variables_by_name["cls/predictions/output_bias"].numpy().any()
+    assert (model.variables_by_name["bert/embeddings/LayerNorm/gamma"].numpy() == 1).all()
+    again = modeling.BertPretrainer(config, seed=3).variables_by_name["bert/embeddings/word_embeddings"].numpy()
+    assert (again == table).all()
+    other = modeling.BertPretrainer(config, seed=4).variables_by_name["bert/embeddings/word_embeddings"].numpy()
+    assert not (other == table).all()
+
+
+@pytest.fixture
+def tf1_checkpoint(tmp_path):
+    weights = random_weights(CONFIG)
+    extra = {"bert/embeddings/word_embeddings/adam_m": np.zeros([97, 32], np.float32),
+             "global_step": np.array(1000, np.int64)}
+    return write_tf1_checkpoint(tmp_path / "bert_model.ckpt", {**weights, **extra}), weights
+
+
+def test_loaded_reference_checkpoint_matches_numpy_forward_pass(tf1_checkpoint):
+    prefix, weights = tf1_checkpoint
+    model = modeling.BertPretrainer(CONFIG)
+    unused = checkpoints.load_weights(model.variables_by_name, prefix)
+    assert unused == ["bert/embeddings/word_embeddings/adam_m", "global_step"]
+
+    features = random_features(CONFIG)
+    all_layers, pooled = model.bert(features["input_ids"], features["input_mask"], features["segment_ids"], modeling.Context())
+    want_layers, want_pooled = numpy_bert.encoder(weights, 3, 4, features["input_ids"], features["input_mask"], features["segment_ids"])
+    for got, want in zip(all_layers, want_layers):
+        np.testing.assert_allclose(got.numpy(), want, atol=2e-5)
+    np.testing.assert_allclose(pooled.numpy(), want_pooled, atol=2e-5)
+
+    outputs = model(features, modeling.Context())
+    w = features["masked_lm_weights"]
+    mlm = (outputs["mlm_loss"].numpy() * w).sum() / (w.sum() + 1e-5)
+    nsp = outputs["nsp_loss"].numpy().mean()
+    want_mlm, want_nsp = numpy_bert.pretraining_losses(weights, 3, 4, features)
+    assert mlm == pytest.approx(want_mlm, rel=1e-5)
+    assert nsp == pytest.approx(want_nsp, rel=1e-5)
+
+
+def test_padding_does_not_change_real_positions(tf1_checkpoint):
+    prefix, _ = tf1_checkpoint
+    model = modeling.BertModel(CONFIG)
+    checkpoints.load_weights(model.weights, prefix)
+    features = random_features(CONFIG, batch=1, seq=10)
+    ids = features["input_ids"].copy()
+    garbage = ids.copy()
+    garbage[:, 7:] = 5
+    mask = np.array([[1] * 7 + [0] * 3], np.int32)
+    seg = np.zeros_like(ids)
+    a, _ = model(ids, mask, seg, modeling.Context())
+    b, _ = model(garbage, mask, seg, modeling.Context())
+    np.testing.assert_allclose(a[-1].numpy()[:, :7], b[-1].numpy()[:, :7], atol=1e-5)
+
+
+def test_mixed_precision_forward_stays_close(tf1_checkpoint):
+    prefix, _ = tf1_checkpoint
+    model = modeling.BertPretrainer(CONFIG)
+    checkpoints.load_weights(model.variables_by_name, prefix)
+    features = random_features(CONFIG)
+    full = model(features, modeling.Context())
+    for dtype, tol in ((tf.bfloat16, 0.08), (tf.float16, 0.01)):
+        half = model(features, modeling.Context(compute_dtype=dtype))
+        assert half["mlm_loss"].dtype == tf.float32
+        np.testing.assert_allclose(half["nsp_loss"].numpy(), full["nsp_loss"].numpy(), rtol=tol, atol=tol)
+
+
+def test_dropout_is_a_function_of_the_seed(tf1_checkpoint):
+    prefix, _ = tf1_checkpoint
+    model = modeling.BertPretrainer(modeling_config := BertConfig(**{**CONFIG.__dict__, "hidden_dropout_prob": 0.3}))
+    checkpoints.load_weights(model.variables_by_name, prefix)
+    features = random_features(modeling_config)
+
+    def loss(seed, training=True):
+        ctx = modeling.Context(training=training, seed=tf.constant(seed, tf.int32))
+        return model(features, ctx)["nsp_loss"].numpy()
+
+    assert (loss([1, 2]) == loss([1, 2])).all()
+    assert not (loss([1, 2]) == loss([1, 3])).all()
+    assert (loss([1, 2], training=False) == loss([5, 5], training=False)).all()
+
+
+def test_missing_variable_is_named_and_model_untouched(tmp_path):
+    weights = random_weights(CONFIG)
+    del weights["bert/encoder/layer_2/output/dense/bias"]
+    prefix = write_tf1_checkpoint(tmp_path / "partial.ckpt", weights)
+    model = modeling.BertPretrainer(CONFIG)
+    before = model.variables_by_name["bert/embeddings/word_embeddings"].numpy()
+    with pytest.raises(InputError, match="no variable 'bert/encoder/layer_2/output/dense/bias'"):
+        checkpoints.load_weights(model.variables_by_name, prefix)
+    assert (model.variables_by_name["bert/embeddings/word_embeddings"].numpy() == before).all()
+
+
+def test_wrong_shape_is_named(tmp_path):
+    weights = random_weights(CONFIG)
+    weights["bert/encoder/layer_0/intermediate/dense/kernel"] = np.zeros([32, 64], np.float32)
+    prefix = write_tf1_checkpoint(tmp_path / "bad.ckpt", weights)
+    with pytest.raises(InputError, match=r"layer_0/intermediate/dense/kernel.*shape \[32, 64\].*needs \[32, 48\]"):
+        checkpoints.load_weights(modeling.BertPretrainer(CONFIG).variables_by_name, prefix)
+
+
+def test_unreadable_checkpoint_is_one_error(tmp_path):
+    (tmp_path / "junk.ckpt.index").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="cannot read checkpoint"):
+        checkpoints.load_weights(modeling.BertModel(CONFIG).weights, tmp_path / "junk.ckpt")
+    with pytest.raises(InputError, match="checkpoint not found"):
+        checkpoints.load_weights(modeling.BertModel(CONFIG).weights, tmp_path / "absent.ckpt")
+
+
+def test_export_is_a_reference_checkpoint_and_round_trips(tmp_path):
+    model = modeling.BertPretrainer(CONFIG, seed=11)
+    out = tmp_path / "export"
+    out.mkdir()
+    checkpoints.export_checkpoint(model.variables_by_name, str(out / "bert_model.ckpt"), config=CONFIG,
+                                  extra={"global_step": np.int64(7)})
+    listed = dict(tf.train.list_variables(str(out / "bert_model.ckpt")))
+    assert listed == {**reference_shapes(CONFIG), "global_step": []}
+    assert json.loads((out / "bert_config.json").read_text()) == CONFIG.to_dict()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "bert_config.json", "bert_model.ckpt.data-00000-of-00001", "bert_model.ckpt.index"]
+    other = modeling.BertPretrainer(CONFIG, seed=12)
+    checkpoints.load_weights(other.variables_by_name, out)  # a directory holding one checkpoint
+    for name, variable in model.variables_by_name.items():
+        assert (other.variables_by_name[name].numpy() == variable.numpy()).all(), name
+
+
+def test_object_based_training_checkpoint_loads_by_reference_name(tmp_path):
+    model = modeling.BertPretrainer(CONFIG, seed=5)
+    path = tf.train.Checkpoint(weights=model.variables_by_name).write(str(tmp_path / "ckpt-1"))
+    encoder = modeling.BertModel(CONFIG, seed=6)
+    unused = checkpoints.load_weights(encoder.weights, path)
+    assert "cls/predictions/output_bias" in unused
+    for name, variable in encoder.weights.items():
+        assert (variable.numpy() == model.variables_by_name[name].numpy()).all()
