@@ -14,7 +14,7 @@ are returned for the caller to report.
 import os
 
 import numpy as np
-from bert.tf import tf
+from bert.tf import error_text, tf
 
 from bert.errors import InputError
 from bert.fileio import AtomicFile
@@ -63,8 +63,7 @@ class CheckpointReader:
             self._reader = tf.train.load_checkpoint(self.prefix)
             shapes = self._reader.get_variable_to_shape_map()
         except (tf.errors.OpError, ValueError) as e:
-            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InputError(f"{flag}: cannot read checkpoint {self.prefix}: {message}") from None
+            raise InputError(f"{flag}: cannot read checkpoint {self.prefix}: {error_text(e)}") from None
         self._keys = {}
         for key, shape in shapes.items():
             if key == "_CHECKPOINTABLE_OBJECT_GRAPH":

@@ -1,12 +1,17 @@
 """TensorFlow, imported without its start-up notices.
 
 TensorFlow's C++ runtime writes oneDNN and CPU-feature notices straight to file descriptor 2 when it
-loads and when it runs its first op, drowning a command's own one-line messages; TF_CPP_MIN_LOG_LEVEL
-no longer silences them. Modules of this package import TensorFlow as `from bert.tf import tf`, which
-sends descriptor 2 to /dev/null for exactly that moment. Set BERT_TF_NOTICES=1 to see them.
+loads, drowning a command's own one-line messages; TF_CPP_MIN_LOG_LEVEL no longer
+silences those. Modules of this package import TensorFlow as `from bert.tf import tf`, which
+sends descriptor 2 to /dev/null while TensorFlow loads. Set BERT_TF_NOTICES=1 to see them.
 """
 
 import os
+import re
+
+# Runtime log lines do honour this. Errors reach the user as our own one-line messages (see
+# `error_text`), so TensorFlow's C++ INFO and WARNING lines are off unless the variable says otherwise.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 if os.environ.get("BERT_TF_NOTICES") == "1":
     import tensorflow as tf
@@ -16,11 +21,20 @@ else:
     os.dup2(_devnull, 2)
     try:
         import tensorflow as tf
-
-        tf.add(tf.constant(1), 1)
     finally:
         os.dup2(_saved_stderr, 2)
         os.close(_saved_stderr)
         os.close(_devnull)
 
-__all__ = ["tf"]
+_FUNCTION_NODE = re.compile(r"\{\{[^}]*\}\}\s*")
+_OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\].*$")
+
+
+def error_text(error):
+    """A TensorFlow error as one readable line, without its graph-node decorations."""
+    text = str(getattr(error, "message", None) or error).strip()
+    text = text.splitlines()[0] if text else type(error).__name__
+    return _OP_SUFFIX.sub("", _FUNCTION_NODE.sub("", text)).strip()
+
+
+__all__ = ["tf", "error_text"]

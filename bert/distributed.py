@@ -1,0 +1,96 @@
+"""Data parallelism: the few collective operations the training loop needs, over Horovod or tf.distribute.
+
+The loop is written once against `Replicas`: `rank` and `size`, a sum across ranks of a list of
+tensors, a broadcast of variables from rank 0, and a barrier. `Single` is one process; `HorovodReplicas`
+runs under `horovodrun` (Gloo, MPI, NCCL or RCCL); `MirroredWorkers` uses TensorFlow's own collectives
+(`tf.distribute.MultiWorkerMirroredStrategy`, one process per worker, the cluster in TF_CONFIG) for
+those without Horovod. Each process keeps plain `tf.Variable`s and updates them itself from the summed
+gradients, so every engine gives the same update.
+"""
+
+from bert.errors import InputError
+from bert.tf import tf
+
+STRATEGIES = ("none", "horovod", "multi_worker_mirrored")
+
+
+class Single:
+    rank = 0
+    size = 1
+    local_rank = 0
+    name = "single process"
+
+    def all_sum(self, tensors):
+        return list(tensors)
+
+    def broadcast(self, variables):
+        pass
+
+    def barrier(self):
+        pass
+
+
+class HorovodReplicas:
+    def __init__(self):
+        try:
+            import horovod.tensorflow as hvd
+        except ImportError as e:
+            raise InputError(
+                f"--use_horovod: Horovod is not installed ({e}); run bin/setup --with-horovod"
+            ) from None
+        hvd.init()
+        self._hvd = hvd
+        self.rank, self.size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
+        self.name = f"Horovod, {self.size} ranks"
+
+    def all_sum(self, tensors):
+        return self._hvd.grouped_allreduce(list(tensors), op=self._hvd.Sum)
+
+    def broadcast(self, variables):
+        self._hvd.broadcast_variables(list(variables), root_rank=0)
+
+    def barrier(self):
+        self._hvd.allreduce(tf.constant(0.0), op=self._hvd.Sum, name="barrier")
+
+
+class MirroredWorkers:
+    def __init__(self):
+        self._strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        resolver = self._strategy.cluster_resolver
+        self.size = self._strategy.num_replicas_in_sync
+        self.rank = resolver.task_id if resolver and resolver.task_id is not None else 0
+        if resolver and resolver.task_type == "worker" and "chief" in resolver.cluster_spec().as_dict():
+            self.rank += 1
+        self.local_rank = 0
+        self.name = f"MultiWorkerMirroredStrategy, {self.size} workers"
+
+    def all_sum(self, tensors):
+        def reduce(*values):
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, list(values))
+
+        summed = self._strategy.run(reduce, args=tuple(tensors))
+        return [self._strategy.experimental_local_results(t)[0] for t in summed]
+
+    def broadcast(self, variables):
+        variables = list(variables)
+        keep = 1.0 if self.rank == 0 else 0.0
+        summed = self.all_sum([tf.cast(v, tf.float32) * keep for v in variables])
+        for variable, value in zip(variables, summed):
+            variable.assign(tf.cast(value, variable.dtype))
+
+    def barrier(self):
+        self.all_sum([tf.constant(0.0)])
+
+
+def make_replicas(strategy):
+    """The `Replicas` for --distribution_strategy (or --use_horovod)."""
+    if strategy == "horovod":
+        replicas = HorovodReplicas()
+    elif strategy == "multi_worker_mirrored":
+        replicas = MirroredWorkers()
+    else:
+        return Single()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        tf.config.set_visible_devices(gpus[replicas.local_rank % len(gpus)], "GPU")
+    return replicas

@@ -1,0 +1,223 @@
+"""Pre-training: the masked-LM + next-sentence task, its input pipeline, record checks and evaluation.
+
+The input is the records of `bert-create-data` or of the reference's create_pretraining_data.py
+(SPEC §4). Before anything runs they are checked against the flags, the model config and, where
+`bert-create-data` wrote one, the manifest: a wrong sequence length, a vocabulary larger than the
+model's, a corrupt or truncated file is reported naming the file, instead of failing deep in a
+training step or, as in the reference, silently training into NaN.
+"""
+
+import glob
+import json
+import os
+
+import numpy as np
+
+from bert import records
+from bert.errors import InputError
+from bert.tf import error_text, tf
+
+# How many records of each file the pre-flight check reads.
+CHECKED_RECORDS_PER_FILE = 256
+READ_BUFFER_BYTES = 1 << 20
+_LENGTH_FLAGS = {
+    "input_ids": "max_seq_length",
+    "input_mask": "max_seq_length",
+    "segment_ids": "max_seq_length",
+    "masked_lm_positions": "max_predictions_per_seq",
+    "masked_lm_ids": "max_predictions_per_seq",
+    "masked_lm_weights": "max_predictions_per_seq",
+    "next_sentence_labels": None,
+}
+
+
+class PretrainingTask:
+    """The loss of SPEC §6: weighted mean masked-LM loss plus mean next-sentence loss."""
+
+    loss_terms = {"mlm_loss": "masked_positions", "nsp_loss": "examples"}
+    metrics = {
+        "masked_lm_loss": ("mlm_loss", "masked_positions"),
+        "masked_lm_accuracy": ("mlm_correct", "masked_positions"),
+        "next_sentence_loss": ("nsp_loss", "examples"),
+        "next_sentence_accuracy": ("nsp_correct", "examples"),
+    }
+    # The reference divides the weighted masked-LM loss by sum(weights) + 1e-5.
+    count_epsilon = {"masked_positions": 1e-5}
+
+    def __init__(self, model):
+        self.model = model
+        self.variables_by_name = model.variables_by_name
+
+    def counts(self, features):
+        return {
+            "masked_positions": tf.reduce_sum(features["masked_lm_weights"]),
+            "examples": tf.cast(tf.shape(features["input_ids"])[0], tf.float32),
+        }
+
+    def sums(self, features, ctx):
+        out = self.model(features, ctx)
+        weights = features["masked_lm_weights"]
+        return {
+            "mlm_loss": tf.reduce_sum(out["mlm_loss"] * weights),
+            "mlm_correct": tf.reduce_sum(out["mlm_correct"] * weights),
+            "nsp_loss": tf.reduce_sum(out["nsp_loss"]),
+            "nsp_correct": tf.reduce_sum(out["nsp_correct"]),
+        }
+
+
+def feature_spec(max_seq_length, max_predictions_per_seq):
+    ints = tf.io.FixedLenFeature
+    return {
+        "input_ids": ints([max_seq_length], tf.int64),
+        "input_mask": ints([max_seq_length], tf.int64),
+        "segment_ids": ints([max_seq_length], tf.int64),
+        "masked_lm_positions": ints([max_predictions_per_seq], tf.int64),
+        "masked_lm_ids": ints([max_predictions_per_seq], tf.int64),
+        "masked_lm_weights": ints([max_predictions_per_seq], tf.float32),
+        "next_sentence_labels": ints([1], tf.int64),
+    }
+
+
+def _parser(max_seq_length, max_predictions_per_seq):
+    spec = feature_spec(max_seq_length, max_predictions_per_seq)
+
+    def parse(serialized):
+        parsed = tf.io.parse_example(serialized, spec)
+        return {k: v if v.dtype == tf.float32 else tf.cast(v, tf.int32) for k, v in parsed.items()}
+
+    return parse
+
+
+def training_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, seed, rank=0, size=1,
+                     shuffle_buffer_size=1000):
+    """An endless, shuffled stream of batches for one rank, deterministic given `seed`.
+
+    With at least as many files as ranks each rank reads its own files; otherwise each reads every
+    size-th record. Files are visited in a fresh seeded order each epoch, four at a time interleaved.
+    """
+    by_file = len(files) >= size
+    d = tf.data.Dataset.from_tensor_slices(files[rank::size] if by_file else files)
+    num_files = len(files[rank::size]) if by_file else len(files)
+    d = d.shuffle(num_files, seed=seed, reshuffle_each_iteration=True).repeat()
+    d = d.interleave(
+        lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES), cycle_length=min(4, num_files), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    if not by_file:
+        d = d.shard(size, rank)
+    d = d.shuffle(shuffle_buffer_size, seed=seed + rank)
+    d = d.batch(batch_size, drop_remainder=True)
+    d = d.map(_parser(max_seq_length, max_predictions_per_seq), num_parallel_calls=tf.data.AUTOTUNE)
+    return d.prefetch(2)
+
+
+def evaluation_dataset(files, batch_size, max_seq_length, max_predictions_per_seq):
+    d = tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES).batch(batch_size)
+    return d.map(_parser(max_seq_length, max_predictions_per_seq)).prefetch(2)
+
+
+def _manifest_for(path):
+    """The bert-create-data manifest that lists `path`, if there is one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    candidates = [os.path.join(directory, records.MANIFEST_NAME), *sorted(glob.glob(os.path.join(directory, "*.manifest.json")))]
+    for candidate in candidates:
+        if not os.path.isfile(candidate):
+            continue
+        try:
+            with open(candidate, encoding="utf-8") as f:
+                manifest = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if manifest.get("format") != records.MANIFEST_FORMAT:
+            continue
+        if any(entry.get("path") == os.path.basename(path) for entry in manifest.get("files", [])):
+            return candidate, manifest
+    return None, None
+
+
+def check_records(files, max_seq_length, max_predictions_per_seq, vocab_size):
+    """Checks every input file against the flags and the model before training; raises InputError naming it.
+
+    Reads each file's manifest if it has one, and its first records: every feature present with the
+    length the flags say, and no token id outside the model's vocabulary.
+    """
+    spec = feature_spec(max_seq_length, max_predictions_per_seq)
+    for path in files:
+        manifest_path, manifest = _manifest_for(path)
+        if manifest:
+            for key, want in (("max_seq_length", max_seq_length), ("max_predictions_per_seq", max_predictions_per_seq)):
+                if manifest.get(key) != want:
+                    raise InputError(
+                        f"{path}: records were made with {key}={manifest.get(key)} ({manifest_path}), "
+                        f"but --{key}={want}"
+                    )
+            size = manifest.get("vocab", {}).get("size")
+            if isinstance(size, int) and size > vocab_size:
+                raise InputError(
+                    f"{path}: records use a vocabulary of {size} tokens ({manifest_path}), but the model "
+                    f"config's key 'vocab_size' is {vocab_size}"
+                )
+        max_id = -1
+        count = 0
+        try:
+            for serialized in tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES).take(CHECKED_RECORDS_PER_FILE):
+                example = tf.train.Example.FromString(serialized.numpy())
+                feature = example.features.feature
+                for name, fixed in spec.items():
+                    if name not in feature:
+                        raise InputError(f"{path}: record {count} has no feature '{name}'; is it a pre-training record?")
+                    values = feature[name].float_list.value if fixed.dtype == tf.float32 else feature[name].int64_list.value
+                    if len(values) != fixed.shape[0]:
+                        flag = _LENGTH_FLAGS[name]
+                        raise InputError(
+                            f"{path}: record {count}: feature '{name}' has {len(values)} values, expected "
+                            f"{fixed.shape[0]}" + (f" (--{flag})" if flag else "")
+                        )
+                max_id = max(max_id, max(feature["input_ids"].int64_list.value), max(feature["masked_lm_ids"].int64_list.value))
+                count += 1
+        except tf.errors.OpError as e:
+            raise InputError(f"{path}: corrupt or truncated TFRecord file: {error_text(e)}") from None
+        except Exception as e:  # a record that is not a tf.train.Example
+            if isinstance(e, InputError):
+                raise
+            raise InputError(f"{path}: record {count} is not a tf.train.Example: {e}") from None
+        if count == 0:
+            raise InputError(f"{path}: no records")
+        if max_id >= vocab_size:
+            raise InputError(
+                f"{path}: token id {max_id} is outside the model's vocabulary: the config's key 'vocab_size' "
+                f"is {vocab_size} (the reference would train into NaN)"
+            )
+
+
+def evaluate(task, dataset, max_steps, compute_dtype=tf.float32):
+    """The reference's eval metrics over up to `max_steps` batches of `dataset`."""
+    from bert import modeling
+
+    @tf.function
+    def batch_sums(features):
+        ctx = modeling.Context(compute_dtype)
+        sums = task.sums(features, ctx)
+        counts = task.counts(features)
+        loss = sums["mlm_loss"] / (counts["masked_positions"] + 1e-5) + sums["nsp_loss"] / counts["examples"]
+        return sums, counts, loss
+
+    totals, count_totals, losses = {}, {}, []
+    try:
+        for step, features in enumerate(dataset):
+            if step >= max_steps:
+                break
+            sums, counts, loss = batch_sums(features)
+            for key, value in sums.items():
+                totals[key] = totals.get(key, 0.0) + float(value)
+            for key, value in counts.items():
+                count_totals[key] = count_totals.get(key, 0.0) + float(value)
+            losses.append(float(loss))
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        raise InputError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
+    if not losses:
+        raise InputError("--input_file: no records to evaluate")
+    results = {}
+    for metric, (term, count) in task.metrics.items():
+        results[metric] = np.float32(totals[term] / count_totals[count]) if count_totals[count] else np.float32(0)
+    results["loss"] = np.float32(np.mean(losses))
+    return results

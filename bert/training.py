@@ -1,0 +1,293 @@
+"""The training loop every stage shares: exact global-batch gradients, mixed precision, checkpoints, resume.
+
+A task (pre-training, a classifier) supplies its named variables and, for a batch of features, the
+sums its loss and metrics are made of (`sums`) and the counts they are averaged over (`counts`). One
+optimizer step then takes `num_accumulation_steps` micro-batches on each of `size` ranks and divides
+the summed numerators by the summed counts of all of them, so accumulating k micro-batches, or running
+on k ranks, gives the update of one k-times-larger batch. Gradients are summed across ranks before the
+global-norm clipping.
+
+Everything a step depends on is in the checkpoint (weights, optimizer slots, step, loss scale) or is a
+function of the step (dropout seeds, the learning rate); each rank's input position is checkpointed
+beside it. A run killed at any moment and started again with the same command continues from the last
+checkpoint and, with --deterministic, ends with the same weights bit for bit.
+"""
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from bert import checkpoints, modeling, optimization
+from bert.errors import InputError
+from bert.fileio import AtomicFile
+from bert.tf import error_text, tf
+
+RUN_FILE = "run.json"
+INITIAL_LOSS_SCALE = 2.0**15
+LOSS_SCALE_GROWTH_INTERVAL = 2000
+COMPUTE_DTYPES = {"float32": tf.float32, "float16": tf.float16, "bfloat16": tf.bfloat16}
+
+
+@dataclass
+class TrainOptions:
+    output_dir: str
+    num_train_steps: int
+    num_warmup_steps: int
+    learning_rate: float
+    optimizer_type: str = "adam"
+    micro_batch_size: int = 32
+    num_accumulation_steps: int = 1
+    save_checkpoints_steps: int = 1000
+    keep_checkpoints: int = 5
+    num_report_steps: int = 10
+    seed: int = 12345
+    compute_dtype: str = "float32"
+    use_xla: bool = False
+
+
+class Trainer:
+    """One task's optimisation state and its compiled step."""
+
+    def __init__(self, task, options, replicas):
+        self.task = task
+        self.options = options
+        self.replicas = replicas
+        self.variables_by_name = task.variables_by_name
+        self.names = list(self.variables_by_name)
+        self.variables = [self.variables_by_name[n] for n in self.names]
+        self.optimizer = optimization.Optimizer(options.optimizer_type, self.variables_by_name)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.dynamic_scaling = options.compute_dtype == "float16"
+        self.loss_scale = tf.Variable(INITIAL_LOSS_SCALE if self.dynamic_scaling else 1.0, trainable=False, name="loss_scale")
+        self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="good_steps")
+        self.dtype = COMPUTE_DTYPES[options.compute_dtype]
+        jit = options.use_xla or None
+        self._gradients = tf.function(self._micro_gradients, jit_compile=jit)
+        self._update = tf.function(self._apply, jit_compile=jit)
+        self.train_step = tf.function(self._train_step)
+
+    def state(self):
+        """The trackable objects of a training checkpoint."""
+        return {
+            "weights": self.variables_by_name,
+            "slots": self.optimizer.slots,
+            "step": self.step,
+            "loss_scale": self.loss_scale,
+            "good_steps": self.good_steps,
+        }
+
+    def state_variables(self):
+        return [*self.variables, *self.optimizer.slots.values(), self.step, self.loss_scale, self.good_steps]
+
+    def _micro_gradients(self, features, counts, seed):
+        with tf.GradientTape() as tape:
+            ctx = modeling.Context(self.dtype, training=True, seed=seed)
+            sums = self.task.sums(features, ctx)
+            loss = tf.add_n([sums[term] / counts[count] for term, count in self.task.loss_terms.items()])
+            scaled = loss * self.loss_scale if self.dynamic_scaling else loss
+        gradients = tape.gradient(scaled, self.variables)
+        return [tf.convert_to_tensor(g) for g in gradients], sums
+
+    def _apply(self, gradients):
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+        if self.dynamic_scaling:
+            gradients = [g / self.loss_scale for g in gradients]
+        clipped, norm = tf.clip_by_global_norm(gradients, 1.0, use_norm=tf.linalg.global_norm(gradients))
+        rate = optimization.learning_rate(
+            self.step, self.options.learning_rate, self.options.num_train_steps, self.options.num_warmup_steps
+        )
+
+        def update():
+            self.optimizer.apply(clipped, rate, self.step)
+            self.step.assign_add(1)
+            if self.dynamic_scaling:
+                grow = self.good_steps + 1 >= LOSS_SCALE_GROWTH_INTERVAL
+                self.loss_scale.assign(tf.where(grow, self.loss_scale * 2.0, self.loss_scale))
+                self.good_steps.assign(tf.where(grow, tf.constant(0, tf.int64), self.good_steps + 1))
+            return tf.constant(True)
+
+        def skip():
+            if self.dynamic_scaling:
+                self.loss_scale.assign(tf.maximum(self.loss_scale / 2.0, 1.0))
+                self.good_steps.assign(0)
+            return tf.constant(False)
+
+        applied = tf.cond(finite, update, skip)
+        return applied, rate, norm
+
+    def _train_step(self, features):
+        k = self.options.num_accumulation_steps
+        micro = self.options.micro_batch_size
+        step_seed = tf.random.experimental.stateless_fold_in(
+            tf.constant([self.options.seed & 0x7FFFFFFF, 0x5EED], tf.int32), self.step
+        )
+        counts = self.task.counts(features)
+        names = sorted(counts)
+        summed = self.replicas.all_sum([counts[n] for n in names])
+        counts = {n: c + self.task.count_epsilon.get(n, 0.0) for n, c in zip(names, summed)}
+
+        def micro_batch(i):
+            return {key: value[i * micro : (i + 1) * micro] for key, value in features.items()}
+
+        gradients, sums = self._gradients(micro_batch(0), counts, tf.random.experimental.stateless_fold_in(step_seed, 0))
+        for i in range(1, k):
+            more, more_sums = self._gradients(
+                micro_batch(i), counts, tf.random.experimental.stateless_fold_in(step_seed, i)
+            )
+            gradients = [a + b for a, b in zip(gradients, more)]
+            sums = {key: sums[key] + more_sums[key] for key in sums}
+        sum_names = sorted(sums)
+        reduced = self.replicas.all_sum([*gradients, *[sums[n] for n in sum_names]])
+        gradients = reduced[: len(gradients)]
+        sums = dict(zip(sum_names, reduced[len(gradients) :]))
+        applied, rate, norm = self._update(gradients)
+        report = {"applied": applied, "learning_rate": rate, "gradient_norm": norm, "loss_scale": self.loss_scale}
+        report["loss"] = tf.add_n([sums[term] / counts[count] for term, count in self.task.loss_terms.items()])
+        for metric, (term, count) in self.task.metrics.items():
+            report[metric] = sums[term] / counts[count]
+        return report
+
+
+def check_run_directory(output_dir, description, chief):
+    """Refuses an output directory that holds a run of another model or data shape; records ours there.
+
+    `description` is a JSON-able dict of what must not change between a run and its resumption.
+    """
+    path = os.path.join(output_dir, RUN_FILE)
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                previous = json.load(f)
+        except (OSError, ValueError) as e:
+            raise InputError(f"--output_dir: cannot read {path}: {e}") from None
+        for key, was, now in _differences(previous, description):
+            raise InputError(
+                f"--output_dir: {output_dir} holds a run with a different {key} ({json.dumps(was)}, now "
+                f"{json.dumps(now)}); resume it with its own flags or use another --output_dir"
+            )
+        return
+    if tf.train.latest_checkpoint(output_dir):
+        raise InputError(f"--output_dir: {output_dir} holds checkpoints of another run (no {RUN_FILE}); use another --output_dir")
+    if chief:
+        with AtomicFile(path) as f:
+            json.dump(description, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+
+def _differences(previous, current, prefix=""):
+    """(dotted key, previous value, current value) for every leaf that differs between two JSON dicts."""
+    for key in sorted(set(previous) | set(current)):
+        was, now = previous.get(key), current.get(key)
+        if isinstance(was, dict) and isinstance(now, dict):
+            yield from _differences(was, now, f"{prefix}{key}.")
+        elif was != now:
+            yield f"{prefix}{key}", was, now
+
+
+class DataPosition:
+    """Each rank's input iterator, checkpointed under OUTPUT_DIR/data/rank-N at the same steps as the model."""
+
+    def __init__(self, output_dir, rank, iterator, keep):
+        self.directory = os.path.join(output_dir, "data", f"rank-{rank}")
+        self.checkpoint = tf.train.Checkpoint(iterator=iterator)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep, checkpoint_name="data")
+
+    def save(self, step):
+        self.manager.save(checkpoint_number=step)
+
+    def restore(self, step):
+        path = os.path.join(self.directory, f"data-{step}")
+        if not os.path.exists(path + ".index"):
+            return False
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        return True
+
+
+def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_size=None, log=print):
+    """Trains `trainer` on `dataset` to options.num_train_steps, resuming from OUTPUT_DIR when it can.
+
+    Returns the final step and the last report (Python floats).
+    """
+    chief = replicas.rank == 0
+    model_checkpoint = tf.train.Checkpoint(**trainer.state())
+    manager = tf.train.CheckpointManager(
+        model_checkpoint, options.output_dir, max_to_keep=options.keep_checkpoints, checkpoint_name="ckpt"
+    )
+    iterator = iter(dataset)
+    position = DataPosition(options.output_dir, replicas.rank, iterator, options.keep_checkpoints)
+
+    latest = manager.latest_checkpoint
+    resume_step = int(latest.rsplit("-", 1)[1]) if latest else 0
+    resume_step = int(replicas.all_sum([tf.constant(resume_step if chief else 0, tf.int64)])[0])
+    if resume_step:
+        path = os.path.join(options.output_dir, f"ckpt-{resume_step}")
+        model_checkpoint.restore(path).assert_existing_objects_matched()
+        if not position.restore(resume_step):
+            log(f"warning: no input position for rank {replicas.rank} at step {resume_step}; its input restarts")
+        log(f"resuming from {path} (step {resume_step})")
+    elif init_checkpoint:
+        unused = checkpoints.load_weights(trainer.variables_by_name, init_checkpoint)
+        if unused and chief:
+            shown = ", ".join(unused[:4]) + (", ..." if len(unused) > 4 else "")
+            log(f"initialised from {init_checkpoint}; {len(unused)} checkpoint variable(s) not used: {shown}")
+    replicas.broadcast(trainer.state_variables())
+
+    writer = tf.summary.create_file_writer(options.output_dir) if chief else None
+    step = int(trainer.step.numpy())
+    total = options.num_train_steps
+    progress = tqdm(total=total, initial=step, desc="train", unit="step", disable=None if chief else True)
+    window, window_start, window_steps = {}, time.perf_counter(), 0
+    report = {}
+    try:
+        while step < total:
+            try:
+                features = next(iterator)
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+                raise InputError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
+            report = {key: float(value) for key, value in trainer.train_step(features).items()}
+            if not report["applied"] and not trainer.dynamic_scaling:
+                last = manager.latest_checkpoint or "none"
+                raise InputError(
+                    f"loss is {report['loss']} (non-finite gradients) at step {step + 1}; stopped without "
+                    f"saving; the last good checkpoint is {last}"
+                )
+            step = int(trainer.step.numpy())
+            for key, value in report.items():
+                window[key] = window.get(key, 0.0) + value
+            window_steps += 1
+            progress.update(step - progress.n)
+            if chief and (step % options.num_report_steps == 0 or step == total):
+                elapsed = time.perf_counter() - window_start
+                means = {key: value / window_steps for key, value in window.items()}
+                means["sequences_per_second"] = window_steps * (global_batch_size or 0) / elapsed if elapsed else 0.0
+                progress.set_postfix(loss=f"{means['loss']:.4f}", seq_s=f"{means['sequences_per_second']:.1f}")
+                with writer.as_default(step=step):
+                    for key, value in means.items():
+                        if key != "applied":
+                            tf.summary.scalar(key, value)
+                writer.flush()
+                window, window_start, window_steps = {}, time.perf_counter(), 0
+            if step % options.save_checkpoints_steps == 0 or step == total:
+                position.save(step)
+                replicas.barrier()
+                if chief:
+                    manager.save(checkpoint_number=step)
+    finally:
+        progress.close()
+        if writer is not None:
+            writer.close()
+    return step, report
+
+
+def describe(options, **shape):
+    """What a run directory pins: the model and data shape, the optimizer and the batch arrangement."""
+    return {
+        "optimizer_type": options.optimizer_type,
+        "micro_batch_size": options.micro_batch_size,
+        "num_accumulation_steps": options.num_accumulation_steps,
+        **shape,
+    }
+

@@ -1,0 +1,202 @@
+"""bert-pretrain end to end: outputs, exact resume after SIGKILL, refusals, NaN stop, AMP, accumulation."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert import distributed, modeling, pretraining, training
+from bert.config import BertConfig
+from tests.conftest import ROOT, assert_clean_failure, run_cli
+from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL, pretrain_args, records_dir, small_config  # noqa: F401
+from tests.test_modeling import reference_shapes
+
+
+def tensors(prefix):
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def snapshot(directory):
+    return {p.relative_to(directory): (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.rglob("*") if p.is_file()}
+
+
+def test_train_eval_export(records_dir, small_config, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--do_eval",
+                                                "--num_train_steps=12", "--save_checkpoints_steps=5",
+                                                "--keep_checkpoints=2", "--max_eval_steps=5"))
+    assert result.returncode == 0, result.stderr
+    assert "trained to step 12" in result.stdout and "eval masked_lm_accuracy" in result.stdout
+
+    exported = tensors(out / "bert_model.ckpt")
+    assert int(exported.pop("global_step")) == 12
+    config = BertConfig.from_dict(SMALL_MODEL)
+    assert {k: list(v.shape) for k, v in exported.items()} == reference_shapes(config)
+    assert json.loads((out / "bert_config.json").read_text()) == config.to_dict()
+    # Kept: the last two training checkpoints (12 is the final one) and the matching input positions.
+    assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-10.index", "ckpt-12.index"]
+    assert sorted(p.name for p in (out / "data" / "rank-0").glob("*.index")) == ["data-10.index", "data-12.index"]
+
+    lines = (out / "eval_results.txt").read_text().splitlines()
+    keys = [line.split(" = ")[0] for line in lines]
+    assert keys == sorted(["masked_lm_accuracy", "masked_lm_loss", "next_sentence_accuracy",
+                           "next_sentence_loss", "global_step", "loss"])
+    values = dict(line.split(" = ") for line in lines)
+    assert values["global_step"] == "12"
+    assert 0 <= float(values["masked_lm_accuracy"]) <= 1
+    assert float(values["masked_lm_loss"]) < np.log(30522)  # better than uniform after 12 steps
+
+    tags = set()
+    for event_file in out.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags.update(v.tag for v in event.summary.value)
+    assert {"loss", "masked_lm_accuracy", "learning_rate", "sequences_per_second", "loss_scale"} <= tags
+
+    # Running the finished command again does no more steps and changes no checkpoint.
+    before = snapshot(out)
+    again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train",
+                                               "--num_train_steps=12", "--save_checkpoints_steps=5"))
+    assert again.returncode == 0, again.stderr
+    assert before[next(p for p in before if p.name == "ckpt-12.index")] == snapshot(out)[next(p for p in before if p.name == "ckpt-12.index")]
+
+
+def _command(records_dir, config, out):
+    return [sys.executable, "-m", "bert.pretrain", *pretrain_args(
+        records_dir, config, out, "--do_train", "--num_train_steps=30", "--save_checkpoints_steps=4",
+        "--deterministic", "--seed=7", "--keep_checkpoints=3")]
+
+
+def test_sigkill_at_any_point_then_resume_is_bit_identical(records_dir, small_config, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    reference = tmp_path / "uninterrupted"
+    subprocess.run(_command(records_dir, small_config, reference), check=True, capture_output=True, env=env, cwd=ROOT)
+
+    interrupted = tmp_path / "interrupted"
+    rng = random.Random(0)
+    kills = 0
+    for attempt in range(3):
+        process = subprocess.Popen(_command(records_dir, small_config, interrupted), env=env, cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Kill while it trains: after the first checkpoint of this attempt appears, at a random moment.
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None:
+            if len(list(interrupted.glob("ckpt-*.index"))) > attempt:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+    assert kills >= 1
+    finish = subprocess.run(_command(records_dir, small_config, interrupted), capture_output=True, text=True, env=env, cwd=ROOT)
+    assert finish.returncode == 0, finish.stderr
+    want, got = tensors(reference / "bert_model.ckpt"), tensors(interrupted / "bert_model.ckpt")
+    assert sorted(want) == sorted(got)
+    for name in want:
+        assert np.array_equal(want[name], got[name]), name
+
+
+def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_config, tmp_path):
+    out = tmp_path / "run"
+    first = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=2"))
+    assert first.returncode == 0, first.stderr
+    before = snapshot(out)
+    bigger = tmp_path / "bigger.json"
+    bigger.write_text(json.dumps({**SMALL_MODEL, "num_hidden_layers": 3}))
+    result = run_cli("pretrain", *pretrain_args(records_dir, bigger, out, "--do_train", "--num_train_steps=4"))
+    assert_clean_failure(result, "--output_dir", "bert_config")
+    lamb = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4",
+                                              "--optimizer_type=lamb"))
+    assert_clean_failure(lamb, "optimizer_type")
+    assert snapshot(out) == before
+
+
+def test_bad_inputs_fail_before_training(records_dir, small_config, tmp_path):
+    out = tmp_path / "run"
+    small_vocab = tmp_path / "small_vocab.json"
+    small_vocab.write_text(json.dumps({**SMALL_MODEL, "vocab_size": 1000}))
+    assert_clean_failure(run_cli("pretrain", *pretrain_args(records_dir, small_vocab, out, "--do_train")),
+                         "vocab_size", "1000")
+    wrong_length = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--max_seq_length=48"))
+    assert_clean_failure(wrong_length, "max_seq_length")
+    truncated = tmp_path / "truncated.tfrecord"
+    truncated.write_bytes((records_dir / "part-00000-of-00002.tfrecord").read_bytes()[:5000])
+    bad = run_cli("pretrain", f"--input_file={truncated}", f"--output_dir={out}", f"--bert_config_file={small_config}",
+                  f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}", "--do_train")
+    assert_clean_failure(bad, "truncated.tfrecord")
+    assert_clean_failure(run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train",
+                                                            "--train_batch_size=0")), "--train_batch_size")
+    assert not list(out.glob("ckpt-*")) if out.exists() else True
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(records_dir, small_config, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=20",
+                                                "--save_checkpoints_steps=1", "--num_warmup_steps=0",
+                                                "--learning_rate=1e30"))
+    assert_clean_failure(result, "at step", "last good checkpoint")
+    step = int(result.stderr.split("at step ")[1].split(";")[0])
+    latest = tf.train.latest_checkpoint(str(out))
+    assert latest.endswith(f"ckpt-{step - 1}")
+    weights = tensors(latest)
+    assert all(np.isfinite(v).all() for v in weights.values() if getattr(v, "dtype", None) == np.float32)
+
+
+def _trainer(config, **options):
+    model = modeling.BertPretrainer(config, seed=3)
+    defaults = dict(output_dir="unused", num_train_steps=10, num_warmup_steps=0, learning_rate=1e-3)
+    return training.Trainer(pretraining.PretrainingTask(model), training.TrainOptions(**{**defaults, **options}),
+                            distributed.Single())
+
+
+def _batch(records_dir, size):
+    files = sorted(str(p) for p in records_dir.glob("*.tfrecord"))
+    return next(iter(pretraining.evaluation_dataset(files, size, SEQ, PREDICTIONS)))
+
+
+def test_accumulating_k_micro_batches_equals_one_k_times_larger_batch(records_dir):
+    config = BertConfig.from_dict({**SMALL_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+    features = _batch(records_dir, 8)
+    whole = _trainer(config, micro_batch_size=8, num_accumulation_steps=1, optimizer_type="lamb")
+    accumulated = _trainer(config, micro_batch_size=2, num_accumulation_steps=4, optimizer_type="lamb")
+    for _ in range(3):
+        a, b = whole.train_step(features), accumulated.train_step(features)
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-5)
+    for name, variable in whole.variables_by_name.items():
+        np.testing.assert_allclose(accumulated.variables_by_name[name].numpy(), variable.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_float16_skips_non_finite_steps_and_lowers_the_scale(records_dir):
+    config = BertConfig.from_dict(SMALL_MODEL)
+    trainer = _trainer(config, micro_batch_size=4, compute_dtype="float16")
+    features = _batch(records_dir, 4)
+    assert float(trainer.loss_scale.numpy()) == training.INITIAL_LOSS_SCALE
+    report = trainer.train_step(features)
+    assert report["applied"] and int(trainer.step.numpy()) == 1
+    trainer.loss_scale.assign(3e38)  # the scaled loss overflows float16 and float32
+    before = {n: v.numpy() for n, v in trainer.variables_by_name.items()}
+    report = trainer.train_step(features)
+    assert not report["applied"]
+    assert int(trainer.step.numpy()) == 1
+    assert float(trainer.loss_scale.numpy()) == pytest.approx(1.5e38)
+    assert all(np.array_equal(before[n], v.numpy()) for n, v in trainer.variables_by_name.items())
+    assert all(v.dtype == tf.float32 for v in trainer.optimizer.slots.values())
+
+
+def test_bfloat16_and_xla_train(records_dir, small_config, tmp_path):
+    out = tmp_path / "bf16"
+    result = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=3",
+                                                "--auto_mixed_precision", "--amp_dtype=bfloat16", "--use_xla",
+                                                "--optimizer_type=nlamb"))
+    assert result.returncode == 0, result.stderr
+    exported = tensors(out / "bert_model.ckpt")
+    assert exported["bert/embeddings/word_embeddings"].dtype == np.float32
