@@ -65,8 +65,16 @@ class MirroredWorkers:
         self.name = f"MultiWorkerMirroredStrategy, {self.size} workers"
 
     def all_sum(self, tensors):
+        if tf.executing_eagerly():  # eager collectives are slow and warn; one small function instead
+            return tf.function(self._all_sum)(list(tensors))
+        return self._all_sum(tensors)
+
+    def _all_sum(self, tensors):
         def reduce(*values):
-            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, list(values))
+            # Without the identity, tensors from outside the replica function have no device and the
+            # collective finds no destination to reduce to.
+            values = [tf.identity(v) for v in values]
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, values)
 
         summed = self._strategy.run(reduce, args=tuple(tensors))
         return [self._strategy.experimental_local_results(t)[0] for t in summed]
@@ -74,7 +82,8 @@ class MirroredWorkers:
     def broadcast(self, variables):
         variables = list(variables)
         keep = 1.0 if self.rank == 0 else 0.0
-        summed = self.all_sum([tf.cast(v, tf.float32) * keep for v in variables])
+
+        summed = self.all_sum([tf.cast(v, tf.float64) * keep for v in variables])
         for variable, value in zip(variables, summed):
             variable.assign(tf.cast(value, variable.dtype))
 

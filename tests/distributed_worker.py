@@ -1,0 +1,50 @@
+"""One rank of a data-parallel test run: three steps on its half of a fixed batch, then its weights saved.
+
+    python tests/distributed_worker.py ENGINE RECORDS_DIR OUT_DIR      (ENGINE: horovod, multi_worker_mirrored)
+
+Each rank starts from different random weights, so the test also shows that rank 0's are broadcast.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from bert import distributed, modeling, pretraining, training  # noqa: E402
+from bert.config import BertConfig  # noqa: E402
+from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL  # noqa: E402
+
+NO_DROPOUT = {**SMALL_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+HALF_BATCH = 4
+STEPS = 3
+
+
+def make_trainer(replicas, seed, micro_batch_size):
+    model = modeling.BertPretrainer(BertConfig.from_dict(NO_DROPOUT), seed=seed)
+    options = training.TrainOptions(output_dir="unused", num_train_steps=10, num_warmup_steps=0, learning_rate=1e-3,
+                                    optimizer_type="lamb", micro_batch_size=micro_batch_size)
+    return training.Trainer(pretraining.PretrainingTask(model), options, replicas)
+
+
+def fixed_batch(records_dir):
+    files = sorted(os.path.join(records_dir, name) for name in os.listdir(records_dir) if name.endswith(".tfrecord"))
+    return next(iter(pretraining.evaluation_dataset(files, 2 * HALF_BATCH, SEQ, PREDICTIONS)))
+
+
+def main():
+    engine, records_dir, out_dir = sys.argv[1:4]
+    replicas = distributed.make_replicas(engine)
+    trainer = make_trainer(replicas, seed=100 + replicas.rank, micro_batch_size=HALF_BATCH)
+    replicas.broadcast(trainer.state_variables())
+    batch = fixed_batch(records_dir)
+    mine = {k: v[replicas.rank * HALF_BATCH : (replicas.rank + 1) * HALF_BATCH] for k, v in batch.items()}
+    for _ in range(STEPS):
+        trainer.train_step(mine)
+    np.savez(os.path.join(out_dir, f"rank-{replicas.rank}.npz"),
+             **{name.replace("/", "|"): v.numpy() for name, v in trainer.variables_by_name.items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Data parallelism for real: two ranks under horovodrun (Gloo) and two tf.distribute workers on this machine."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bert import distributed
+from tests import distributed_worker
+from tests.conftest import ROOT
+from tests.pretrain_fixtures import pretrain_args, records_dir, small_config  # noqa: F401
+
+WORKER = ROOT / "tests" / "distributed_worker.py"
+
+
+def horovodrun():
+    try:
+        import horovod.tensorflow  # noqa: F401
+    except ImportError:
+        pytest.skip("Horovod is not installed (bin/setup --with-horovod builds it; CI does)")
+    return str(Path(sys.executable).parent / "horovodrun")
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+
+
+def _load(path):
+    with np.load(path) as data:
+        return {name.replace("|", "/"): data[name] for name in data.files}
+
+
+def _single_process_union(records_dir):
+    """The same three steps in one process on both halves at once, from rank 0's initial weights."""
+    trainer = distributed_worker.make_trainer(distributed.Single(), seed=100, micro_batch_size=2 * distributed_worker.HALF_BATCH)
+    batch = distributed_worker.fixed_batch(str(records_dir))
+    for _ in range(distributed_worker.STEPS):
+        trainer.train_step(batch)
+    return {name: v.numpy() for name, v in trainer.variables_by_name.items()}
+
+
+def _assert_ranks_agree_with_union(out, records_dir):
+    rank0, rank1 = _load(out / "rank-0.npz"), _load(out / "rank-1.npz")
+    for name in rank0:
+        assert np.array_equal(rank0[name], rank1[name]), name
+    union = _single_process_union(records_dir)
+    for name, value in union.items():
+        np.testing.assert_allclose(rank0[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_horovod_two_ranks_equal_single_process_on_the_union(records_dir, tmp_path):
+    runner = horovodrun()
+    result = subprocess.run([runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, str(WORKER), "horovod",
+                             str(records_dir), str(tmp_path)], capture_output=True, text=True, env=_env(), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    _assert_ranks_agree_with_union(tmp_path, records_dir)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_multi_worker_mirrored_two_workers_equal_single_process_on_the_union(records_dir, tmp_path):
+    workers = [f"localhost:{_free_port()}" for _ in range(2)]
+    processes = []
+    for index in range(2):
+        env = dict(_env(), TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen([sys.executable, str(WORKER), "multi_worker_mirrored", str(records_dir), str(tmp_path)],
+                                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+    for p, output in zip(processes, outputs):
+        assert p.returncode == 0, output[-3000:]
+    _assert_ranks_agree_with_union(tmp_path, records_dir)
+
+
+def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, small_config, tmp_path):
+    runner = horovodrun()
+    out = tmp_path / "run"
+
+    def pretrain(steps):
+        return subprocess.run(
+            [runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, "-m", "bert.pretrain", "--use_horovod",
+             *pretrain_args(records_dir, small_config, out, "--do_train", "--do_eval", f"--num_train_steps={steps}",
+                            "--save_checkpoints_steps=2", "--max_eval_steps=2")],
+            capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+
+    first = pretrain(4)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert first.stdout.count("trained to step 4 (Horovod, 2 ranks, global batch 16") == 1
+    assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
+    assert len(list(out.glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0", "rank-1"]
+    assert (out / "eval_results.txt").read_text().count("global_step = 4") == 1
+    second = pretrain(6)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resuming from" in second.stderr and "(step 4)" in second.stderr
+    assert "trained to step 6" in second.stdout
