@@ -103,6 +103,32 @@ class Context:
         return tf.cast(y, self.dtype)
 
 
+def _cross_entropy_and_hits(logits, labels):
+    """Per-row softmax cross-entropy and whether the label has the top logit, in two passes over `logits`.
+
+    The same numbers as sparse_softmax_cross_entropy_with_logits and argmax == label (up to ties),
+    but the exponentials of the forward pass are kept for the gradient: with a 30k vocabulary the
+    logits are the largest tensor of a step, and the generic kernel takes several passes over them.
+    """
+    label_logits = tf.gather(logits, labels[:, tf.newaxis], batch_dims=1)[:, 0]
+    hits = tf.cast(label_logits >= tf.reduce_max(logits, -1), tf.float32)
+
+    @tf.custom_gradient
+    def cross_entropy(logits):
+        top = tf.stop_gradient(tf.reduce_max(logits, -1, keepdims=True))
+        exps = tf.exp(logits - top)
+        total = tf.reduce_sum(exps, -1, keepdims=True)
+        loss = (top + tf.math.log(total))[:, 0] - tf.gather(logits, labels[:, tf.newaxis], batch_dims=1)[:, 0]
+
+        def gradient(upstream):
+            scale = upstream[:, tf.newaxis]
+            return exps * (scale / total) - tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype) * scale
+
+        return loss, gradient
+
+    return cross_entropy(logits), hits
+
+
 class BertModel(NamedWeights):
     """The encoder: embeddings, `num_hidden_layers` Transformer layers, and the pooler."""
 
@@ -207,8 +233,7 @@ class BertPretrainer(NamedWeights):
         logits = tf.matmul(transformed, tf.cast(self.bert.word_embeddings, ctx.dtype), transpose_b=True)
         logits = tf.cast(logits, tf.float32) + self.mlm_bias
         labels = tf.reshape(features["masked_lm_ids"], [-1])
-        mlm_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        mlm_correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        mlm_loss, mlm_correct = _cross_entropy_and_hits(logits, labels)
         positions_shape = tf.shape(features["masked_lm_positions"])
 
         nsp_logits = tf.matmul(tf.cast(pooled, tf.float32), self.nsp_weights, transpose_b=True) + self.nsp_bias

@@ -1,0 +1,225 @@
+"""Benchmark bert-pretrain's training step: sequences/s, tokens/s and model FLOPs utilisation.
+
+    .venv/bin/python bench/pretrain.py                        # tiny, mini, small; float32 and bfloat16
+    .venv/bin/python bench/pretrain.py --sizes=mini --xla      # with XLA
+    .venv/bin/python bench/pretrain.py --compare               # also keras-hub and transformers, same run
+
+Each case times full optimizer steps (forward, backward, adam update) at seq 128, batch 32,
+20 masked positions, after warm-up steps, on batches of random token ids (throughput does not depend on
+the values). Model FLOPs utilisation = useful FLOPs (3x the forward matmuls, masked positions only in
+the MLM head) / the peak of a large matmul measured here in the same run and dtype.
+
+--compare runs, each in its own process, the peers a user would pick instead: keras-hub's
+BertMaskedLM (Keras 3 on TensorFlow) and transformers' BertForPreTraining (PyTorch CPU, with the
+`mkl_serv_intel_cpu_true` shim preloaded so MKL takes its fast path on AMD CPUs). Install them with
+`.venv/bin/pip install keras-hub transformers torch`; a peer that is missing is reported as skipped.
+Results are printed and written to bench/results/pretrain.json.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SEQ, BATCH, PREDICTIONS = 128, 32, 20
+SIZES = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "medium": (8, 512), "base": (12, 768)}
+VOCAB = 30522
+
+
+def model_flops_per_sequence(layers, hidden):
+    """Training FLOPs of one sequence: 3x the forward matmuls (attention scores and context included)."""
+    inter = 4 * hidden
+    per_layer = 2 * SEQ * (4 * hidden * hidden + 2 * hidden * inter) + 2 * 2 * SEQ * SEQ * hidden
+    head = 2 * PREDICTIONS * (hidden * hidden + hidden * VOCAB) + 2 * hidden * hidden
+    return 3 * (layers * per_layer + head)
+
+
+def matmul_peak(dtype_name):
+    from bert.tf import tf
+
+    dtype = getattr(tf, dtype_name)
+    a = tf.cast(tf.random.normal([2048, 2048]), dtype)
+    b = tf.cast(tf.random.normal([2048, 2048]), dtype)
+    f = tf.function(lambda: tf.matmul(a, b)[0, 0])
+    for _ in range(3):
+        f().numpy()
+    start, n = time.perf_counter(), 10
+    for _ in range(n):
+        f().numpy()
+    return 2 * 2048**3 * n / (time.perf_counter() - start)
+
+
+def random_batch():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return {
+        "input_ids": rng.integers(1000, VOCAB, (BATCH, SEQ)).astype(np.int32),
+        "input_mask": np.ones((BATCH, SEQ), np.int32),
+        "segment_ids": (np.arange(SEQ)[None].repeat(BATCH, 0) >= SEQ // 2).astype(np.int32),
+        "masked_lm_positions": np.sort(rng.choice(np.arange(1, SEQ), (BATCH, PREDICTIONS)), -1).astype(np.int32),
+        "masked_lm_ids": rng.integers(1000, VOCAB, (BATCH, PREDICTIONS)).astype(np.int32),
+        "masked_lm_weights": np.ones((BATCH, PREDICTIONS), np.float32),
+        "next_sentence_labels": rng.integers(0, 2, (BATCH, 1)).astype(np.int32),
+    }
+
+
+def time_steps(step, warmup, steps):
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def ours(size, dtype, xla, warmup, steps):
+    from bert import distributed, modeling, pretraining, training
+    from bert.config import BertConfig
+    from bert.tf import tf
+
+    layers, hidden = SIZES[size]
+    config = BertConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                        intermediate_size=4 * hidden, max_position_embeddings=512, type_vocab_size=2)
+    options = training.TrainOptions(output_dir="unused", num_train_steps=10**6, num_warmup_steps=100, learning_rate=1e-4,
+                                    micro_batch_size=BATCH, compute_dtype=dtype, use_xla=xla)
+    trainer = training.Trainer(pretraining.PretrainingTask(modeling.BertPretrainer(config)), options, distributed.Single())
+    features = {k: tf.constant(v) for k, v in random_batch().items()}
+    return time_steps(lambda: trainer.train_step(features)["loss"].numpy(), warmup, steps)
+
+
+def keras_hub_peer(size, warmup, steps):
+    import keras
+    import keras_hub
+    import numpy as np
+
+    layers, hidden = SIZES[size]
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=VOCAB, num_layers=layers, num_heads=hidden // 64,
+                                             hidden_dim=hidden, intermediate_dim=4 * hidden, max_sequence_length=512)
+    model = keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    batch = random_batch()
+    x = {"token_ids": batch["input_ids"], "padding_mask": batch["input_mask"].astype(bool),
+         "segment_ids": batch["segment_ids"], "mask_positions": batch["masked_lm_positions"]}
+    y = batch["masked_lm_ids"]
+    return time_steps(lambda: model.train_on_batch(x, y, sample_weight=np.ones_like(y, np.float32)), warmup, steps)
+
+
+def transformers_peer(size, warmup, steps):
+    import torch
+    from transformers import BertConfig as HFConfig
+    from transformers import BertForPreTraining
+
+    layers, hidden = SIZES[size]
+    model = BertForPreTraining(HFConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers,
+                                        num_attention_heads=hidden // 64, intermediate_size=4 * hidden))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = random_batch()
+    labels = torch.full((BATCH, SEQ), -100, dtype=torch.long)
+    rows = torch.arange(BATCH)[:, None]
+    labels[rows, torch.as_tensor(batch["masked_lm_positions"], dtype=torch.long)] = torch.as_tensor(batch["masked_lm_ids"], dtype=torch.long)
+    inputs = dict(input_ids=torch.as_tensor(batch["input_ids"], dtype=torch.long),
+                  attention_mask=torch.as_tensor(batch["input_mask"], dtype=torch.long),
+                  token_type_ids=torch.as_tensor(batch["segment_ids"], dtype=torch.long), labels=labels,
+                  next_sentence_label=torch.as_tensor(batch["next_sentence_labels"][:, 0], dtype=torch.long))
+
+    def step():
+        optimizer.zero_grad()
+        model(**inputs).loss.backward()
+        optimizer.step()
+
+    return time_steps(step, warmup, steps)
+
+
+def mkl_shim():
+    """A shared object whose one function tells MKL this CPU is Intel, so it takes its fast path."""
+    directory = Path(tempfile.gettempdir()) / "bert-bench"
+    directory.mkdir(exist_ok=True)
+    library = directory / "libfakeintel.so"
+    if not library.exists():
+        source = directory / "fakeintel.c"
+        source.write_text("int mkl_serv_intel_cpu_true(void) { return 1; }\n")
+        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    return library
+
+
+def run_peer(name, size, warmup, steps):
+    """Seconds per step of a peer, measured in its own process; None when it is not installed."""
+    env = dict(os.environ)
+    if name == "transformers":
+        try:
+            env["LD_PRELOAD"] = str(mkl_shim())
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    result = subprocess.run([sys.executable, __file__, "--peer", name, "--sizes", size, "--warmup", str(warmup),
+                             "--steps", str(steps)], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["failed"])[-1]
+        print(f"  {name} {size}: skipped ({reason})")
+        return None
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="tiny,mini,small")
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--xla", action="store_true", help="compile our step with XLA")
+    parser.add_argument("--compare", action="store_true", help="also time keras-hub and transformers")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--peer", help=argparse.SUPPRESS)
+    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "pretrain.json"))
+    args = parser.parse_args()
+    sizes = args.sizes.split(",")
+    if args.peer:
+        peer = keras_hub_peer if args.peer == "keras_hub" else transformers_peer
+        print(peer(sizes[0], args.warmup, args.steps))
+        return
+
+    results = {"seq": SEQ, "batch": BATCH, "predictions": PREDICTIONS, "xla": args.xla, "cases": []}
+    peaks = {}
+    for dtype in args.dtypes.split(","):
+        peaks[dtype] = matmul_peak(dtype)
+        print(f"matmul peak ({dtype}, 2048^3 in TensorFlow): {peaks[dtype] / 1e9:.0f} GFLOP/s")
+    results["matmul_peak_gflops"] = {k: v / 1e9 for k, v in peaks.items()}
+    for size in sizes:
+        layers, hidden = SIZES[size]
+        flops = model_flops_per_sequence(layers, hidden)
+        row = {"size": size, "layers": layers, "hidden": hidden}
+        for dtype in args.dtypes.split(","):
+            seconds = ours(size, dtype, args.xla, args.warmup, args.steps)
+            rate = BATCH / seconds
+            row[dtype] = {"sequences_per_second": rate, "tokens_per_second": rate * SEQ,
+                          "mfu": rate * flops / peaks[dtype]}
+            print(f"{size:6s} {dtype:8s} {rate:8.1f} seq/s {rate * SEQ:9.0f} tok/s  MFU {row[dtype]['mfu']:.1%}")
+        if "float32" in row and "bfloat16" in row:
+            row["bfloat16_over_float32"] = row["bfloat16"]["sequences_per_second"] / row["float32"]["sequences_per_second"]
+        if args.compare:
+            for peer in ("keras_hub", "transformers"):
+                seconds = run_peer(peer, size, args.warmup, args.steps)
+                if seconds is None:
+                    continue
+                rate = BATCH / seconds
+                row[peer] = {"sequences_per_second": rate, "mfu": rate * flops / peaks.get("float32", 1.0)}
+                if "float32" in row:
+                    row[f"ours_over_{peer}"] = row["float32"]["sequences_per_second"] / rate
+                print(f"{size:6s} {peer:12s} {rate:8.1f} seq/s  (ours fp32 / {peer}: {row.get(f'ours_over_{peer}', 0):.2f}x)")
+        results["cases"].append(row)
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    temp = args.output + ".tmp"
+    with open(temp, "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(temp, args.output)
+    print(f"bench/pretrain.py: wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
