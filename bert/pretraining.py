@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from bert import records
+from bert import modeling, records
 from bert.errors import InputError
 from bert.tf import error_text, tf
 
@@ -191,14 +191,15 @@ def check_records(files, max_seq_length, max_predictions_per_seq, vocab_size):
 
 def evaluate(task, dataset, max_steps, compute_dtype=tf.float32):
     """The reference's eval metrics over up to `max_steps` batches of `dataset`."""
-    from bert import modeling
 
     @tf.function
     def batch_sums(features):
         ctx = modeling.Context(compute_dtype)
         sums = task.sums(features, ctx)
         counts = task.counts(features)
-        loss = sums["mlm_loss"] / (counts["masked_positions"] + 1e-5) + sums["nsp_loss"] / counts["examples"]
+        loss = tf.add_n([
+            sums[term] / (counts[count] + task.count_epsilon.get(count, 0.0)) for term, count in task.loss_terms.items()
+        ])
         return sums, counts, loss
 
     totals, count_totals, losses = {}, {}, []
