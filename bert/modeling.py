@@ -110,19 +110,21 @@ def _cross_entropy_and_hits(logits, labels):
     but the exponentials of the forward pass are kept for the gradient: with a 30k vocabulary the
     logits are the largest tensor of a step, and the generic kernel takes several passes over them.
     """
-    label_logits = tf.gather(logits, labels[:, tf.newaxis], batch_dims=1)[:, 0]
-    hits = tf.cast(label_logits >= tf.reduce_max(logits, -1), tf.float32)
+    rows = tf.range(tf.shape(labels)[0])
+    label_positions = tf.stack([rows, labels], axis=1)
+    top = tf.reduce_max(logits, -1, keepdims=True)
+    label_logits = tf.gather_nd(logits, label_positions)
+    hits = tf.cast(label_logits >= top[:, 0], tf.float32)
 
     @tf.custom_gradient
     def cross_entropy(logits):
-        top = tf.stop_gradient(tf.reduce_max(logits, -1, keepdims=True))
-        exps = tf.exp(logits - top)
+        exps = tf.exp(logits - tf.stop_gradient(top))
         total = tf.reduce_sum(exps, -1, keepdims=True)
-        loss = (top + tf.math.log(total))[:, 0] - tf.gather(logits, labels[:, tf.newaxis], batch_dims=1)[:, 0]
+        loss = (tf.stop_gradient(top) + tf.math.log(total))[:, 0] - tf.gather_nd(logits, label_positions)
 
         def gradient(upstream):
-            scale = upstream[:, tf.newaxis]
-            return exps * (scale / total) - tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype) * scale
+            softmax_part = exps * (upstream[:, tf.newaxis] / total)
+            return tf.tensor_scatter_nd_sub(softmax_part, label_positions, upstream)
 
         return loss, gradient
 

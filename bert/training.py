@@ -92,10 +92,12 @@ class Trainer:
         return [tf.convert_to_tensor(g) for g in gradients], sums
 
     def _apply(self, gradients):
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
         if self.dynamic_scaling:
             gradients = [g / self.loss_scale for g in gradients]
-        clipped, norm = tf.clip_by_global_norm(gradients, 1.0, use_norm=tf.linalg.global_norm(gradients))
+        norm = tf.linalg.global_norm(gradients)
+        # An Inf or NaN anywhere makes the norm non-finite: one scalar test instead of one per weight.
+        finite = tf.math.is_finite(norm)
+        clipped, _ = tf.clip_by_global_norm(gradients, 1.0, use_norm=norm)
         rate = optimization.learning_rate(
             self.step, self.options.learning_rate, self.options.num_train_steps, self.options.num_warmup_steps
         )
