@@ -12,7 +12,8 @@ the MLM head) / the peak of a large matmul measured here in the same run and dty
 --compare runs, each in its own process, the peers a user would pick instead: keras-hub's
 BertMaskedLM (Keras 3 on TensorFlow) and transformers' BertForPreTraining (PyTorch CPU, with the
 `mkl_serv_intel_cpu_true` shim preloaded so MKL takes its fast path on AMD CPUs). Install them with
-`.venv/bin/pip install keras-hub transformers torch`; a peer that is missing is reported as skipped.
+`.venv/bin/pip install keras-hub transformers torch`, or point --keras_hub_python/--transformers_python
+at another environment's interpreter (torch need not share ours); a missing peer is reported as skipped.
 Results are printed and written to bench/results/pretrain.json.
 """
 
@@ -150,7 +151,7 @@ def mkl_shim():
     return library
 
 
-def run_peer(name, size, warmup, steps):
+def run_peer(name, size, warmup, steps, peer_python):
     """Seconds per step of a peer, measured in its own process; None when it is not installed."""
     env = dict(os.environ)
     if name == "transformers":
@@ -158,7 +159,8 @@ def run_peer(name, size, warmup, steps):
             env["LD_PRELOAD"] = str(mkl_shim())
         except (OSError, subprocess.CalledProcessError):
             pass
-    result = subprocess.run([sys.executable, __file__, "--peer", name, "--sizes", size, "--warmup", str(warmup),
+    python = peer_python.get(name) or sys.executable
+    result = subprocess.run([python, __file__, "--peer", name, "--sizes", size, "--warmup", str(warmup),
                              "--steps", str(steps)], capture_output=True, text=True, env=env)
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["failed"])[-1]
@@ -175,6 +177,8 @@ def main():
     parser.add_argument("--compare", action="store_true", help="also time keras-hub and transformers")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--keras_hub_python", help="interpreter with keras-hub installed (default: this one)")
+    parser.add_argument("--transformers_python", help="interpreter with transformers and torch (default: this one)")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "pretrain.json"))
     args = parser.parse_args()
@@ -204,7 +208,8 @@ def main():
             row["bfloat16_over_float32"] = row["bfloat16"]["sequences_per_second"] / row["float32"]["sequences_per_second"]
         if args.compare:
             for peer in ("keras_hub", "transformers"):
-                seconds = run_peer(peer, size, args.warmup, args.steps)
+                seconds = run_peer(peer, size, args.warmup, args.steps,
+                                   {"keras_hub": args.keras_hub_python, "transformers": args.transformers_python})
                 if seconds is None:
                     continue
                 rate = BATCH / seconds

@@ -238,3 +238,21 @@ def test_object_based_training_checkpoint_loads_by_reference_name(tmp_path):
     assert "cls/predictions/output_bias" in unused
     for name, variable in encoder.weights.items():
         assert (variable.numpy() == model.variables_by_name[name].numpy()).all()
+
+
+def test_export_loads_in_the_reference_way(tmp_path):
+    """The reference restores with tf.compat.v1.train.init_from_checkpoint into TF1 graph variables."""
+    model = modeling.BertPretrainer(CONFIG, seed=21)
+    prefix = str(tmp_path / "bert_model.ckpt")
+    checkpoints.export_checkpoint(model.variables_by_name, prefix)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf1 = tf.compat.v1
+        variables = {name: tf1.get_variable(name, shape=shape, initializer=tf1.zeros_initializer())
+                     for name, shape in reference_shapes(CONFIG).items()}
+        tf1.train.init_from_checkpoint(prefix, {name: name for name in variables})
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            values = session.run(variables)
+    for name, value in values.items():
+        assert np.array_equal(value, model.variables_by_name[name].numpy()), name

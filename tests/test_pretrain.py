@@ -60,6 +60,13 @@ def test_train_eval_export(records_dir, small_config, tmp_path):
             tags.update(v.tag for v in event.summary.value)
     assert {"loss", "masked_lm_accuracy", "learning_rate", "sequences_per_second", "loss_scale"} <= tags
 
+    # Evaluating the exported model from another directory gives the same figures.
+    elsewhere = tmp_path / "eval_only"
+    evaluated = run_cli("pretrain", *pretrain_args(records_dir, small_config, elsewhere, "--do_eval",
+                                                   f"--init_checkpoint={out / 'bert_model.ckpt'}", "--max_eval_steps=5"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert (elsewhere / "eval_results.txt").read_text() == (out / "eval_results.txt").read_text()
+
     # Running the finished command again does no more steps and changes no checkpoint.
     before = snapshot(out)
     again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train",
