@@ -102,3 +102,23 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming from" in second.stderr and "(step 4)" in second.stderr
     assert "trained to step 6" in second.stdout
+
+
+def test_multi_worker_mirrored_pretrain_cli(records_dir, small_config, tmp_path):
+    out = tmp_path / "run"
+    workers = [f"localhost:{_free_port()}" for _ in range(2)]
+    processes = []
+    for index in range(2):
+        env = dict(_env(), TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "bert.pretrain", "--distribution_strategy=multi_worker_mirrored",
+             *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4", "--save_checkpoints_steps=2")],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for p, (stdout, stderr) in zip(processes, outputs):
+        assert p.returncode == 0, stderr[-3000:]
+    assert "trained to step 4 (MultiWorkerMirroredStrategy, 2 workers, global batch 16" in outputs[0][0]
+    assert outputs[1][0] == ""
+    assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0", "rank-1"]
+    assert (out / "bert_model.ckpt.index").exists()
