@@ -53,11 +53,18 @@ def parse_layers(text, num_layers):
 
 
 def read_examples(path):
-    """(text_a, text_b or None) per line of `path`, decoded as the reference does (invalid UTF-8 dropped)."""
+    """(text_a, text_b or None) per line of `path`, read as the reference reads it.
+
+    Lines end at "\n" only, invalid UTF-8 is dropped, each line is stripped; a blank line is an
+    example too, so `linex_index` is always the line number.
+    """
     with open(path, "rb") as f:
-        data = f.read()
+        text = f.read().decode("utf-8", errors="ignore")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
     examples = []
-    for line in data.decode("utf-8", errors="ignore").splitlines():
+    for line in lines:
         line = line.strip()
         match = _PAIR.match(line)
         examples.append((match.group(1), match.group(2)) if match else (line, None))

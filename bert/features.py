@@ -28,16 +28,17 @@ class PairFeatures:
 
 
 def encode_pair(tokenizer, tokens_a, tokens_b, max_seq_length):
-    """The padded model inputs of a tokenised text (`tokens_b` None) or pair; truncates copies."""
+    """The padded model inputs of a tokenised text (`tokens_b` None or empty) or pair; truncates copies."""
     tokens_a = list(tokens_a)
-    if tokens_b is not None:
-        tokens_b = list(tokens_b)
+    # As in the reference, a second text that tokenizes to nothing makes a single-text input.
+    tokens_b = list(tokens_b) if tokens_b else None
+    if tokens_b:
         truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
     else:
         tokens_a = tokens_a[: max_seq_length - 2]
     tokens = ["[CLS]", *tokens_a, "[SEP]"]
     segment_ids = [0] * len(tokens)
-    if tokens_b is not None:
+    if tokens_b:
         tokens += [*tokens_b, "[SEP]"]
         segment_ids += [1] * (len(tokens_b) + 1)
     input_ids = np.zeros(max_seq_length, np.int32)

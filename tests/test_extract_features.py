@@ -100,3 +100,21 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
                       f"--init_checkpoint={tmp_path / 'nothing.ckpt'}", "--max_seq_length=40")
     assert_clean_failure(missing, "--init_checkpoint", "nothing.ckpt")
     assert output_file.read_text() == "previous\n"
+
+
+def test_lines_are_read_as_the_reference_reads_them(model_dir, tmp_path):
+    input_file = tmp_path / "input.txt"
+    # CRLF endings, a blank line in the middle, a pair whose second text has no tokens, no final newline.
+    input_file.write_bytes("Hello world.\r\n\r\nfirst ||| \u200b\nlast line ||| its pair".encode("utf-8"))
+    output_file = tmp_path / "features.jsonl"
+    result = extract(model_dir, input_file, output_file, "--layers=-1", "--max_seq_length=16")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in output_file.read_text().splitlines()]
+    assert [r["linex_index"] for r in records] == [0, 1, 2, 3]
+    tokens = [[f["token"] for f in r["features"]] for r in records]
+    assert tokens == [
+        ["[CLS]", "hello", "world", ".", "[SEP]"],
+        ["[CLS]", "[SEP]"],
+        ["[CLS]", "first", "[SEP]"],
+        ["[CLS]", "last", "line", "[SEP]", "its", "pair", "[SEP]"],
+    ]
