@@ -133,6 +133,14 @@ def test_bad_inputs_fail_before_training(records_dir, small_config, tmp_path):
     small_vocab.write_text(json.dumps({**SMALL_MODEL, "vocab_size": 1000}))
     assert_clean_failure(run_cli("pretrain", *pretrain_args(records_dir, small_vocab, out, "--do_train")),
                          "vocab_size", "1000")
+    # Without a manifest (records from the reference's script), the ids themselves are checked.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "records.tfrecord").write_bytes((records_dir / "part-00000-of-00002.tfrecord").read_bytes())
+    no_manifest = run_cli("pretrain", f"--input_file={bare / 'records.tfrecord'}", f"--output_dir={out}",
+                          f"--bert_config_file={small_vocab}", f"--max_seq_length={SEQ}",
+                          f"--max_predictions_per_seq={PREDICTIONS}", "--do_train")
+    assert_clean_failure(no_manifest, "records.tfrecord", "token id", "'vocab_size' is 1000")
     wrong_length = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--max_seq_length=48"))
     assert_clean_failure(wrong_length, "max_seq_length")
     truncated = tmp_path / "truncated.tfrecord"
