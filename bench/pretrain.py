@@ -4,7 +4,7 @@
     .venv/bin/python bench/pretrain.py --sizes=mini --xla      # with XLA
     .venv/bin/python bench/pretrain.py --compare               # also keras-hub and transformers, same run
 
-Each case times full optimizer steps (forward, backward, adam update) at seq 128, batch 32,
+Each case times full optimizer steps (forward, backward, adam update; the median of --steps) at seq 128, batch 32,
 20 masked positions, after warm-up steps, on batches of random token ids (throughput does not depend on
 the values). Model FLOPs utilisation = useful FLOPs (3x the forward matmuls, masked positions only in
 the MLM head) / the peak of a large matmul measured here in the same run and dtype.
@@ -20,6 +20,7 @@ Results are printed and written to bench/results/pretrain.json.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,12 +74,15 @@ def random_batch():
 
 
 def time_steps(step, warmup, steps):
+    """Median seconds per step: on a shared machine the median shrugs off steps slowed by neighbours."""
     for _ in range(warmup):
         step()
-    start = time.perf_counter()
+    times = []
     for _ in range(steps):
+        start = time.perf_counter()
         step()
-    return (time.perf_counter() - start) / steps
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def ours(size, dtype, xla, warmup, steps):
