@@ -72,7 +72,6 @@ def define_tokenizer_flags():
     )
 
 
-
 def define_model_flags(init_checkpoint_help="A checkpoint to initialise from (a released bert_model.ckpt or ours)."):
     """The flags that name a model: its config and the checkpoint it starts from."""
     flags.DEFINE_string(

@@ -116,10 +116,7 @@ def _output_paths():
     if FLAGS.num_output_shards < 1:
         raise InputError(f"--num_output_shards must be at least 1, got {FLAGS.num_output_shards}")
     directory = FLAGS.output_dir
-    if os.path.exists(directory) and not os.path.isdir(directory):
-        raise InputError(f"--output_dir: {directory} exists and is not a directory")
-    os.makedirs(directory, exist_ok=True)
-    fileio.check_writable_dir(directory, "--output_dir")
+    fileio.make_output_dir(directory, "--output_dir")
     existing = _existing_outputs(directory)
     if existing and not FLAGS.overwrite:
         raise InputError(

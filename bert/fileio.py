@@ -83,6 +83,16 @@ def expand_inputs(patterns, flag="--input_file"):
     return files
 
 
+def make_output_dir(directory, flag):
+    """Creates `directory` if needed; raises InputError naming the flag unless it is a writable directory."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise InputError(f"{flag}: {directory} exists and is not a directory")
+    if not os.path.isdir(directory):
+        check_writable_dir(os.path.dirname(os.path.abspath(directory)), flag)
+        os.makedirs(directory, exist_ok=True)
+    check_writable_dir(directory, flag)
+
+
 def check_writable_dir(directory, flag):
     """Raises InputError naming the flag unless `directory` exists and is writable."""
     directory = directory or "."

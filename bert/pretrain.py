@@ -80,20 +80,11 @@ def _check_flags():
         raise InputError(f"--use_horovod contradicts --distribution_strategy={FLAGS.distribution_strategy}")
 
 
-def _prepare_output_dir(path):
-    parent = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise InputError(f"--output_dir: not a directory: {path}")
-    if not os.path.isdir(path):
-        fileio.check_writable_dir(parent, "--output_dir")
-        os.makedirs(path, exist_ok=True)
-    fileio.check_writable_dir(path, "--output_dir")
-
-
 def _write_eval_results(path, results):
     with fileio.AtomicFile(path) as f:
         for key in sorted(results):
-            f.write(f"{key} = {str(results[key])}\n")
+            # str(), not format(): numpy float32 then prints as the reference's results do.
+            f.write(f"{key} = {results[key]!s}\n")
 
 
 def main(argv):
@@ -110,7 +101,7 @@ def main(argv):
     config = bert_config.load_config(FLAGS.bert_config_file)
     bert_config.check_seq_length(config, FLAGS.max_seq_length)
     files = fileio.expand_inputs(FLAGS.input_file)
-    _prepare_output_dir(FLAGS.output_dir)
+    fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
     pretraining.check_records(files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config.vocab_size)
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -146,10 +137,11 @@ def main(argv):
         )
         training.check_run_directory(FLAGS.output_dir, description, chief)
         trainer = training.Trainer(task, options, replicas)
-        global_batch = FLAGS.train_batch_size * FLAGS.num_accumulation_steps * replicas.size
+        rank_batch = FLAGS.train_batch_size * FLAGS.num_accumulation_steps
+        global_batch = rank_batch * replicas.size
         dataset = pretraining.training_dataset(
             files,
-            FLAGS.train_batch_size * FLAGS.num_accumulation_steps,
+            rank_batch,
             FLAGS.max_seq_length,
             FLAGS.max_predictions_per_seq,
             seed=FLAGS.seed,
@@ -175,7 +167,7 @@ def main(argv):
             reader = checkpoints.CheckpointReader(source)
             step = next((int(reader.tensor(n)) for n in ("step", "global_step") if n in reader), 0)
         dataset = pretraining.evaluation_dataset(files, FLAGS.eval_batch_size, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq)
-        results = pretraining.evaluate(task, dataset, FLAGS.max_eval_steps, training.COMPUTE_DTYPES[compute_dtype])
+        results = training.evaluate(task, dataset, FLAGS.max_eval_steps, training.COMPUTE_DTYPES[compute_dtype])
         results["global_step"] = step
         path = os.path.join(FLAGS.output_dir, "eval_results.txt")
         _write_eval_results(path, results)

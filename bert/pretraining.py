@@ -12,9 +12,9 @@ import glob
 import json
 import os
 
-import numpy as np
+from google.protobuf.message import DecodeError
 
-from bert import modeling, records
+from bert import records
 from bert.errors import InputError
 from bert.tf import error_text, tf
 
@@ -186,9 +186,7 @@ def check_records(files, max_seq_length, max_predictions_per_seq, vocab_size):
                 count += 1
         except tf.errors.OpError as e:
             raise InputError(f"{path}: corrupt or truncated TFRecord file: {error_text(e)}") from None
-        except Exception as e:  # a record that is not a tf.train.Example
-            if isinstance(e, InputError):
-                raise
+        except DecodeError as e:
             raise InputError(f"{path}: record {count} is not a tf.train.Example: {e}") from None
         if count == 0:
             raise InputError(f"{path}: no records")
@@ -197,38 +195,3 @@ def check_records(files, max_seq_length, max_predictions_per_seq, vocab_size):
                 f"{path}: token id {max_id} is outside the model's vocabulary: the config's key 'vocab_size' "
                 f"is {vocab_size} (the reference would train into NaN)"
             )
-
-
-def evaluate(task, dataset, max_steps, compute_dtype=tf.float32):
-    """The reference's eval metrics over up to `max_steps` batches of `dataset`."""
-
-    @tf.function
-    def batch_sums(features):
-        ctx = modeling.Context(compute_dtype)
-        sums = task.sums(features, ctx)
-        counts = task.counts(features)
-        loss = tf.add_n([
-            sums[term] / (counts[count] + task.count_epsilon.get(count, 0.0)) for term, count in task.loss_terms.items()
-        ])
-        return sums, counts, loss
-
-    totals, count_totals, losses = {}, {}, []
-    try:
-        for step, features in enumerate(dataset):
-            if step >= max_steps:
-                break
-            sums, counts, loss = batch_sums(features)
-            for key, value in sums.items():
-                totals[key] = totals.get(key, 0.0) + float(value)
-            for key, value in counts.items():
-                count_totals[key] = count_totals.get(key, 0.0) + float(value)
-            losses.append(float(loss))
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-        raise InputError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
-    if not losses:
-        raise InputError("--input_file: no records to evaluate")
-    results = {}
-    for metric, (term, count) in task.metrics.items():
-        results[metric] = np.float32(totals[term] / count_totals[count]) if count_totals[count] else np.float32(0)
-    results["loss"] = np.float32(np.mean(losses))
-    return results

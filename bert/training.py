@@ -18,6 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 
+import numpy as np
 from tqdm import tqdm
 
 from bert import checkpoints, modeling, optimization
@@ -46,6 +47,16 @@ class TrainOptions:
     seed: int = 12345
     compute_dtype: str = "float32"
     use_xla: bool = False
+
+
+def with_epsilon(task, counts):
+    """The counts a task's loss divides by, each with the task's epsilon (the reference's + 1e-5)."""
+    return {name: count + task.count_epsilon.get(name, 0.0) for name, count in counts.items()}
+
+
+def task_loss(task, sums, counts):
+    """A task's loss: each loss term's sum over its count (counts from `with_epsilon`)."""
+    return tf.add_n([sums[term] / counts[count] for term, count in task.loss_terms.items()])
 
 
 class Trainer:
@@ -86,7 +97,7 @@ class Trainer:
         with tf.GradientTape() as tape:
             ctx = modeling.Context(self.dtype, training=True, seed=seed)
             sums = self.task.sums(features, ctx)
-            loss = tf.add_n([sums[term] / counts[count] for term, count in self.task.loss_terms.items()])
+            loss = task_loss(self.task, sums, counts)
             scaled = loss * self.loss_scale if self.dynamic_scaling else loss
         gradients = tape.gradient(scaled, self.variables)
         return [tf.convert_to_tensor(g) for g in gradients], sums
@@ -129,7 +140,7 @@ class Trainer:
         counts = self.task.counts(features)
         names = sorted(counts)
         summed = self.replicas.all_sum([counts[n] for n in names])
-        counts = {n: c + self.task.count_epsilon.get(n, 0.0) for n, c in zip(names, summed)}
+        counts = with_epsilon(self.task, dict(zip(names, summed)))
 
         def micro_batch(i):
             return {key: value[i * micro : (i + 1) * micro] for key, value in features.items()}
@@ -147,7 +158,7 @@ class Trainer:
         sums = dict(zip(sum_names, reduced[len(gradients) :]))
         applied, rate, norm = self._update(gradients)
         report = {"applied": applied, "learning_rate": rate, "gradient_norm": norm, "loss_scale": self.loss_scale}
-        report["loss"] = tf.add_n([sums[term] / counts[count] for term, count in self.task.loss_terms.items()])
+        report["loss"] = task_loss(self.task, sums, counts)
         for metric, (term, count) in self.task.metrics.items():
             report[metric] = sums[term] / counts[count]
         return report
@@ -293,3 +304,35 @@ def describe(options, **shape):
         **shape,
     }
 
+
+def evaluate(task, dataset, max_steps, compute_dtype=tf.float32):
+    """The reference's eval metrics over up to `max_steps` batches of `dataset`."""
+
+    @tf.function
+    def batch_sums(features):
+        ctx = modeling.Context(compute_dtype)
+        sums = task.sums(features, ctx)
+        counts = task.counts(features)
+        loss = task_loss(task, sums, with_epsilon(task, counts))
+        return sums, counts, loss
+
+    totals, count_totals, losses = {}, {}, []
+    try:
+        for step, features in enumerate(dataset):
+            if step >= max_steps:
+                break
+            sums, counts, loss = batch_sums(features)
+            for key, value in sums.items():
+                totals[key] = totals.get(key, 0.0) + float(value)
+            for key, value in counts.items():
+                count_totals[key] = count_totals.get(key, 0.0) + float(value)
+            losses.append(float(loss))
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        raise InputError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
+    if not losses:
+        raise InputError("--input_file: no records to evaluate")
+    results = {}
+    for metric, (term, count) in task.metrics.items():
+        results[metric] = np.float32(totals[term] / count_totals[count]) if count_totals[count] else np.float32(0)
+    results["loss"] = np.float32(np.mean(losses))
+    return results

@@ -10,6 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+# The records and model config the pre-training and data-parallel tests share.
+pytest_plugins = ["tests.pretrain_fixtures"]
+
 
 def shared_file(*parts):
     """A file under ../shared/data, or a skip naming it: a user's fresh clone has no ../shared."""

@@ -13,7 +13,7 @@ import pytest
 from bert import distributed
 from tests import distributed_worker
 from tests.conftest import ROOT
-from tests.pretrain_fixtures import pretrain_args, records_dir, small_config  # noqa: F401
+from tests.pretrain_fixtures import pretrain_args
 
 WORKER = ROOT / "tests" / "distributed_worker.py"
 
