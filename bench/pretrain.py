@@ -18,16 +18,11 @@ Results are printed and written to bench/results/pretrain.json.
 """
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, run_peer, time_steps, write_results
+
 sys.path.insert(0, str(ROOT))
 
 SEQ, BATCH, PREDICTIONS = 128, 32, 20
@@ -71,18 +66,6 @@ def random_batch():
         "masked_lm_weights": np.ones((BATCH, PREDICTIONS), np.float32),
         "next_sentence_labels": rng.integers(0, 2, (BATCH, 1)).astype(np.int32),
     }
-
-
-def time_steps(step, warmup, steps):
-    """Median seconds per step: on a shared machine the median shrugs off steps slowed by neighbours."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def ours(size, dtype, xla, warmup, steps):
@@ -143,36 +126,6 @@ def transformers_peer(size, warmup, steps):
     return time_steps(step, warmup, steps)
 
 
-def mkl_shim():
-    """A shared object whose one function tells MKL this CPU is Intel, so it takes its fast path."""
-    directory = Path(tempfile.gettempdir()) / "bert-bench"
-    directory.mkdir(exist_ok=True)
-    library = directory / "libfakeintel.so"
-    if not library.exists():
-        source = directory / "fakeintel.c"
-        source.write_text("int mkl_serv_intel_cpu_true(void) { return 1; }\n")
-        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
-    return library
-
-
-def run_peer(name, size, warmup, steps, peer_python):
-    """Seconds per step of a peer, measured in its own process; None when it is not installed."""
-    env = dict(os.environ)
-    if name == "transformers":
-        try:
-            env["LD_PRELOAD"] = str(mkl_shim())
-        except (OSError, subprocess.CalledProcessError):
-            pass
-    python = peer_python.get(name) or sys.executable
-    result = subprocess.run([python, __file__, "--peer", name, "--sizes", size, "--warmup", str(warmup),
-                             "--steps", str(steps)], capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or ["failed"])[-1]
-        print(f"  {name} {size}: skipped ({reason})")
-        return None
-    return float(result.stdout.strip().splitlines()[-1])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="tiny,mini,small")
@@ -212,8 +165,8 @@ def main():
             row["bfloat16_over_float32"] = row["bfloat16"]["sequences_per_second"] / row["float32"]["sequences_per_second"]
         if args.compare:
             for peer in ("keras_hub", "transformers"):
-                seconds = run_peer(peer, size, args.warmup, args.steps,
-                                   {"keras_hub": args.keras_hub_python, "transformers": args.transformers_python})
+                python = {"keras_hub": args.keras_hub_python, "transformers": args.transformers_python}[peer]
+                seconds = run_peer(__file__, peer, size, args.warmup, args.steps, python)
                 if seconds is None:
                     continue
                 rate = BATCH / seconds
@@ -222,11 +175,7 @@ def main():
                     row[f"ours_over_{peer}"] = row["float32"]["sequences_per_second"] / rate
                 print(f"{size:6s} {peer:12s} {rate:8.1f} seq/s  (ours fp32 / {peer}: {row.get(f'ours_over_{peer}', 0):.2f}x)")
         results["cases"].append(row)
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    temp = args.output + ".tmp"
-    with open(temp, "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(temp, args.output)
+    write_results(args.output, results)
     print(f"bench/pretrain.py: wrote {args.output}")
 
 

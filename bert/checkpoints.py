@@ -86,30 +86,35 @@ class CheckpointReader:
         return self._reader.get_tensor(self._keys[name][0])
 
 
-def load_weights(variables_by_name, path, flag="--init_checkpoint"):
+def load_weights(variables_by_name, path, flag="--init_checkpoint", optional=()):
     """Assigns every variable in `variables_by_name` from the checkpoint at `path`.
 
     All variables are checked before any is assigned, so a bad checkpoint leaves the model as it was.
-    Returns the sorted names of checkpoint variables that were not used.
+    Names in `optional` (a fine-tuning head) are loaded when the checkpoint has them with the model's
+    shape and otherwise keep their initial values. Returns (the sorted names of checkpoint variables
+    that were not used, the optional names that were not loaded).
     """
     reader = CheckpointReader(path, flag)
-    values = {}
+    values, fresh = {}, []
     for name, variable in variables_by_name.items():
+        expected = variable.shape.as_list()
+        if name in optional and (name not in reader or reader.shape(name) != expected):
+            fresh.append(name)
+            continue
         if name not in reader:
             raise InputError(
                 f"{flag}: checkpoint {reader.prefix} has no variable '{name}' "
                 f"(it has {len(reader.names())} variables; is it a BERT checkpoint of this model?)"
             )
-        expected = variable.shape.as_list()
         if reader.shape(name) != expected:
             raise InputError(
                 f"{flag}: variable '{name}' in {reader.prefix} has shape {reader.shape(name)}, the model "
                 f"config needs {expected} (does --bert_config_file match the checkpoint?)"
             )
         values[name] = reader.tensor(name)
-    for name, variable in variables_by_name.items():
-        variable.assign(values[name].astype(np.float32))
-    return sorted(set(reader.names()) - set(variables_by_name))
+    for name, value in values.items():
+        variables_by_name[name].assign(value.astype(np.float32))
+    return sorted(set(reader.names()) - set(values)), fresh
 
 
 def export_checkpoint(variables_by_name, prefix, config=None, extra=None):

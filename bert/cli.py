@@ -109,3 +109,88 @@ def warn_ignored_tpu_flags():
     given = [name for name in _TPU_FLAGS if FLAGS[name].present]
     if given:
         print(f"{_program()}: warning: ignoring TPU flag(s) {', '.join('--' + n for n in given)}", file=sys.stderr)
+
+
+def define_training_flags():
+    """The flags of every stage that trains: batches, optimizer, precision, data parallelism, checkpoints."""
+    from bert import distributed, optimization  # here, so that the commands that do not train never load TensorFlow
+
+    flags.DEFINE_integer("train_batch_size", 32, "Examples per micro-batch on each rank.")
+    flags.DEFINE_integer("eval_batch_size", 8, "Examples per evaluation batch.")
+    flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
+    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Save a checkpoint every this many steps (and at the end).")
+    flags.DEFINE_enum("optimizer_type", "adam", optimization.OPTIMIZERS, "adam (the reference's AdamWeightDecay), lamb, nadam or nlamb.")
+    flags.DEFINE_bool("use_horovod", False, "Data parallelism over Horovod (run under horovodrun).")
+    flags.DEFINE_enum(
+        "distribution_strategy", "none", distributed.STRATEGIES,
+        "Data parallelism engine: none, horovod (same as --use_horovod), or multi_worker_mirrored (tf.distribute, "
+        "cluster in TF_CONFIG).",
+    )
+    flags.DEFINE_bool("scale_lr_by_world_size", False, "Multiply --learning_rate by the number of ranks.")
+    flags.DEFINE_bool("auto_mixed_precision", False, "Compute in --amp_dtype; weights and optimizer state stay float32.")
+    flags.DEFINE_enum("amp_dtype", "float16", ["float16", "bfloat16"], "float16 (dynamic loss scaling) or bfloat16.")
+    flags.DEFINE_bool("use_xla", False, "Compile the step with XLA.")
+    flags.DEFINE_integer("num_accumulation_steps", 1, "Micro-batches accumulated into one optimizer step.")
+    flags.DEFINE_integer("num_report_steps", 10, "Log to TensorBoard and the progress bar every this many steps.")
+    flags.DEFINE_integer("keep_checkpoints", 5, "How many recent checkpoints to keep.")
+    flags.DEFINE_integer("seed", 12345, "Seed of the initial weights, the input order and dropout.")
+    flags.DEFINE_bool("deterministic", False, "TensorFlow op determinism: with --seed, a run is reproducible bit for bit.")
+
+
+def check_training_flags():
+    positive = ("train_batch_size", "eval_batch_size", "save_checkpoints_steps", "num_accumulation_steps",
+                "num_report_steps", "keep_checkpoints")
+    for name in positive:
+        if FLAGS[name].value < 1:
+            raise InputError(f"--{name} must be at least 1, got {FLAGS[name].value}")
+    if not FLAGS.learning_rate > 0:
+        raise InputError(f"--learning_rate must be positive, got {FLAGS.learning_rate}")
+    if FLAGS.use_horovod and FLAGS.distribution_strategy not in ("none", "horovod"):
+        raise InputError(f"--use_horovod contradicts --distribution_strategy={FLAGS.distribution_strategy}")
+
+
+def start_training_run():
+    """The data-parallel replicas the flags ask for, with TensorFlow seeded (and deterministic if asked)."""
+    from bert import distributed
+    from bert.tf import tf
+
+    replicas = distributed.make_replicas("horovod" if FLAGS.use_horovod else FLAGS.distribution_strategy)
+    if FLAGS.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    tf.random.set_seed(FLAGS.seed)
+    return replicas
+
+
+def compute_dtype():
+    return FLAGS.amp_dtype if FLAGS.auto_mixed_precision else "float32"
+
+
+def training_options(output_dir, num_train_steps, num_warmup_steps, replicas):
+    """The TrainOptions of the training flags for a run of `num_train_steps`."""
+    from bert import training
+
+    return training.TrainOptions(
+        output_dir=output_dir,
+        num_train_steps=num_train_steps,
+        num_warmup_steps=num_warmup_steps,
+        learning_rate=FLAGS.learning_rate * (replicas.size if FLAGS.scale_lr_by_world_size else 1),
+        optimizer_type=FLAGS.optimizer_type,
+        micro_batch_size=FLAGS.train_batch_size,
+        num_accumulation_steps=FLAGS.num_accumulation_steps,
+        save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+        keep_checkpoints=FLAGS.keep_checkpoints,
+        num_report_steps=FLAGS.num_report_steps,
+        seed=FLAGS.seed,
+        compute_dtype=compute_dtype(),
+        use_xla=FLAGS.use_xla,
+    )
+
+
+def write_results(path, results):
+    """`key = value` lines, sorted by key, as the reference's eval_results.txt."""
+    from bert.fileio import AtomicFile
+
+    with AtomicFile(path) as f:
+        for key in sorted(results):
+            # str(), not format(): numpy float32 then prints as the reference's results do.
+            f.write(f"{key} = {results[key]!s}\n")

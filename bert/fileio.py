@@ -1,8 +1,12 @@
 """Atomic output files, input globs, and the checks every command makes before writing."""
 
 import glob
+import hashlib
+import json
 import os
 import tempfile
+
+import numpy as np
 
 from bert.errors import InputError
 
@@ -27,6 +31,11 @@ class AtomicFile:
 
     def write(self, data):
         return self._file.write(data)
+
+    @property
+    def stream(self):
+        """The open temporary file, for writers that need a real file object (numpy, zipfile)."""
+        return self._file
 
     def commit(self):
         if self.done:
@@ -100,3 +109,24 @@ def check_writable_dir(directory, flag):
         raise InputError(f"{flag}: directory does not exist: {directory}")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise InputError(f"{flag}: directory is not writable: {directory}")
+
+
+def fingerprint(paths, settings):
+    """A short hash of the files' bytes and a JSON-able dict of settings: names what an output was made from."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def cached_arrays(path, build):
+    """The arrays saved at `path` (.npz), or `build()`'s, saved there atomically first."""
+    if os.path.isfile(path):
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}
+    arrays = build()
+    with AtomicFile(path, "wb") as f:
+        np.savez(f.stream, **arrays)
+    return arrays

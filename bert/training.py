@@ -67,9 +67,12 @@ class Trainer:
         self.options = options
         self.replicas = replicas
         self.variables_by_name = task.variables_by_name
-        self.names = list(self.variables_by_name)
+        # Weights the task's loss does not reach (SQuAD's pooler) are saved but, as in the reference,
+        # get no update and no optimizer slots.
+        untrained = getattr(task, "untrained_names", ())
+        self.names = [n for n in self.variables_by_name if n not in untrained]
         self.variables = [self.variables_by_name[n] for n in self.names]
-        self.optimizer = optimization.Optimizer(options.optimizer_type, self.variables_by_name)
+        self.optimizer = optimization.Optimizer(options.optimizer_type, {n: self.variables_by_name[n] for n in self.names})
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.dynamic_scaling = options.compute_dtype == "float16"
         self.loss_scale = tf.Variable(INITIAL_LOSS_SCALE if self.dynamic_scaling else 1.0, trainable=False, name="loss_scale")
@@ -91,7 +94,7 @@ class Trainer:
         }
 
     def state_variables(self):
-        return [*self.variables, *self.optimizer.slots.values(), self.step, self.loss_scale, self.good_steps]
+        return [*self.variables_by_name.values(), *self.optimizer.slots.values(), self.step, self.loss_scale, self.good_steps]
 
     def _micro_gradients(self, features, counts, seed):
         with tf.GradientTape() as tape:
@@ -219,18 +222,58 @@ class DataPosition:
         return True
 
 
-def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_size=None, log=print):
+class IndexedBatches:
+    """In-memory examples served so that the batch of a step is a function of the step alone.
+
+    Each epoch is a permutation of the examples seeded by (seed, epoch); the global batch of step s is
+    the next `rank_batch_size x size` examples of the endless sequence of epochs, and rank r takes its
+    r-th slice of it. Resuming at a step therefore needs no saved input position, and N ranks together
+    see exactly the batches one process would.
+    """
+
+    def __init__(self, arrays, rank_batch_size, seed, rank=0, size=1):
+        self.arrays = arrays
+        self.rank_batch_size = rank_batch_size
+        self.seed = seed
+        self.rank = rank
+        self.size = size
+        self.num_examples = len(next(iter(arrays.values())))
+
+    def _permutation(self, epoch):
+        return np.random.default_rng([self.seed & 0x7FFFFFFF, epoch]).permutation(self.num_examples)
+
+    def indexes(self, step):
+        """The example indexes this rank trains on at `step`."""
+        global_batch = self.rank_batch_size * self.size
+        begin = step * global_batch + self.rank * self.rank_batch_size
+        positions = np.arange(begin, begin + self.rank_batch_size)
+        epochs, offsets = np.divmod(positions, self.num_examples)
+        permutations = {epoch: self._permutation(epoch) for epoch in np.unique(epochs)}
+        return np.array([permutations[e][o] for e, o in zip(epochs, offsets)])
+
+    def from_step(self, step):
+        while True:
+            chosen = self.indexes(step)
+            yield {key: value[chosen] for key, value in self.arrays.items()}
+            step += 1
+
+
+def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_size=None, log=print,
+        optional_init=(), on_save=None):
     """Trains `trainer` on `dataset` to options.num_train_steps, resuming from OUTPUT_DIR when it can.
 
-    Returns the final step and the last report (Python floats).
+    `dataset` is a tf.data.Dataset (its iterator is checkpointed per rank) or an IndexedBatches.
+    `optional_init` names variables (a new task head) that --init_checkpoint may lack; `on_save(step)`
+    runs on every rank after each checkpoint. Returns the final step and the last report (Python floats).
     """
     chief = replicas.rank == 0
     model_checkpoint = tf.train.Checkpoint(**trainer.state())
     manager = tf.train.CheckpointManager(
         model_checkpoint, options.output_dir, max_to_keep=options.keep_checkpoints, checkpoint_name="ckpt"
     )
-    iterator = iter(dataset)
-    position = DataPosition(options.output_dir, replicas.rank, iterator, options.keep_checkpoints)
+    indexed = isinstance(dataset, IndexedBatches)
+    iterator = None if indexed else iter(dataset)
+    position = None if indexed else DataPosition(options.output_dir, replicas.rank, iterator, options.keep_checkpoints)
 
     latest = manager.latest_checkpoint
     resume_step = int(latest.rsplit("-", 1)[1]) if latest else 0
@@ -238,18 +281,22 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     if resume_step:
         path = os.path.join(options.output_dir, f"ckpt-{resume_step}")
         model_checkpoint.restore(path).assert_existing_objects_matched()
-        if not position.restore(resume_step):
+        if position and not position.restore(resume_step):
             log(f"warning: no input position for rank {replicas.rank} at step {resume_step}; its input restarts")
         log(f"resuming from {path} (step {resume_step})")
     elif init_checkpoint:
-        unused = checkpoints.load_weights(trainer.variables_by_name, init_checkpoint)
-        if unused and chief:
+        unused, fresh = checkpoints.load_weights(trainer.variables_by_name, init_checkpoint, optional=optional_init)
+        if chief:
             shown = ", ".join(unused[:4]) + (", ..." if len(unused) > 4 else "")
-            log(f"initialised from {init_checkpoint}; {len(unused)} checkpoint variable(s) not used: {shown}")
+            log(f"initialised from {init_checkpoint}" + (f"; {len(unused)} checkpoint variable(s) not used: {shown}" if unused else ""))
+            if fresh:
+                log(f"newly initialised (not in the checkpoint): {', '.join(fresh)}")
     replicas.broadcast(trainer.state_variables())
 
     writer = tf.summary.create_file_writer(options.output_dir) if chief else None
     step = int(trainer.step.numpy())
+    if indexed:
+        iterator = dataset.from_step(step)
     total = options.num_train_steps
     progress = tqdm(total=total, initial=step, desc="train", unit="step", disable=None if chief else True)
     window, window_start, window_steps = {}, time.perf_counter(), 0
@@ -284,10 +331,13 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                 writer.flush()
                 window, window_start, window_steps = {}, time.perf_counter(), 0
             if step % options.save_checkpoints_steps == 0 or step == total:
-                position.save(step)
+                if position:
+                    position.save(step)
                 replicas.barrier()
                 if chief:
                     manager.save(checkpoint_number=step)
+                if on_save:
+                    on_save(step)
     finally:
         progress.close()
         if writer is not None:
@@ -303,6 +353,16 @@ def describe(options, **shape):
         "num_accumulation_steps": options.num_accumulation_steps,
         **shape,
     }
+
+
+def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()):
+    """Loads the newest checkpoint of `output_dir`, or else `init_checkpoint`, for evaluation; returns its step."""
+    source = tf.train.latest_checkpoint(output_dir) or init_checkpoint
+    if not source:
+        raise InputError("--do_eval or --do_predict without --do_train needs a checkpoint in --output_dir or --init_checkpoint")
+    checkpoints.load_weights(variables_by_name, source, optional=optional)
+    reader = checkpoints.CheckpointReader(source)
+    return next((int(reader.tensor(n)) for n in ("step", "global_step") if n in reader), 0)
 
 
 def evaluate(task, dataset, max_steps, compute_dtype=tf.float32):

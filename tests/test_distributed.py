@@ -122,3 +122,34 @@ def test_multi_worker_mirrored_pretrain_cli(records_dir, small_config, tmp_path)
     assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
     assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0", "rank-1"]
     assert (out / "bert_model.ckpt.index").exists()
+
+
+def test_horovod_classify_equals_one_process_with_the_global_batch(small_config, uncased_vocab, tmp_path):
+    """bert-classify under 2 ranks x 8 trains like one process x 16: same batches, same steps, same weights."""
+    from tests.conftest import shared_file
+    from tests.pretrain_fixtures import SMALL_MODEL
+    from tests.test_classify import classify_args, tensors
+
+    runner = horovodrun()
+    data = shared_file("glue", "MRPC")
+    # Without dropout the two ranks' halves are computed exactly as the one process's whole batch.
+    config = tmp_path / "no_dropout.json"
+    config.write_text(json.dumps({**SMALL_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}))
+
+    def args(out, batch):
+        return classify_args(data, config, uncased_vocab, out, "--do_train", "--num_train_epochs=0.04",
+                             f"--train_batch_size={batch}", "--learning_rate=1e-3", "--seed=5",
+                             "--classifier_dropout=0")
+
+    single = subprocess.run([sys.executable, "-m", "bert.classify", *args(tmp_path / "single", 16)],
+                            capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert single.returncode == 0, single.stderr
+    ranks = subprocess.run([runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, "-m", "bert.classify",
+                            "--use_horovod", *args(tmp_path / "ranks", 8)],
+                           capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert ranks.returncode == 0, ranks.stdout[-3000:] + ranks.stderr[-3000:]
+    assert ranks.stdout.count("trained to step 9 (Horovod, 2 ranks, global batch 16") == 1
+    want, got = tensors(tmp_path / "single" / "bert_model.ckpt"), tensors(tmp_path / "ranks" / "bert_model.ckpt")
+    assert int(got["global_step"]) == int(want["global_step"]) == 9
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], atol=2e-5, err_msg=name)

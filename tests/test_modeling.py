@@ -125,7 +125,7 @@ def tf1_checkpoint(tmp_path):
 def test_loaded_reference_checkpoint_matches_numpy_forward_pass(tf1_checkpoint):
     prefix, weights = tf1_checkpoint
     model = modeling.BertPretrainer(CONFIG)
-    unused = checkpoints.load_weights(model.variables_by_name, prefix)
+    unused, _ = checkpoints.load_weights(model.variables_by_name, prefix)
     assert unused == ["bert/embeddings/word_embeddings/adam_m", "global_step"]
 
     features = random_features(CONFIG)
@@ -234,7 +234,7 @@ def test_object_based_training_checkpoint_loads_by_reference_name(tmp_path):
     model = modeling.BertPretrainer(CONFIG, seed=5)
     path = tf.train.Checkpoint(weights=model.variables_by_name).write(str(tmp_path / "ckpt-1"))
     encoder = modeling.BertModel(CONFIG, seed=6)
-    unused = checkpoints.load_weights(encoder.weights, path)
+    unused, _ = checkpoints.load_weights(encoder.weights, path)
     assert "cls/predictions/output_bias" in unused
     for name, variable in encoder.weights.items():
         assert (variable.numpy() == model.variables_by_name[name].numpy()).all()

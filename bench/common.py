@@ -1,0 +1,61 @@
+"""What the benchmarks share: timing, running a peer implementation in its own process, writing results."""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def time_steps(step, warmup, steps):
+    """Median seconds per step: on a shared machine the median shrugs off steps slowed by neighbours."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def mkl_shim():
+    """A shared object whose one function tells MKL this CPU is Intel, so it takes its fast path."""
+    directory = Path(tempfile.gettempdir()) / "bert-bench"
+    directory.mkdir(exist_ok=True)
+    library = directory / "libfakeintel.so"
+    if not library.exists():
+        source = directory / "fakeintel.c"
+        source.write_text("int mkl_serv_intel_cpu_true(void) { return 1; }\n")
+        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    return library
+
+
+def run_peer(script, name, size, warmup, steps, python=None):
+    """Seconds per step of a peer, measured by `script --peer name` in its own process; None when it fails."""
+    env = dict(os.environ)
+    if name == "transformers":
+        try:
+            env["LD_PRELOAD"] = str(mkl_shim())
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    result = subprocess.run([python or sys.executable, str(script), "--peer", name, "--sizes", size, "--warmup", str(warmup),
+                             "--steps", str(steps)], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["failed"])[-1]
+        print(f"  {name} {size}: skipped ({reason})")
+        return None
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def write_results(path, results):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temp = f"{path}.tmp"
+    with open(temp, "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(temp, path)

