@@ -17,7 +17,7 @@ CURVES = ("loss", "masked_lm_loss", "next_sentence_loss")
 
 def read_scalars(logdir, tags=CURVES):
     """{tag: [(step, value), ...]} of the scalars the training loop logged under `logdir`."""
-    import bert.tf  # noqa: F401 (TensorFlow first, quietly: TensorBoard's readers import it)
+    from bert.tf import tf  # noqa: F401 (TensorFlow first, quietly: TensorBoard's readers import it)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.util import tensor_util
 
