@@ -34,12 +34,17 @@ def mrpc_batch():
         return {"input_ids": rng.integers(1000, VOCAB, (BATCH, SEQ)).astype(np.int32),
                 "input_mask": np.ones((BATCH, SEQ), np.int32), "segment_ids": np.zeros((BATCH, SEQ), np.int32),
                 "label_ids": rng.integers(0, LABELS, BATCH).astype(np.int32)}, "random ids"
-    from bert import classifier, glue, tokenization
+    # No TensorFlow here: the transformers peer builds its batch with this too.
+    from bert import features, glue, tokenization
 
     task = glue.get_task("mrpc")
     examples, _ = glue.read_examples(task, mrpc, "train")
     tokenizer = tokenization.FullTokenizer(str(vocab), do_lower_case=True)
-    return classifier.encode_examples(examples[:BATCH], tokenizer, SEQ, task.labels), "MRPC train"
+    encoded = [features.encode_pair(tokenizer, tokenizer.tokenize(e.text_a), tokenizer.tokenize(e.text_b), SEQ)
+               for e in examples[:BATCH]]
+    batch = {key: np.stack([getattr(f, key) for f in encoded]) for key in ("input_ids", "input_mask", "segment_ids")}
+    batch["label_ids"] = np.array([task.labels.index(e.label) for e in examples[:BATCH]], np.int32)
+    return batch, "MRPC train"
 
 
 def config_of(size):
