@@ -4,6 +4,7 @@
 """
 
 import glob
+import importlib
 import os
 
 from absl import flags
@@ -17,7 +18,8 @@ CURVES = ("loss", "masked_lm_loss", "next_sentence_loss")
 
 def read_scalars(logdir, tags=CURVES):
     """{tag: [(step, value), ...]} of the scalars the training loop logged under `logdir`."""
-    from bert.tf import tf  # noqa: F401 (TensorFlow first, quietly: TensorBoard's readers import it)
+    # TensorFlow first, through bert.tf so that its import-time notices stay quiet: TensorBoard's readers import it.
+    importlib.import_module("bert.tf")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.util import tensor_util
 
