@@ -20,15 +20,13 @@ batch is --train_batch_size x --num_accumulation_steps x ranks, with linear warm
 
 import json
 import os
-import sys
 import time
 
 import numpy as np
 from absl import flags
 
-from bert import checkpoints, classifier, cli, config as bert_config, fileio, glue, tokenization, training
+from bert import checkpoints, classifier, cli, fileio, glue, training
 from bert.errors import InputError
-from bert.tf import tf
 
 FLAGS = flags.FLAGS
 BEST_DIR = "best"
@@ -45,9 +43,6 @@ def define_flags():
     flags.DEFINE_bool("do_train", False, "Fine-tune on train.tsv.")
     flags.DEFINE_bool("do_eval", False, "Evaluate on dev.tsv and write eval_results.txt.")
     flags.DEFINE_bool("do_predict", False, "Predict test.tsv and write test_results.tsv.")
-    flags.DEFINE_integer("predict_batch_size", 8, "Examples per prediction batch.")
-    flags.DEFINE_float("num_train_epochs", 3.0, "Epochs of fine-tuning.")
-    flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of the training steps with linear learning-rate warmup.")
     flags.DEFINE_float("classifier_dropout", classifier.CLASSIFIER_DROPOUT, "Dropout on the pooled output before the classifier (the reference's 0.1).")
     flags.DEFINE_bool("keep_best", False, "Evaluate on dev at every checkpoint; keep the best in OUTPUT_DIR/best and use it.")
     flags.DEFINE_string("xnli_language", "zh", "XNLI: the language to train and evaluate on.")
@@ -58,21 +53,16 @@ def define_flags():
     flags.DEFINE_list("tsv_labels", None, "tsv task: the labels, in order; default: those of train.tsv, sorted.")
     flags.DEFINE_bool("tsv_regression", False, "tsv task: the label is a number to regress (one output).")
     cli.define_training_flags()
+    cli.define_fine_tuning_flags()
     cli.define_tpu_flags()
 
 
 def _check_flags():
-    cli.check_training_flags()
-    if FLAGS.predict_batch_size < 1:
-        raise InputError(f"--predict_batch_size must be at least 1, got {FLAGS.predict_batch_size}")
+    cli.check_fine_tuning_flags()
     if FLAGS.max_seq_length < 3:
         raise InputError(f"--max_seq_length must be at least 3, got {FLAGS.max_seq_length}")
     if not 0 <= FLAGS.classifier_dropout < 1:
         raise InputError(f"--classifier_dropout must be in [0, 1), got {FLAGS.classifier_dropout}")
-    if not FLAGS.num_train_epochs > 0:
-        raise InputError(f"--num_train_epochs must be positive, got {FLAGS.num_train_epochs}")
-    if not 0 <= FLAGS.warmup_proportion <= 1:
-        raise InputError(f"--warmup_proportion must be in [0, 1], got {FLAGS.warmup_proportion}")
     if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
         raise InputError("at least one of --do_train, --do_eval or --do_predict must be set")
     if not os.path.isdir(FLAGS.data_dir):
@@ -187,16 +177,9 @@ def main(argv):
     _check_flags()
     replicas = cli.start_training_run()
     chief = replicas.rank == 0
-
-    def log(message):
-        if chief:
-            print(f"bert-classify: {message}", file=sys.stderr)
-
+    log = cli.chief_log(replicas)
     task = resolve_task()
-    config = bert_config.load_config(FLAGS.bert_config_file)
-    bert_config.check_seq_length(config, FLAGS.max_seq_length)
-    tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
-    bert_config.check_vocab(config, len(tokenizer.vocab), FLAGS.vocab_file)
+    config, tokenizer = cli.load_config_and_tokenizer()
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
 
     model = classifier.BertClassifier(config, task.num_labels, seed=FLAGS.seed, dropout=FLAGS.classifier_dropout)
@@ -209,11 +192,7 @@ def main(argv):
         examples, skipped, fingerprint = _training_set(task)
         if skipped:
             log(f"train.tsv: skipped {skipped} row(s) with missing fields")
-        rank_batch = FLAGS.train_batch_size * FLAGS.num_accumulation_steps
-        global_batch = rank_batch * replicas.size
-        num_train_steps = max(1, int(len(examples) / global_batch * FLAGS.num_train_epochs))
-        num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
-        options = cli.training_options(FLAGS.output_dir, num_train_steps, num_warmup_steps, replicas)
+        options, rank_batch, global_batch = cli.fine_tuning_options(FLAGS.output_dir, len(examples), replicas)
         description = training.describe(
             options, bert_config=config.to_dict(), max_seq_length=FLAGS.max_seq_length, task=task.name,
             labels=task.labels, train_data=fingerprint,
@@ -226,16 +205,14 @@ def main(argv):
         trainer = training.Trainer(classifier.ClassificationTask(model, task.is_regression), options, replicas)
         batches = training.IndexedBatches(arrays, rank_batch, FLAGS.seed, replicas.rank, replicas.size)
         on_save = _keep_best(model, config, dev, log) if FLAGS.keep_best and chief else None
-        log(f"{len(examples)} training examples, {num_train_steps} steps of {global_batch} ({num_warmup_steps} warmup)")
+        log(f"{len(examples)} training examples, {options.num_train_steps} steps of {global_batch} ({options.num_warmup_steps} warmup)")
         step, report = training.fit(
             trainer, batches, options, replicas, init_checkpoint=FLAGS.init_checkpoint, global_batch_size=global_batch,
             log=log, optional_init=classifier.OPTIONAL_INIT, on_save=on_save,
         )
         if chief:
-            export = os.path.join(FLAGS.output_dir, "bert_model.ckpt")
-            checkpoints.export_checkpoint(model.variables_by_name, export, config=config, extra={"global_step": tf.constant(step, tf.int64)})
-            loss = f", loss {report['loss']:.4f}" if report else ""
-            summary.append(f"trained to step {step} ({replicas.name}, global batch {global_batch}{loss}); exported {export}")
+            export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step)
+            summary.append(training.training_summary(step, replicas, global_batch, report, export))
     if not chief or not (FLAGS.do_eval or FLAGS.do_predict):
         if chief:
             print(f"bert-classify: {'; '.join(summary)} ({time.perf_counter() - start:.1f}s)")

@@ -137,6 +137,13 @@ def define_training_flags():
     flags.DEFINE_bool("deterministic", False, "TensorFlow op determinism: with --seed, a run is reproducible bit for bit.")
 
 
+def define_fine_tuning_flags():
+    """The flags bert-classify and bert-squad add to the training flags: epochs, warmup, prediction batches."""
+    flags.DEFINE_integer("predict_batch_size", 8, "Examples (SQuAD: windows) per prediction batch.")
+    flags.DEFINE_float("num_train_epochs", 3.0, "Epochs of fine-tuning.")
+    flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of the training steps with linear learning-rate warmup.")
+
+
 def check_training_flags():
     positive = ("train_batch_size", "eval_batch_size", "save_checkpoints_steps", "num_accumulation_steps",
                 "num_report_steps", "keep_checkpoints")
@@ -147,6 +154,26 @@ def check_training_flags():
         raise InputError(f"--learning_rate must be positive, got {FLAGS.learning_rate}")
     if FLAGS.use_horovod and FLAGS.distribution_strategy not in ("none", "horovod"):
         raise InputError(f"--use_horovod contradicts --distribution_strategy={FLAGS.distribution_strategy}")
+
+
+def check_fine_tuning_flags():
+    check_training_flags()
+    if FLAGS.predict_batch_size < 1:
+        raise InputError(f"--predict_batch_size must be at least 1, got {FLAGS.predict_batch_size}")
+    if not FLAGS.num_train_epochs > 0:
+        raise InputError(f"--num_train_epochs must be positive, got {FLAGS.num_train_epochs}")
+    if not 0 <= FLAGS.warmup_proportion <= 1:
+        raise InputError(f"--warmup_proportion must be in [0, 1], got {FLAGS.warmup_proportion}")
+
+
+def chief_log(replicas):
+    """A function printing `<command>: message` to stderr on rank 0 only."""
+
+    def log(message):
+        if replicas.rank == 0:
+            print(f"{_program()}: {message}", file=sys.stderr)
+
+    return log
 
 
 def start_training_run():
@@ -184,6 +211,29 @@ def training_options(output_dir, num_train_steps, num_warmup_steps, replicas):
         compute_dtype=compute_dtype(),
         use_xla=FLAGS.use_xla,
     )
+
+
+def fine_tuning_options(output_dir, num_examples, replicas):
+    """(TrainOptions, examples per rank per step, global batch) for --num_train_epochs over `num_examples`.
+
+    As the reference counts them: int(examples / global batch x epochs) steps, --warmup_proportion of them warmup.
+    """
+    rank_batch = FLAGS.train_batch_size * FLAGS.num_accumulation_steps
+    global_batch = rank_batch * replicas.size
+    num_train_steps = max(1, int(num_examples / global_batch * FLAGS.num_train_epochs))
+    num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
+    return training_options(output_dir, num_train_steps, num_warmup_steps, replicas), rank_batch, global_batch
+
+
+def load_config_and_tokenizer():
+    """The model config of --bert_config_file and the tokenizer of --vocab_file, checked against each other."""
+    from bert import config as bert_config, tokenization
+
+    config = bert_config.load_config(FLAGS.bert_config_file)
+    bert_config.check_seq_length(config, FLAGS.max_seq_length)
+    tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+    bert_config.check_vocab(config, len(tokenizer.vocab), FLAGS.vocab_file)
+    return config, tokenizer
 
 
 def write_results(path, results):

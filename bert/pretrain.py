@@ -13,14 +13,12 @@ train_batch_size x num_accumulation_steps x ranks sequences.
 """
 
 import os
-import sys
 import time
 
 from absl import flags
 
-from bert import checkpoints, cli, config as bert_config, fileio, modeling, pretraining, training
+from bert import cli, config as bert_config, fileio, modeling, pretraining, training
 from bert.errors import InputError
-from bert.tf import tf
 
 FLAGS = flags.FLAGS
 
@@ -61,10 +59,7 @@ def main(argv):
     _check_flags()
     replicas = cli.start_training_run()
     chief = replicas.rank == 0
-
-    def log(message):
-        if chief:
-            print(f"bert-pretrain: {message}", file=sys.stderr)
+    log = cli.chief_log(replicas)
 
     config = bert_config.load_config(FLAGS.bert_config_file)
     bert_config.check_seq_length(config, FLAGS.max_seq_length)
@@ -103,11 +98,9 @@ def main(argv):
             trainer, dataset, options, replicas, init_checkpoint=FLAGS.init_checkpoint,
             global_batch_size=global_batch, log=log,
         )
-        export = os.path.join(FLAGS.output_dir, "bert_model.ckpt")
         if chief:
-            checkpoints.export_checkpoint(model.variables_by_name, export, config=config, extra={"global_step": tf.constant(step, tf.int64)})
-        loss = f", loss {report['loss']:.4f}" if report else ""
-        summary.append(f"trained to step {step} ({replicas.name}, global batch {global_batch}{loss}); exported {export}")
+            export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step)
+            summary.append(training.training_summary(step, replicas, global_batch, report, export))
     if FLAGS.do_eval and chief:
         if step is None:
             step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint)

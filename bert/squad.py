@@ -18,14 +18,13 @@ reference counts them, through the same loop, optimizers and checkpoints as ever
 
 import json
 import os
-import sys
 import time
 
 import numpy as np
 from absl import flags
 from tqdm import tqdm
 
-from bert import checkpoints, cli, config as bert_config, fileio, modeling, squad_data, tokenization, training
+from bert import cli, fileio, modeling, squad_data, training
 from bert.errors import InputError
 from bert.tf import tf
 
@@ -88,21 +87,19 @@ def define_flags():
     flags.DEFINE_bool("do_train", False, "Fine-tune on --train_file.")
     flags.DEFINE_bool("do_predict", False, "Predict --predict_file: predictions.json, nbest_predictions.json (null_odds.json).")
     flags.DEFINE_bool("do_eval", False, "Score the predictions of --predict_file with the official EM/F1 -> eval_results.txt.")
-    flags.DEFINE_integer("predict_batch_size", 8, "Windows per prediction batch.")
-    flags.DEFINE_float("num_train_epochs", 3.0, "Epochs of fine-tuning.")
-    flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of the training steps with linear learning-rate warmup.")
     flags.DEFINE_integer("n_best_size", 20, "Candidate answers kept per question in nbest_predictions.json.")
     flags.DEFINE_integer("max_answer_length", 30, "Longest answer, in sub-tokens.")
     flags.DEFINE_bool("version_2_with_negative", False, "SQuAD v2.0: questions may have no answer.")
     flags.DEFINE_float("null_score_diff_threshold", 0.0, "v2.0: answer \"\" when null score - best span score exceeds this.")
     flags.DEFINE_bool("verbose_logging", False, "Accepted for compatibility with the reference and ignored.")
     cli.define_training_flags()
+    cli.define_fine_tuning_flags()
     cli.define_tpu_flags()
 
 
 def _check_flags():
-    cli.check_training_flags()
-    for name in ("predict_batch_size", "n_best_size", "max_answer_length", "max_query_length"):
+    cli.check_fine_tuning_flags()
+    for name in ("n_best_size", "max_answer_length", "max_query_length"):
         if FLAGS[name].value < 1:
             raise InputError(f"--{name} must be at least 1, got {FLAGS[name].value}")
     if FLAGS.doc_stride < 1:
@@ -112,10 +109,6 @@ def _check_flags():
             f"--max_seq_length ({FLAGS.max_seq_length}) must be greater than --max_query_length "
             f"({FLAGS.max_query_length}) + 3: a window needs room for some context"
         )
-    if not FLAGS.num_train_epochs > 0:
-        raise InputError(f"--num_train_epochs must be positive, got {FLAGS.num_train_epochs}")
-    if not 0 <= FLAGS.warmup_proportion <= 1:
-        raise InputError(f"--warmup_proportion must be in [0, 1], got {FLAGS.warmup_proportion}")
     if not (FLAGS.do_train or FLAGS.do_predict or FLAGS.do_eval):
         raise InputError("at least one of --do_train, --do_predict or --do_eval must be set")
     if FLAGS.do_train and not FLAGS.train_file:
@@ -174,15 +167,8 @@ def main(argv):
     _check_flags()
     replicas = cli.start_training_run()
     chief = replicas.rank == 0
-
-    def log(message):
-        if chief:
-            print(f"bert-squad: {message}", file=sys.stderr)
-
-    config = bert_config.load_config(FLAGS.bert_config_file)
-    bert_config.check_seq_length(config, FLAGS.max_seq_length)
-    tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
-    bert_config.check_vocab(config, len(tokenizer.vocab), FLAGS.vocab_file)
+    log = cli.chief_log(replicas)
+    config, tokenizer = cli.load_config_and_tokenizer()
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
     model = BertSquad(config, seed=FLAGS.seed)
     if FLAGS.do_predict or FLAGS.do_eval:
@@ -203,11 +189,7 @@ def main(argv):
             [FLAGS.train_file, FLAGS.vocab_file],
             {"do_lower_case": FLAGS.do_lower_case, "version_2_with_negative": FLAGS.version_2_with_negative, **_window_settings()},
         )
-        rank_batch = FLAGS.train_batch_size * FLAGS.num_accumulation_steps
-        global_batch = rank_batch * replicas.size
-        num_train_steps = max(1, int(len(examples) / global_batch * FLAGS.num_train_epochs))
-        num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
-        options = cli.training_options(FLAGS.output_dir, num_train_steps, num_warmup_steps, replicas)
+        options, rank_batch, global_batch = cli.fine_tuning_options(FLAGS.output_dir, len(examples), replicas)
         description = training.describe(options, bert_config=config.to_dict(), task="squad", train_data=fingerprint, **_window_settings())
         training.check_run_directory(FLAGS.output_dir, description, chief)
         arrays = fileio.cached_arrays(
@@ -217,7 +199,7 @@ def main(argv):
                 training_positions=True,
             ),
         )
-        log(f"{len(examples)} training questions in {len(arrays['input_ids'])} windows, {num_train_steps} steps of {global_batch}")
+        log(f"{len(examples)} training questions in {len(arrays['input_ids'])} windows, {options.num_train_steps} steps of {global_batch}")
         trainer = training.Trainer(SquadTask(model), options, replicas)
         batches = training.IndexedBatches(arrays, rank_batch, FLAGS.seed, replicas.rank, replicas.size)
         step, report = training.fit(
@@ -225,10 +207,8 @@ def main(argv):
             log=log, optional_init=OPTIONAL_INIT,
         )
         if chief:
-            export = os.path.join(FLAGS.output_dir, "bert_model.ckpt")
-            checkpoints.export_checkpoint(model.variables_by_name, export, config=config, extra={"global_step": tf.constant(step, tf.int64)})
-            loss = f", loss {report['loss']:.4f}" if report else ""
-            summary.append(f"trained to step {step} ({replicas.name}, global batch {global_batch}{loss}); exported {export}")
+            export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step)
+            summary.append(training.training_summary(step, replicas, global_batch, report, export))
     if chief and (FLAGS.do_predict or FLAGS.do_eval):
         if step is None:
             step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint, optional=OPTIONAL_INIT)

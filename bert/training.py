@@ -345,6 +345,18 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     return step, report
 
 
+def export_model(variables_by_name, output_dir, config, step):
+    """The trained model as OUTPUT_DIR/bert_model.ckpt (+ bert_config.json) in the reference's names; its path."""
+    path = os.path.join(output_dir, "bert_model.ckpt")
+    checkpoints.export_checkpoint(variables_by_name, path, config=config, extra={"global_step": tf.constant(step, tf.int64)})
+    return path
+
+
+def training_summary(step, replicas, global_batch, report, export):
+    loss = f", loss {report['loss']:.4f}" if report else ""
+    return f"trained to step {step} ({replicas.name}, global batch {global_batch}{loss}); exported {export}"
+
+
 def describe(options, **shape):
     """What a run directory pins: the model and data shape, the optimizer and the batch arrangement."""
     return {

@@ -1,8 +1,11 @@
 """Shared fixtures: the real data in ../shared/data (skipped with a reason when absent), CLI runs."""
 
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,6 +61,27 @@ def run_cli(module, *args, cwd=None):
         [sys.executable, "-m", f"bert.{module}", *map(str, args)],
         capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=600,
     )
+
+
+def run_with_random_kills(command, checkpoint_dir, attempts, seed, max_delay):
+    """Starts `command` `attempts` times, each time SIGKILLing it at a random moment after one more checkpoint
+    (ckpt-*.index in `checkpoint_dir`) appears. Returns how many runs were killed (the others finished first)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    rng = random.Random(seed)
+    kills = 0
+    for attempt in range(attempts):
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None:
+            if len(list(checkpoint_dir.glob("ckpt-*.index"))) > attempt:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, max_delay))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+    return kills
 
 
 def assert_clean_failure(result, *fragments):

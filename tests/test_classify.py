@@ -2,12 +2,9 @@
 
 import json
 import os
-import random
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,7 +12,7 @@ import tensorflow as tf
 
 from bert import checkpoints, classifier, glue, tokenization, training
 from bert.config import BertConfig
-from tests.conftest import ROOT, assert_clean_failure, run_cli, shared_file
+from tests.conftest import ROOT, assert_clean_failure, run_cli, run_with_random_kills, shared_file
 from tests.pretrain_fixtures import SMALL_MODEL
 
 SEQ = 64
@@ -113,21 +110,8 @@ def test_sigkill_then_resume_is_bit_identical(small_config, uncased_vocab, tmp_p
     assert int(tensors(reference / "bert_model.ckpt")["global_step"]) == 27
 
     interrupted = tmp_path / "interrupted"
-    rng = random.Random(1)
-    kills = 0
-    for attempt in range(2):
-        process = subprocess.Popen(_resume_command(data, small_config, uncased_vocab, interrupted), env=env, cwd=ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline and process.poll() is None:
-            if len(list(interrupted.glob("ckpt-*.index"))) > attempt:
-                break
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.0))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait()
+    kills = run_with_random_kills(_resume_command(data, small_config, uncased_vocab, interrupted), interrupted,
+                                  attempts=2, seed=1, max_delay=1.0)
     assert kills >= 1
     finish = subprocess.run(_resume_command(data, small_config, uncased_vocab, interrupted), capture_output=True, text=True, env=env, cwd=ROOT)
     assert finish.returncode == 0, finish.stderr

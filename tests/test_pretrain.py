@@ -2,11 +2,8 @@
 
 import json
 import os
-import random
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,7 +11,7 @@ import tensorflow as tf
 
 from bert import distributed, modeling, pretraining, training
 from bert.config import BertConfig
-from tests.conftest import ROOT, assert_clean_failure, run_cli
+from tests.conftest import ROOT, assert_clean_failure, run_cli, run_with_random_kills
 from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL, pretrain_args
 from tests.test_modeling import reference_shapes
 
@@ -88,22 +85,8 @@ def test_sigkill_at_any_point_then_resume_is_bit_identical(records_dir, small_co
     subprocess.run(_command(records_dir, small_config, reference), check=True, capture_output=True, env=env, cwd=ROOT)
 
     interrupted = tmp_path / "interrupted"
-    rng = random.Random(0)
-    kills = 0
-    for attempt in range(3):
-        process = subprocess.Popen(_command(records_dir, small_config, interrupted), env=env, cwd=ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # Kill while it trains: after the first checkpoint of this attempt appears, at a random moment.
-        deadline = time.time() + 120
-        while time.time() < deadline and process.poll() is None:
-            if len(list(interrupted.glob("ckpt-*.index"))) > attempt:
-                break
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.5))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait()
+    # Kill while it trains: after each attempt's first checkpoint appears, at a random moment.
+    kills = run_with_random_kills(_command(records_dir, small_config, interrupted), interrupted, attempts=3, seed=0, max_delay=1.5)
     assert kills >= 1
     finish = subprocess.run(_command(records_dir, small_config, interrupted), capture_output=True, text=True, env=env, cwd=ROOT)
     assert finish.returncode == 0, finish.stderr

@@ -10,7 +10,7 @@ from bert import checkpoints, config as bert_config, modeling, squad, squad_data
 from tests.conftest import assert_clean_failure, run_cli
 from tests.pretrain_fixtures import SMALL_MODEL
 from tests.test_classify import snapshot
-from tests.test_squad_data import GOLD, OBSERVATORY, OBSERVATORY_QUESTIONS, squad_dataset, write_json
+from tests.test_squad_data import GOLD, OBSERVATORY, OBSERVATORY_QUESTIONS, squad_dataset, squad_files, write_json  # noqa: F401 (fixture)
 
 WINDOW = ("--max_seq_length=96", "--doc_stride=32", "--max_query_length=24")
 
@@ -20,15 +20,6 @@ def squad_config(tmp_path_factory):
     path = tmp_path_factory.mktemp("config") / "bert_config.json"
     path.write_text(json.dumps({**SMALL_MODEL, "max_position_embeddings": 128}))
     return path
-
-
-@pytest.fixture(scope="module")
-def squad_files(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("squad")
-    return {
-        "v1": write_json(directory / "v1.json", squad_dataset(version_2=False)),
-        "v2": write_json(directory / "v2.json", squad_dataset(version_2=True)),
-    }
 
 
 def squad_args(config, vocab, out, *extra):
