@@ -14,6 +14,7 @@ user-defined pieces, for `bert-create-data --spm_model_file`.
     bert-vocab --input_file=corpus/*.txt --output_file=vocab.txt --vocab_size=30522
 """
 
+import collections
 import os
 import shutil
 import tempfile
@@ -66,42 +67,52 @@ def iter_lines(input_files, desc):
                         yield line
 
 
-def learn_wordpiece(input_files, vocab_size, do_lower_case, num_unused, min_frequency, limit_alphabet):
-    """The vocabulary as a list of tokens, in id order."""
+def learn_wordpiece(input_files, scratch_dir, vocab_size, do_lower_case, num_unused, min_frequency, limit_alphabet):
+    """The vocabulary as a list of tokens, in id order: the same list for the same input, every run."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     reserved = special_tokens(num_unused)
     if vocab_size <= len(reserved):
         raise InputError(f"--vocab_size ({vocab_size}) must exceed the {len(reserved)} special and unused tokens")
     basic = tokenization.BasicTokenizer(do_lower_case=do_lower_case)
-    words = (" ".join(basic.tokenize(line)) for line in iter_lines(input_files, "reading"))
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        limit_alphabet=limit_alphabet,
-        special_tokens=reserved,
-        continuing_subword_prefix="##",
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(words, trainer=trainer)
-    learned = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]) if t not in reserved]
-    if not learned:
-        raise InputError(f"--input_file: no text to learn from in {', '.join(input_files)}")
-    characters = [t for t in learned if _is_character_piece(t)]
-    merges = [t for t in learned if not _is_character_piece(t)]
-    known = set(characters)
-    bare = {t.removeprefix("##") for t in characters}
-    # Completing the alphabet (every character in both forms) takes precedence over the rarest
-    # merges, which the trainer learned last.
-    alphabet = characters + [form for c in sorted(bare) for form in (c, f"##{c}") if form not in known]
-    room = vocab_size - len(reserved) - len(alphabet)
-    return reserved + alphabet + merges[: max(0, room)]
+    # The basic tokens go to a scratch file beside the output: the trainer reads them after the
+    # alphabet is known, and the corpus need not fit in memory.
+    with tempfile.TemporaryDirectory(dir=scratch_dir, prefix=".vocab-") as scratch:
+        words_file = os.path.join(scratch, "words.txt")
+        characters = collections.Counter()
+        with open(words_file, "w", encoding="utf-8") as f:
+            for line in iter_lines(input_files, "reading"):
+                words = " ".join(basic.tokenize(line))
+                characters.update(words)
+                f.write(words + "\n")
+        characters.pop(" ", None)
+        if not characters:
+            raise InputError(f"--input_file: no text to learn from in {', '.join(input_files)}")
+        alphabet = _alphabet(characters, min(limit_alphabet, (vocab_size - len(reserved)) // 2))
+        # The trainer numbers characters (and their ## forms) in hash order and breaks ties between
+        # equally frequent pairs by those numbers, so the same text gave a different vocabulary on
+        # every run. Handing it the whole alphabet, in a fixed order, ahead of training fixes every
+        # number it breaks ties by; characters outside the alphabet are left out of the words.
+        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            initial_alphabet=alphabet,
+            limit_alphabet=len(alphabet),
+            special_tokens=reserved + alphabet + [f"##{c}" for c in alphabet],
+            continuing_subword_prefix="##",
+            show_progress=False,
+        )
+        tokenizer.train([words_file], trainer=trainer)
+    by_id = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])]
+    return by_id[:vocab_size]
 
 
-def _is_character_piece(token):
-    return len(token) == 1 or (len(token) == 3 and token.startswith("##"))
+def _alphabet(characters, limit):
+    """The `limit` most frequent characters (ties by code point), in code point order."""
+    kept = sorted(characters.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    return sorted(c for c, _ in kept)
 
 
 def learn_sentencepiece(input_files, output_file, vocab_size, do_lower_case, model_type, max_sentences):
@@ -148,7 +159,7 @@ def main(argv):
     start = time.perf_counter()
     if FLAGS.model_type == "wordpiece":
         tokens = learn_wordpiece(
-            input_files, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.num_unused, FLAGS.min_frequency,
+            input_files, os.path.dirname(os.path.abspath(FLAGS.output_file)), FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.num_unused, FLAGS.min_frequency,
             FLAGS.limit_alphabet,
         )
         with fileio.AtomicFile(FLAGS.output_file, "w") as f:

@@ -54,9 +54,10 @@ def wikitext_test_docs(tmp_path_factory):
     return wikitext_as_docs("test", tmp_path_factory)
 
 
-def run_cli(module, *args, cwd=None):
-    """Runs `python -m bert.<module> args...` as a real subprocess; returns the CompletedProcess."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def run_cli(module, *args, cwd=None, env=None):
+    """Runs `python -m bert.<module> args...` as a real subprocess (with `env` added to the
+    environment); returns the CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", f"bert.{module}", *map(str, args)],
         capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=600,

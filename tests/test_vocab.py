@@ -30,6 +30,28 @@ def test_layout_of_a_learned_wordpiece_vocab(learned_vocab):
     assert "the" in pieces and "##s" in pieces
 
 
+def test_the_same_text_gives_the_same_vocabulary(tmp_path, learned_vocab, wikitext_docs):
+    # The trainer's own numbering follows hash order; other hash seeds and thread counts must not matter.
+    again = tmp_path / "again.txt"
+    result = run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={again}", "--vocab_size=8000",
+                     "--num_unused=20", env={"PYTHONHASHSEED": "7", "RAYON_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert again.read_bytes() == learned_vocab.read_bytes()
+
+
+def test_limit_alphabet_keeps_the_most_frequent_characters(tmp_path, wikitext_docs):
+    out = tmp_path / "vocab.txt"
+    result = run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}", "--vocab_size=2000",
+                     "--num_unused=0", "--limit_alphabet=40")
+    assert result.returncode == 0, result.stderr
+    tokens = out.read_text(encoding="utf-8").split("\n")[:-1]
+    characters = [t for t in tokens[5:] if len(t) == 1]
+    assert len(characters) == 40
+    assert tokens[5:85] == characters + [f"##{c}" for c in characters]
+    assert {"e", "t", "a", ",", "."} <= set(characters) and "£" not in characters
+    assert not any(c in t for t in tokens[85:] for c in "£—")  # a dropped character is in no piece
+
+
 def test_unknown_rate_on_unseen_text_is_under_one_percent(learned_vocab, wikitext_test_docs):
     tokenizer = tokenization.FullTokenizer(str(learned_vocab), do_lower_case=True)
     total = unknown = 0
