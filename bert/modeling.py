@@ -135,7 +135,11 @@ class Context:
             return x
         self._site += 1
         site_seed = tf.random.experimental.stateless_fold_in(self._seed, self._site)
-        return tf.nn.experimental.stateless_dropout(x, rate, seed=site_seed)
+        # tf.nn.dropout's arithmetic (keep where uniform >= rate, scale by 1 / (1 - rate)) as one
+        # multiplication by a scaled mask, whose gradient is the same multiplication; the uniform
+        # noise is float32 whatever the compute dtype, which is also cheaper to draw than bfloat16.
+        keep = tf.random.stateless_uniform(tf.shape(x), site_seed) >= rate
+        return x * (tf.cast(keep, x.dtype) * tf.cast(1.0 / (1.0 - rate), x.dtype))
 
     def dense(self, x, weights, act=None):
         kernel, bias = weights
@@ -276,7 +280,7 @@ class BertPretrainer(NamedWeights):
         masked = tf.reshape(masked, [-1, self.config.hidden_size])
         transformed = ctx.layer_norm(ctx.dense(masked, self.transform, act), self.transform_norm)
         logits = tf.matmul(transformed, tf.cast(self.bert.word_embeddings, ctx.dtype), transpose_b=True)
-        logits = tf.cast(logits, tf.float32) + self.mlm_bias
+        logits = tf.nn.bias_add(tf.cast(logits, tf.float32), self.mlm_bias)
         labels = tf.reshape(features["masked_lm_ids"], [-1])
         mlm_loss, mlm_correct = _cross_entropy_and_hits(logits, labels)
         positions_shape = tf.shape(features["masked_lm_positions"])
