@@ -11,7 +11,6 @@ in the same session and the ratios are against it; otherwise they are against --
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import psutil
+from common import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -125,8 +125,7 @@ def main():
     results["summary"] = summary
     for key, value in summary.items():
         print(f"{key}: {value}")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.output, results)
     print(f"written {args.output}")
 
 
