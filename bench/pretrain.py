@@ -7,8 +7,9 @@
 Each case times full optimizer steps (forward, backward, adam update; the median of --steps) at seq 128, batch 32,
 20 masked positions, after warm-up steps, on batches of random token ids (throughput does not depend on
 the values). Cases are measured in --rounds interleaved rounds and each keeps its fastest round, so a
-slow stretch on a shared machine does not decide a ratio. Model FLOPs utilisation = useful FLOPs (3x the forward matmuls, masked positions only in
-the MLM head) / the peak of a large matmul measured here in the same run and dtype.
+slow stretch on a shared machine does not decide a ratio. Model FLOPs utilisation = useful FLOPs (3x
+the forward matmuls, masked positions only in the MLM head) / the peak of a large matmul measured here
+in the same run and dtype.
 
 --compare runs, each in its own process, the peers a user would pick instead: keras-hub's
 BertMaskedLM (Keras 3 on TensorFlow) and transformers' BertForPreTraining (PyTorch CPU, with the

@@ -92,7 +92,9 @@ def learn_wordpiece(input_files, scratch_dir, vocab_size, do_lower_case, num_unu
         # The trainer numbers characters (and their ## forms) in hash order and breaks ties between
         # equally frequent pairs by those numbers, so the same text gave a different vocabulary on
         # every run. Handing it the whole alphabet, in a fixed order, ahead of training fixes every
-        # number it breaks ties by; characters outside the alphabet are left out of the words.
+        # number it breaks ties by. The alphabet is also its initial_alphabet, so its own
+        # --limit_alphabet cut (ties in hash order) keeps exactly these characters and drops the rest
+        # from the words.
         tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         trainer = trainers.WordPieceTrainer(
@@ -159,8 +161,8 @@ def main(argv):
     start = time.perf_counter()
     if FLAGS.model_type == "wordpiece":
         tokens = learn_wordpiece(
-            input_files, os.path.dirname(os.path.abspath(FLAGS.output_file)), FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.num_unused, FLAGS.min_frequency,
-            FLAGS.limit_alphabet,
+            input_files, os.path.dirname(os.path.abspath(FLAGS.output_file)), FLAGS.vocab_size,
+            FLAGS.do_lower_case, FLAGS.num_unused, FLAGS.min_frequency, FLAGS.limit_alphabet,
         )
         with fileio.AtomicFile(FLAGS.output_file, "w") as f:
             f.write("".join(f"{token}\n" for token in tokens))
