@@ -205,14 +205,18 @@ class BertModel(NamedWeights):
             })
         self.pooler = self.dense("bert/pooler/dense", h, h)
 
-    def __call__(self, input_ids, input_mask, token_type_ids, ctx):
-        """Returns (the output of every layer [B, S, H] each, the pooled first token [B, H])."""
+    def __call__(self, input_ids, input_mask, token_type_ids, ctx, last_layer_positions=None):
+        """Returns (the output of every layer [B, S, H] each, the pooled first token [B, H]).
+
+        With `last_layer_positions` [B, P] the last layer is computed only where a caller reads it:
+        its keys and values still see every position, but its queries, attention output, feed-forward
+        and LayerNorms run on those P positions and the first token (for the pooler) alone, and its
+        entry in the list is [B, P, H]. Pre-training reads nothing else of the last layer, so this
+        gives the same losses while skipping most of a layer.
+        """
         config = self.config
         batch, seq = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
         h = config.hidden_size
-        heads = config.num_attention_heads
-        head_size = h // heads
-        act = activation(config.hidden_act)
 
         embeddings = (
             tf.gather(self.word_embeddings, input_ids)
@@ -221,29 +225,57 @@ class BertModel(NamedWeights):
         )
         x = ctx.dropout(ctx.layer_norm(tf.cast(embeddings, ctx.dtype), self.embeddings_norm), config.hidden_dropout_prob)
         x = tf.reshape(x, [-1, h])
-
         mask_adder = (1.0 - tf.cast(input_mask[:, tf.newaxis, tf.newaxis, :], tf.float32)) * MASK_ADDER
-        scale = 1.0 / math.sqrt(head_size)
+
+        query_positions = None
+        if last_layer_positions is not None:
+            first_token = tf.zeros([batch, 1], last_layer_positions.dtype)
+            query_positions = tf.concat([first_token, last_layer_positions], axis=1)
 
         all_layers = []
-        for weights in self.layers:
-            # One [H, 3H] matmul instead of three [H, H] ones: the same dot products, but a wider
-            # matmul runs nearer the machine's peak, forwards and backwards.
-            projection = [tf.concat(parts, axis=-1) for parts in zip(weights["query"], weights["key"], weights["value"])]
-            qkv = tf.reshape(ctx.dense(x, projection), [batch, seq, 3, heads, head_size])
-            q, k, v = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))
-            scores = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) * scale + mask_adder
-            probs = ctx.dropout(tf.cast(tf.nn.softmax(scores), ctx.dtype), config.attention_probs_dropout_prob)
-            context = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [-1, h])
-            attention = ctx.dropout(ctx.dense(context, weights["attention_output"]), config.hidden_dropout_prob)
-            x = ctx.layer_norm(attention + x, weights["attention_norm"])
-            intermediate = ctx.dense(x, weights["intermediate"], act)
-            output = ctx.dropout(ctx.dense(intermediate, weights["output"]), config.hidden_dropout_prob)
-            x = ctx.layer_norm(output + x, weights["output_norm"])
-            all_layers.append(tf.reshape(x, [batch, seq, h]))
+        for n, weights in enumerate(self.layers):
+            last = n == len(self.layers) - 1
+            x = self._layer(x, weights, batch, seq, mask_adder, ctx, query_positions if last else None)
+            all_layers.append(tf.reshape(x, [batch, -1, h]))
 
         pooled = ctx.dense(all_layers[-1][:, 0], self.pooler, tf.tanh)
+        if query_positions is not None:
+            all_layers[-1] = all_layers[-1][:, 1:]
         return all_layers, pooled
+
+    def _layer(self, x, weights, batch, seq, mask_adder, ctx, query_positions=None):
+        """One Transformer layer on x [B*S, H]; with query_positions [B, Q], its output there [B*Q, H]."""
+        config = self.config
+        h = config.hidden_size
+        heads = config.num_attention_heads
+        head_size = h // heads
+
+        def heads_first(projected, parts):
+            split = tf.reshape(projected, [batch, -1, parts, heads, head_size])
+            return tf.unstack(tf.transpose(split, [2, 0, 3, 1, 4]))
+
+        def joined(*names):
+            return [tf.concat(parts, axis=-1) for parts in zip(*(weights[name] for name in names))]
+
+        # Projections share one wide matmul ([H, 3H] or [H, 2H]) instead of three [H, H] ones: the
+        # same dot products, but a wider matmul runs nearer the machine's peak, forwards and backwards.
+        if query_positions is None:
+            queries_from = x
+            q, k, v = heads_first(ctx.dense(x, joined("query", "key", "value")), 3)
+        else:
+            rows = tf.gather(tf.reshape(x, [batch, seq, h]), query_positions, batch_dims=1)
+            queries_from = tf.reshape(rows, [-1, h])
+            (q,) = heads_first(ctx.dense(queries_from, weights["query"]), 1)
+            k, v = heads_first(ctx.dense(x, joined("key", "value")), 2)
+
+        scores = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) * (1.0 / math.sqrt(head_size)) + mask_adder
+        probs = ctx.dropout(tf.cast(tf.nn.softmax(scores), ctx.dtype), config.attention_probs_dropout_prob)
+        context = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [-1, h])
+        attention = ctx.dropout(ctx.dense(context, weights["attention_output"]), config.hidden_dropout_prob)
+        x = ctx.layer_norm(attention + queries_from, weights["attention_norm"])
+        intermediate = ctx.dense(x, weights["intermediate"], activation(config.hidden_act))
+        output = ctx.dropout(ctx.dense(intermediate, weights["output"]), config.hidden_dropout_prob)
+        return ctx.layer_norm(output + x, weights["output_norm"])
 
 
 class BertPretrainer(NamedWeights):
@@ -272,12 +304,11 @@ class BertPretrainer(NamedWeights):
         [B, P] (1.0 where the argmax is the label), nsp_loss [B], nsp_correct [B]. The caller weights and
         reduces them, which lets accumulation and data parallelism reduce over the whole global batch.
         """
-        all_layers, pooled = self.bert(features["input_ids"], features["input_mask"], features["segment_ids"], ctx)
-        sequence = all_layers[-1]
+        all_layers, pooled = self.bert(features["input_ids"], features["input_mask"], features["segment_ids"], ctx,
+                                       last_layer_positions=features["masked_lm_positions"])
         act = activation(self.config.hidden_act)
 
-        masked = tf.gather(sequence, features["masked_lm_positions"], batch_dims=1)
-        masked = tf.reshape(masked, [-1, self.config.hidden_size])
+        masked = tf.reshape(all_layers[-1], [-1, self.config.hidden_size])
         transformed = ctx.layer_norm(ctx.dense(masked, self.transform, act), self.transform_norm)
         logits = tf.matmul(transformed, tf.cast(self.bert.word_embeddings, ctx.dtype), transpose_b=True)
         logits = tf.nn.bias_add(tf.cast(logits, tf.float32), self.mlm_bias)
