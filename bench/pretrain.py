@@ -8,8 +8,8 @@ Each case times full optimizer steps (forward, backward, adam update; the median
 20 masked positions, after warm-up steps, on batches of random token ids (throughput does not depend on
 the values). Cases are measured in --rounds interleaved rounds and each keeps its fastest round, so a
 slow stretch on a shared machine does not decide a ratio. Model FLOPs utilisation = useful FLOPs (3x
-the forward matmuls, masked positions only in the MLM head) / the peak of a large matmul measured here
-in the same run and dtype.
+the forward matmuls the losses need: the last layer and the MLM head at the masked positions only) /
+the peak of a large matmul measured here in the same run and dtype.
 
 --compare runs, each in its own process, the peers a user would pick instead: keras-hub's
 BertMaskedLM (Keras 3 on TensorFlow) and transformers' BertForPreTraining (PyTorch CPU, with the
@@ -33,11 +33,22 @@ VOCAB = 30522
 
 
 def model_flops_per_sequence(layers, hidden):
-    """Training FLOPs of one sequence: 3x the forward matmuls (attention scores and context included)."""
+    """Training FLOPs one sequence's losses need: 3x the forward matmuls (attention scores and context included).
+
+    The losses read the last layer only at the masked positions and the first token (its keys and
+    values see every position) and project only the masked positions onto the vocabulary; what an
+    implementation computes beyond that (the peers compute the whole last layer) earns no credit.
+    """
     inter = 4 * hidden
-    per_layer = 2 * SEQ * (4 * hidden * hidden + 2 * hidden * inter) + 2 * 2 * SEQ * SEQ * hidden
+
+    def layer(queries):
+        keys_values = 2 * SEQ * 2 * hidden * hidden
+        query_and_output = 2 * queries * 2 * hidden * hidden
+        attention = 2 * 2 * queries * SEQ * hidden
+        return keys_values + query_and_output + attention + 2 * queries * 2 * hidden * inter
+
     head = 2 * PREDICTIONS * (hidden * hidden + hidden * VOCAB) + 2 * hidden * hidden
-    return 3 * (layers * per_layer + head)
+    return 3 * ((layers - 1) * layer(SEQ) + layer(PREDICTIONS + 1) + head)
 
 
 def matmul_peak(dtype_name):

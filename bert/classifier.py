@@ -37,7 +37,10 @@ class BertClassifier(modeling.NamedWeights):
 
     def __call__(self, batch, ctx):
         """Logits [B, num_labels], float32."""
-        _, pooled = self.bert(batch["input_ids"], batch["input_mask"], batch["segment_ids"], ctx)
+        # The pooler reads the last layer at the first token only, so no other position is computed there.
+        no_positions = tf.zeros([tf.shape(batch["input_ids"])[0], 0], tf.int32)
+        _, pooled = self.bert(batch["input_ids"], batch["input_mask"], batch["segment_ids"], ctx,
+                              last_layer_positions=no_positions)
         pooled = ctx.dropout(pooled, self.dropout)
         return tf.matmul(tf.cast(pooled, tf.float32), self.output_weights, transpose_b=True) + self.output_bias
 

@@ -211,8 +211,9 @@ class BertModel(NamedWeights):
         With `last_layer_positions` [B, P] the last layer is computed only where a caller reads it:
         its keys and values still see every position, but its queries, attention output, feed-forward
         and LayerNorms run on those P positions and the first token (for the pooler) alone, and its
-        entry in the list is [B, P, H]. Pre-training reads nothing else of the last layer, so this
-        gives the same losses while skipping most of a layer.
+        entry in the list is [B, P, H]. Pre-training reads the last layer only at the masked positions
+        and a classifier only at the first token (P = 0), so both get the same outputs while skipping
+        most of a layer.
         """
         config = self.config
         batch, seq = tf.shape(input_ids)[0], tf.shape(input_ids)[1]

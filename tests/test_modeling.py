@@ -144,13 +144,16 @@ def test_loaded_reference_checkpoint_matches_numpy_forward_pass(tf1_checkpoint):
     assert nsp == pytest.approx(want_nsp, rel=1e-5)
 
 
-def test_last_layer_at_positions_equals_the_full_layer_there(tf1_checkpoint):
-    """Pre-training computes the last layer only at the masked positions; values and gradients agree."""
+@pytest.mark.parametrize("positions", [
+    np.array([[3, 3, 0, 15], [1, 9, 2, 0], [14, 0, 0, 0]], np.int32),  # repeats and padding zeros
+    np.zeros([3, 0], np.int32),  # a classifier: the pooled first token only
+])
+def test_last_layer_at_positions_equals_the_full_layer_there(tf1_checkpoint, positions):
+    """Pre-training and classification compute the last layer only where it is read; values and gradients agree."""
     prefix, _ = tf1_checkpoint
     model = modeling.BertModel(CONFIG)
     checkpoints.load_weights(model.weights, prefix)
     features = random_features(CONFIG, seq=16)
-    positions = np.array([[3, 3, 0, 15], [1, 9, 2, 0], [14, 0, 0, 0]], np.int32)  # repeats and padding zeros
     args = (features["input_ids"], features["input_mask"], features["segment_ids"], modeling.Context())
 
     def gathered_outputs(sparse):
@@ -165,7 +168,7 @@ def test_last_layer_at_positions_equals_the_full_layer_there(tf1_checkpoint):
         return [last, pooled, *layers[:-1]], tape.gradient(objective, list(model.weights.values()))
 
     (sparse_values, sparse_grads), (full_values, full_grads) = gathered_outputs(True), gathered_outputs(False)
-    assert sparse_values[0].shape == (3, 4, CONFIG.hidden_size)
+    assert sparse_values[0].shape == (3, positions.shape[1], CONFIG.hidden_size)
     for got, want in zip(sparse_values + sparse_grads, full_values + full_grads):
         np.testing.assert_allclose(tf.convert_to_tensor(got).numpy(), tf.convert_to_tensor(want).numpy(),
                                    rtol=1e-5, atol=1e-5)
