@@ -24,6 +24,25 @@ def time_steps(step, warmup, steps):
     return statistics.median(times)
 
 
+def fastest_of_rounds(cases, rounds, report):
+    """Seconds of each case, the fastest of `rounds` interleaved rounds.
+
+    `cases` is a list of (key, measure), measure() giving seconds or None (a peer that could not run).
+    Neighbours on a shared machine slow whole minutes, not single steps: every case is timed once per
+    round, rounds run one after another, and each case keeps its fastest round, so ours and the peers
+    are each measured at their best of the same stretch of time. `report(round_index, key, seconds)`
+    is called after each measurement.
+    """
+    seconds = {}
+    for round_index in range(rounds):
+        for key, measure in cases:
+            measured = measure()
+            if measured is not None:
+                seconds[key] = min(seconds.get(key, measured), measured)
+                report(round_index, key, measured)
+    return seconds
+
+
 def mkl_shim():
     """A shared object whose one function tells MKL this CPU is Intel, so it takes its fast path."""
     directory = Path(tempfile.gettempdir()) / "bert-bench"

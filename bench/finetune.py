@@ -4,17 +4,17 @@
     .venv/bin/python bench/finetune.py --compare --transformers_python=/path/to/python
 
 Each case times full optimizer steps (forward, backward, adam update; the median of --steps, after
-warm-up steps) of the classifier on the first 32 MRPC training pairs, encoded with Google's uncased
-vocabulary (from ../shared/data; random token ids when it is absent: throughput does not depend on
-them). --compare also times transformers' BertForSequenceClassification with torch.optim.AdamW on
-the same batch, in its own process (MKL's fast-path shim preloaded). Results are printed and
-written to bench/results/finetune.json.
+warm-up steps; each case keeps the fastest of --rounds interleaved rounds) of the classifier on the
+first 32 MRPC training pairs, encoded with Google's uncased vocabulary (from ../shared/data; random
+token ids when it is absent: throughput does not depend on them). --compare also times transformers'
+BertForSequenceClassification with torch.optim.AdamW on the same batch, in its own process (MKL's
+fast-path shim preloaded). Results are printed and written to bench/results/finetune.json.
 """
 
 import argparse
 import sys
 
-from common import ROOT, run_peer, time_steps, write_results
+from common import ROOT, fastest_of_rounds, run_peer, time_steps, write_results
 
 sys.path.insert(0, str(ROOT))
 
@@ -100,7 +100,8 @@ def main():
     parser.add_argument("--xla", action="store_true", help="compile our step with XLA")
     parser.add_argument("--compare", action="store_true", help="also time transformers' BertForSequenceClassification")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per case and round (the median counts)")
+    parser.add_argument("--rounds", type=int, default=3, help="times each case is measured; the fastest round counts")
     parser.add_argument("--transformers_python", help="interpreter with transformers and torch (default: this one)")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "finetune.json"))
@@ -111,24 +112,37 @@ def main():
         return
 
     data = mrpc_batch()[1]
-    results = {"task": "MRPC", "data": data, "seq": SEQ, "batch": BATCH, "xla": args.xla, "cases": []}
+    dtypes = args.dtypes.split(",")
+    results = {"task": "MRPC", "data": data, "seq": SEQ, "batch": BATCH, "xla": args.xla, "rounds": args.rounds,
+               "cases": []}
+    cases = []
+    for size in sizes:
+        cases += [((size, dtype), lambda s=size, d=dtype: ours(s, d, args.xla, args.warmup, args.steps))
+                  for dtype in dtypes]
+        if args.compare:
+            cases.append(((size, "transformers"), lambda s=size: run_peer(__file__, "transformers", s, args.warmup,
+                                                                          args.steps, args.transformers_python)))
+
+    def report(round_index, key, measured):
+        print(f"round {round_index + 1}/{args.rounds} {key[0]:7s} {key[1]:12s} {BATCH / measured:8.1f} examples/s",
+              flush=True)
+
+    seconds = fastest_of_rounds(cases, args.rounds, report)
     for size in sizes:
         layers, hidden, heads = SIZES[size]
         row = {"size": size, "layers": layers, "hidden": hidden, "heads": heads}
-        for dtype in args.dtypes.split(","):
-            rate = BATCH / ours(size, dtype, args.xla, args.warmup, args.steps)
+        for dtype in dtypes:
+            rate = BATCH / seconds[size, dtype]
             row[dtype] = {"examples_per_second": rate}
             print(f"{size:7s} {dtype:8s} {rate:8.1f} examples/s ({data})")
         if "float32" in row and "bfloat16" in row:
             row["bfloat16_over_float32"] = row["bfloat16"]["examples_per_second"] / row["float32"]["examples_per_second"]
-        if args.compare:
-            seconds = run_peer(__file__, "transformers", size, args.warmup, args.steps, args.transformers_python)
-            if seconds is not None:
-                rate = BATCH / seconds
-                row["transformers"] = {"examples_per_second": rate}
-                if "float32" in row:
-                    row["ours_over_transformers"] = row["float32"]["examples_per_second"] / rate
-                print(f"{size:7s} transformers {rate:8.1f} examples/s  (ours fp32 / transformers: {row.get('ours_over_transformers', 0):.2f}x)")
+        if (size, "transformers") in seconds:
+            rate = BATCH / seconds[size, "transformers"]
+            row["transformers"] = {"examples_per_second": rate}
+            if "float32" in row:
+                row["ours_over_transformers"] = row["float32"]["examples_per_second"] / rate
+            print(f"{size:7s} transformers {rate:8.1f} examples/s  (ours fp32 / transformers: {row.get('ours_over_transformers', 0):.2f}x)")
         results["cases"].append(row)
     write_results(args.output, results)
     print(f"bench/finetune.py: wrote {args.output}")

@@ -23,7 +23,7 @@ import argparse
 import sys
 import time
 
-from common import ROOT, run_peer, time_steps, write_results
+from common import ROOT, fastest_of_rounds, run_peer, time_steps, write_results
 
 sys.path.insert(0, str(ROOT))
 
@@ -51,19 +51,23 @@ def model_flops_per_sequence(layers, hidden):
     return 3 * ((layers - 1) * layer(SEQ) + layer(PREDICTIONS + 1) + head)
 
 
-def matmul_peak(dtype_name):
+PEAK_SIZE = 2048
+
+
+def matmul_seconds(dtype_name):
+    """Seconds of one PEAK_SIZE^3 matmul in TensorFlow: the machine's peak for the MFU figures."""
     from bert.tf import tf
 
     dtype = getattr(tf, dtype_name)
-    a = tf.cast(tf.random.normal([2048, 2048]), dtype)
-    b = tf.cast(tf.random.normal([2048, 2048]), dtype)
+    a = tf.cast(tf.random.normal([PEAK_SIZE, PEAK_SIZE]), dtype)
+    b = tf.cast(tf.random.normal([PEAK_SIZE, PEAK_SIZE]), dtype)
     f = tf.function(lambda: tf.matmul(a, b)[0, 0])
     for _ in range(3):
         f().numpy()
     start, n = time.perf_counter(), 10
     for _ in range(n):
         f().numpy()
-    return 2 * 2048**3 * n / (time.perf_counter() - start)
+    return (time.perf_counter() - start) / n
 
 
 def random_batch():
@@ -164,26 +168,23 @@ def main():
     dtypes = args.dtypes.split(",")
     peers = ("keras_hub", "transformers") if args.compare else ()
     peer_python = {"keras_hub": args.keras_hub_python, "transformers": args.transformers_python}
-    # Neighbours on a shared machine slow whole minutes, not single steps: every case is timed once per
-    # round, rounds run one after another, and each case keeps its fastest round, so ours and the peers
-    # are each measured at their best of the same stretch of time.
-    peaks, seconds = {}, {}
-    for round_index in range(args.rounds):
-        for dtype in dtypes:
-            peaks[dtype] = max(peaks.get(dtype, 0.0), matmul_peak(dtype))
-        for size in sizes:
-            cases = [(dtype, lambda d=dtype: ours(size, d, args.xla, args.warmup, args.steps)) for dtype in dtypes]
-            cases += [(peer, lambda p=peer: run_peer(__file__, p, size, args.warmup, args.steps, peer_python[p]))
-                      for peer in peers]
-            for name, measure in cases:
-                measured = measure()
-                if measured is not None:
-                    seconds[size, name] = min(seconds.get((size, name), measured), measured)
-                    print(f"round {round_index + 1}/{args.rounds} {size:6s} {name:12s} {BATCH / measured:8.1f} seq/s",
-                          flush=True)
+    cases = [(("peak", dtype), lambda d=dtype: matmul_seconds(d)) for dtype in dtypes]
+    for size in sizes:
+        cases += [((size, dtype), lambda s=size, d=dtype: ours(s, d, args.xla, args.warmup, args.steps))
+                  for dtype in dtypes]
+        cases += [((size, peer), lambda s=size, p=peer: run_peer(__file__, p, s, args.warmup, args.steps, peer_python[p]))
+                  for peer in peers]
+
+    def report(round_index, key, measured):
+        if key[0] != "peak":
+            print(f"round {round_index + 1}/{args.rounds} {key[0]:6s} {key[1]:12s} {BATCH / measured:8.1f} seq/s",
+                  flush=True)
+
+    seconds = fastest_of_rounds(cases, args.rounds, report)
+    peaks = {dtype: 2 * PEAK_SIZE**3 / seconds["peak", dtype] for dtype in dtypes}
     results["matmul_peak_gflops"] = {k: v / 1e9 for k, v in peaks.items()}
     for dtype in dtypes:
-        print(f"matmul peak ({dtype}, 2048^3 in TensorFlow, best round): {peaks[dtype] / 1e9:.0f} GFLOP/s")
+        print(f"matmul peak ({dtype}, {PEAK_SIZE}^3 in TensorFlow, best round): {peaks[dtype] / 1e9:.0f} GFLOP/s")
     for size in sizes:
         layers, hidden = SIZES[size]
         flops = model_flops_per_sequence(layers, hidden)
