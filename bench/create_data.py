@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 import psutil
-from common import write_results
+from common import ROOT, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
