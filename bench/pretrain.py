@@ -148,6 +148,7 @@ def main():
     parser.add_argument("--sizes", default="tiny,mini,small")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--xla", action="store_true", help="compile our step with XLA")
+    parser.add_argument("--allow_tf32", action="store_true", help="float32 matmuls in TF32 (Ampere and later GPUs)")
     parser.add_argument("--compare", action="store_true", help="also time keras-hub and transformers")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per case and round (the median counts)")
@@ -163,8 +164,12 @@ def main():
         print(peer(sizes[0], args.warmup, args.steps))
         return
 
-    results = {"seq": SEQ, "batch": BATCH, "predictions": PREDICTIONS, "xla": args.xla, "rounds": args.rounds,
-               "cases": []}
+    if args.allow_tf32:
+        from bert.tf import tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(True)
+    results = {"seq": SEQ, "batch": BATCH, "predictions": PREDICTIONS, "xla": args.xla, "allow_tf32": args.allow_tf32,
+               "rounds": args.rounds, "cases": []}
     dtypes = args.dtypes.split(",")
     peers = ("keras_hub", "transformers") if args.compare else ()
     peer_python = {"keras_hub": args.keras_hub_python, "transformers": args.transformers_python}

@@ -26,6 +26,10 @@ else:
         os.close(_saved_stderr)
         os.close(_devnull)
 
+# TensorFlow rounds float32 matmul inputs to TF32 (10-bit mantissa) on Ampere and later GPUs unless told
+# not to; float32 here means the reference's float32, so TF32 is opt-in (the training commands' --allow_tf32).
+tf.config.experimental.enable_tensor_float_32_execution(False)
+
 _FUNCTION_NODE = re.compile(r"\{\{[^}]*\}\}\s*")
 _OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\].*$")
 

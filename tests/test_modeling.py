@@ -169,9 +169,12 @@ def test_last_layer_at_positions_equals_the_full_layer_there(tf1_checkpoint, pos
 
     (sparse_values, sparse_grads), (full_values, full_grads) = gathered_outputs(True), gathered_outputs(False)
     assert sparse_values[0].shape == (3, positions.shape[1], CONFIG.hidden_size)
+    # The two compute the same sums in different orders (other matmul shapes, gathered gradients), so an
+    # entry that nearly cancels may differ by float32 rounding of the tensor's largest terms.
     for got, want in zip(sparse_values + sparse_grads, full_values + full_grads):
-        np.testing.assert_allclose(tf.convert_to_tensor(got).numpy(), tf.convert_to_tensor(want).numpy(),
-                                   rtol=1e-5, atol=1e-5)
+        want = tf.convert_to_tensor(want).numpy()
+        np.testing.assert_allclose(tf.convert_to_tensor(got).numpy(), want, rtol=1e-5,
+                                   atol=1e-5 * max(1.0, float(np.abs(want).max(initial=0.0))))
 
 
 def test_padding_does_not_change_real_positions(tf1_checkpoint):

@@ -199,3 +199,15 @@ def test_bfloat16_and_xla_train(records_dir, small_config, tmp_path):
     assert result.returncode == 0, result.stderr
     exported = tensors(out / "bert_model.ckpt")
     assert exported["bert/embeddings/word_embeddings"].dtype == np.float32
+
+
+def test_float32_is_true_float32_unless_tf32_is_allowed():
+    """TensorFlow rounds float32 matmuls to TF32 on Ampere and later GPUs by default; ours only when asked."""
+    program = ("import sys; from absl import flags; from bert import cli; from bert.tf import tf; "
+               "enabled = tf.config.experimental.tensor_float_32_execution_enabled; print(enabled()); "
+               "cli.define_training_flags(); flags.FLAGS(sys.argv); cli.start_training_run(); print(enabled())")
+    for flag, after_flags in (([], "False"), (["--allow_tf32"], "True"), (["--noallow_tf32"], "False")):
+        result = subprocess.run([sys.executable, "-c", program, *flag], capture_output=True, text=True, cwd=ROOT,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["False", after_flags]
