@@ -107,11 +107,17 @@ def test_docker_pretrain_dry_run_shows_the_run_it_would_do():
         assert "-np 1 -H localhost:1" in words[-1]
     assert "--train_batch_size=32" in words[-1] and "--amp_dtype=float16" in words[-1]
 
+    tf32 = docker_pretrain("--dry-run", "--precision=tf32")
+    assert tf32.returncode == 0, tf32.stderr
+    script = shlex.split(tf32.stdout.strip().splitlines()[1])[-1]
+    values = parse_flags("bert.pretrain", *shlex.split(script.split("bert-pretrain", 1)[1]))
+    assert values["allow_tf32"] and "auto_mixed_precision" not in values
+
 
 @pytest.mark.parametrize("args, fragment", [
     (["--seq=256"], "--seq must be 128 or 512"), (["--model=huge"], "--model must be base or large"),
     (["--gpus=0"], "--gpus must be a positive integer"), (["--image=tpu"], "--image must be cuda or rocm"),
-    (["--verbose"], "unknown argument '--verbose'")])
+    (["--verbose"], "unknown argument '--verbose'"), (["--precision=int8"], "--precision must be fp16, bf16, fp32 or tf32")])
 def test_docker_pretrain_refuses_bad_options(args, fragment):
     result = docker_pretrain("--dry-run", *args)
     assert result.returncode == 2 and result.stdout == ""
