@@ -83,6 +83,11 @@ def docker_pretrain(*args):
     return subprocess.run([str(ROOT / "bin" / "docker-pretrain"), *args], capture_output=True, text=True, cwd=ROOT)
 
 
+def pretrain_flags_of(script):
+    """The flags bert-pretrain is given in a dry run's container script, parsed as the command parses them."""
+    return parse_flags("bert.pretrain", *shlex.split(script.split("bert-pretrain", 1)[1]))
+
+
 def test_docker_pretrain_dry_run_shows_the_run_it_would_do():
     result = docker_pretrain("--dry-run", "--image=rocm", "--model=large", "--seq=512", "--gpus=8", "--batch=4",
                              "--steps=30", "--precision=bf16", "--xla")
@@ -94,8 +99,7 @@ def test_docker_pretrain_dry_run_shows_the_run_it_would_do():
     script = words[-1]
     assert "--num_output_shards=8 --max_seq_length=512 --max_predictions_per_seq=80" in script
     assert "horovodrun --gloo -np 8 -H localhost:8 bert-pretrain --use_horovod" in script
-    pretrain_args = shlex.split(script.split("bert-pretrain", 1)[1])
-    values = parse_flags("bert.pretrain", *pretrain_args)
+    values = pretrain_flags_of(script)
     assert (values["bert_config_file"], values["train_batch_size"], values["num_train_steps"]) == ("large", 4, 30)
     assert values["amp_dtype"] == "bfloat16" and values["auto_mixed_precision"] and values["use_xla"]
 
@@ -109,8 +113,7 @@ def test_docker_pretrain_dry_run_shows_the_run_it_would_do():
 
     tf32 = docker_pretrain("--dry-run", "--precision=tf32")
     assert tf32.returncode == 0, tf32.stderr
-    script = shlex.split(tf32.stdout.strip().splitlines()[1])[-1]
-    values = parse_flags("bert.pretrain", *shlex.split(script.split("bert-pretrain", 1)[1]))
+    values = pretrain_flags_of(shlex.split(tf32.stdout.strip().splitlines()[1])[-1])
     assert values["allow_tf32"] and "auto_mixed_precision" not in values
 
 
