@@ -151,32 +151,43 @@ class Context:
         return tf.cast(fused_layer_norm(x, gamma, beta), self.dtype)
 
 
-def _cross_entropy_and_hits(logits, labels):
-    """Per-row softmax cross-entropy and whether the label has the top logit, in two passes over `logits`.
+@tf.function(jit_compile=True, autograph=False)
+def _vocabulary_softmax(logits, bias, labels):
+    logits = tf.cast(logits, tf.float32) + bias
+    top = tf.reduce_max(logits, -1)
+    exps = tf.exp(logits - top[:, tf.newaxis])
+    total = tf.reduce_sum(exps, -1)
+    label_logits = tf.gather(logits, labels, batch_dims=1)
+    loss = top + tf.math.log(total) - label_logits
+    return loss, tf.cast(label_logits >= top, tf.float32), exps / total[:, tf.newaxis]
 
-    The same numbers as sparse_softmax_cross_entropy_with_logits and argmax == label (up to ties),
-    but the exponentials of the forward pass are kept for the gradient: with a 30k vocabulary the
-    logits are the largest tensor of a step, and the generic kernel takes several passes over them.
+
+@tf.function(jit_compile=True, autograph=False)
+def _vocabulary_softmax_gradient(upstream, probabilities, labels, dtype):
+    gradient = upstream[:, tf.newaxis] * (probabilities - tf.one_hot(labels, tf.shape(probabilities)[-1]))
+    return tf.cast(gradient, dtype), tf.reduce_sum(gradient, 0)
+
+
+def _cross_entropy_and_hits(logits, bias, labels):
+    """Per-row softmax cross-entropy of `logits` + `bias` (float32) and whether the label has the top logit.
+
+    The same numbers as sparse_softmax_cross_entropy_with_logits and argmax == label (up to ties), in
+    one XLA kernel each way. With a 30k vocabulary the logits are the largest tensor of a step:
+    TensorFlow's own ops take a dozen passes over them (cast, bias, max, exp, sum, the gradient's
+    scaling, its scatter, its cast back, the bias gradient), together several times as long as the
+    bfloat16 matmul that made them. The forward kernel keeps the probabilities for the gradient; the
+    gradient comes back in the logits' dtype, the bias gradient in float32.
     """
-    rows = tf.range(tf.shape(labels)[0])
-    label_positions = tf.stack([rows, labels], axis=1)
-    top = tf.reduce_max(logits, -1, keepdims=True)
-    label_logits = tf.gather_nd(logits, label_positions)
-    hits = tf.cast(label_logits >= top[:, 0], tf.float32)
+    loss, hits, probabilities = _vocabulary_softmax(logits, bias, labels)
 
     @tf.custom_gradient
-    def cross_entropy(logits):
-        exps = tf.exp(logits - tf.stop_gradient(top))
-        total = tf.reduce_sum(exps, -1, keepdims=True)
-        loss = (tf.stop_gradient(top) + tf.math.log(total))[:, 0] - tf.gather_nd(logits, label_positions)
-
+    def cross_entropy(logits, bias):
         def gradient(upstream):
-            softmax_part = exps * (upstream[:, tf.newaxis] / total)
-            return tf.tensor_scatter_nd_sub(softmax_part, label_positions, upstream)
+            return _vocabulary_softmax_gradient(upstream, probabilities, labels, logits.dtype)
 
-        return loss, gradient
+        return tf.identity(loss), gradient
 
-    return cross_entropy(logits), hits
+    return cross_entropy(logits, bias), hits
 
 
 class BertModel(NamedWeights):
@@ -312,9 +323,8 @@ class BertPretrainer(NamedWeights):
         masked = tf.reshape(all_layers[-1], [-1, self.config.hidden_size])
         transformed = ctx.layer_norm(ctx.dense(masked, self.transform, act), self.transform_norm)
         logits = tf.matmul(transformed, tf.cast(self.bert.word_embeddings, ctx.dtype), transpose_b=True)
-        logits = tf.nn.bias_add(tf.cast(logits, tf.float32), self.mlm_bias)
         labels = tf.reshape(features["masked_lm_ids"], [-1])
-        mlm_loss, mlm_correct = _cross_entropy_and_hits(logits, labels)
+        mlm_loss, mlm_correct = _cross_entropy_and_hits(logits, self.mlm_bias, labels)
         positions_shape = tf.shape(features["masked_lm_positions"])
 
         nsp_logits = tf.matmul(tf.cast(pooled, tf.float32), self.nsp_weights, transpose_b=True) + self.nsp_bias

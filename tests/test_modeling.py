@@ -289,3 +289,37 @@ def test_export_loads_in_the_reference_way(tmp_path):
             values = session.run(variables)
     for name, value in values.items():
         assert np.array_equal(value, model.variables_by_name[name].numpy()), name
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(tf.float32, 1e-5), (tf.bfloat16, 1e-2)])
+def test_masked_lm_cross_entropy_and_gradients_equal_tensorflows(dtype, tolerance):
+    """The fused masked-LM softmax against TensorFlow's sparse cross-entropy and argmax, values and gradients."""
+    rng = np.random.default_rng(3)
+    rows, vocab = 37, 30522
+    logits = tf.cast(tf.constant(rng.normal(0, 3, (rows, vocab)), tf.float32), dtype)
+    bias = tf.constant(rng.normal(0, 1, vocab), tf.float32)
+    with_bias = tf.cast(logits, tf.float32) + bias
+    top = tf.argmax(with_bias, -1, output_type=tf.int32).numpy()
+    # Every other row's label is its top logit, so the hits have both values.
+    labels = tf.constant(np.where(np.arange(rows) % 2 == 0, top, rng.integers(0, vocab, rows)), tf.int32)
+    upstream = tf.constant(rng.uniform(0.1, 2.0, rows), tf.float32)
+
+    def loss_and_gradients(loss_function):
+        with tf.GradientTape() as tape:
+            tape.watch([logits, bias])
+            loss = loss_function(logits, bias)
+            weighted = tf.reduce_sum(loss * upstream)
+        return loss, tape.gradient(weighted, [logits, bias])
+
+    ours, (d_logits, d_bias) = loss_and_gradients(lambda l, b: modeling._cross_entropy_and_hits(l, b, labels)[0])
+    want, (want_d_logits, want_d_bias) = loss_and_gradients(
+        lambda l, b: tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=tf.cast(l, tf.float32) + b))
+
+    assert d_logits.dtype == dtype and d_bias.dtype == tf.float32
+    np.testing.assert_allclose(ours.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tf.cast(d_logits, tf.float32).numpy(), tf.cast(want_d_logits, tf.float32).numpy(),
+                               rtol=tolerance, atol=1e-6)
+    np.testing.assert_allclose(d_bias.numpy(), want_d_bias.numpy(), rtol=1e-5, atol=1e-6)
+    hits = modeling._cross_entropy_and_hits(logits, bias, labels)[1].numpy()
+    np.testing.assert_array_equal(hits, (top == labels.numpy()).astype(np.float32))
+    assert 0 < hits.sum() < rows

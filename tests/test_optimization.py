@@ -45,8 +45,9 @@ def numpy_steps(kind, weights, grads_per_step, rates, first_step=0):
     return w, m, v
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
 @pytest.mark.parametrize("kind", optimization.OPTIMIZERS)
-def test_optimizer_matches_formulas(kind):
+def test_optimizer_matches_formulas(kind, compiled):
     rng = np.random.default_rng(0)
     weights = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in NAMES.items()}
     weights["zero/kernel"][:] = 0.0
@@ -54,8 +55,10 @@ def test_optimizer_matches_formulas(kind):
     optimizer = optimization.Optimizer(kind, variables)
     steps = [{name: rng.standard_normal(shape).astype(np.float32) for name, shape in NAMES.items()} for _ in range(5)]
     rates = [0.0, 0.01, 0.02, 0.015, 0.01]
+    # Training compiles the update with XLA (bert/training.py); both ways must follow the formulas.
+    apply = tf.function(optimizer.apply, jit_compile=True) if compiled else optimizer.apply
     for step, (grads, rate) in enumerate(zip(steps, rates), start=3):
-        optimizer.apply([tf.constant(grads[name]) for name in optimizer.names], tf.constant(rate), tf.constant(step, tf.int64))
+        apply([tf.constant(grads[name]) for name in optimizer.names], tf.constant(rate), tf.constant(step, tf.int64))
     want_w, want_m, want_v = numpy_steps(kind, weights, steps, rates, first_step=3)
     for name in NAMES:
         np.testing.assert_allclose(variables[name].numpy(), want_w[name], rtol=2e-5, atol=1e-6, err_msg=name)
