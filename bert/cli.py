@@ -129,7 +129,11 @@ def define_training_flags():
     flags.DEFINE_bool("scale_lr_by_world_size", False, "Multiply --learning_rate by the number of ranks.")
     flags.DEFINE_bool("auto_mixed_precision", False, "Compute in --amp_dtype; weights and optimizer state stay float32.")
     flags.DEFINE_enum("amp_dtype", "float16", ["float16", "bfloat16"], "float16 (dynamic loss scaling) or bfloat16.")
-    flags.DEFINE_bool("use_xla", False, "Compile the step with XLA.")
+    flags.DEFINE_bool(
+        "use_xla", False,
+        "Compile the forward and backward pass with XLA (GELU, LayerNorm, the masked-LM softmax and the "
+        "optimizer update always are).",
+    )
     flags.DEFINE_bool(
         "allow_tf32", False,
         "On Ampere and later NVIDIA GPUs, run float32 matmuls in TF32 (faster, 10-bit mantissa inputs). Off by "
