@@ -230,9 +230,12 @@ class BertModel(NamedWeights):
         batch, seq = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
         h = config.hidden_size
 
+        # Gathering from the tables' values rather than from the variables: a gather on a variable
+        # (ResourceGather) switches it to copy-on-read, after which every dense read of the word
+        # embeddings, as the tied masked-LM projection makes each step, copies the whole table.
         embeddings = (
-            tf.gather(self.word_embeddings, input_ids)
-            + tf.gather(self.token_type_embeddings, token_type_ids)
+            tf.gather(tf.convert_to_tensor(self.word_embeddings), input_ids)
+            + tf.gather(tf.convert_to_tensor(self.token_type_embeddings), token_type_ids)
             + self.position_embeddings[:seq][tf.newaxis]
         )
         x = ctx.dropout(ctx.layer_norm(tf.cast(embeddings, ctx.dtype), self.embeddings_norm), config.hidden_dropout_prob)
