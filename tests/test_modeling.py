@@ -219,6 +219,26 @@ def test_dropout_is_a_function_of_the_seed(tf1_checkpoint):
     assert (loss([1, 2], training=False) == loss([5, 5], training=False)).all()
 
 
+def test_embedding_tables_are_never_gathered_from_the_variables():
+    """A gather on a variable (ResourceGather) switches it to copy-on-read for good: every later dense
+    read, as the tied masked-LM projection makes each step, would then copy the whole table."""
+    model = modeling.BertPretrainer(CONFIG)
+    features = {name: tf.constant(value) for name, value in random_features(CONFIG).items()}
+
+    @tf.function
+    def gradients():
+        with tf.GradientTape() as tape:
+            outputs = model(features, modeling.Context(training=True, seed=tf.constant([1, 2])))
+            loss = tf.reduce_sum(outputs["mlm_loss"]) + tf.reduce_sum(outputs["nsp_loss"])
+        return tape.gradient(loss, model.trainable_variables)
+
+    graph = gradients.get_concrete_function().graph.as_graph_def()
+    op_types = {node.op for node in graph.node}
+    op_types |= {node.op for function in graph.library.function for node in function.node_def}
+    assert "GatherV2" in op_types
+    assert "ResourceGather" not in op_types
+
+
 def test_missing_variable_is_named_and_model_untouched(tmp_path):
     weights = random_weights(CONFIG)
     del weights["bert/encoder/layer_2/output/dense/bias"]
