@@ -24,23 +24,53 @@ def time_steps(step, warmup, steps):
     return statistics.median(times)
 
 
+def cpu_counters():
+    """(stolen, total) CPU ticks of the whole machine so far, from /proc/stat; None where there is none.
+
+    "Stolen" is time the hypervisor gave this virtual machine's CPUs to other tenants: a figure measured
+    while it is high says more about the neighbours than about the code.
+    """
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(t) for t in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal; guest time is already inside user and nice.
+    return (ticks[7] if len(ticks) > 7 else 0), sum(ticks[:8])
+
+
+def stolen_fraction(before, after):
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 def fastest_of_rounds(cases, rounds, report):
-    """Seconds of each case, the fastest of `rounds` interleaved rounds.
+    """Seconds of each case, the fastest of `rounds` interleaved rounds, and the CPU steal during that round.
 
     `cases` is a list of (key, measure), measure() giving seconds or None (a peer that could not run).
     Neighbours on a shared machine slow whole minutes, not single steps: every case is timed once per
     round, rounds run one after another, and each case keeps its fastest round, so ours and the peers
-    are each measured at their best of the same stretch of time. `report(round_index, key, seconds)`
-    is called after each measurement.
+    are each measured at their best of the same stretch of time. Returns {key: (seconds, steal)}, steal
+    the fraction of the machine's CPU time taken by the hypervisor during the kept round (None where
+    unknown). `report(round_index, key, seconds, steal)` is called after each measurement.
     """
-    seconds = {}
+    best = {}
     for round_index in range(rounds):
         for key, measure in cases:
+            before = cpu_counters()
             measured = measure()
+            steal = stolen_fraction(before, cpu_counters())
             if measured is not None:
-                seconds[key] = min(seconds.get(key, measured), measured)
-                report(round_index, key, measured)
-    return seconds
+                if key not in best or measured < best[key][0]:
+                    best[key] = (measured, steal)
+                report(round_index, key, measured, steal)
+    return best
+
+
+def steal_note(steal):
+    """' (steal 12%)' for a round the hypervisor took more than 5% of the CPU from, else ''."""
+    return f" (steal {steal:.0%})" if steal is not None and steal > 0.05 else ""
 
 
 def mkl_shim():

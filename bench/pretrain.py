@@ -9,7 +9,9 @@ Each case times full optimizer steps (forward, backward, adam update; the median
 the values). Cases are measured in --rounds interleaved rounds and each keeps its fastest round, so a
 slow stretch on a shared machine does not decide a ratio. Model FLOPs utilisation = useful FLOPs (3x
 the forward matmuls the losses need: the last layer and the MLM head at the masked positions only) /
-the peak of a large matmul measured here in the same run and dtype.
+the peak of a large matmul measured here in the same run and dtype. On a virtual machine each figure
+also carries the CPU steal of its round (the share of the CPU the hypervisor gave other tenants), printed
+when above 5%: a ratio between figures taken under different steal is not a property of the code.
 
 --compare runs, each in its own process, the peers a user would pick instead: keras-hub's
 BertMaskedLM (Keras 3 on TensorFlow) and transformers' BertForPreTraining (PyTorch CPU, with the
@@ -23,7 +25,7 @@ import argparse
 import sys
 import time
 
-from common import ROOT, fastest_of_rounds, run_peer, time_steps, write_results
+from common import ROOT, fastest_of_rounds, run_peer, steal_note, time_steps, write_results
 
 sys.path.insert(0, str(ROOT))
 
@@ -180,12 +182,14 @@ def main():
         cases += [((size, peer), lambda s=size, p=peer: run_peer(__file__, p, s, args.warmup, args.steps, peer_python[p]))
                   for peer in peers]
 
-    def report(round_index, key, measured):
+    def report(round_index, key, measured, steal):
         if key[0] != "peak":
-            print(f"round {round_index + 1}/{args.rounds} {key[0]:6s} {key[1]:12s} {BATCH / measured:8.1f} seq/s",
-                  flush=True)
+            print(f"round {round_index + 1}/{args.rounds} {key[0]:6s} {key[1]:12s} {BATCH / measured:8.1f} seq/s"
+                  f"{steal_note(steal)}", flush=True)
 
-    seconds = fastest_of_rounds(cases, args.rounds, report)
+    best = fastest_of_rounds(cases, args.rounds, report)
+    seconds = {key: measured for key, (measured, _) in best.items()}
+    steals = {key: steal for key, (_, steal) in best.items()}
     peaks = {dtype: 2 * PEAK_SIZE**3 / seconds["peak", dtype] for dtype in dtypes}
     results["matmul_peak_gflops"] = {k: v / 1e9 for k, v in peaks.items()}
     for dtype in dtypes:
@@ -197,8 +201,9 @@ def main():
         for dtype in dtypes:
             rate = BATCH / seconds[size, dtype]
             row[dtype] = {"sequences_per_second": rate, "tokens_per_second": rate * SEQ,
-                          "mfu": rate * flops / peaks[dtype]}
-            print(f"{size:6s} {dtype:8s} {rate:8.1f} seq/s {rate * SEQ:9.0f} tok/s  MFU {row[dtype]['mfu']:.1%}")
+                          "mfu": rate * flops / peaks[dtype], "cpu_steal": steals[size, dtype]}
+            print(f"{size:6s} {dtype:8s} {rate:8.1f} seq/s {rate * SEQ:9.0f} tok/s  MFU {row[dtype]['mfu']:.1%}"
+                  f"{steal_note(steals[size, dtype])}")
         if "float32" in row and "bfloat16" in row:
             row["bfloat16_over_float32"] = row["bfloat16"]["sequences_per_second"] / row["float32"]["sequences_per_second"]
             print(f"{size:6s} bfloat16 / float32: {row['bfloat16_over_float32']:.2f}x")
@@ -206,10 +211,12 @@ def main():
             if (size, peer) not in seconds:
                 continue
             rate = BATCH / seconds[size, peer]
-            row[peer] = {"sequences_per_second": rate, "mfu": rate * flops / peaks.get("float32", 1.0)}
+            row[peer] = {"sequences_per_second": rate, "mfu": rate * flops / peaks.get("float32", 1.0),
+                         "cpu_steal": steals[size, peer]}
             if "float32" in row:
                 row[f"ours_over_{peer}"] = row["float32"]["sequences_per_second"] / rate
-            print(f"{size:6s} {peer:12s} {rate:8.1f} seq/s  (ours fp32 / {peer}: {row.get(f'ours_over_{peer}', 0):.2f}x)")
+            print(f"{size:6s} {peer:12s} {rate:8.1f} seq/s  (ours fp32 / {peer}: {row.get(f'ours_over_{peer}', 0):.2f}x)"
+                  f"{steal_note(steals[size, peer])}")
         results["cases"].append(row)
     write_results(args.output, results)
     print(f"bench/pretrain.py: wrote {args.output}")
