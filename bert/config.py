@@ -46,6 +46,18 @@ _SIZE_KEYS = (
 )
 _PROBABILITY_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
 
+# Keys of some of Google's released bert_config.json files (the multilingual, Chinese and cased large
+# models) that the reference's code never reads: its pooler is always the first token's dense + tanh.
+# They are accepted and ignored so that those checkpoints' own config files load as they are.
+RELEASED_UNUSED_KEYS = frozenset({
+    "directionality",
+    "pooler_fc_size",
+    "pooler_num_attention_heads",
+    "pooler_num_fc_layers",
+    "pooler_size_per_head",
+    "pooler_type",
+})
+
 
 @dataclass(frozen=True)
 class BertConfig:
@@ -75,6 +87,7 @@ class BertConfig:
         if not isinstance(d, dict):
             raise InputError(f"{source}: a model config must be a JSON object of keys, got {_json_type(d)}")
         known = [field.name for field in dataclasses.fields(cls)]
+        d = {key: value for key, value in d.items() if key not in RELEASED_UNUSED_KEYS}
         for key in d:
             if key not in known:
                 close = difflib.get_close_matches(str(key), known, n=1)

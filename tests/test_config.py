@@ -189,7 +189,24 @@ def test_unknown_key_is_refused_with_a_suggestion(tmp_path):
 
 
 def test_unrelated_unknown_key_lists_the_known_keys(tmp_path):
-    assert_refused(write(tmp_path, {**VALID, "directionality": "bidi"}), "'directionality'", "known keys")
+    assert_refused(write(tmp_path, {**VALID, "model_type": "bert"}), "'model_type'", "known keys")
+
+
+def test_released_multilingual_config_loads_ignoring_the_keys_the_reference_never_reads(tmp_path):
+    # multi_cased_L-12_H-768_A-12/bert_config.json as Google released it (the Chinese model's has the
+    # same extra keys, vocab_size 21128).
+    released = {
+        "attention_probs_dropout_prob": 0.1, "directionality": "bidi", "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 3072,
+        "max_position_embeddings": 512, "num_attention_heads": 12, "num_hidden_layers": 12,
+        "pooler_fc_size": 768, "pooler_num_attention_heads": 12, "pooler_num_fc_layers": 3,
+        "pooler_size_per_head": 128, "pooler_type": "first_token_transform", "type_vocab_size": 2,
+        "vocab_size": 119547,
+    }
+    config = BertConfig.from_json_file(write(tmp_path, released))
+    plain = {key: value for key, value in released.items() if key in VALID}
+    assert config == BertConfig.from_dict(plain)
+    assert (config.vocab_size, config.hidden_size, config.num_hidden_layers) == (119547, 768, 12)
 
 
 def test_indivisible_hidden_size_is_refused(tmp_path):
