@@ -12,6 +12,7 @@ are returned for the caller to report.
 """
 
 import os
+import re
 
 import numpy as np
 from bert.tf import error_text, tf
@@ -22,19 +23,27 @@ from bert.fileio import AtomicFile
 _OBJECT_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
+# The files of a checkpoint PREFIX: PREFIX.index, PREFIX.data-00000-of-00001, and a TF1 run's PREFIX.meta.
+_FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")
+
+
 def resolve_checkpoint(path, flag="--init_checkpoint"):
-    """The checkpoint prefix named by `path`: a prefix, its `.index` file, or a directory holding one."""
+    """The checkpoint prefix named by `path`: a prefix, one of its files, or a directory holding one."""
     text = os.fspath(path)
     if os.path.isdir(text):
         latest = tf.train.latest_checkpoint(text)
         if latest is None:
             candidates = sorted(name[: -len(".index")] for name in os.listdir(text) if name.endswith(".index"))
-            if len(candidates) != 1:
+            if not candidates:
                 raise InputError(f"{flag}: no checkpoint found in directory {text}")
+            if len(candidates) > 1:
+                raise InputError(f"{flag}: directory {text} holds {len(candidates)} checkpoints "
+                                 f"({', '.join(candidates)}) and no 'checkpoint' file saying which is latest; "
+                                 f"name one, e.g. {os.path.join(text, candidates[-1])}")
             latest = os.path.join(text, candidates[0])
         return latest
-    if text.endswith(".index"):
-        text = text[: -len(".index")]
+    if not os.path.isfile(text + ".index"):
+        text = _FILE_SUFFIX.sub("", text)
     if not os.path.isfile(text + ".index"):
         raise InputError(f"{flag}: checkpoint not found: {text} (expected {text}.index and its data files)")
     return text

@@ -266,6 +266,22 @@ def test_unreadable_checkpoint_is_one_error(tmp_path):
         checkpoints.load_weights(modeling.BertModel(CONFIG).weights, tmp_path / "absent.ckpt")
 
 
+def test_checkpoint_is_named_by_its_prefix_any_of_its_files_or_its_directory(tmp_path):
+    weights = random_weights(CONFIG)
+    prefix = write_tf1_checkpoint(tmp_path / "released" / "bert_model.ckpt", weights)
+    (tmp_path / "released" / "bert_model.ckpt.meta").write_bytes(b"")  # a TF1 Saver's graph, beside the weights
+    for name in ("bert_model.ckpt", "bert_model.ckpt.index", "bert_model.ckpt.meta",
+                 "bert_model.ckpt.data-00000-of-00001", ""):
+        assert checkpoints.resolve_checkpoint(tmp_path / "released" / name) == prefix, name
+
+
+def test_directory_of_several_checkpoints_without_a_state_file_names_them(tmp_path):
+    for step in (100, 200):
+        write_tf1_checkpoint(tmp_path / f"model.ckpt-{step}", random_weights(CONFIG))
+    with pytest.raises(InputError, match=r"holds 2 checkpoints \(model.ckpt-100, model.ckpt-200\).*name one"):
+        checkpoints.resolve_checkpoint(tmp_path)
+
+
 def test_export_is_a_reference_checkpoint_and_round_trips(tmp_path):
     model = modeling.BertPretrainer(CONFIG, seed=11)
     out = tmp_path / "export"
