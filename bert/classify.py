@@ -105,7 +105,7 @@ def _training_set(task):
     (path,) = glue.split_paths(task, FLAGS.data_dir, "train", FLAGS.xnli_language)
     examples, skipped = glue.read_examples(task, path, "train", FLAGS.xnli_language)
     fingerprint = fileio.fingerprint(
-        [path, FLAGS.vocab_file],
+        [path, cli.vocabulary_source()],
         {"task": task.name, "labels": task.labels, "max_seq_length": FLAGS.max_seq_length,
          "do_lower_case": FLAGS.do_lower_case, "language": FLAGS.xnli_language},
     )
@@ -249,7 +249,7 @@ def main(argv):
 
 def run():
     define_flags()
-    cli.run_command(main, required=("data_dir", "task_name", "vocab_file", "bert_config_file", "output_dir"))
+    cli.run_command(main, required=("data_dir", "task_name", "bert_config_file", "output_dir"))
 
 
 if __name__ == "__main__":

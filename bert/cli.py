@@ -235,14 +235,33 @@ def fine_tuning_options(output_dir, num_examples, replicas):
     return training_options(output_dir, num_train_steps, num_warmup_steps, replicas), rank_batch, global_batch
 
 
+def make_tokenizer(required_tokens=("[CLS]", "[SEP]")):
+    """The tokenizer of --spm_model_file, else of --vocab_file; its vocabulary must hold `required_tokens`."""
+    from bert import tokenization
+
+    if not FLAGS.vocab_file and not FLAGS.spm_model_file:
+        raise InputError("--vocab_file (or --spm_model_file) is required")
+    tokenizer = tokenization.make_tokenizer(FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
+    for token in required_tokens:
+        if token not in tokenizer.vocab:
+            raise InputError(f"{vocabulary_source()}: the vocabulary has no {token} token")
+    return tokenizer
+
+
+def vocabulary_source():
+    """The file the tokenizer's vocabulary comes from, for messages."""
+    return FLAGS.spm_model_file or FLAGS.vocab_file
+
+
 def load_config_and_tokenizer():
-    """The model config of --bert_config_file and the tokenizer of --vocab_file, checked against each other."""
-    from bert import config as bert_config, tokenization
+    """The model config of --bert_config_file and the tokenizer of --spm_model_file or --vocab_file, checked
+    against each other."""
+    from bert import config as bert_config
 
     config = bert_config.load_config(FLAGS.bert_config_file)
     bert_config.check_seq_length(config, FLAGS.max_seq_length)
-    tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
-    bert_config.check_vocab(config, len(tokenizer.vocab), FLAGS.vocab_file)
+    tokenizer = make_tokenizer()
+    bert_config.check_vocab(config, len(tokenizer.vocab), vocabulary_source())
     return config, tokenizer
 
 

@@ -133,12 +133,6 @@ def _existing_outputs(directory):
     return ([manifest] if os.path.exists(manifest) else []) + names
 
 
-def _make_tokenizer(vocab_file, spm_model_file, do_lower_case):
-    if spm_model_file:
-        return tokenization.SentencePieceTokenizer(spm_model_file)
-    return tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case)
-
-
 def main(argv):
     del argv
     options = pretraining_data.InstanceOptions(
@@ -159,7 +153,8 @@ def main(argv):
     input_files = fileio.expand_inputs(FLAGS.input_file)
     if not FLAGS.vocab_file and not FLAGS.spm_model_file:
         raise InputError("--vocab_file (or --spm_model_file) is required")
-    make_tokenizer = functools.partial(_make_tokenizer, FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
+    make_tokenizer = functools.partial(tokenization.make_tokenizer, FLAGS.vocab_file, FLAGS.spm_model_file,
+                                       FLAGS.do_lower_case)
     tokenizer = make_tokenizer()
     pretraining_data.SpecialIds(tokenizer, FLAGS.spm_model_file or FLAGS.vocab_file)
     output_paths, output_dir = _output_paths()

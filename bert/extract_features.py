@@ -12,6 +12,7 @@ rounded to 6 decimals.
 """
 
 import json
+import os
 import re
 import time
 
@@ -20,7 +21,7 @@ from bert.tf import tf
 from absl import flags
 from tqdm import tqdm
 
-from bert import checkpoints, cli, config as bert_config, features, fileio, modeling, tokenization
+from bert import checkpoints, cli, config as bert_config, features, fileio, modeling
 from bert.errors import InputError
 
 FLAGS = flags.FLAGS
@@ -52,6 +53,17 @@ def parse_layers(text, num_layers):
     return layers
 
 
+def one_input_file(pattern):
+    """The one file --input_file names: the reference reads a single file, and line numbers index the output."""
+    if os.path.isfile(pattern):
+        return pattern
+    files = fileio.expand_inputs(pattern)
+    if len(files) > 1:
+        raise InputError(f"--input_file: '{pattern}' names {len(files)} files ({files[0]}, {files[1]}, ...); "
+                         f"bert-extract-features reads one")
+    return files[0]
+
+
 def read_examples(path):
     """(text_a, text_b or None) per line of `path`, read as the reference reads it.
 
@@ -74,7 +86,7 @@ def read_examples(path):
 def load_encoder(config_flag_value, checkpoint, vocab_size, max_seq_length):
     """The encoder of the config named by --bert_config_file with the checkpoint's weights."""
     config = bert_config.load_config(config_flag_value)
-    bert_config.check_vocab(config, vocab_size, FLAGS.vocab_file)
+    bert_config.check_vocab(config, vocab_size, cli.vocabulary_source())
     bert_config.check_seq_length(config, max_seq_length)
     encoder = modeling.BertModel(config)
     checkpoints.load_weights(encoder.weights, checkpoint)
@@ -101,8 +113,8 @@ def main(argv):
         raise InputError(f"--max_seq_length must be at least 3, got {FLAGS.max_seq_length}")
     if FLAGS.batch_size < 1:
         raise InputError(f"--batch_size must be at least 1, got {FLAGS.batch_size}")
-    (input_path,) = fileio.expand_inputs(FLAGS.input_file)
-    tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+    input_path = one_input_file(FLAGS.input_file)
+    tokenizer = cli.make_tokenizer()
     config, encoder = load_encoder(FLAGS.bert_config_file, FLAGS.init_checkpoint, len(tokenizer.vocab), FLAGS.max_seq_length)
     layers = parse_layers(FLAGS.layers, config.num_hidden_layers)
     examples = read_examples(input_path)
@@ -144,7 +156,7 @@ def main(argv):
 
 def run():
     define_flags()
-    cli.run_command(main, required=("input_file", "output_file", "vocab_file", "bert_config_file", "init_checkpoint"))
+    cli.run_command(main, required=("input_file", "output_file", "bert_config_file", "init_checkpoint"))
 
 
 if __name__ == "__main__":

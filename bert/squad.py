@@ -99,6 +99,9 @@ def define_flags():
 
 def _check_flags():
     cli.check_fine_tuning_flags()
+    if FLAGS.spm_model_file:
+        raise InputError("--spm_model_file: bert-squad maps answers back to the text through WordPiece pieces; "
+                         "give the model's --vocab_file")
     for name in ("n_best_size", "max_answer_length", "max_query_length"):
         if FLAGS[name].value < 1:
             raise InputError(f"--{name} must be at least 1, got {FLAGS[name].value}")

@@ -278,3 +278,10 @@ class SentencePieceTokenizer:
     @classmethod
     def is_continuation(cls, token):
         return not token.startswith(cls.WORD_START)
+
+
+def make_tokenizer(vocab_file, spm_model_file=None, do_lower_case=True):
+    """The SentencePiece tokenizer of `spm_model_file` if one is given, else the WordPiece one of `vocab_file`."""
+    if spm_model_file:
+        return SentencePieceTokenizer(spm_model_file)
+    return FullTokenizer(vocab_file, do_lower_case=do_lower_case)

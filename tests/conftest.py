@@ -50,6 +50,16 @@ def wikitext_docs(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sentencepiece_model(tmp_path_factory, wikitext_docs):
+    """A 4000-piece SentencePiece model learned by bert-vocab from WikiText-2, [PAD] [UNK] [CLS] [SEP] [MASK] first."""
+    model = tmp_path_factory.mktemp("spm") / "spm.model"
+    result = run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={model}", "--vocab_size=4000",
+                     "--model_type=sentencepiece")
+    assert result.returncode == 0, result.stderr
+    return model
+
+
+@pytest.fixture(scope="session")
 def wikitext_test_docs(tmp_path_factory):
     return wikitext_as_docs("test", tmp_path_factory)
 

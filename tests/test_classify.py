@@ -162,6 +162,17 @@ def test_regression_task_writes_scores(small_config, uncased_vocab, tmp_path):
     assert len({s[0] for s in scores}) > 1
 
 
+def test_sentencepiece_model_tokenizes_in_place_of_a_vocab_file(sentencepiece_model, tmp_path):
+    config = tmp_path / "bert_config.json"
+    config.write_text(json.dumps({**SMALL_MODEL, "vocab_size": 4000}))
+    out = tmp_path / "out"
+    args = [arg for arg in classify_args(shared_file("glue", "MRPC"), config, "unused", out, "--do_train", "--do_predict",
+                                         "--num_train_epochs=0.02") if not arg.startswith("--vocab_file")]
+    result = run_cli("classify", *args, f"--spm_model_file={sentencepiece_model}")
+    assert result.returncode == 0, result.stderr
+    assert len((out / "test_results.tsv").read_text().splitlines()) == 1725
+
+
 def test_bad_inputs_fail_cleanly_and_leave_the_output_dir(small_config, uncased_vocab, tmp_path):
     mrpc = shared_file("glue", "MRPC")
     data = tmp_path / "MRPC"

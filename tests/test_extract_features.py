@@ -42,6 +42,18 @@ def extract(model_dir, input_file, output_file, *extra):
     )
 
 
+def expected_tokens(tokenizer, text, max_seq_length):
+    """The reference's tokens and segment ids of an input line: longest-first truncation of a pair."""
+    a, _, b = text.partition(" ||| ")
+    tokens_a, tokens_b = tokenizer.tokenize(a), tokenizer.tokenize(b) if b else None
+    if tokens_b is None:
+        tokens = ["[CLS]", *tokens_a[: max_seq_length - 2], "[SEP]"]
+        return tokens, [0] * len(tokens)
+    while len(tokens_a) + len(tokens_b) > max_seq_length - 3:
+        (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
+    return ["[CLS]", *tokens_a, "[SEP]", *tokens_b, "[SEP]"], [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
+
+
 def test_features_match_numpy_forward_pass(model_dir, mrpc_lines, tmp_path):
     _, vocab, weights = model_dir
     input_file = tmp_path / "input.txt"
@@ -58,16 +70,7 @@ def test_features_match_numpy_forward_pass(model_dir, mrpc_lines, tmp_path):
         record = json.loads(line)
         assert list(record) == ["linex_index", "features"]
         assert record["linex_index"] == index
-        a, _, b = text.partition(" ||| ")
-        tokens_a, tokens_b = tokenizer.tokenize(a), tokenizer.tokenize(b) if b else None
-        if tokens_b is not None:
-            while len(tokens_a) + len(tokens_b) > 37:
-                (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
-            tokens = ["[CLS]", *tokens_a, "[SEP]", *tokens_b, "[SEP]"]
-            segments = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
-        else:
-            tokens = ["[CLS]", *tokens_a[:38], "[SEP]"]
-            segments = [0] * len(tokens)
+        tokens, segments = expected_tokens(tokenizer, text, 40)
         assert [f["token"] for f in record["features"]] == tokens
 
         ids = np.array([tokenizer.convert_tokens_to_ids(tokens)])
@@ -78,6 +81,33 @@ def test_features_match_numpy_forward_pass(model_dir, mrpc_lines, tmp_path):
                 assert len(layer["values"]) == 32
                 assert all(v == round(v, 6) for v in layer["values"])
                 np.testing.assert_allclose(layer["values"], want[0, position], rtol=1e-5, atol=2e-5)
+
+
+def test_sentencepiece_model_tokenizes_in_place_of_a_vocab_file(sentencepiece_model, mrpc_lines, tmp_path):
+    config = BertConfig(vocab_size=4000, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, type_vocab_size=2)
+    (tmp_path / "bert_config.json").write_text(config.to_json_string())
+    weights = random_weights(config, seed=6, heads=False)
+    write_tf1_checkpoint(tmp_path / "bert_model.ckpt", weights)
+    input_file = tmp_path / "input.txt"
+    input_file.write_text("\n".join(mrpc_lines[3:6]) + "\n", encoding="utf-8")
+    output_file = tmp_path / "features.jsonl"
+    result = run_cli("extract_features", f"--input_file={input_file}", f"--output_file={output_file}",
+                     f"--spm_model_file={sentencepiece_model}", f"--bert_config_file={tmp_path / 'bert_config.json'}",
+                     f"--init_checkpoint={tmp_path / 'bert_model.ckpt'}", "--layers=-1", "--max_seq_length=48")
+    assert result.returncode == 0, result.stderr
+
+    tokenizer = tokenization.SentencePieceTokenizer(sentencepiece_model)
+    records = [json.loads(line) for line in output_file.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 3
+    for record, text in zip(records, mrpc_lines[3:6]):
+        tokens, segments = expected_tokens(tokenizer, text, 48)
+        assert [f["token"] for f in record["features"]] == tokens
+        assert any(token.startswith("\u2581") for token in tokens)
+        ids = np.array([tokenizer.convert_tokens_to_ids(tokens)])
+        layers, _ = numpy_bert.encoder(weights, 2, 2, ids, np.ones_like(ids), np.array([segments]))
+        for position, feature in enumerate(record["features"]):
+            np.testing.assert_allclose(feature["layers"][0]["values"], layers[-1][0, position], rtol=1e-5, atol=2e-5)
 
 
 def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
@@ -99,6 +129,17 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
                       f"--vocab_file={vocab}", f"--bert_config_file={directory / 'bert_config.json'}",
                       f"--init_checkpoint={tmp_path / 'nothing.ckpt'}", "--max_seq_length=40")
     assert_clean_failure(missing, "--init_checkpoint", "nothing.ckpt")
+    (tmp_path / "input2.txt").write_text("another line\n")
+    assert_clean_failure(extract(model_dir, tmp_path / "input*.txt", output_file, "--max_seq_length=40"),
+                         "--input_file", "names 2 files")
+    no_cls = tmp_path / "no_cls_vocab.txt"
+    no_cls.write_text("[PAD]\n[UNK]\n[SEP]\nhello\nworld\n")
+    assert_clean_failure(extract(model_dir, input_file, output_file, f"--vocab_file={no_cls}", "--max_seq_length=40"),
+                         str(no_cls), "no [CLS] token")
+    no_vocab = run_cli("extract_features", f"--input_file={input_file}", f"--output_file={output_file}",
+                       f"--bert_config_file={directory / 'bert_config.json'}",
+                       f"--init_checkpoint={directory / 'bert_model.ckpt'}")
+    assert_clean_failure(no_vocab, "--vocab_file", "--spm_model_file")
     assert output_file.read_text() == "previous\n"
 
 

@@ -100,6 +100,8 @@ def test_bad_inputs_fail_cleanly(squad_config, uncased_vocab, squad_files, tmp_p
         (squad_args(squad_config, uncased_vocab, out, "--do_train", f"--train_file={tmp_path / 'absent.json'}"), ["--train_file", "absent.json"]),
         (squad_args(squad_config, uncased_vocab, out, "--do_train", f"--train_file={squad_files['v1']}", "--max_query_length=93"), ["--max_seq_length", "--max_query_length"]),
         (squad_args(squad_config, uncased_vocab, out, "--do_predict", f"--predict_file={squad_files['v1']}", "--n_best_size=0"), ["--n_best_size"]),
+        (squad_args(squad_config, uncased_vocab, out, "--do_predict", f"--predict_file={squad_files['v1']}",
+                    f"--spm_model_file={tmp_path / 'spm.model'}"), ["--spm_model_file", "WordPiece"]),
     ]
     for args, fragments in cases:
         assert_clean_failure(run_cli("squad", *args), *fragments)
