@@ -33,7 +33,8 @@ def define_flags():
     flags.DEFINE_bool("do_eval", False, "Evaluate on --input_file and write eval_results.txt.")
     flags.DEFINE_integer("num_train_steps", 100000, "Optimizer steps to train for.")
     flags.DEFINE_integer("num_warmup_steps", 10000, "Steps of linear warmup.")
-    flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of evaluation batches.")
+    flags.DEFINE_integer("max_eval_steps", 100, "Evaluation batches: exactly this many, as the reference reads, "
+                         "starting the records again from the first if they run out.")
     flags.DEFINE_integer("shuffle_buffer_size", 1000, "Records in each rank's shuffle buffer.")
     cli.define_training_flags()
     cli.define_tpu_flags()

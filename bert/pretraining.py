@@ -115,7 +115,12 @@ def training_dataset(files, batch_size, max_seq_length, max_predictions_per_seq,
 
 
 def evaluation_dataset(files, batch_size, max_seq_length, max_predictions_per_seq):
-    d = tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES).batch(batch_size)
+    """The reference's evaluation stream: the records in order, over and over, in full batches.
+
+    Evaluation reads --max_eval_steps batches of it, so like the reference's it scores exactly
+    max_eval_steps * eval_batch_size records, starting again from the first when the files hold fewer.
+    """
+    d = tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES).repeat().batch(batch_size, drop_remainder=True)
     return d.map(_parser(max_seq_length, max_predictions_per_seq)).prefetch(2)
 
 

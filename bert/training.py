@@ -380,7 +380,7 @@ def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()
 
 
 def evaluate(task, dataset, max_steps, compute_dtype=tf.float32):
-    """The reference's eval metrics over up to `max_steps` batches of `dataset`."""
+    """The reference's eval metrics over the first `max_steps` batches of `dataset` (all of it if fewer)."""
 
     @tf.function
     def batch_sums(features):

@@ -162,6 +162,30 @@ def _batch(records_dir, size):
     return next(iter(pretraining.evaluation_dataset(files, size, SEQ, PREDICTIONS)))
 
 
+def test_evaluation_reads_exactly_max_eval_steps_full_batches_wrapping_round_as_the_reference(records_dir, tmp_path):
+    files = sorted(str(p) for p in records_dir.glob("*.tfrecord"))
+    serialized = [r.numpy() for r in tf.data.TFRecordDataset(files).take(5)]
+
+    def write(name, rows):
+        with tf.io.TFRecordWriter(str(tmp_path / name)) as writer:
+            for row in rows:
+                writer.write(row)
+        return [str(tmp_path / name)]
+
+    five = write("five.tfrecord", serialized)
+    # The reference's stream over five records in batches of 2 for 4 steps: records 0-4, then 0-2 again.
+    unrolled = write("unrolled.tfrecord", serialized + serialized[:3])
+    stream = list(pretraining.evaluation_dataset(five, 2, SEQ, PREDICTIONS).take(6))
+    assert [int(batch["input_ids"].shape[0]) for batch in stream] == [2] * 6
+    assert (stream[5]["input_ids"].numpy() == stream[0]["input_ids"].numpy()).all()
+
+    task = pretraining.PretrainingTask(modeling.BertPretrainer(BertConfig.from_dict(SMALL_MODEL), seed=9))
+    wrapped = training.evaluate(task, pretraining.evaluation_dataset(five, 2, SEQ, PREDICTIONS), 4)
+    assert wrapped == training.evaluate(task, pretraining.evaluation_dataset(unrolled, 2, SEQ, PREDICTIONS), 4)
+    one_pass = training.evaluate(task, pretraining.evaluation_dataset(five, 5, SEQ, PREDICTIONS), 1)
+    assert wrapped["masked_lm_loss"] != one_pass["masked_lm_loss"]
+
+
 def test_accumulating_k_micro_batches_equals_one_k_times_larger_batch(records_dir):
     config = BertConfig.from_dict({**SMALL_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
     features = _batch(records_dir, 8)
