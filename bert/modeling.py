@@ -164,8 +164,13 @@ def _vocabulary_softmax(logits, bias, labels):
 
 @tf.function(jit_compile=True, autograph=False)
 def _vocabulary_softmax_gradient(upstream, probabilities, labels, dtype):
-    gradient = upstream[:, tf.newaxis] * (probabilities - tf.one_hot(labels, tf.shape(probabilities)[-1]))
-    return tf.cast(gradient, dtype), tf.reduce_sum(gradient, 0)
+    vocab_size = tf.shape(probabilities)[-1]
+    gradient = upstream[:, tf.newaxis] * (probabilities - tf.one_hot(labels, vocab_size))
+    # The bias gradient, sum(gradient, 0), expanded: summing `gradient` itself makes XLA materialise it in
+    # float32 beside the 16-bit copy returned, one more write and read of the largest tensor of a step.
+    bias_gradient = tf.linalg.matvec(probabilities, upstream, transpose_a=True) - tf.math.unsorted_segment_sum(
+        upstream, labels, vocab_size)
+    return tf.cast(gradient, dtype), bias_gradient
 
 
 def _cross_entropy_and_hits(logits, bias, labels):

@@ -327,6 +327,20 @@ def test_export_loads_in_the_reference_way(tmp_path):
         assert np.array_equal(value, model.variables_by_name[name].numpy()), name
 
 
+def test_bfloat16_masked_lm_gradient_makes_no_float32_copy_of_the_logits():
+    """The gradient kernel's top level writes the [rows, vocab] gradient once, in bfloat16."""
+    rows, vocab = 40, 30522
+    probabilities = tf.fill([rows, vocab], 1.0 / vocab)
+    args = (tf.ones([rows]), probabilities, tf.zeros([rows], tf.int32), tf.bfloat16)
+    hlo = modeling._vocabulary_softmax_gradient.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
+    entry = hlo[hlo.index("ENTRY"):]
+    entry = entry[: entry.index("\n}")]
+    written = [line.split("=", 1)[1].split()[0] for line in entry.splitlines()[1:]
+               if "=" in line and " parameter(" not in line]
+    assert f"bf16[{rows},{vocab}]{{1,0}}" in written
+    assert not any(shape.startswith(f"f32[{rows},{vocab}]") for shape in written), written
+
+
 @pytest.mark.parametrize("dtype, tolerance", [(tf.float32, 1e-5), (tf.bfloat16, 1e-2)])
 def test_masked_lm_cross_entropy_and_gradients_equal_tensorflows(dtype, tolerance):
     """The fused masked-LM softmax against TensorFlow's sparse cross-entropy and argmax, values and gradients."""
