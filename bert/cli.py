@@ -239,13 +239,17 @@ def make_tokenizer(required_tokens=("[CLS]", "[SEP]")):
     """The tokenizer of --spm_model_file, else of --vocab_file; its vocabulary must hold `required_tokens`."""
     from bert import tokenization
 
-    if not FLAGS.vocab_file and not FLAGS.spm_model_file:
-        raise InputError("--vocab_file (or --spm_model_file) is required")
+    check_tokenizer_flags()
     tokenizer = tokenization.make_tokenizer(FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
     for token in required_tokens:
         if token not in tokenizer.vocab:
             raise InputError(f"{vocabulary_source()}: the vocabulary has no {token} token")
     return tokenizer
+
+
+def check_tokenizer_flags():
+    if not FLAGS.vocab_file and not FLAGS.spm_model_file:
+        raise InputError("--vocab_file (or --spm_model_file) is required")
 
 
 def vocabulary_source():

@@ -151,12 +151,11 @@ def main(argv):
     if FLAGS.shuffle_buffer_size < 1:
         raise InputError(f"--shuffle_buffer_size must be at least 1, got {FLAGS.shuffle_buffer_size}")
     input_files = fileio.expand_inputs(FLAGS.input_file)
-    if not FLAGS.vocab_file and not FLAGS.spm_model_file:
-        raise InputError("--vocab_file (or --spm_model_file) is required")
+    cli.check_tokenizer_flags()
     make_tokenizer = functools.partial(tokenization.make_tokenizer, FLAGS.vocab_file, FLAGS.spm_model_file,
                                        FLAGS.do_lower_case)
     tokenizer = make_tokenizer()
-    pretraining_data.SpecialIds(tokenizer, FLAGS.spm_model_file or FLAGS.vocab_file)
+    pretraining_data.SpecialIds(tokenizer, cli.vocabulary_source())
     output_paths, output_dir = _output_paths()
 
     start = time.perf_counter()
@@ -194,7 +193,7 @@ def main(argv):
                 os.unlink(stale)
     elapsed = time.perf_counter() - start
 
-    vocab_source = FLAGS.spm_model_file or FLAGS.vocab_file
+    vocab_source = cli.vocabulary_source()
     manifest_path = records.manifest_path_for(output_paths, output_dir)
     records.write_manifest(
         manifest_path,
