@@ -51,21 +51,21 @@ def fastest_of_rounds(cases, rounds, report):
     `cases` is a list of (key, measure), measure() giving seconds or None (a peer that could not run).
     Neighbours on a shared machine slow whole minutes, not single steps: every case is timed once per
     round, rounds run one after another, and each case keeps its fastest round, so ours and the peers
-    are each measured at their best of the same stretch of time. Returns {key: (seconds, steal)}, steal
-    the fraction of the machine's CPU time taken by the hypervisor during the kept round (None where
+    are each measured at their best of the same stretch of time. Returns ({key: seconds}, {key: steal}),
+    steal the fraction of the machine's CPU time taken by the hypervisor during the kept round (None where
     unknown). `report(round_index, key, seconds, steal)` is called after each measurement.
     """
-    best = {}
+    seconds, steals = {}, {}
     for round_index in range(rounds):
         for key, measure in cases:
             before = cpu_counters()
             measured = measure()
             steal = stolen_fraction(before, cpu_counters())
             if measured is not None:
-                if key not in best or measured < best[key][0]:
-                    best[key] = (measured, steal)
+                if key not in seconds or measured < seconds[key]:
+                    seconds[key], steals[key] = measured, steal
                 report(round_index, key, measured, steal)
-    return best
+    return seconds, steals
 
 
 def steal_note(steal):

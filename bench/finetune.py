@@ -129,9 +129,7 @@ def main():
         print(f"round {round_index + 1}/{args.rounds} {key[0]:7s} {key[1]:12s} {BATCH / measured:8.1f} examples/s"
               f"{steal_note(steal)}", flush=True)
 
-    best = fastest_of_rounds(cases, args.rounds, report)
-    seconds = {key: measured for key, (measured, _) in best.items()}
-    steals = {key: steal for key, (_, steal) in best.items()}
+    seconds, steals = fastest_of_rounds(cases, args.rounds, report)
     for size in sizes:
         layers, hidden, heads = SIZES[size]
         row = {"size": size, "layers": layers, "hidden": hidden, "heads": heads}

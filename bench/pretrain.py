@@ -187,9 +187,7 @@ def main():
             print(f"round {round_index + 1}/{args.rounds} {key[0]:6s} {key[1]:12s} {BATCH / measured:8.1f} seq/s"
                   f"{steal_note(steal)}", flush=True)
 
-    best = fastest_of_rounds(cases, args.rounds, report)
-    seconds = {key: measured for key, (measured, _) in best.items()}
-    steals = {key: steal for key, (_, steal) in best.items()}
+    seconds, steals = fastest_of_rounds(cases, args.rounds, report)
     peaks = {dtype: 2 * PEAK_SIZE**3 / seconds["peak", dtype] for dtype in dtypes}
     results["matmul_peak_gflops"] = {k: v / 1e9 for k, v in peaks.items()}
     for dtype in dtypes:

@@ -49,13 +49,19 @@ def wikitext_docs(tmp_path_factory):
     return wikitext_as_docs("valid", tmp_path_factory)
 
 
+def learn_vocabulary(tmp_path_factory, docs, file_name, *flags):
+    """Runs bert-vocab on `docs` into a fresh directory; (the output's path, the finished process)."""
+    out = tmp_path_factory.mktemp("vocab") / file_name
+    result = run_cli("vocab", f"--input_file={docs}", f"--output_file={out}", *flags)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
 @pytest.fixture(scope="session")
 def sentencepiece_model(tmp_path_factory, wikitext_docs):
     """A 4000-piece SentencePiece model learned by bert-vocab from WikiText-2, [PAD] [UNK] [CLS] [SEP] [MASK] first."""
-    model = tmp_path_factory.mktemp("spm") / "spm.model"
-    result = run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={model}", "--vocab_size=4000",
-                     "--model_type=sentencepiece")
-    assert result.returncode == 0, result.stderr
+    model, _ = learn_vocabulary(tmp_path_factory, wikitext_docs, "spm.model", "--vocab_size=4000",
+                                "--model_type=sentencepiece")
     return model
 
 

@@ -3,15 +3,12 @@
 import pytest
 
 from bert import tokenization
-from conftest import assert_clean_failure, run_cli
+from conftest import assert_clean_failure, learn_vocabulary, run_cli
 
 
 @pytest.fixture(scope="module")
 def learned_vocab(tmp_path_factory, wikitext_docs):
-    out = tmp_path_factory.mktemp("vocab") / "vocab.txt"
-    result = run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}", "--vocab_size=8000",
-                     "--num_unused=20")
-    assert result.returncode == 0, result.stderr
+    out, result = learn_vocabulary(tmp_path_factory, wikitext_docs, "vocab.txt", "--vocab_size=8000", "--num_unused=20")
     assert "8000 tokens" in result.stdout
     return out
 
