@@ -186,8 +186,11 @@ def chief_log(replicas):
 
 
 def start_training_run():
-    """The data-parallel replicas the flags ask for, with TensorFlow seeded (deterministic, TF32 if asked)."""
-    from bert import distributed
+    """The data-parallel replicas the flags ask for, with TensorFlow seeded (deterministic, TF32 if asked).
+
+    Warns when the flags ask for a half precision this machine can only emulate.
+    """
+    from bert import distributed, training
     from bert.tf import tf
 
     replicas = distributed.make_replicas("horovod" if FLAGS.use_horovod else FLAGS.distribution_strategy)
@@ -195,6 +198,10 @@ def start_training_run():
         tf.config.experimental.enable_op_determinism()
     tf.config.experimental.enable_tensor_float_32_execution(FLAGS.allow_tf32)
     tf.random.set_seed(FLAGS.seed)
+    warning = training.emulated_precision_warning(compute_dtype(), training.cpu_flags(),
+                                                  has_gpu=bool(tf.config.list_physical_devices("GPU")))
+    if warning:
+        chief_log(replicas)(warning)
     return replicas
 
 

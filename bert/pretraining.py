@@ -9,6 +9,7 @@ training step or, as in the reference, silently training into NaN.
 
 import functools
 import glob
+import itertools
 import json
 import os
 
@@ -16,7 +17,7 @@ from google.protobuf.message import DecodeError
 
 from bert import records
 from bert.errors import InputError
-from bert.tf import error_text, tf
+from bert.tf import tf
 
 # How many records the pre-flight check reads: many from the first files, a few from every other one,
 # so that thousands of shards are checked in seconds.
@@ -173,26 +174,15 @@ def check_records(files, max_seq_length, max_predictions_per_seq, vocab_size):
                 )
         max_id = -1
         count = 0
+        # Read in Python, not through tf.data: the sample is small, and TensorFlow's runtime can log its own
+        # line about a damaged file beside the one this check raises.
         try:
-            for serialized in tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES).take(sample):
-                example = tf.train.Example.FromString(serialized.numpy())
-                feature = example.features.feature
-                for name, fixed in spec.items():
-                    if name not in feature:
-                        raise InputError(f"{path}: record {count} has no feature '{name}'; is it a pre-training record?")
-                    values = feature[name].float_list.value if fixed.dtype == tf.float32 else feature[name].int64_list.value
-                    if len(values) != fixed.shape[0]:
-                        flag = _LENGTH_FLAGS[name]
-                        raise InputError(
-                            f"{path}: record {count}: feature '{name}' has {len(values)} values, expected "
-                            f"{fixed.shape[0]}" + (f" (--{flag})" if flag else "")
-                        )
-                max_id = max(max_id, max(feature["input_ids"].int64_list.value), max(feature["masked_lm_ids"].int64_list.value))
-                count += 1
-        except tf.errors.OpError as e:
-            raise InputError(f"{path}: corrupt or truncated TFRecord file: {error_text(e)}") from None
-        except DecodeError as e:
-            raise InputError(f"{path}: record {count} is not a tf.train.Example: {e}") from None
+            with open(path, "rb", buffering=READ_BUFFER_BYTES) as stream:
+                for serialized in itertools.islice(records.read_records(stream), sample):
+                    max_id = max(max_id, _largest_token_id(path, count, serialized, spec))
+                    count += 1
+        except records.CorruptRecordError as e:
+            raise InputError(f"{path}: corrupt or truncated TFRecord file: {e}") from None
         if count == 0:
             raise InputError(f"{path}: no records")
         if max_id >= vocab_size:
@@ -200,3 +190,23 @@ def check_records(files, max_seq_length, max_predictions_per_seq, vocab_size):
                 f"{path}: token id {max_id} is outside the model's vocabulary: the config's key 'vocab_size' "
                 f"is {vocab_size} (the reference would train into NaN)"
             )
+
+
+def _largest_token_id(path, index, serialized, spec):
+    """The largest token id in one serialized record, once its features match `spec`; raises InputError naming it."""
+    try:
+        feature = tf.train.Example.FromString(serialized).features.feature
+    except DecodeError as e:
+        raise InputError(f"{path}: record {index} is not a tf.train.Example: {e}") from None
+    for name, fixed in spec.items():
+        if name not in feature:
+            raise InputError(f"{path}: record {index} has no feature '{name}'; is it a pre-training record?")
+        values = feature[name].float_list.value if fixed.dtype == tf.float32 else feature[name].int64_list.value
+        if len(values) != fixed.shape[0]:
+            flag = _LENGTH_FLAGS[name]
+            raise InputError(
+                f"{path}: record {index}: feature '{name}' has {len(values)} values, expected "
+                f"{fixed.shape[0]}" + (f" (--{flag})" if flag else "")
+            )
+    return max(max(feature["input_ids"].int64_list.value), max(feature["masked_lm_ids"].int64_list.value))
+

@@ -108,6 +108,37 @@ def frame_record(data):
     return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
 
 
+class CorruptRecordError(ValueError):
+    """A TFRecord file that ends inside a record or whose checksums do not match."""
+
+
+def read_records(stream):
+    """The data of each TFRecord in a binary stream, each frame's checksums verified as TensorFlow's reader does.
+
+    Raises CorruptRecordError saying which record and byte offset is damaged.
+    """
+    index = 0
+    offset = 0
+    while True:
+        header = stream.read(12)
+        if not header:
+            return
+        if len(header) < 12:
+            raise CorruptRecordError(f"record {index} at byte {offset}: the file ends inside its length")
+        length, length_crc = struct.unpack("<QI", header)
+        if _masked_crc(header[:8]) != length_crc:
+            raise CorruptRecordError(f"record {index} at byte {offset}: the checksum of its length does not match")
+        body = stream.read(length + 4)
+        if len(body) < length + 4:
+            raise CorruptRecordError(f"record {index} at byte {offset}: the file ends inside its {length} bytes")
+        data, (data_crc,) = body[:length], struct.unpack("<I", body[length:])
+        if _masked_crc(data) != data_crc:
+            raise CorruptRecordError(f"record {index} at byte {offset}: the checksum of its data does not match")
+        yield data
+        index += 1
+        offset += 12 + length + 4
+
+
 class RecordSink:
     """Writes records round-robin over several TFRecord files, atomically.
 

@@ -30,6 +30,32 @@ RUN_FILE = "run.json"
 INITIAL_LOSS_SCALE = 2.0**15
 LOSS_SCALE_GROWTH_INTERVAL = 2000
 COMPUTE_DTYPES = {"float32": tf.float32, "float16": tf.float16, "bfloat16": tf.bfloat16}
+# The x86 instructions (Linux's names for them) that let oneDNN compute in a half-precision dtype. Without
+# one, TensorFlow widens every operand to float32 and rounds every result back, so the step is slower
+# than float32's.
+HALF_PRECISION_CPU_INSTRUCTIONS = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags as Linux lists them in `cpuinfo`; None where there is no such list."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name.strip() == "flags":
+                    return set(value.split())
+    except OSError:
+        pass
+    return None
+
+
+def emulated_precision_warning(compute_dtype, flags, has_gpu):
+    """A warning when `compute_dtype` would run on a CPU that lacks its instructions, else None."""
+    instructions = HALF_PRECISION_CPU_INSTRUCTIONS.get(compute_dtype)
+    if not instructions or has_gpu or flags is None or flags & set(instructions):
+        return None
+    return (f"warning: this CPU has no {compute_dtype} instructions ({' or '.join(instructions)}), so "
+            f"--amp_dtype={compute_dtype} is emulated and slower than float32; leave --auto_mixed_precision off here")
 
 
 @dataclass

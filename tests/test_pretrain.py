@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert import distributed, modeling, pretraining, training
+from bert import distributed, modeling, pretraining, records, training
 from bert.config import BertConfig
 from tests.conftest import ROOT, assert_clean_failure, run_cli, run_with_random_kills
 from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL, pretrain_args
@@ -111,6 +111,35 @@ def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_conf
     assert snapshot(out) == before
 
 
+def test_record_reader_agrees_with_tensorflow_and_names_the_damaged_record(records_dir, tmp_path):
+    path = records_dir / "part-00000-of-00002.tfrecord"
+    data = path.read_bytes()
+    with open(path, "rb") as stream:
+        ours = list(records.read_records(stream))
+    assert ours == [r.numpy() for r in tf.data.TFRecordDataset(str(path))] and len(ours) > 2
+    second = 12 + len(ours[0]) + 4
+    damaged = {
+        "truncated": (data[:second + 20], f"record 1 at byte {second}: the file ends inside its {len(ours[1])} bytes"),
+        "flipped_data": (data[:second + 40] + bytes([data[second + 40] ^ 1]) + data[second + 41:],
+                         f"record 1 at byte {second}: the checksum of its data does not match"),
+        "flipped_length": (data[:second] + bytes([data[second] ^ 1]) + data[second + 1:],
+                           f"record 1 at byte {second}: the checksum of its length does not match"),
+    }
+    for name, (content, message) in damaged.items():
+        broken = tmp_path / f"{name}.tfrecord"
+        broken.write_bytes(content)
+        with open(broken, "rb") as stream, pytest.raises(records.CorruptRecordError) as error:
+            list(records.read_records(stream))
+        assert str(error.value) == message
+        with pytest.raises(tf.errors.DataLossError):
+            list(tf.data.TFRecordDataset(str(broken)))
+    # A file cut inside a length field TensorFlow reads as ending after the last whole record; ours says so.
+    cut = tmp_path / "cut_in_length.tfrecord"
+    cut.write_bytes(data[:second + 5])
+    with open(cut, "rb") as stream, pytest.raises(records.CorruptRecordError, match="the file ends inside its length"):
+        list(records.read_records(stream))
+
+
 def test_bad_inputs_fail_before_training(records_dir, small_config, tmp_path):
     out = tmp_path / "run"
     small_vocab = tmp_path / "small_vocab.json"
@@ -131,7 +160,7 @@ def test_bad_inputs_fail_before_training(records_dir, small_config, tmp_path):
     truncated.write_bytes((records_dir / "part-00000-of-00002.tfrecord").read_bytes()[:5000])
     bad = run_cli("pretrain", f"--input_file={truncated}", f"--output_dir={out}", f"--bert_config_file={small_config}",
                   f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}", "--do_train")
-    assert_clean_failure(bad, "truncated.tfrecord")
+    assert_clean_failure(bad, "truncated.tfrecord", "corrupt or truncated TFRecord file", "the file ends inside")
     assert_clean_failure(run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train",
                                                             "--train_batch_size=0")), "--train_batch_size")
     assert not list(out.glob("ckpt-*")) if out.exists() else True
@@ -223,6 +252,29 @@ def test_bfloat16_and_xla_train(records_dir, small_config, tmp_path):
     assert result.returncode == 0, result.stderr
     exported = tensors(out / "bert_model.ckpt")
     assert exported["bert/embeddings/word_embeddings"].dtype == np.float32
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        has_bf16_instructions = any(line.startswith("flags") and {"avx512_bf16", "amx_bf16"} & set(line.split())
+                                    for line in f)
+    emulated = not has_bf16_instructions and not tf.config.list_physical_devices("GPU")
+    assert ("no bfloat16 instructions" in result.stderr) == emulated, result.stderr
+
+
+def test_mixed_precision_warns_only_where_the_cpu_would_emulate_it(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    zen3 = "fpu sse sse2 ssse3 fma avx f16c avx2 sha_ni vaes"
+    sapphire_rapids = "fpu sse sse2 avx avx2 avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile"
+    cpuinfo.write_text("".join(f"processor\t: {n}\nvendor_id\t: AuthenticAMD\nflags\t\t: {zen3}\n\n" for n in (0, 1)))
+    flags = training.cpu_flags(str(cpuinfo))
+    assert flags == set(zen3.split())
+    for dtype in ("bfloat16", "float16"):
+        warning = training.emulated_precision_warning(dtype, flags, has_gpu=False)
+        assert f"--amp_dtype={dtype}" in warning and "slower than float32" in warning
+        assert training.emulated_precision_warning(dtype, flags, has_gpu=True) is None
+        assert training.emulated_precision_warning(dtype, set(sapphire_rapids.split()), has_gpu=False) is None
+    assert training.emulated_precision_warning("float32", flags, has_gpu=False) is None
+    assert training.emulated_precision_warning("bfloat16", {"avx512f", "avx512_fp16"}, has_gpu=False)
+    assert training.cpu_flags(str(tmp_path / "absent")) is None
+    assert training.emulated_precision_warning("bfloat16", None, has_gpu=False) is None
 
 
 def test_float32_is_true_float32_unless_tf32_is_allowed():
