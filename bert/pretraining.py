@@ -209,4 +209,3 @@ def _largest_token_id(path, index, serialized, spec):
                 f"{fixed.shape[0]}" + (f" (--{flag})" if flag else "")
             )
     return max(max(feature["input_ids"].int64_list.value), max(feature["masked_lm_ids"].int64_list.value))
-

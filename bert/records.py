@@ -3,7 +3,7 @@
 Records are serialized `tf.train.Example` protos written without TensorFlow: the schema is fixed, so
 each field is assembled from precomputed varint bytes, which is many times faster than building
 protos, and lets the data stage start without importing TensorFlow. Tests parse every field back with
-TensorFlow itself.
+TensorFlow itself. The frames are read back here too, for the pre-flight check of pre-training's input.
 """
 
 import hashlib
@@ -113,9 +113,10 @@ class CorruptRecordError(ValueError):
 
 
 def read_records(stream):
-    """The data of each TFRecord in a binary stream, each frame's checksums verified as TensorFlow's reader does.
+    """The data of each TFRecord in a binary stream, both checksums of each frame verified.
 
-    Raises CorruptRecordError saying which record and byte offset is damaged.
+    Raises CorruptRecordError saying which record and byte offset is damaged; a file cut inside a length
+    field is damaged too (TensorFlow's reader takes it for the end of the file).
     """
     index = 0
     offset = 0
