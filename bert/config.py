@@ -157,9 +157,10 @@ def _checked_value(source, key, value):
         if not (math.isfinite(value) and value > 0):
             raise InputError(f"{prefix} must be a positive number, got {value}")
         return float(value)
-    if value not in HIDDEN_ACTS:  # the only key left is hidden_act
+    # The only key left is hidden_act, whose name the reference reads in any case ("GELU" is "gelu").
+    if not isinstance(value, str) or value.lower() not in HIDDEN_ACTS:
         raise InputError(f"{prefix} must be one of {', '.join(HIDDEN_ACTS)}, got {json.dumps(value)}")
-    return value
+    return value.lower()
 
 
 def resolve_config_path(name_or_path):

@@ -67,12 +67,18 @@ def one_input_file(pattern):
 def read_examples(path):
     """(text_a, text_b or None) per line of `path`, read as the reference reads it.
 
-    Lines end at "\n" only, invalid UTF-8 is dropped, each line is stripped; a blank line is an
-    example too, so `linex_index` is always the line number.
+    Lines end at "\n" only and every "\r" is dropped, wherever it is, as TensorFlow's GFile.readline
+    drops it for the reference; each line is stripped; a blank line is an example too, so `linex_index`
+    is always the line number. Text that is not UTF-8 is refused, naming the byte and line.
     """
     with open(path, "rb") as f:
-        text = f.read().decode("utf-8", errors="ignore")
-    lines = text.split("\n")
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(f"{path}: not UTF-8 (byte {e.start}, line {line})") from None
+    lines = text.replace("\r", "").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     examples = []

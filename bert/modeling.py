@@ -68,7 +68,9 @@ def _gelu_exact(x):
 
 def _layer_norm(x, gamma, beta):
     mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-    return (x - mean) * tf.math.rsqrt(variance + LAYER_NORM_EPSILON) * gamma + beta
+    # The reference's layer_norm is tf.nn.batch_normalization's arithmetic; the same order rounds the same.
+    scale = tf.math.rsqrt(variance + LAYER_NORM_EPSILON) * gamma
+    return x * scale + (beta - mean * scale)
 
 
 fused_gelu = _fused(_gelu)
@@ -159,7 +161,9 @@ def _vocabulary_softmax(logits, bias, labels):
     total = tf.reduce_sum(exps, -1)
     label_logits = tf.gather(logits, labels, batch_dims=1)
     loss = top + tf.math.log(total) - label_logits
-    return loss, tf.cast(label_logits >= top, tf.float32), exps / total[:, tf.newaxis]
+    # argmax, as the reference: a label tied with an earlier index for the top logit is not a hit.
+    hits = tf.cast(tf.argmax(logits, -1, output_type=labels.dtype) == labels, tf.float32)
+    return loss, hits, exps / total[:, tf.newaxis]
 
 
 @tf.function(jit_compile=True, autograph=False)
@@ -176,7 +180,7 @@ def _vocabulary_softmax_gradient(upstream, probabilities, labels, dtype):
 def _cross_entropy_and_hits(logits, bias, labels):
     """Per-row softmax cross-entropy of `logits` + `bias` (float32) and whether the label has the top logit.
 
-    The same numbers as sparse_softmax_cross_entropy_with_logits and argmax == label (up to ties), in
+    The same numbers as sparse_softmax_cross_entropy_with_logits and argmax == label, in
     one XLA kernel each way. With a 30k vocabulary the logits are the largest tensor of a step:
     TensorFlow's own ops take a dozen passes over them (cast, bias, max, exp, sum, the gradient's
     scaling, its scatter, its cast back, the bias gradient), together several times as long as the

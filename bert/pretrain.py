@@ -66,7 +66,8 @@ def main(argv):
     bert_config.check_seq_length(config, FLAGS.max_seq_length)
     files = fileio.expand_inputs(FLAGS.input_file)
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
-    pretraining.check_records(files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config.vocab_size)
+    files = pretraining.check_records(files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config)
+    record_shape = (files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config)
 
     model = modeling.BertPretrainer(config, seed=FLAGS.seed)
     task = pretraining.PretrainingTask(model)
@@ -95,10 +96,11 @@ def main(argv):
             size=replicas.size,
             shuffle_buffer_size=FLAGS.shuffle_buffer_size,
         )
-        step, report = training.fit(
-            trainer, dataset, options, replicas, init_checkpoint=FLAGS.init_checkpoint,
-            global_batch_size=global_batch, log=log,
-        )
+        with pretraining.damage_located(*record_shape):
+            step, report = training.fit(
+                trainer, dataset, options, replicas, init_checkpoint=FLAGS.init_checkpoint,
+                global_batch_size=global_batch, log=log, input_files=files,
+            )
         if chief:
             export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step)
             summary.append(training.training_summary(step, replicas, global_batch, report, export))
@@ -106,7 +108,8 @@ def main(argv):
         if step is None:
             step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint)
         dataset = pretraining.evaluation_dataset(files, FLAGS.eval_batch_size, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq)
-        results = training.evaluate(task, dataset, FLAGS.max_eval_steps, training.COMPUTE_DTYPES[options.compute_dtype])
+        with pretraining.damage_located(*record_shape):
+            results = training.evaluate(task, dataset, FLAGS.max_eval_steps, training.COMPUTE_DTYPES[options.compute_dtype])
         results["global_step"] = step
         path = os.path.join(FLAGS.output_dir, "eval_results.txt")
         cli.write_results(path, results)

@@ -7,6 +7,7 @@ model's, a corrupt or truncated file is reported naming the file, instead of fai
 training step or, as in the reference, silently training into NaN.
 """
 
+import contextlib
 import functools
 import glob
 import itertools
@@ -14,9 +15,10 @@ import json
 import os
 
 from google.protobuf.message import DecodeError
+from tqdm import tqdm
 
 from bert import records
-from bert.errors import InputError
+from bert.errors import DamagedRecordError, InputError
 from bert.tf import tf
 
 # How many records the pre-flight check reads: many from the first files, a few from every other one,
@@ -149,15 +151,24 @@ def _manifest_for(path):
     return None, None
 
 
-def check_records(files, max_seq_length, max_predictions_per_seq, vocab_size):
-    """Checks every input file against the flags and the model before training; raises InputError naming it.
+def check_records(files, max_seq_length, max_predictions_per_seq, config, every_record=False):
+    """Checks the input files against the flags and the model before training; returns those holding records.
 
-    Reads each file's manifest if it has one, and its first records (more of the first files): every
-    feature present with the length the flags say, and no token id outside the model's vocabulary.
+    Reads each file's manifest if it has one, and its first records (more of the first files), or all
+    of them with `every_record`: every frame's checksums, every feature present with the length the
+    flags say, and every id within what the model has (vocabulary, segments, positions, the two
+    next-sentence labels). An empty file is passed over, as the reference's create_pretraining_data.py
+    writes them for a small corpus; no records at all is an error. Raises InputError naming the file.
     """
     spec = feature_spec(max_seq_length, max_predictions_per_seq)
-    for index, path in enumerate(files):
-        sample = CHECKED_RECORDS_FIRST_FILES if index < FIRST_FILES else CHECKED_RECORDS_OTHER_FILES
+    limits = _value_limits(config, max_seq_length)
+    holding_records = []
+    shown = tqdm(files, desc="checking records", unit="file", leave=False, disable=None if every_record else True)
+    for index, path in enumerate(shown):
+        if every_record:
+            sample = None
+        else:
+            sample = CHECKED_RECORDS_FIRST_FILES if index < FIRST_FILES else CHECKED_RECORDS_OTHER_FILES
         manifest_path, manifest = _manifest_for(path)
         if manifest:
             for key, want in (("max_seq_length", max_seq_length), ("max_predictions_per_seq", max_predictions_per_seq)):
@@ -167,45 +178,74 @@ def check_records(files, max_seq_length, max_predictions_per_seq, vocab_size):
                         f"but --{key}={want}"
                     )
             size = manifest.get("vocab", {}).get("size")
-            if isinstance(size, int) and size > vocab_size:
+            if isinstance(size, int) and size > config.vocab_size:
                 raise InputError(
                     f"{path}: records use a vocabulary of {size} tokens ({manifest_path}), but the model "
-                    f"config's key 'vocab_size' is {vocab_size}"
+                    f"config's key 'vocab_size' is {config.vocab_size}"
                 )
-        max_id = -1
         count = 0
-        # Read in Python, not through tf.data: the sample is small, and TensorFlow's runtime can log its own
-        # line about a damaged file beside the one this check raises.
+        # Read in Python, not through tf.data: TensorFlow's runtime can log its own line about a damaged
+        # file beside the one this check raises, and its errors do not say which file is damaged.
         try:
             with open(path, "rb", buffering=READ_BUFFER_BYTES) as stream:
                 for serialized in itertools.islice(records.read_records(stream), sample):
-                    max_id = max(max_id, _largest_token_id(path, count, serialized, spec))
+                    _check_record(path, count, serialized, spec, limits)
                     count += 1
         except records.CorruptRecordError as e:
             raise InputError(f"{path}: corrupt or truncated TFRecord file: {e}") from None
-        if count == 0:
-            raise InputError(f"{path}: no records")
-        if max_id >= vocab_size:
-            raise InputError(
-                f"{path}: token id {max_id} is outside the model's vocabulary: the config's key 'vocab_size' "
-                f"is {vocab_size} (the reference would train into NaN)"
-            )
+        if count:
+            holding_records.append(path)
+    if not holding_records:
+        raise InputError(f"{files[0]}: no records" if len(files) == 1 else f"--input_file: none of its {len(files)} files holds a record")
+    return holding_records
 
 
-def _largest_token_id(path, index, serialized, spec):
-    """The largest token id in one serialized record, once its features match `spec`; raises InputError naming it."""
+@contextlib.contextmanager
+def damage_located(files, max_seq_length, max_predictions_per_seq, config):
+    """Names the file and record when tf.data or a step stops at a damaged or mismatched record past the checked ones.
+
+    TensorFlow's error gives a byte offset at best, never a file; every record of every file is then
+    checked, and the first fault found is raised instead (the original error if none is).
+    """
+    try:
+        yield
+    except DamagedRecordError:
+        check_records(files, max_seq_length, max_predictions_per_seq, config, every_record=True)
+        raise
+
+
+def _value_limits(config, max_seq_length):
+    """(feature, what its values are, the bound they must stay under, the complaint) for each checked feature."""
+    vocabulary = (f"is outside the model's vocabulary: the config's key 'vocab_size' is {config.vocab_size} "
+                  "(the reference would train into NaN)")
+    return (
+        ("input_ids", "token id", config.vocab_size, vocabulary),
+        ("masked_lm_ids", "token id", config.vocab_size, vocabulary),
+        ("segment_ids", "segment id", config.type_vocab_size,
+         f"is outside the config's key 'type_vocab_size' ({config.type_vocab_size})"),
+        ("masked_lm_positions", "masked position", max_seq_length, f"is outside --max_seq_length={max_seq_length}"),
+        ("next_sentence_labels", "next-sentence label", 2, "is neither 0 nor 1"),
+    )
+
+
+def _check_record(path, index, serialized, spec, limits):
+    """One serialized record against `spec` and `limits` (see _value_limits); raises InputError naming it."""
     try:
         feature = tf.train.Example.FromString(serialized).features.feature
     except DecodeError as e:
         raise InputError(f"{path}: record {index} is not a tf.train.Example: {e}") from None
+    values = {}
     for name, fixed in spec.items():
         if name not in feature:
             raise InputError(f"{path}: record {index} has no feature '{name}'; is it a pre-training record?")
-        values = feature[name].float_list.value if fixed.dtype == tf.float32 else feature[name].int64_list.value
-        if len(values) != fixed.shape[0]:
+        values[name] = feature[name].float_list.value if fixed.dtype == tf.float32 else feature[name].int64_list.value
+        if len(values[name]) != fixed.shape[0]:
             flag = _LENGTH_FLAGS[name]
             raise InputError(
-                f"{path}: record {index}: feature '{name}' has {len(values)} values, expected "
+                f"{path}: record {index}: feature '{name}' has {len(values[name])} values, expected "
                 f"{fixed.shape[0]}" + (f" (--{flag})" if flag else "")
             )
-    return max(max(feature["input_ids"].int64_list.value), max(feature["masked_lm_ids"].int64_list.value))
+    for name, what, limit, complaint in limits:
+        low, high = min(values[name]), max(values[name])
+        if low < 0 or high >= limit:
+            raise InputError(f"{path}: record {index}: {what} {low if low < 0 else high} {complaint}")

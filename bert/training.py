@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bert import checkpoints, modeling, optimization
-from bert.errors import InputError
+from bert.errors import DamagedRecordError, InputError
 from bert.fileio import AtomicFile
 from bert.tf import error_text, tf
 
@@ -232,19 +232,39 @@ def _differences(previous, current, prefix=""):
 
 
 class DataPosition:
-    """Each rank's input iterator, checkpointed under OUTPUT_DIR/data/rank-N at the same steps as the model."""
+    """Each rank's input iterator, checkpointed under OUTPUT_DIR/data/rank-N at the same steps as the model.
 
-    def __init__(self, output_dir, rank, iterator, keep):
+    A saved position belongs to the input it was taken on (the files, the number of ranks): beside the
+    iterator states, `input.json` records that input, and a position is restored only into the same.
+    """
+
+    def __init__(self, output_dir, rank, iterator, keep, inputs):
         self.directory = os.path.join(output_dir, "data", f"rank-{rank}")
         self.checkpoint = tf.train.Checkpoint(iterator=iterator)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep, checkpoint_name="data")
+        self.inputs = inputs
+        self.inputs_path = os.path.join(self.directory, "input.json")
+        self.inputs_recorded = False
 
     def save(self, step):
         self.manager.save(checkpoint_number=step)
+        # Recorded after the position: a kill in between leaves the old record, and the next run restarts
+        # its input rather than restore a position into input it was not taken on.
+        if not self.inputs_recorded:
+            with AtomicFile(self.inputs_path) as f:
+                json.dump(self.inputs, f)
+            self.inputs_recorded = True
 
     def restore(self, step):
+        """Whether the iterator is back where it was at `step`: not if it was never saved or the input differs."""
         path = os.path.join(self.directory, f"data-{step}")
         if not os.path.exists(path + ".index"):
+            return False
+        try:
+            with open(self.inputs_path, encoding="utf-8") as f:
+                if json.load(f) != self.inputs:
+                    return False
+        except (OSError, ValueError):
             return False
         self.checkpoint.restore(path).assert_existing_objects_matched()
         return True
@@ -287,10 +307,11 @@ class IndexedBatches:
 
 
 def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_size=None, log=print,
-        optional_init=(), on_save=None):
+        optional_init=(), on_save=None, input_files=None):
     """Trains `trainer` on `dataset` to options.num_train_steps, resuming from OUTPUT_DIR when it can.
 
-    `dataset` is a tf.data.Dataset (its iterator is checkpointed per rank) or an IndexedBatches.
+    `dataset` is a tf.data.Dataset (its iterator is checkpointed per rank, and restored on resuming
+    only if it reads the same `input_files` with as many ranks) or an IndexedBatches.
     `optional_init` names variables (a new task head) that --init_checkpoint may lack; `on_save(step)`
     runs on every rank after each checkpoint. Returns the final step and the last report (Python floats).
     """
@@ -301,7 +322,10 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     )
     indexed = isinstance(dataset, IndexedBatches)
     iterator = None if indexed else iter(dataset)
-    position = None if indexed else DataPosition(options.output_dir, replicas.rank, iterator, options.keep_checkpoints)
+    position = None
+    if not indexed:
+        inputs = {"files": [os.path.abspath(path) for path in input_files or ()], "ranks": replicas.size}
+        position = DataPosition(options.output_dir, replicas.rank, iterator, options.keep_checkpoints, inputs)
 
     latest = manager.latest_checkpoint
     resume_step = int(latest.rsplit("-", 1)[1]) if latest else 0
@@ -310,7 +334,8 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         path = os.path.join(options.output_dir, f"ckpt-{resume_step}")
         model_checkpoint.restore(path).assert_existing_objects_matched()
         if position and not position.restore(resume_step):
-            log(f"warning: no input position for rank {replicas.rank} at step {resume_step}; its input restarts")
+            log(f"warning: no input position of rank {replicas.rank} at step {resume_step} for these input files "
+                "and ranks; its input restarts")
         log(f"resuming from {path} (step {resume_step})")
     elif init_checkpoint:
         unused, fresh = checkpoints.load_weights(trainer.variables_by_name, init_checkpoint, optional=optional_init)
@@ -329,19 +354,27 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     progress = tqdm(total=total, initial=step, desc="train", unit="step", disable=None if chief else True)
     window, window_start, window_steps = {}, time.perf_counter(), 0
     report = {}
+    loss_scale = float(trainer.loss_scale.numpy())
     try:
         while step < total:
             try:
                 features = next(iterator)
             except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-                raise InputError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
-            report = {key: float(value) for key, value in trainer.train_step(features).items()}
-            if not report["applied"] and not trainer.dynamic_scaling:
+                raise DamagedRecordError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
+            try:
+                report = {key: float(value) for key, value in trainer.train_step(features).items()}
+            except tf.errors.InvalidArgumentError as e:
+                raise DamagedRecordError(f"--input_file: a record the model cannot take: {error_text(e)}") from None
+            # float16 skips a non-finite step and halves the loss scale; once the scale is down to 1
+            # nothing is left to lower, and skipping on would loop forever.
+            if not report["applied"] and (not trainer.dynamic_scaling or loss_scale <= 1.0):
                 last = manager.latest_checkpoint or "none"
+                at_scale = " at loss scale 1" if trainer.dynamic_scaling else ""
                 raise InputError(
-                    f"loss is {report['loss']} (non-finite gradients) at step {step + 1}; stopped without "
-                    f"saving; the last good checkpoint is {last}"
+                    f"loss is {report['loss']} (non-finite gradients{at_scale}) at step {step + 1}; stopped "
+                    f"without saving; the last good checkpoint is {last}"
                 )
+            loss_scale = report["loss_scale"]
             step = int(trainer.step.numpy())
             for key, value in report.items():
                 window[key] = window.get(key, 0.0) + value
@@ -428,7 +461,7 @@ def evaluate(task, dataset, max_steps, compute_dtype=tf.float32):
                 count_totals[key] = count_totals.get(key, 0.0) + float(value)
             losses.append(float(loss))
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-        raise InputError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
+        raise DamagedRecordError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
     if not losses:
         raise InputError("--input_file: no records to evaluate")
     results = {}

@@ -165,6 +165,10 @@ def test_bad_value_is_refused(tmp_path, key, value, expected):
     assert_refused(write(tmp_path, {**VALID, key: value}), f"'{key}'", expected)
 
 
+def test_activation_name_is_read_in_any_case_as_the_reference_reads_it(tmp_path):
+    assert BertConfig.from_json_file(write(tmp_path, {**VALID, "hidden_act": "GELU"})).hidden_act == "gelu"
+
+
 def test_nan_probability_is_refused(tmp_path):
     text = json.dumps(VALID).replace('"hidden_dropout_prob": 0.1', '"hidden_dropout_prob": NaN')
     assert_refused(write(tmp_path, text), "'hidden_dropout_prob'")

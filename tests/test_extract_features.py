@@ -149,6 +149,25 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
     assert output_file.read_text() == "previous\n"
 
 
+def test_carriage_returns_are_dropped_and_text_that_is_not_utf8_is_refused(model_dir, tmp_path):
+    # TensorFlow's GFile.readline, which the reference reads with, drops every "\r": "hello\rworld" is one
+    # word, and a last line of only "\r" is no line at all.
+    input_file = tmp_path / "input.txt"
+    input_file.write_bytes(b"hello\rworld\n\r")
+    output_file = tmp_path / "features.jsonl"
+    result = extract(model_dir, input_file, output_file, "--layers=-1", "--max_seq_length=16")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in output_file.read_text().splitlines()]
+    assert [[f["token"] for f in r["features"]] for r in records] == [["[CLS]", "hello", "##world", "[SEP]"]]
+
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("fine\ncaf\u00e9\n".encode("latin-1"))
+    before = output_file.read_bytes()
+    assert_clean_failure(extract(model_dir, latin1, output_file, "--layers=-1", "--max_seq_length=16"), str(latin1),
+                         "not UTF-8 (byte 8, line 2)")
+    assert output_file.read_bytes() == before
+
+
 def test_lines_are_read_as_the_reference_reads_them(model_dir, tmp_path):
     input_file = tmp_path / "input.txt"
     # CRLF endings, a blank line in the middle, a pair whose second text has no tokens, no final newline.

@@ -373,3 +373,12 @@ def test_masked_lm_cross_entropy_and_gradients_equal_tensorflows(dtype, toleranc
     hits = modeling._cross_entropy_and_hits(logits, bias, labels)[1].numpy()
     np.testing.assert_array_equal(hits, (top == labels.numpy()).astype(np.float32))
     assert 0 < hits.sum() < rows
+
+
+def test_masked_lm_hits_break_ties_as_argmax_does():
+    """A label tied for the top logit with an earlier index is no hit, as in the reference's argmax accuracy."""
+    logits = tf.constant([[1.0, 3.0, 3.0, 0.0], [5.0, 5.0, 1.0, 1.0], [0.0, 2.0, 2.0, 2.0]], tf.bfloat16)
+    labels = tf.constant([2, 0, 1], tf.int32)
+    hits = modeling._cross_entropy_and_hits(logits, tf.zeros([4]), labels)[1].numpy()
+    assert tf.argmax(tf.cast(logits, tf.float32), -1).numpy().tolist() == [1, 0, 1]
+    assert hits.tolist() == [0.0, 1.0, 1.0]

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from bert import distributed, modeling, pretraining, records, training
 from bert.config import BertConfig
+from bert.errors import InputError
 from tests.conftest import ROOT, assert_clean_failure, run_cli, run_with_random_kills
 from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL, pretrain_args
 from tests.test_modeling import reference_shapes
@@ -167,11 +168,125 @@ def test_bad_inputs_fail_before_training(records_dir, small_config, tmp_path):
     assert not list(out.glob("ckpt-*")) if out.exists() else True
 
 
-def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(records_dir, small_config, tmp_path):
+def _rewritten(source, target, index, edit=None, flip_data_byte=False):
+    """`source`'s records into `target`, record `index` edited (its tf.train.Example) or its data damaged."""
+    with open(source, "rb") as stream:
+        serialized = list(records.read_records(stream))
+    frames, offset = [], 0
+    for i, data in enumerate(serialized):
+        if i == index and edit:
+            example = tf.train.Example.FromString(data)
+            edit(example.features.feature)
+            data = example.SerializeToString()
+        frame = bytearray(records.frame_record(data))
+        if i == index and flip_data_byte:
+            frame[12 + 5] ^= 0xFF
+            damaged_at = offset
+        frames.append(bytes(frame))
+        offset += len(frame)
+    target.write_bytes(b"".join(frames))
+    return damaged_at if flip_data_byte else None
+
+
+def _set_label(feature, value=2):
+    feature["next_sentence_labels"].int64_list.value[:] = [value]
+
+
+def test_a_bad_record_past_the_checked_ones_is_named_mid_run_and_checkpoints_are_kept(records_dir, small_config,
+                                                                                        tmp_path):
+    source = records_dir / "part-00000-of-00002.tfrecord"
+    late = pretraining.CHECKED_RECORDS_FIRST_FILES + 44
+    damaged, mislabelled = tmp_path / "damaged.tfrecord", tmp_path / "mislabelled.tfrecord"
+    offset = _rewritten(source, damaged, late, flip_data_byte=True)
+    _rewritten(source, mislabelled, late, edit=_set_label)
+    shape = (f"--bert_config_file={small_config}", f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}",
+             "--train_batch_size=8", "--shuffle_buffer_size=8", "--save_checkpoints_steps=10", "--num_train_steps=100")
+
+    # A damaged frame stops tf.data, whose error names no file; a label the loss cannot take stops the step.
+    for path, message in ((damaged, f"record {late} at byte {offset}: the checksum of its data does not match"),
+                          (mislabelled, f"record {late}: next-sentence label 2 is neither 0 nor 1")):
+        out = tmp_path / path.stem
+        result = run_cli("pretrain", f"--input_file={path}", f"--output_dir={out}", "--do_train", *shape)
+        assert_clean_failure(result, str(path), message)
+        latest = tf.train.latest_checkpoint(str(out))  # saved before the bad record came up, and whole
+        assert latest and all(np.isfinite(v).all() for v in tensors(latest).values() if getattr(v, "dtype", None) == np.float32)
+
+    # Evaluation reads the records in order and meets the damaged one; nothing of the run is touched.
+    out = tmp_path / "damaged"
+    before = snapshot(out)
+    result = run_cli("pretrain", f"--input_file={damaged}", f"--output_dir={out}", "--do_eval", "--max_eval_steps=100",
+                     *shape)
+    assert_clean_failure(result, str(damaged), f"record {late} at byte {offset}")
+    assert snapshot(out) == before and not (out / "eval_results.txt").exists()
+
+
+OUTSIDE_VOCABULARY = "is outside the model's vocabulary: the config's key 'vocab_size' is 30522 (the reference would train into NaN)"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: f["input_ids"].int64_list.value.__setitem__(3, 30522), f"record 3: token id 30522 {OUTSIDE_VOCABULARY}"),
+    (lambda f: f["masked_lm_ids"].int64_list.value.__setitem__(0, -1), f"record 3: token id -1 {OUTSIDE_VOCABULARY}"),
+    (lambda f: f["segment_ids"].int64_list.value.__setitem__(5, 2), "record 3: segment id 2 is outside the config's key 'type_vocab_size' (2)"),
+    (lambda f: f["masked_lm_positions"].int64_list.value.__setitem__(1, SEQ), f"record 3: masked position {SEQ} is outside --max_seq_length={SEQ}"),
+    (_set_label, "record 3: next-sentence label 2 is neither 0 nor 1"),
+], ids=["input_id", "masked_lm_id", "segment_id", "position", "label"])
+def test_record_values_the_model_cannot_take_are_refused_naming_the_record(records_dir, tmp_path, edit, message):
+    path = tmp_path / "edited.tfrecord"
+    _rewritten(records_dir / "part-00000-of-00002.tfrecord", path, 3, edit=edit)
+    config = BertConfig.from_dict(SMALL_MODEL)
+    for every_record in (False, True):
+        with pytest.raises(InputError) as error:
+            pretraining.check_records([str(path)], SEQ, PREDICTIONS, config, every_record=every_record)
+        assert str(error.value) == f"{path}: {message}"
+
+
+def test_empty_record_files_are_passed_over_but_no_records_at_all_is_refused(records_dir, tmp_path):
+    config = BertConfig.from_dict(SMALL_MODEL)
+    good = sorted(str(p) for p in records_dir.glob("*.tfrecord"))
+    empty = [str(tmp_path / name) for name in ("a.tfrecord", "b.tfrecord")]
+    for path in empty:
+        Path(path).write_bytes(b"")
+    assert pretraining.check_records([empty[0], *good, empty[1]], SEQ, PREDICTIONS, config) == good
+    with pytest.raises(InputError, match=f"^--input_file: none of its 2 files holds a record$"):
+        pretraining.check_records(empty, SEQ, PREDICTIONS, config)
+    with pytest.raises(InputError, match=f"^{empty[0]}: no records$"):
+        pretraining.check_records(empty[:1], SEQ, PREDICTIONS, config)
+
+
+def test_resuming_on_other_input_files_restarts_the_input_instead_of_failing(records_dir, small_config, tmp_path):
     out = tmp_path / "run"
-    result = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=20",
+    common = (f"--output_dir={out}", f"--bert_config_file={small_config}", f"--max_seq_length={SEQ}",
+              f"--max_predictions_per_seq={PREDICTIONS}", "--train_batch_size=8", "--do_train",
+              "--save_checkpoints_steps=2")
+    first = run_cli("pretrain", f"--input_file={records_dir / 'part-00000-of-00002.tfrecord'}", *common,
+                    "--num_train_steps=2")
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "empty.tfrecord").write_bytes(b"")
+    # The saved input position was taken on one file; with both shards (and an empty one, passed over) the
+    # pipeline has another shape, so the model resumes and the input starts afresh.
+    more = run_cli("pretrain", f"--input_file={records_dir}/part-*.tfrecord,{tmp_path}/more/*.tfrecord", *common,
+                   "--num_train_steps=4")
+    assert more.returncode == 0, more.stderr
+    assert "no input position of rank 0 at step 2 for these input files" in more.stderr
+    assert "resuming from" in more.stderr and "trained to step 4" in more.stdout
+    recorded = json.loads((out / "data" / "rank-0" / "input.json").read_text())
+    assert recorded == {"files": [str(p) for p in sorted(records_dir.glob("part-*.tfrecord"))], "ranks": 1}
+    again = run_cli("pretrain", f"--input_file={records_dir}/part-*.tfrecord", *common, "--num_train_steps=6")
+    assert again.returncode == 0 and "no input position" not in again.stderr, again.stderr
+
+
+@pytest.mark.parametrize("precision", [(), ("--auto_mixed_precision", "--amp_dtype=float16")], ids=["float32", "float16"])
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(records_dir, small_config, tmp_path, precision):
+    out = tmp_path / "run"
+    result = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=40",
                                                 "--save_checkpoints_steps=1", "--num_warmup_steps=0",
-                                                "--learning_rate=1e30"))
+                                                "--learning_rate=1e30", *precision))
+    if precision:
+        # float16 skips the step and halves the loss scale; once at 1 it stops rather than loop forever.
+        # (A CPU without float16 instructions also gets the emulation warning, tested elsewhere.)
+        result.stderr = "".join(line for line in result.stderr.splitlines(True) if "is emulated" not in line)
+        assert_clean_failure(result, "at loss scale 1", "at step 2", "last good checkpoint")
     assert_clean_failure(result, "at step", "last good checkpoint")
     step = int(result.stderr.split("at step ")[1].split(";")[0])
     latest = tf.train.latest_checkpoint(str(out))
