@@ -95,6 +95,7 @@ def main(argv):
             rank=replicas.rank,
             size=replicas.size,
             shuffle_buffer_size=FLAGS.shuffle_buffer_size,
+            config=config,
         )
         with pretraining.damage_located(*record_shape):
             step, report = training.fit(
@@ -107,7 +108,8 @@ def main(argv):
     if FLAGS.do_eval and chief:
         if step is None:
             step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint)
-        dataset = pretraining.evaluation_dataset(files, FLAGS.eval_batch_size, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq)
+        dataset = pretraining.evaluation_dataset(files, FLAGS.eval_batch_size, FLAGS.max_seq_length,
+                                                 FLAGS.max_predictions_per_seq, config)
         with pretraining.damage_located(*record_shape):
             results = training.evaluate(task, dataset, FLAGS.max_eval_steps, training.COMPUTE_DTYPES[options.compute_dtype])
         results["global_step"] = step

@@ -85,22 +85,35 @@ def feature_spec(max_seq_length, max_predictions_per_seq):
     }
 
 
-def _parser(max_seq_length, max_predictions_per_seq):
+def _parser(max_seq_length, max_predictions_per_seq, config=None):
+    """Parses a batch of serialized records; with `config`, fails on any id the model cannot take.
+
+    The ids are checked here, on the CPU beside the training step, because on a GPU an id past the
+    end of a table gathers zeros and a label out of range makes a NaN loss instead of an error.
+    """
     spec = feature_spec(max_seq_length, max_predictions_per_seq)
+    limits = _value_limits(config, max_seq_length) if config else ()
 
     def parse(serialized):
         parsed = tf.io.parse_example(serialized, spec)
-        return {k: v if v.dtype == tf.float32 else tf.cast(v, tf.int32) for k, v in parsed.items()}
+        checks = []
+        for name, what, limit, _ in limits:
+            checks.append(tf.debugging.assert_non_negative(parsed[name], message=f"{name}: negative {what}"))
+            checks.append(tf.debugging.assert_less(parsed[name], tf.constant(limit, tf.int64),
+                                                   message=f"{name}: {what} too large"))
+        with tf.control_dependencies(checks):
+            return {k: tf.identity(v) if v.dtype == tf.float32 else tf.cast(v, tf.int32) for k, v in parsed.items()}
 
     return parse
 
 
 def training_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, seed, rank=0, size=1,
-                     shuffle_buffer_size=1000):
+                     shuffle_buffer_size=1000, config=None):
     """An endless, shuffled stream of batches for one rank, deterministic given `seed`.
 
     With at least as many files as ranks each rank reads its own files; otherwise each reads every
     size-th record. Files are visited in a fresh seeded order each epoch, four at a time interleaved.
+    With `config`, a batch holding an id the model cannot take is an error (see `_parser`).
     """
     by_file = len(files) >= size
     d = tf.data.Dataset.from_tensor_slices(files[rank::size] if by_file else files)
@@ -113,18 +126,18 @@ def training_dataset(files, batch_size, max_seq_length, max_predictions_per_seq,
         d = d.shard(size, rank)
     d = d.shuffle(shuffle_buffer_size, seed=seed + rank)
     d = d.batch(batch_size, drop_remainder=True)
-    d = d.map(_parser(max_seq_length, max_predictions_per_seq), num_parallel_calls=tf.data.AUTOTUNE)
+    d = d.map(_parser(max_seq_length, max_predictions_per_seq, config), num_parallel_calls=tf.data.AUTOTUNE)
     return d.prefetch(2)
 
 
-def evaluation_dataset(files, batch_size, max_seq_length, max_predictions_per_seq):
+def evaluation_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, config=None):
     """The reference's evaluation stream: the records in order, over and over, in full batches.
 
     Evaluation reads --max_eval_steps batches of it, so like the reference's it scores exactly
     max_eval_steps * eval_batch_size records, starting again from the first when the files hold fewer.
     """
     d = tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES).repeat().batch(batch_size, drop_remainder=True)
-    return d.map(_parser(max_seq_length, max_predictions_per_seq)).prefetch(2)
+    return d.map(_parser(max_seq_length, max_predictions_per_seq, config)).prefetch(2)
 
 
 @functools.lru_cache(maxsize=None)
@@ -202,7 +215,7 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
 
 @contextlib.contextmanager
 def damage_located(files, max_seq_length, max_predictions_per_seq, config):
-    """Names the file and record when tf.data or a step stops at a damaged or mismatched record past the checked ones.
+    """Names the file and record when tf.data stops at a damaged or mismatched record past the checked ones.
 
     TensorFlow's error gives a byte offset at best, never a file; every record of every file is then
     checked, and the first fault found is raised instead (the original error if none is).

@@ -234,37 +234,28 @@ def _differences(previous, current, prefix=""):
 class DataPosition:
     """Each rank's input iterator, checkpointed under OUTPUT_DIR/data/rank-N at the same steps as the model.
 
-    A saved position belongs to the input it was taken on (the files, the number of ranks): beside the
-    iterator states, `input.json` records that input, and a position is restored only into the same.
+    A position belongs to the input it was taken on (the files, the number of ranks), which each
+    checkpoint records beside the iterator's state; it is restored only into the same input.
     """
+
+    INPUTS_KEY = "inputs/.ATTRIBUTES/VARIABLE_VALUE"
 
     def __init__(self, output_dir, rank, iterator, keep, inputs):
         self.directory = os.path.join(output_dir, "data", f"rank-{rank}")
-        self.checkpoint = tf.train.Checkpoint(iterator=iterator)
+        self.inputs = json.dumps(inputs, sort_keys=True)
+        self.checkpoint = tf.train.Checkpoint(iterator=iterator, inputs=tf.Variable(self.inputs, trainable=False))
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep, checkpoint_name="data")
-        self.inputs = inputs
-        self.inputs_path = os.path.join(self.directory, "input.json")
-        self.inputs_recorded = False
 
     def save(self, step):
         self.manager.save(checkpoint_number=step)
-        # Recorded after the position: a kill in between leaves the old record, and the next run restarts
-        # its input rather than restore a position into input it was not taken on.
-        if not self.inputs_recorded:
-            with AtomicFile(self.inputs_path) as f:
-                json.dump(self.inputs, f)
-            self.inputs_recorded = True
 
     def restore(self, step):
         """Whether the iterator is back where it was at `step`: not if it was never saved or the input differs."""
         path = os.path.join(self.directory, f"data-{step}")
         if not os.path.exists(path + ".index"):
             return False
-        try:
-            with open(self.inputs_path, encoding="utf-8") as f:
-                if json.load(f) != self.inputs:
-                    return False
-        except (OSError, ValueError):
+        reader = tf.train.load_checkpoint(path)
+        if not reader.has_tensor(self.INPUTS_KEY) or reader.get_tensor(self.INPUTS_KEY).decode() != self.inputs:
             return False
         self.checkpoint.restore(path).assert_existing_objects_matched()
         return True
@@ -361,10 +352,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                 features = next(iterator)
             except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
                 raise DamagedRecordError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
-            try:
-                report = {key: float(value) for key, value in trainer.train_step(features).items()}
-            except tf.errors.InvalidArgumentError as e:
-                raise DamagedRecordError(f"--input_file: a record the model cannot take: {error_text(e)}") from None
+            report = {key: float(value) for key, value in trainer.train_step(features).items()}
             # float16 skips a non-finite step and halves the loss scale; once the scale is down to 1
             # nothing is left to lower, and skipping on would loop forever.
             if not report["applied"] and (not trainer.dynamic_scaling or loss_scale <= 1.0):

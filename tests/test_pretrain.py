@@ -270,7 +270,8 @@ def test_resuming_on_other_input_files_restarts_the_input_instead_of_failing(rec
     assert more.returncode == 0, more.stderr
     assert "no input position of rank 0 at step 2 for these input files" in more.stderr
     assert "resuming from" in more.stderr and "trained to step 4" in more.stdout
-    recorded = json.loads((out / "data" / "rank-0" / "input.json").read_text())
+    position = tf.train.load_checkpoint(str(out / "data" / "rank-0" / "data-4"))
+    recorded = json.loads(position.get_tensor(training.DataPosition.INPUTS_KEY).decode())
     assert recorded == {"files": [str(p) for p in sorted(records_dir.glob("part-*.tfrecord"))], "ranks": 1}
     again = run_cli("pretrain", f"--input_file={records_dir}/part-*.tfrecord", *common, "--num_train_steps=6")
     assert again.returncode == 0 and "no input position" not in again.stderr, again.stderr
