@@ -175,14 +175,18 @@ def check_fine_tuning_flags():
         raise InputError(f"--warmup_proportion must be in [0, 1], got {FLAGS.warmup_proportion}")
 
 
-def chief_log(replicas):
-    """A function printing `<command>: message` to stderr on rank 0 only."""
+def rank_log():
+    """A function printing `<command>: message` to stderr on whichever rank calls it."""
 
     def log(message):
-        if replicas.rank == 0:
-            print(f"{_program()}: {message}", file=sys.stderr)
+        print(f"{_program()}: {message}", file=sys.stderr)
 
     return log
+
+
+def chief_log(replicas):
+    """A function printing `<command>: message` to stderr on rank 0 only."""
+    return rank_log() if replicas.rank == 0 else (lambda message: None)
 
 
 def start_training_run():

@@ -68,7 +68,8 @@ def _gelu_exact(x):
 
 def _layer_norm(x, gamma, beta):
     mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-    # The reference's layer_norm is tf.nn.batch_normalization's arithmetic; the same order rounds the same.
+    # The reference's layer_norm is tf.nn.batch_normalization's arithmetic, kept in its order so that the
+    # rounding follows the reference's as far as XLA's own order of summation allows.
     scale = tf.math.rsqrt(variance + LAYER_NORM_EPSILON) * gamma
     return x * scale + (beta - mean * scale)
 

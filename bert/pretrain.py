@@ -67,7 +67,7 @@ def main(argv):
     files = fileio.expand_inputs(FLAGS.input_file)
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
     files = pretraining.check_records(files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config)
-    record_shape = (files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config)
+    record_shape = (files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config, cli.rank_log())
 
     model = modeling.BertPretrainer(config, seed=FLAGS.seed)
     task = pretraining.PretrainingTask(model)

@@ -250,15 +250,17 @@ class DataPosition:
         self.manager.save(checkpoint_number=step)
 
     def restore(self, step):
-        """Whether the iterator is back where it was at `step`: not if it was never saved or the input differs."""
+        """Puts the iterator back where it was at `step`; returns None, or why it cannot."""
         path = os.path.join(self.directory, f"data-{step}")
         if not os.path.exists(path + ".index"):
-            return False
+            return "none was saved"
         reader = tf.train.load_checkpoint(path)
-        if not reader.has_tensor(self.INPUTS_KEY) or reader.get_tensor(self.INPUTS_KEY).decode() != self.inputs:
-            return False
+        if not reader.has_tensor(self.INPUTS_KEY):
+            return "an earlier version saved it without its input"
+        if reader.get_tensor(self.INPUTS_KEY).decode() != self.inputs:
+            return "it was taken on other input files or another number of ranks"
         self.checkpoint.restore(path).assert_existing_objects_matched()
-        return True
+        return None
 
 
 class IndexedBatches:
@@ -315,7 +317,9 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     iterator = None if indexed else iter(dataset)
     position = None
     if not indexed:
-        inputs = {"files": [os.path.abspath(path) for path in input_files or ()], "ranks": replicas.size}
+        # Sizes too: shards made again under the same names are other input.
+        files = [[os.path.abspath(path), os.path.getsize(path)] for path in input_files or ()]
+        inputs = {"files": files, "ranks": replicas.size}
         position = DataPosition(options.output_dir, replicas.rank, iterator, options.keep_checkpoints, inputs)
 
     latest = manager.latest_checkpoint
@@ -324,9 +328,10 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     if resume_step:
         path = os.path.join(options.output_dir, f"ckpt-{resume_step}")
         model_checkpoint.restore(path).assert_existing_objects_matched()
-        if position and not position.restore(resume_step):
-            log(f"warning: no input position of rank {replicas.rank} at step {resume_step} for these input files "
-                "and ranks; its input restarts")
+        unrestored = position.restore(resume_step) if position else None
+        if unrestored:
+            log(f"warning: the input position of rank {replicas.rank} at step {resume_step} is not restored "
+                f"({unrestored}); its input restarts")
         log(f"resuming from {path} (step {resume_step})")
     elif init_checkpoint:
         unused, fresh = checkpoints.load_weights(trainer.variables_by_name, init_checkpoint, optional=optional_init)
@@ -438,18 +443,20 @@ def evaluate(task, dataset, max_steps, compute_dtype=tf.float32):
         return sums, counts, loss
 
     totals, count_totals, losses = {}, {}, []
-    try:
-        for step, features in enumerate(dataset):
-            if step >= max_steps:
-                break
-            sums, counts, loss = batch_sums(features)
-            for key, value in sums.items():
-                totals[key] = totals.get(key, 0.0) + float(value)
-            for key, value in counts.items():
-                count_totals[key] = count_totals.get(key, 0.0) + float(value)
-            losses.append(float(loss))
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-        raise DamagedRecordError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
+    batches = iter(dataset)
+    for _ in range(max_steps):
+        try:
+            features = next(batches)
+        except StopIteration:
+            break
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            raise DamagedRecordError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
+        sums, counts, loss = batch_sums(features)
+        for key, value in sums.items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+        for key, value in counts.items():
+            count_totals[key] = count_totals.get(key, 0.0) + float(value)
+        losses.append(float(loss))
     if not losses:
         raise InputError("--input_file: no records to evaluate")
     results = {}

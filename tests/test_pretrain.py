@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from bert import distributed, modeling, pretraining, records, training
 from bert.config import BertConfig
-from bert.errors import InputError
+from bert.errors import DamagedRecordError, InputError
 from tests.conftest import ROOT, assert_clean_failure, run_cli, run_with_random_kills
 from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL, pretrain_args
 from tests.test_modeling import reference_shapes
@@ -220,6 +220,27 @@ def test_a_bad_record_past_the_checked_ones_is_named_mid_run_and_checkpoints_are
     assert snapshot(out) == before and not (out / "eval_results.txt").exists()
 
 
+def test_a_stop_mid_run_names_the_first_bad_record_or_says_every_record_checks_out(records_dir, tmp_path,
+                                                                                  monkeypatch):
+    config = BertConfig.from_dict(SMALL_MODEL)
+    good = sorted(str(p) for p in records_dir.glob("*.tfrecord"))
+    stopped = DamagedRecordError("--input_file: corrupt or mismatched record: corrupted record at 12")
+    notices = []
+    with pytest.raises(InputError, match="checks out now") as error:
+        with pretraining.damage_located(good, SEQ, PREDICTIONS, config, notices.append):
+            raise stopped
+    assert str(error.value).startswith(str(stopped)) and not notices
+    damaged = tmp_path / "damaged.tfrecord"
+    offset = _rewritten(records_dir / "part-00000-of-00002.tfrecord", damaged, 1500, flip_data_byte=True)
+    monkeypatch.setattr(pretraining, "LONG_CHECK_BYTES", 0)  # every check counts as long: it is announced
+    with pytest.raises(InputError) as error:
+        with pretraining.damage_located([*good, str(damaged)], SEQ, PREDICTIONS, config, notices.append):
+            raise stopped
+    assert str(error.value) == (f"{damaged}: corrupt or truncated TFRecord file: record 1500 at byte {offset}: "
+                                "the checksum of its data does not match")
+    assert len(notices) == 1 and notices[0].startswith(f"{stopped}; checking every record of 3 file(s)")
+
+
 OUTSIDE_VOCABULARY = "is outside the model's vocabulary: the config's key 'vocab_size' is 30522 (the reference would train into NaN)"
 
 
@@ -268,13 +289,15 @@ def test_resuming_on_other_input_files_restarts_the_input_instead_of_failing(rec
     more = run_cli("pretrain", f"--input_file={records_dir}/part-*.tfrecord,{tmp_path}/more/*.tfrecord", *common,
                    "--num_train_steps=4")
     assert more.returncode == 0, more.stderr
-    assert "no input position of rank 0 at step 2 for these input files" in more.stderr
+    assert ("input position of rank 0 at step 2 is not restored (it was taken on other input files or another "
+            "number of ranks)") in more.stderr
     assert "resuming from" in more.stderr and "trained to step 4" in more.stdout
     position = tf.train.load_checkpoint(str(out / "data" / "rank-0" / "data-4"))
     recorded = json.loads(position.get_tensor(training.DataPosition.INPUTS_KEY).decode())
-    assert recorded == {"files": [str(p) for p in sorted(records_dir.glob("part-*.tfrecord"))], "ranks": 1}
+    shards = sorted(records_dir.glob("part-*.tfrecord"))
+    assert recorded == {"files": [[str(p), p.stat().st_size] for p in shards], "ranks": 1}
     again = run_cli("pretrain", f"--input_file={records_dir}/part-*.tfrecord", *common, "--num_train_steps=6")
-    assert again.returncode == 0 and "no input position" not in again.stderr, again.stderr
+    assert again.returncode == 0 and "not restored" not in again.stderr, again.stderr
 
 
 @pytest.mark.parametrize("precision", [(), ("--auto_mixed_precision", "--amp_dtype=float16")], ids=["float32", "float16"])
