@@ -67,7 +67,7 @@ def main(argv):
     files = fileio.expand_inputs(FLAGS.input_file)
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
     files = pretraining.check_records(files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config)
-    record_shape = (files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config, cli.rank_log())
+    record_check = (files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config, cli.rank_log())
 
     model = modeling.BertPretrainer(config, seed=FLAGS.seed)
     task = pretraining.PretrainingTask(model)
@@ -97,7 +97,7 @@ def main(argv):
             shuffle_buffer_size=FLAGS.shuffle_buffer_size,
             config=config,
         )
-        with pretraining.damage_located(*record_shape):
+        with pretraining.damage_located(*record_check):
             step, report = training.fit(
                 trainer, dataset, options, replicas, init_checkpoint=FLAGS.init_checkpoint,
                 global_batch_size=global_batch, log=log, input_files=files,
@@ -110,7 +110,7 @@ def main(argv):
             step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint)
         dataset = pretraining.evaluation_dataset(files, FLAGS.eval_batch_size, FLAGS.max_seq_length,
                                                  FLAGS.max_predictions_per_seq, config)
-        with pretraining.damage_located(*record_shape):
+        with pretraining.damage_located(*record_check):
             results = training.evaluate(task, dataset, FLAGS.max_eval_steps, training.COMPUTE_DTYPES[options.compute_dtype])
         results["global_step"] = step
         path = os.path.join(FLAGS.output_dir, "eval_results.txt")

@@ -299,6 +299,14 @@ class IndexedBatches:
             step += 1
 
 
+def _next_batch(batches):
+    """The next batch of an input iterator; tf.data's errors about a record become DamagedRecordError."""
+    try:
+        return next(batches)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        raise DamagedRecordError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
+
+
 def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_size=None, log=print,
         optional_init=(), on_save=None, input_files=None):
     """Trains `trainer` on `dataset` to options.num_train_steps, resuming from OUTPUT_DIR when it can.
@@ -353,10 +361,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     loss_scale = float(trainer.loss_scale.numpy())
     try:
         while step < total:
-            try:
-                features = next(iterator)
-            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-                raise DamagedRecordError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
+            features = _next_batch(iterator)
             report = {key: float(value) for key, value in trainer.train_step(features).items()}
             # float16 skips a non-finite step and halves the loss scale; once the scale is down to 1
             # nothing is left to lower, and skipping on would loop forever.
@@ -446,11 +451,9 @@ def evaluate(task, dataset, max_steps, compute_dtype=tf.float32):
     batches = iter(dataset)
     for _ in range(max_steps):
         try:
-            features = next(batches)
+            features = _next_batch(batches)
         except StopIteration:
             break
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            raise DamagedRecordError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
         sums, counts, loss = batch_sums(features)
         for key, value in sums.items():
             totals[key] = totals.get(key, 0.0) + float(value)
