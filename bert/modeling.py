@@ -162,8 +162,13 @@ def _vocabulary_softmax(logits, bias, labels):
     total = tf.reduce_sum(exps, -1)
     label_logits = tf.gather(logits, labels, batch_dims=1)
     loss = top + tf.math.log(total) - label_logits
-    # argmax, as the reference: a label tied with an earlier index for the top logit is not a hit.
-    hits = tf.cast(tf.argmax(logits, -1, output_type=labels.dtype) == labels, tf.float32)
+    # argmax, as the reference: a label tied with an earlier index for the top logit is not a hit. argmax
+    # is the first index holding the top logit, found here by a plain min-reduction: XLA's CPU argmax, a
+    # reduction over (value, index) pairs, took as long as the rest of this kernel.
+    vocab_size = tf.shape(logits, out_type=labels.dtype)[-1]
+    is_top = logits == top[:, tf.newaxis]
+    first_top = tf.reduce_min(tf.where(is_top, tf.range(vocab_size)[tf.newaxis], vocab_size), -1)
+    hits = tf.cast(first_top == labels, tf.float32)
     return loss, hits, exps / total[:, tf.newaxis]
 
 
