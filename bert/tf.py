@@ -10,8 +10,10 @@ import os
 import re
 
 # Runtime log lines do honour this. Errors reach the user as our own one-line messages (see
-# `error_text`), so TensorFlow's C++ INFO and WARNING lines are off unless the variable says otherwise.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `error_text`), so TensorFlow's C++ INFO, WARNING and ERROR lines are off unless the variable says
+# otherwise; ERROR too, because TensorFlow files notices there (oneDNN "falling back" to Eigen for
+# float16 on CPUs without its instructions), which would stand beside our one line.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 if os.environ.get("BERT_TF_NOTICES") == "1":
     import tensorflow as tf
