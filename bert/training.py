@@ -427,12 +427,20 @@ def describe(options, **shape):
 
 
 def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()):
-    """Loads the newest checkpoint of `output_dir`, or else `init_checkpoint`, for evaluation; returns its step."""
-    source = tf.train.latest_checkpoint(output_dir) or init_checkpoint
+    """Loads the newest checkpoint of `output_dir`, or else `init_checkpoint`, for evaluation; returns the step.
+
+    The step is the reference's `global_step`: that of the run in `output_dir`, and 0 when only
+    `init_checkpoint` is evaluated (the reference restores its trainable variables alone, so a
+    `global_step` it holds belongs to the run that made it, not to this one).
+    """
+    run_checkpoint = tf.train.latest_checkpoint(output_dir)
+    source = run_checkpoint or init_checkpoint
     if not source:
         raise InputError("--do_eval or --do_predict without --do_train needs a checkpoint in --output_dir or --init_checkpoint")
     checkpoints.load_weights(variables_by_name, source, optional=optional)
-    reader = checkpoints.CheckpointReader(source)
+    if not run_checkpoint:
+        return 0
+    reader = checkpoints.CheckpointReader(run_checkpoint)
     return next((int(reader.tensor(n)) for n in ("step", "global_step") if n in reader), 0)
 
 
