@@ -88,6 +88,9 @@ def mkl_shim():
 def run_peer(script, name, size, warmup, steps, python=None):
     """Seconds per step of a peer, measured by `script --peer name` in its own process; None when it fails."""
     env = dict(os.environ)
+    # Each peer at its fastest on this CPU: keras-hub's TensorFlow with the oneDNN kernels ours use (TensorFlow
+    # leaves them off on AVX2-only CPUs, where they make keras-hub 1.2-2x faster too), transformers with the shim.
+    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if name == "transformers":
         try:
             env["LD_PRELOAD"] = str(mkl_shim())

@@ -14,6 +14,10 @@ import re
 # otherwise; ERROR too, because TensorFlow files notices there (oneDNN "falling back" to Eigen for
 # float16 on CPUs without its instructions), which would stand beside our one line.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with AVX-512 VNNI, bfloat16 or AMX
+# instructions; elsewhere (AVX2 CPUs such as AMD Zen 3) its matmuls run on Eigen, which trains BERT
+# 1.3-1.7x slower there (bench/pretrain.py). TF_ENABLE_ONEDNN_OPTS=0 still chooses Eigen.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 if os.environ.get("BERT_TF_NOTICES") == "1":
     import tensorflow as tf
