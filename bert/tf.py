@@ -3,7 +3,8 @@
 TensorFlow's C++ runtime writes oneDNN and CPU-feature notices straight to file descriptor 2 when it
 loads, drowning a command's own one-line messages; TF_CPP_MIN_LOG_LEVEL no longer
 silences those. Modules of this package import TensorFlow as `from bert.tf import tf`, which
-sends descriptor 2 to /dev/null while TensorFlow loads. Set BERT_TF_NOTICES=1 to see them.
+sends descriptor 2 to /dev/null while TensorFlow loads. Set BERT_TF_NOTICES=1 to see them. It also
+turns on TensorFlow's oneDNN CPU kernels wherever the user has not chosen otherwise (see below).
 """
 
 import os
