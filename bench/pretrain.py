@@ -16,9 +16,9 @@ when above 5%: a ratio between figures taken under different steal is not a prop
 --compare runs, each in its own process, the peers a user would pick instead: keras-hub's
 BertMaskedLM (Keras 3 on TensorFlow, with TensorFlow's oneDNN kernels on, as ours) and transformers'
 BertForPreTraining (PyTorch CPU, with the `mkl_serv_intel_cpu_true` shim preloaded so MKL takes its fast
-path on AMD CPUs). Install them with
-`.venv/bin/pip install keras-hub transformers torch`, or point --keras_hub_python/--transformers_python
-at another environment's interpreter (torch need not share ours); a missing peer is reported as skipped.
+path on AMD CPUs). Install them with `.venv/bin/pip install keras-hub transformers torch`, or point
+--keras_hub_python/--transformers_python at another environment's interpreter (torch need not share
+ours); a missing peer is reported as skipped.
 Results are printed and written to bench/results/pretrain.json.
 """
 
