@@ -2,7 +2,8 @@
 
 A command's `main(argv)` raises `InputError` (or lets an OSError through) for anything the user got
 wrong; `run_command` prints `<command>: error: <message>` to stderr and exits 1, with no traceback.
-Flag errors (unknown flag, bad value, unreadable --flagfile) exit 2 the same way.
+Flag errors (unknown flag, bad value, unreadable --flagfile) exit 2 the same way. Training stopped by
+SIGINT or SIGTERM (`StopRequested`) says where it saved its work and exits 128 + the signal's number.
 """
 
 import os
@@ -10,7 +11,7 @@ import sys
 
 from absl import app, flags, logging
 
-from bert.errors import InputError
+from bert.errors import InputError, StopRequested
 
 FLAGS = flags.FLAGS
 
@@ -51,6 +52,9 @@ def run_command(main, required=()):
         except OSError as e:
             where = f": {e.filename}" if e.filename else ""
             fail(f"{e.strerror or e}{where}")
+        except StopRequested as e:
+            print(f"{_program()}: {e}", file=sys.stderr)
+            sys.exit(e.status)
         except KeyboardInterrupt:
             fail("interrupted; no output was finalised", status=130)
 

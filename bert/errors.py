@@ -1,4 +1,4 @@
-"""The exception type for bad input: the commands print its message as one line and exit 1."""
+"""The exceptions the commands turn into one line on stderr: bad input (exit 1) and a requested stop."""
 
 
 class InputError(ValueError):
@@ -7,3 +7,11 @@ class InputError(ValueError):
 
 class DamagedRecordError(InputError):
     """tf.data met a damaged or mismatched record mid-run; its message cannot say which file holds it."""
+
+
+class StopRequested(Exception):
+    """Training stopped on a signal after saving a checkpoint; the command exits with `status` (128 + signal)."""
+
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status

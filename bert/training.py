@@ -10,11 +10,14 @@ global-norm clipping.
 Everything a step depends on is in the checkpoint (weights, optimizer slots, step, loss scale) or is a
 function of the step (dropout seeds, the learning rate); each rank's input position is checkpointed
 beside it. A run killed at any moment and started again with the same command continues from the last
-checkpoint and, with --deterministic, ends with the same weights bit for bit.
+checkpoint and, with --deterministic, ends with the same weights bit for bit. A run stopped by SIGINT or
+SIGTERM loses nothing: it finishes the step, saves a checkpoint there and exits (`StopSignals`).
 """
 
 import json
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -22,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bert import checkpoints, modeling, optimization
-from bert.errors import DamagedRecordError, InputError
+from bert.errors import DamagedRecordError, InputError, StopRequested
 from bert.fileio import AtomicFile
 from bert.tf import error_text, tf
 
@@ -162,7 +165,8 @@ class Trainer:
         applied = tf.cond(finite, update, skip)
         return applied, rate, norm
 
-    def _train_step(self, features):
+    def _train_step(self, features, stop_requests=0.0):
+        """One optimizer step; the report's `stop_requests` counts the ranks that asked to stop after it."""
         k = self.options.num_accumulation_steps
         micro = self.options.micro_batch_size
         step_seed = tf.random.experimental.stateless_fold_in(
@@ -170,8 +174,9 @@ class Trainer:
         )
         counts = self.task.counts(features)
         names = sorted(counts)
-        summed = self.replicas.all_sum([counts[n] for n in names])
-        counts = with_epsilon(self.task, dict(zip(names, summed)))
+        # The stop requests ride on the counts' all-reduce, so every rank learns of them at the same step.
+        summed = self.replicas.all_sum([*(counts[n] for n in names), tf.cast(stop_requests, tf.float32)])
+        counts = with_epsilon(self.task, dict(zip(names, summed[:-1])))
 
         def micro_batch(i):
             return {key: value[i * micro : (i + 1) * micro] for key, value in features.items()}
@@ -188,7 +193,8 @@ class Trainer:
         gradients = reduced[: len(gradients)]
         sums = dict(zip(sum_names, reduced[len(gradients) :]))
         applied, rate, norm = self._update(gradients)
-        report = {"applied": applied, "learning_rate": rate, "gradient_norm": norm, "loss_scale": self.loss_scale}
+        report = {"applied": applied, "learning_rate": rate, "gradient_norm": norm, "loss_scale": self.loss_scale,
+                  "stop_requests": summed[-1]}
         report["loss"] = task_loss(self.task, sums, counts)
         for metric, (term, count) in self.task.metrics.items():
             report[metric] = sums[term] / counts[count]
@@ -299,6 +305,40 @@ class IndexedBatches:
             step += 1
 
 
+class StopSignals:
+    """Within it, SIGINT and SIGTERM ask training to stop after the current step; a second one stops at once.
+
+    Ctrl-C sends SIGINT; `docker stop`, Kubernetes, Slurm and horovodrun stop a job with SIGTERM and kill
+    it a few seconds later. The step in flight finishes, `fit` saves a checkpoint at it and raises
+    StopRequested, so nothing since the last scheduled checkpoint is lost. Signals reach only the main
+    thread; elsewhere this does nothing.
+    """
+
+    HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {number: signal.signal(number, self._receive) for number in self.HANDLED}
+        return self
+
+    def __exit__(self, *exc_info):
+        for number, handler in self._previous.items():
+            # None: a handler installed outside Python, which cannot be put back from here.
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def _receive(self, number, frame):
+        if self.received is None:
+            self.received = number
+            return
+        self.__exit__()
+        signal.raise_signal(number)
+
+
 def _next_batch(batches):
     """The next batch of an input iterator; tf.data's errors about a record become DamagedRecordError."""
     try:
@@ -359,49 +399,75 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     window, window_start, window_steps = {}, time.perf_counter(), 0
     report = {}
     loss_scale = float(trainer.loss_scale.numpy())
-    try:
-        while step < total:
-            features = _next_batch(iterator)
-            report = {key: float(value) for key, value in trainer.train_step(features).items()}
-            # float16 skips a non-finite step and halves the loss scale; once the scale is down to 1
-            # nothing is left to lower, and skipping on would loop forever.
-            if not report["applied"] and (not trainer.dynamic_scaling or loss_scale <= 1.0):
-                last = manager.latest_checkpoint or "none"
-                at_scale = " at loss scale 1" if trainer.dynamic_scaling else ""
-                raise InputError(
-                    f"loss is {report['loss']} (non-finite gradients{at_scale}) at step {step + 1}; stopped "
-                    f"without saving; the last good checkpoint is {last}"
-                )
-            loss_scale = report["loss_scale"]
-            step = int(trainer.step.numpy())
-            for key, value in report.items():
-                window[key] = window.get(key, 0.0) + value
-            window_steps += 1
-            progress.update(step - progress.n)
-            if chief and (step % options.num_report_steps == 0 or step == total):
-                elapsed = time.perf_counter() - window_start
-                means = {key: value / window_steps for key, value in window.items()}
-                means["sequences_per_second"] = window_steps * (global_batch_size or 0) / elapsed if elapsed else 0.0
-                progress.set_postfix(loss=f"{means['loss']:.4f}", seq_s=f"{means['sequences_per_second']:.1f}")
-                with writer.as_default(step=step):
-                    for key, value in means.items():
-                        if key != "applied":
-                            tf.summary.scalar(key, value)
-                writer.flush()
-                window, window_start, window_steps = {}, time.perf_counter(), 0
-            if step % options.save_checkpoints_steps == 0 or step == total:
-                if position:
-                    position.save(step)
-                replicas.barrier()
-                if chief:
-                    manager.save(checkpoint_number=step)
-                if on_save:
-                    on_save(step)
-    finally:
-        progress.close()
-        if writer is not None:
-            writer.close()
+    saved_step = step
+    with StopSignals() as signals:
+        try:
+            while step < total:
+                features = _next_batch(iterator)
+                # A tensor, not a Python number, which tf.function would compile the step again for.
+                requests = tf.constant(0.0 if signals.received is None else 1.0)
+                report = {key: float(value) for key, value in trainer.train_step(features, requests).items()}
+                # float16 skips a non-finite step and halves the loss scale; once the scale is down to 1
+                # nothing is left to lower, and skipping on would loop forever.
+                if not report["applied"] and (not trainer.dynamic_scaling or loss_scale <= 1.0):
+                    last = manager.latest_checkpoint or "none"
+                    at_scale = " at loss scale 1" if trainer.dynamic_scaling else ""
+                    raise InputError(
+                        f"loss is {report['loss']} (non-finite gradients{at_scale}) at step {step + 1}; stopped "
+                        f"without saving; the last good checkpoint is {last}"
+                    )
+                loss_scale = report["loss_scale"]
+                step = int(trainer.step.numpy())
+                stop = report.pop("stop_requests") > 0 and step < total
+                for key, value in report.items():
+                    window[key] = window.get(key, 0.0) + value
+                window_steps += 1
+                progress.update(step - progress.n)
+                if chief and (step % options.num_report_steps == 0 or step == total):
+                    elapsed = time.perf_counter() - window_start
+                    means = {key: value / window_steps for key, value in window.items()}
+                    means["sequences_per_second"] = window_steps * (global_batch_size or 0) / elapsed if elapsed else 0.0
+                    progress.set_postfix(loss=f"{means['loss']:.4f}", seq_s=f"{means['sequences_per_second']:.1f}")
+                    with writer.as_default(step=step):
+                        for key, value in means.items():
+                            if key != "applied":
+                                tf.summary.scalar(key, value)
+                    writer.flush()
+                    window, window_start, window_steps = {}, time.perf_counter(), 0
+                scheduled = step % options.save_checkpoints_steps == 0 or step == total
+                # A float16 step skipped right after a save leaves nothing new to save (it is redone on resuming).
+                if scheduled or (stop and step != saved_step):
+                    if position:
+                        position.save(step)
+                    replicas.barrier()
+                    if chief:
+                        manager.save(checkpoint_number=step)
+                    saved_step = step
+                    # Not at a stop: the checkpoints it sees (classify's --keep_best) stay those of an
+                    # uninterrupted run.
+                    if on_save and scheduled:
+                        on_save(step)
+                if stop:
+                    # Launchers (horovodrun, mpirun) kill every rank once one has exited: none leaves before
+                    # the chief's checkpoint is written.
+                    replicas.barrier()
+                    raise _stop_requested(signals.received, step, total, options.output_dir if saved_step else None)
+        finally:
+            progress.close()
+            if writer is not None:
+                writer.close()
     return step, report
+
+
+def _stop_requested(received, step, total, output_dir):
+    """The StopRequested for a stop after `step`, saved in `output_dir` (None: no step was taken, nothing saved)."""
+    if received is None:
+        cause, status = "a signal to another rank", 128 + signal.SIGTERM
+    else:
+        cause, status = signal.Signals(received).name, 128 + received
+    saved = f"saved {os.path.join(output_dir, f'ckpt-{step}')}" if output_dir else "no step was taken, nothing to save"
+    return StopRequested(f"stopped by {cause} after step {step} of {total}; {saved}; run the same command again to resume",
+                         status)
 
 
 def export_model(variables_by_name, output_dir, config, step):

@@ -80,6 +80,15 @@ def run_cli(module, *args, cwd=None, env=None):
     )
 
 
+def wait_for(path, process, timeout=120):
+    """Waits until `path` exists; fails if `process` ends first or `timeout` seconds pass."""
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"the process ended (status {process.returncode}) before {path} appeared"
+        assert time.time() < deadline, f"{path} did not appear within {timeout} s"
+        time.sleep(0.02)
+
+
 def run_with_random_kills(command, checkpoint_dir, attempts, seed, max_delay):
     """Starts `command` `attempts` times, each time SIGKILLing it at a random moment after one more checkpoint
     (ckpt-*.index in `checkpoint_dir`) appears. Returns how many runs were killed (the others finished first)."""

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import pytest
 
 from bert import distributed
 from tests import distributed_worker
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 from tests.pretrain_fixtures import pretrain_args
 
 WORKER = ROOT / "tests" / "distributed_worker.py"
@@ -105,16 +107,22 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
     assert "trained to step 6" in second.stdout
 
 
-def test_multi_worker_mirrored_pretrain_cli(records_dir, small_config, tmp_path):
-    out = tmp_path / "run"
+def _start_mirrored_pretrain(records_dir, config, out, *flags):
+    """Two bert-pretrain workers under MultiWorkerMirroredStrategy on this machine; their Popen objects."""
     workers = [f"localhost:{_free_port()}" for _ in range(2)]
     processes = []
     for index in range(2):
         env = dict(_env(), TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "bert.pretrain", "--distribution_strategy=multi_worker_mirrored",
-             *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4", "--save_checkpoints_steps=2")],
+             *pretrain_args(records_dir, config, out, "--do_train", *flags)],
             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes
+
+
+def test_multi_worker_mirrored_pretrain_cli(records_dir, small_config, tmp_path):
+    out = tmp_path / "run"
+    processes = _start_mirrored_pretrain(records_dir, small_config, out, "--num_train_steps=4", "--save_checkpoints_steps=2")
     outputs = [p.communicate(timeout=600) for p in processes]
     for p, (stdout, stderr) in zip(processes, outputs):
         assert p.returncode == 0, stderr[-3000:]
@@ -123,6 +131,68 @@ def test_multi_worker_mirrored_pretrain_cli(records_dir, small_config, tmp_path)
     assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
     assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0", "rank-1"]
     assert (out / "bert_model.ckpt.index").exists()
+
+
+def _stopped_step(line, cause, out):
+    stopped = re.search(rf"bert-pretrain: stopped by {cause} after step (\d+) of 40; saved {re.escape(str(out))}/ckpt-(\d+); "
+                        "run the same command again to resume$", line)
+    assert stopped and stopped[1] == stopped[2], line
+    return int(stopped[1])
+
+
+def _assert_stop_saved(out, step):
+    assert 10 <= step < 40
+    assert (out / f"ckpt-{step}.index").exists()
+    for rank in (0, 1):
+        assert (out / "data" / f"rank-{rank}" / f"data-{step}.index").exists()
+
+
+def test_a_signal_to_one_worker_stops_every_worker_after_the_same_step_and_saves_it(records_dir, small_config, tmp_path):
+    out = tmp_path / "run"
+    flags = ("--num_train_steps=40", "--save_checkpoints_steps=10")
+    processes = _start_mirrored_pretrain(records_dir, small_config, out, *flags)
+    wait_for(out / "ckpt-10.index", processes[0])
+    processes[1].send_signal(signal.SIGTERM)
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for p, (stdout, stderr) in zip(processes, outputs):
+        assert p.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    last_lines = [stderr.strip().splitlines()[-1] for _, stderr in outputs]
+    step = _stopped_step(last_lines[1], "SIGTERM", out)
+    assert _stopped_step(last_lines[0], "a signal to another rank", out) == step
+    _assert_stop_saved(out, step)
+
+    processes = _start_mirrored_pretrain(records_dir, small_config, out, *flags)
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for p, (stdout, stderr) in zip(processes, outputs):
+        assert p.returncode == 0, stderr[-3000:]
+        assert "not restored" not in stderr  # each worker's input goes on where it stopped
+    assert f"resuming from {out}/ckpt-{step} (step {step})" in outputs[0][1]
+    assert "trained to step 40" in outputs[0][0]
+
+
+def test_ctrl_c_to_horovodrun_stops_the_ranks_after_one_step_and_saves_it(records_dir, small_config, tmp_path):
+    runner = horovodrun()
+    out = tmp_path / "run"
+    command = [runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, "-m", "bert.pretrain", "--use_horovod",
+               *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=40",
+                              "--save_checkpoints_steps=10")]
+    process = subprocess.Popen(command, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(out / "ckpt-10.index", process)
+    # horovodrun passes it on to each rank as SIGTERM, and kills every rank once one has exited.
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=600)
+    lines = [line for line in stderr.splitlines() if "bert-pretrain: stopped by" in line]
+    assert lines, stderr[-3000:]
+    steps = {_stopped_step(line, "SIGTERM", out) for line in lines}
+    assert len(steps) == 1
+    step = steps.pop()
+    _assert_stop_saved(out, step)
+
+    again = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"resuming from {out}/ckpt-{step} (step {step})" in again.stderr
+    assert "not restored" not in again.stderr
+    assert "trained to step 40" in again.stdout
 
 
 def test_horovod_classify_equals_one_process_with_the_global_batch(small_config, uncased_vocab, tmp_path):

@@ -1,7 +1,9 @@
-"""bert-pretrain end to end: outputs, exact resume after SIGKILL, refusals, NaN stop, AMP, accumulation."""
+"""bert-pretrain end to end: outputs, exact resume after SIGKILL or SIGTERM, refusals, NaN stop, AMP, accumulation."""
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ import tensorflow as tf
 from bert import distributed, modeling, pretraining, records, training
 from bert.config import BertConfig
 from bert.errors import DamagedRecordError, InputError
-from tests.conftest import ROOT, assert_clean_failure, run_cli, run_with_random_kills
+from tests.conftest import ROOT, assert_clean_failure, run_cli, run_with_random_kills, wait_for
 from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL, pretrain_args
 from tests.test_modeling import reference_shapes
 
@@ -83,21 +85,69 @@ def _command(records_dir, config, out):
         "--deterministic", "--seed=7", "--keep_checkpoints=3")]
 
 
-def test_sigkill_at_any_point_then_resume_is_bit_identical(records_dir, small_config, tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    reference = tmp_path / "uninterrupted"
-    subprocess.run(_command(records_dir, small_config, reference), check=True, capture_output=True, env=env, cwd=ROOT)
+@pytest.fixture(scope="module")
+def uninterrupted(records_dir, small_config, tmp_path_factory):
+    """The exported weights of _command run start to finish."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run(_command(records_dir, small_config, out), check=True, capture_output=True, env=_env(), cwd=ROOT)
+    return tensors(out / "bert_model.ckpt")
 
+
+def _env():
+    return dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+def _assert_same_weights(want, got):
+    assert sorted(want) == sorted(got)
+    for name in want:
+        assert np.array_equal(want[name], got[name]), name
+
+
+def test_sigkill_at_any_point_then_resume_is_bit_identical(records_dir, small_config, tmp_path, uninterrupted):
     interrupted = tmp_path / "interrupted"
     # Kill while it trains: after each attempt's first checkpoint appears, at a random moment.
     kills = run_with_random_kills(_command(records_dir, small_config, interrupted), interrupted, attempts=3, seed=0, max_delay=1.5)
     assert kills >= 1
-    finish = subprocess.run(_command(records_dir, small_config, interrupted), capture_output=True, text=True, env=env, cwd=ROOT)
+    finish = subprocess.run(_command(records_dir, small_config, interrupted), capture_output=True, text=True, env=_env(), cwd=ROOT)
     assert finish.returncode == 0, finish.stderr
-    want, got = tensors(reference / "bert_model.ckpt"), tensors(interrupted / "bert_model.ckpt")
-    assert sorted(want) == sorted(got)
-    for name in want:
-        assert np.array_equal(want[name], got[name]), name
+    _assert_same_weights(uninterrupted, tensors(interrupted / "bert_model.ckpt"))
+
+
+def test_sigterm_saves_the_step_it_stops_after_and_the_resumed_run_is_bit_identical(records_dir, small_config, tmp_path,
+                                                                                    uninterrupted):
+    out = tmp_path / "stopped"
+    process = subprocess.Popen(_command(records_dir, small_config, out), env=_env(), cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for(out / "ckpt-4.index", process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    stopped = re.fullmatch(rf"bert-pretrain: stopped by SIGTERM after step (\d+) of 30; saved {re.escape(str(out))}/ckpt-(\d+); "
+                           "run the same command again to resume", lines[0])
+    assert stopped and stopped[1] == stopped[2], lines[0]
+    step = int(stopped[1])
+    assert 4 <= step < 30
+    # The stop's own checkpoint and input position, whether or not the step was one of the scheduled ones.
+    assert (out / f"ckpt-{step}.index").exists() and (out / "data" / "rank-0" / f"data-{step}.index").exists()
+    assert not (out / "bert_model.ckpt.index").exists()
+
+    finish = subprocess.run(_command(records_dir, small_config, out), capture_output=True, text=True, env=_env(), cwd=ROOT)
+    assert finish.returncode == 0, finish.stderr
+    assert f"resuming from {out}/ckpt-{step} (step {step})" in finish.stderr
+    _assert_same_weights(uninterrupted, tensors(out / "bert_model.ckpt"))
+
+
+def test_a_first_signal_asks_for_a_stop_and_a_second_interrupts_at_once():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with training.StopSignals() as signals:
+        signal.raise_signal(signal.SIGTERM)
+        assert signals.received == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
 def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_config, tmp_path):
