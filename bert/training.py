@@ -11,7 +11,7 @@ Everything a step depends on is in the checkpoint (weights, optimizer slots, ste
 function of the step (dropout seeds, the learning rate); each rank's input position is checkpointed
 beside it. A run killed at any moment and started again with the same command continues from the last
 checkpoint and, with --deterministic, ends with the same weights bit for bit. A run stopped by SIGINT or
-SIGTERM loses nothing: it finishes the step, saves a checkpoint there and exits (`StopSignals`).
+SIGTERM loses nothing: it saves a checkpoint at the next step's end and exits (`StopSignals`).
 """
 
 import json
@@ -306,12 +306,15 @@ class IndexedBatches:
 
 
 class StopSignals:
-    """Within it, SIGINT and SIGTERM ask training to stop after the current step; a second one stops at once.
+    """Within it, SIGINT or SIGTERM asks training to stop; a second one acts as it would have without this.
 
     Ctrl-C sends SIGINT; `docker stop`, Kubernetes, Slurm and horovodrun stop a job with SIGTERM and kill
-    it a few seconds later. The step in flight finishes, `fit` saves a checkpoint at it and raises
-    StopRequested, so nothing since the last scheduled checkpoint is lost. Signals reach only the main
-    thread; elsewhere this does nothing.
+    it a few seconds later. Python runs the handler once the step in flight returns; the ranks then agree
+    on a stop through the next step's all-reduce, after which `fit` saves a checkpoint and raises
+    StopRequested, so nothing since the last scheduled checkpoint is lost. The first signal puts the
+    previous handlers back, so a second one interrupts (SIGINT) or kills (SIGTERM) even a process stuck in
+    a step or a collective. Signals reach only the main thread, and one the process ignores (a job started
+    with `&` ignores SIGINT) stays ignored.
     """
 
     HANDLED = (signal.SIGINT, signal.SIGTERM)
@@ -322,21 +325,20 @@ class StopSignals:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = {number: signal.signal(number, self._receive) for number in self.HANDLED}
+            for number in self.HANDLED:
+                if signal.getsignal(number) is not signal.SIG_IGN:
+                    self._previous[number] = signal.signal(number, self._receive)
         return self
 
     def __exit__(self, *exc_info):
         for number, handler in self._previous.items():
-            # None: a handler installed outside Python, which cannot be put back from here.
+            # None: a handler installed outside Python, which Python cannot reinstall; the default replaces it.
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
         self._previous = {}
 
     def _receive(self, number, frame):
-        if self.received is None:
-            self.received = number
-            return
+        self.received = number
         self.__exit__()
-        signal.raise_signal(number)
 
 
 def _next_batch(batches):
@@ -400,9 +402,10 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     report = {}
     loss_scale = float(trainer.loss_scale.numpy())
     saved_step = step
+    stop = False
     with StopSignals() as signals:
         try:
-            while step < total:
+            while step < total and not stop:
                 features = _next_batch(iterator)
                 # A tensor, not a Python number, which tf.function would compile the step again for.
                 requests = tf.constant(0.0 if signals.received is None else 1.0)
@@ -418,7 +421,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                     )
                 loss_scale = report["loss_scale"]
                 step = int(trainer.step.numpy())
-                stop = report.pop("stop_requests") > 0 and step < total
+                stop = report.pop("stop_requests") > 0
                 for key, value in report.items():
                     window[key] = window.get(key, 0.0) + value
                 window_steps += 1
@@ -435,27 +438,31 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                     writer.flush()
                     window, window_start, window_steps = {}, time.perf_counter(), 0
                 scheduled = step % options.save_checkpoints_steps == 0 or step == total
-                # A float16 step skipped right after a save leaves nothing new to save (it is redone on resuming).
-                if scheduled or (stop and step != saved_step):
+                # A skipped float16 step leaves the step where it was: nothing new to save, and it is redone
+                # on resuming.
+                if step != saved_step and (scheduled or stop):
                     if position:
                         position.save(step)
                     replicas.barrier()
                     if chief:
                         manager.save(checkpoint_number=step)
                     saved_step = step
-                    # Not at a stop: the checkpoints it sees (classify's --keep_best) stay those of an
-                    # uninterrupted run.
+                    # Not at an unscheduled stop: the checkpoints it sees (classify's --keep_best) stay those
+                    # of an uninterrupted run.
                     if on_save and scheduled:
                         on_save(step)
-                if stop:
-                    # Launchers (horovodrun, mpirun) kill every rank once one has exited: none leaves before
-                    # the chief's checkpoint is written.
-                    replicas.barrier()
-                    raise _stop_requested(signals.received, step, total, options.output_dir if saved_step else None)
+            if stop:
+                # Launchers (horovodrun, mpirun) kill every rank once one has exited: none leaves before the
+                # chief's checkpoint is written.
+                replicas.barrier()
         finally:
             progress.close()
             if writer is not None:
                 writer.close()
+    # A signal to this rank alone in the last step is a stop too: what follows training (export, evaluation)
+    # is left to the re-run.
+    if stop or signals.received is not None:
+        raise _stop_requested(signals.received, step, total, options.output_dir if saved_step else None)
     return step, report
 
 

@@ -156,9 +156,10 @@ def test_a_signal_to_one_worker_stops_every_worker_after_the_same_step_and_saves
     outputs = [p.communicate(timeout=600) for p in processes]
     for p, (stdout, stderr) in zip(processes, outputs):
         assert p.returncode == 128 + signal.SIGTERM, stderr[-3000:]
-    last_lines = [stderr.strip().splitlines()[-1] for _, stderr in outputs]
-    step = _stopped_step(last_lines[1], "SIGTERM", out)
-    assert _stopped_step(last_lines[0], "a signal to another rank", out) == step
+    stop_lines = [[line for line in stderr.splitlines() if "bert-pretrain: stopped by" in line] for _, stderr in outputs]
+    assert [len(lines) for lines in stop_lines] == [1, 1], outputs
+    step = _stopped_step(stop_lines[1][0], "SIGTERM", out)
+    assert _stopped_step(stop_lines[0][0], "a signal to another rank", out) == step
     _assert_stop_saved(out, step)
 
     processes = _start_mirrored_pretrain(records_dir, small_config, out, *flags)

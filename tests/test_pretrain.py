@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from bert import distributed, modeling, pretraining, records, training
 from bert.config import BertConfig
-from bert.errors import DamagedRecordError, InputError
+from bert.errors import DamagedRecordError, InputError, StopRequested
 from tests.conftest import ROOT, assert_clean_failure, run_cli, run_with_random_kills, wait_for
 from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL, pretrain_args
 from tests.test_modeling import reference_shapes
@@ -79,9 +79,9 @@ def test_train_eval_export(records_dir, small_config, tmp_path):
     assert (final.stat().st_mtime_ns, final.stat().st_size) == before
 
 
-def _command(records_dir, config, out):
+def _command(records_dir, config, out, save_every=4):
     return [sys.executable, "-m", "bert.pretrain", *pretrain_args(
-        records_dir, config, out, "--do_train", "--num_train_steps=30", "--save_checkpoints_steps=4",
+        records_dir, config, out, "--do_train", "--num_train_steps=30", f"--save_checkpoints_steps={save_every}",
         "--deterministic", "--seed=7", "--keep_checkpoints=3")]
 
 
@@ -116,9 +116,9 @@ def test_sigkill_at_any_point_then_resume_is_bit_identical(records_dir, small_co
 def test_sigterm_saves_the_step_it_stops_after_and_the_resumed_run_is_bit_identical(records_dir, small_config, tmp_path,
                                                                                     uninterrupted):
     out = tmp_path / "stopped"
-    process = subprocess.Popen(_command(records_dir, small_config, out), env=_env(), cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    wait_for(out / "ckpt-4.index", process)
+    command = _command(records_dir, small_config, out, save_every=10)
+    process = subprocess.Popen(command, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(out / "ckpt-10.index", process)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, stderr
@@ -128,26 +128,69 @@ def test_sigterm_saves_the_step_it_stops_after_and_the_resumed_run_is_bit_identi
                            "run the same command again to resume", lines[0])
     assert stopped and stopped[1] == stopped[2], lines[0]
     step = int(stopped[1])
-    assert 4 <= step < 30
-    # The stop's own checkpoint and input position, whether or not the step was one of the scheduled ones.
+    assert 10 < step < 30
+    # The stop's own checkpoint and input position, off the schedule (unless it fell on step 20).
     assert (out / f"ckpt-{step}.index").exists() and (out / "data" / "rank-0" / f"data-{step}.index").exists()
     assert not (out / "bert_model.ckpt.index").exists()
 
-    finish = subprocess.run(_command(records_dir, small_config, out), capture_output=True, text=True, env=_env(), cwd=ROOT)
+    finish = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=ROOT)
     assert finish.returncode == 0, finish.stderr
     assert f"resuming from {out}/ckpt-{step} (step {step})" in finish.stderr
     _assert_same_weights(uninterrupted, tensors(out / "bert_model.ckpt"))
 
 
-def test_a_first_signal_asks_for_a_stop_and_a_second_interrupts_at_once():
+def test_a_first_signal_asks_for_a_stop_and_a_second_acts_as_without_it():
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with training.StopSignals() as signals:
+        assert signal.getsignal(signal.SIGTERM) == signals._receive  # else SIGTERM would end pytest
         signal.raise_signal(signal.SIGTERM)
         assert signals.received == signal.SIGTERM
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
-        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+# A signal at step 4 stops after step 5, saved off the schedule; one in the last step stops there, before the export.
+@pytest.mark.parametrize("signal_at, stopped_at, saved, on_saves", [
+    (4, 5, ["ckpt-4", "ckpt-5"], [4]),
+    (8, 8, ["ckpt-4", "ckpt-8"], [4, 8]),
+])
+def test_fit_stops_at_the_end_of_the_step_after_a_signal_and_saves_it(records_dir, tmp_path, signal_at, stopped_at, saved,
+                                                                      on_saves):
+    config = BertConfig.from_dict(SMALL_MODEL)
+    trainer = _trainer(config, output_dir=str(tmp_path), num_train_steps=8, save_checkpoints_steps=4, micro_batch_size=4)
+    files = sorted(str(p) for p in records_dir.glob("*.tfrecord"))
+    dataset = pretraining.training_dataset(files, 4, SEQ, PREDICTIONS, seed=1)
+    seen = []
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def on_save(step):
+        seen.append(step)
+        if step == signal_at:  # as if SIGTERM came while this checkpoint was written
+            signal.raise_signal(signal.SIGTERM)
+
+    with pytest.raises(StopRequested) as stopped:
+        training.fit(trainer, dataset, trainer.options, distributed.Single(), log=lambda _: None, on_save=on_save,
+                     input_files=files)
+    assert stopped.value.status == 128 + signal.SIGTERM
+    assert str(stopped.value) == (f"stopped by SIGTERM after step {stopped_at} of 8; saved {tmp_path / f'ckpt-{stopped_at}'}; "
+                                  "run the same command again to resume")
+    assert int(trainer.step.numpy()) == stopped_at
+    assert sorted(p.stem for p in tmp_path.glob("ckpt-*.index")) == saved
+    assert seen == on_saves  # only the scheduled checkpoints reach on_save (classify's --keep_best)
+    assert signal.getsignal(signal.SIGTERM) == handler
+
+
+def test_an_ignored_signal_stays_ignored():
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with training.StopSignals() as signals:
+            signal.raise_signal(signal.SIGINT)
+            assert signals.received is None
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_config, tmp_path):
