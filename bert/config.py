@@ -33,7 +33,8 @@ ALIASES = {
 
 # "gelu" is the reference's tanh approximation, which the released checkpoints were trained with;
 # "gelu_exact" is the erf form, kept separate so that loading a checkpoint never changes its activation.
-HIDDEN_ACTS = ("gelu", "gelu_exact", "relu", "tanh")
+# "linear" (no activation) is the reference's fourth name.
+HIDDEN_ACTS = ("gelu", "gelu_exact", "relu", "tanh", "linear")
 
 _SIZE_KEYS = (
     "vocab_size",

@@ -26,8 +26,8 @@ from bert.errors import InputError
 
 FLAGS = flags.FLAGS
 
-HF_TO_OURS_ACTIVATION = {"gelu": "gelu_exact", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "relu": "relu", "tanh": "tanh"}
-OURS_TO_HF_ACTIVATION = {"gelu_exact": "gelu", "gelu": "gelu_new", "relu": "relu", "tanh": "tanh"}
+HF_TO_OURS_ACTIVATION = {"gelu": "gelu_exact", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "relu": "relu", "tanh": "tanh", "linear": "linear"}
+OURS_TO_HF_ACTIVATION = {"gelu_exact": "gelu", "gelu": "gelu_new", "relu": "relu", "tanh": "tanh", "linear": "linear"}
 
 # Hugging Face sub-module path -> reference scope, for every dense and LayerNorm inside a layer.
 _LAYER_PARTS = {

@@ -81,7 +81,9 @@ fused_layer_norm = _fused(_layer_norm)
 
 def activation(name):
     """The function for a config's `hidden_act`."""
-    return {"gelu": fused_gelu, "gelu_exact": fused_gelu_exact, "relu": tf.nn.relu, "tanh": tf.tanh}[name]
+    return {
+        "gelu": fused_gelu, "gelu_exact": fused_gelu_exact, "relu": tf.nn.relu, "tanh": tf.tanh, "linear": tf.identity,
+    }[name]
 
 
 def _name_seed(seed, name):

@@ -18,7 +18,10 @@ def gelu_exact(x):
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
-ACTIVATIONS = {"gelu": gelu_tanh, "gelu_exact": gelu_exact}
+ACTIVATIONS = {
+    "gelu": gelu_tanh, "gelu_exact": gelu_exact, "relu": lambda x: np.maximum(x, 0.0), "tanh": np.tanh,
+    "linear": lambda x: x,
+}
 
 
 def layer_norm(x, gamma, beta):
@@ -72,14 +75,15 @@ def encoder(w, num_layers, num_heads, input_ids, input_mask, segment_ids, activa
     return layers, pooled
 
 
-def pretraining_losses(w, num_layers, num_heads, features):
+def pretraining_losses(w, num_layers, num_heads, features, activation="gelu"):
     """(masked LM loss, next-sentence loss) as the reference defines them."""
-    layers, pooled = encoder(w, num_layers, num_heads, features["input_ids"], features["input_mask"], features["segment_ids"])
+    layers, pooled = encoder(w, num_layers, num_heads, features["input_ids"], features["input_mask"],
+                             features["segment_ids"], activation)
     w = {k: np.asarray(v, np.float64) for k, v in w.items()}
     seq = layers[-1]
     rows = np.arange(seq.shape[0])[:, None]
     masked = seq[rows, features["masked_lm_positions"]].reshape(-1, seq.shape[-1])
-    t = gelu_tanh(masked @ w["cls/predictions/transform/dense/kernel"] + w["cls/predictions/transform/dense/bias"])
+    t = ACTIVATIONS[activation](masked @ w["cls/predictions/transform/dense/kernel"] + w["cls/predictions/transform/dense/bias"])
     t = layer_norm(t, w["cls/predictions/transform/LayerNorm/gamma"], w["cls/predictions/transform/LayerNorm/beta"])
     logp = log_softmax(t @ w["bert/embeddings/word_embeddings"].T + w["cls/predictions/output_bias"])
     labels = features["masked_lm_ids"].reshape(-1)
