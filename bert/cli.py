@@ -170,7 +170,11 @@ def check_training_flags():
 
 
 def check_fine_tuning_flags():
+    from bert import tokenization
+
     check_training_flags()
+    if not FLAGS.spm_model_file:
+        tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
     if FLAGS.predict_batch_size < 1:
         raise InputError(f"--predict_batch_size must be at least 1, got {FLAGS.predict_batch_size}")
     if not FLAGS.num_train_epochs > 0:

@@ -9,6 +9,7 @@ and cached.
 `SentencePieceTokenizer` is the second tokenizer of the pipeline (`--spm_model_file`).
 """
 
+import os
 import unicodedata
 
 from bert.errors import InputError
@@ -20,8 +21,46 @@ MAX_INPUT_CHARS_PER_WORD = 200
 WORD_CACHE_LIMIT = 1_000_000
 
 
+# Google's released models, by the directory their bert_model.ckpt ships in, and whether their vocabulary
+# is lower-cased: the list the reference's validate_case_matches_checkpoint checks.
+RELEASED_MODEL_LOWER_CASED = {
+    "uncased_L-24_H-1024_A-16": True,
+    "uncased_L-12_H-768_A-12": True,
+    "multilingual_L-12_H-768_A-12": True,
+    "chinese_L-12_H-768_A-12": True,
+    "cased_L-12_H-768_A-12": False,
+    "cased_L-24_H-1024_A-16": False,
+    "multi_cased_L-12_H-768_A-12": False,
+}
+
+
 class VocabError(InputError):
     """A vocabulary or SentencePiece model file that cannot be used."""
+
+
+def validate_case_matches_checkpoint(do_lower_case, init_checkpoint):
+    """Refuses a `do_lower_case` that contradicts the casing of the released model `init_checkpoint` names.
+
+    As in the reference, the model is recognised by the name of the directory holding its
+    bert_model.ckpt; here that directory may also be given as the checkpoint itself. Fine-tuning a cased
+    model on lower-cased text (or the reverse) runs, but maps many words to other pieces than the model
+    was pre-trained on.
+    """
+    if not init_checkpoint:
+        return
+    path = os.path.normpath(os.fspath(init_checkpoint))
+    if os.path.basename(path).startswith("bert_model.ckpt"):
+        path = os.path.dirname(path)
+    elif not os.path.isdir(path):
+        return
+    model_name = os.path.basename(path)
+    lower_cased = RELEASED_MODEL_LOWER_CASED.get(model_name)
+    if lower_cased is not None and lower_cased != bool(do_lower_case):
+        kind = "an uncased" if lower_cased else "a cased"
+        raise InputError(
+            f"--do_lower_case={bool(do_lower_case)} with --init_checkpoint={init_checkpoint}: {model_name} is "
+            f"{kind} model, so pass --do_lower_case={lower_cased} to fine-tune on text cased as it was pre-trained"
+        )
 
 
 def convert_to_unicode(text):

@@ -197,6 +197,8 @@ def test_bad_inputs_fail_cleanly_and_leave_the_output_dir(small_config, uncased_
         (classify_args(tmp_path / "absent", small_config, uncased_vocab, out, "--do_eval"), ["--data_dir"]),
         (classify_args(data, small_config, uncased_vocab, out, "--do_train", "--num_train_epochs=0.02", "--max_seq_length=32"), ["--output_dir", "max_seq_length"]),
         (classify_args(data, small_config, uncased_vocab, out, "--do_predict", "--learning_rate=-1"), ["--learning_rate"]),
+        (classify_args(data, small_config, uncased_vocab, out, "--do_train", f"--init_checkpoint={tmp_path}/cased_L-12_H-768_A-12/bert_model.ckpt"),
+         ["--do_lower_case=True", "cased_L-12_H-768_A-12 is a cased model", "--do_lower_case=False"]),
     ]
     for args, fragments in cases:
         assert_clean_failure(run_cli("classify", *args), *fragments)

@@ -156,3 +156,32 @@ def _tokenizers(path, lower):
     if (path, lower) not in _cache:
         _cache[path, lower] = tokenization.FullTokenizer(path, do_lower_case=lower)
     return _cache[path, lower]
+
+
+@pytest.mark.parametrize("do_lower_case,init_checkpoint,refused", [
+    (True, "models/cased_L-12_H-768_A-12/bert_model.ckpt", True),
+    (False, "/data/multilingual_L-12_H-768_A-12/bert_model.ckpt.index", True),
+    (True, "multi_cased_L-12_H-768_A-12/bert_model.ckpt", True),
+    (False, "cased_L-24_H-1024_A-16/bert_model.ckpt", False),
+    (True, "uncased_L-12_H-768_A-12/bert_model.ckpt", False),
+    (False, "run/multi_cased_L-12_H-768_A-12/ckpt-100", False),  # not a released file: no claim on its casing
+    (True, "my_cased_L-12_H-768_A-12/bert_model.ckpt", False),  # not one of the released names
+    (True, None, False),
+])
+def test_case_must_match_a_released_checkpoint_as_the_reference_checks(do_lower_case, init_checkpoint, refused):
+    if not refused:
+        tokenization.validate_case_matches_checkpoint(do_lower_case, init_checkpoint)
+        return
+    with pytest.raises(tokenization.InputError) as error:
+        tokenization.validate_case_matches_checkpoint(do_lower_case, init_checkpoint)
+    message = str(error.value)
+    assert f"--do_lower_case={do_lower_case}" in message and f"--do_lower_case={not do_lower_case}" in message
+    assert init_checkpoint in message and "\n" not in message
+
+
+def test_case_check_recognises_a_released_model_directory(tmp_path):
+    released = tmp_path / "uncased_L-24_H-1024_A-16"
+    released.mkdir()
+    with pytest.raises(tokenization.InputError, match="uncased_L-24_H-1024_A-16 is an uncased model"):
+        tokenization.validate_case_matches_checkpoint(False, str(released) + "/")
+    tokenization.validate_case_matches_checkpoint(True, released)
