@@ -99,18 +99,91 @@ def load_encoder(config_flag_value, checkpoint, vocab_size, max_seq_length):
     return config, encoder
 
 
+# Python's round(x, 6) and "%.6f" choose the same correctly rounded six decimals (both are dtoa's mode 3),
+# and below 1e9 in magnitude the shortest repr of the rounded float is those decimals without trailing
+# zeros, in exponent form below 1e-4. So a whole array is printed by one %-format and two regex passes
+# over its text instead of a round and a repr per float, which took most of the time of a small model's
+# run. Larger values, NaN and infinities are printed float by float.
+_FAST_FORMAT_LIMIT = 1e9
+_TRAILING_ZEROS = re.compile(r"0+,")
+_BELOW_1E4 = re.compile(r"0\.0000(\d)(\d?),")
+
+
+def _exponent_form(match):
+    start = match.start()
+    if start and match.string[start - 1].isdigit():
+        return match.group(0)
+    first, second = match.groups()
+    if first == "0":
+        return f"{second}e-06,"
+    return f"{first}.{second}e-05," if second else f"{first}e-05,"
+
+
+def format_rows(values):
+    """Each row of the [N, H] `values` as the reference writes it: the JSON list of round(float(x), 6), unbracketed."""
+    values = np.asarray(values, np.float64)
+    rows, width = values.shape
+    if rows == 0:
+        return []
+    if not np.all(np.abs(values) < _FAST_FORMAT_LIMIT):
+        return [json.dumps([round(x, 6) for x in row])[1:-1] for row in values.tolist()]
+    text = "\n".join(["%.6f, " * width] * rows) % tuple(values.ravel().tolist())
+    text = _BELOW_1E4.sub(_exponent_form, _TRAILING_ZEROS.sub(",", text).replace(".,", ".0,"))
+    return [row[:-2] for row in text.split("\n")]
+
+
 def format_example(index, tokens, layer_values, layers):
-    """One output line: `layer_values[j]` is [S, H] for `layers[j]`; only the real tokens are written."""
-    token_entries = []
+    """One output line, byte for byte the reference's json.dumps of it.
+
+    `layer_values[j]` is [S, H] for `layers[j]`; only the rows of the real tokens are written.
+    """
+    rows_by_layer = [format_rows(values[: len(tokens)]) for values in layer_values]
+    entries = []
     for position, token in enumerate(tokens):
-        token_entries.append({
-            "token": token,
-            "layers": [
-                {"index": layer, "values": [round(float(x), 6) for x in values[position]]}
-                for layer, values in zip(layers, layer_values)
-            ],
-        })
-    return json.dumps({"linex_index": index, "features": token_entries}) + "\n"
+        token_layers = ", ".join(
+            f'{{"index": {layer}, "values": [{rows[position]}]}}' for layer, rows in zip(layers, rows_by_layer)
+        )
+        entries.append(f'{{"token": {json.dumps(token)}, "layers": [{token_layers}]}}')
+    return f'{{"linex_index": {index}, "features": [{", ".join(entries)}]}}\n'
+
+
+_LENGTH_MULTIPLE = 16
+
+
+def make_forward(encoder, layers):
+    """The encoder's outputs at `layers` for a batch of any length, traced once."""
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[spec, spec, spec])
+    def forward(input_ids, input_mask, segment_ids):
+        all_layers, _ = encoder(input_ids, input_mask, segment_ids, modeling.Context())
+        return [all_layers[layer] for layer in layers]
+
+    return forward
+
+
+def extract(examples, tokenizer, forward, layers, max_seq_length, batch_size, write):
+    """Passes each example's output line to `write`, in input order.
+
+    Each batch runs only as long as its longest input, rounded up to a multiple of
+    `_LENGTH_MULTIPLE`: a padding position's attention weight is exactly zero, so it adds nothing to a
+    real position's output (beyond the kernels' order of summation), and the reference's padding to
+    --max_seq_length would only add work. The rounding bounds the number of distinct shapes, each of
+    which costs an XLA compilation of the fused GELU and LayerNorm (about half a second).
+    """
+    for begin in tqdm(range(0, len(examples), batch_size), desc="extract", unit="batch", disable=None):
+        batch = [
+            features.encode_pair(tokenizer, tokenizer.tokenize(a), tokenizer.tokenize(b) if b is not None else None,
+                                 max_seq_length)
+            for a, b in examples[begin : begin + batch_size]
+        ]
+        longest = max(len(f.tokens) for f in batch)
+        length = min(max_seq_length, -(-longest // _LENGTH_MULTIPLE) * _LENGTH_MULTIPLE)
+        outputs = forward(*(np.stack([getattr(f, name)[:length] for f in batch])
+                            for name in ("input_ids", "input_mask", "segment_ids")))
+        outputs = [o.numpy() for o in outputs]
+        for row, feature in enumerate(batch):
+            write(format_example(begin + row, feature.tokens, [o[row] for o in outputs], layers))
 
 
 def main(argv):
@@ -125,34 +198,10 @@ def main(argv):
     layers = parse_layers(FLAGS.layers, config.num_hidden_layers)
     examples = read_examples(input_path)
 
-    seq = FLAGS.max_seq_length
-    spec = tf.TensorSpec([None, seq], tf.int32)
-
-    @tf.function(input_signature=[spec, spec, spec])
-    def forward(input_ids, input_mask, segment_ids):
-        all_layers, _ = encoder(input_ids, input_mask, segment_ids, modeling.Context())
-        return [all_layers[layer] for layer in layers]
-
+    forward = make_forward(encoder, layers)
     start = time.time()
     with fileio.AtomicFile(FLAGS.output_file) as out:
-        for begin in tqdm(range(0, len(examples), FLAGS.batch_size), desc="extract", unit="batch", disable=None):
-            batch = [
-                features.encode_pair(
-                    tokenizer,
-                    tokenizer.tokenize(a),
-                    tokenizer.tokenize(b) if b is not None else None,
-                    seq,
-                )
-                for a, b in examples[begin : begin + FLAGS.batch_size]
-            ]
-            outputs = forward(
-                np.stack([f.input_ids for f in batch]),
-                np.stack([f.input_mask for f in batch]),
-                np.stack([f.segment_ids for f in batch]),
-            )
-            outputs = [o.numpy() for o in outputs]
-            for row, feature in enumerate(batch):
-                out.write(format_example(begin + row, feature.tokens, [o[row] for o in outputs], layers))
+        extract(examples, tokenizer, forward, layers, FLAGS.max_seq_length, FLAGS.batch_size, out.write)
     elapsed = time.time() - start
     print(
         f"bert-extract-features: {len(examples)} examples, layers {','.join(map(str, layers))} -> "

@@ -1,8 +1,10 @@
-"""The pre-training benchmark runs end to end and writes every figure it prints (no timing is asserted)."""
+"""The benchmarks run end to end and write every figure they print (no timing is asserted)."""
 
 import json
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -22,3 +24,22 @@ def test_pretrain_bench_writes_its_figures_with_the_rounds_cpu_steal(tmp_path):
     steal = figures["cpu_steal"]
     assert steal is None or 0 <= steal <= 1
     assert "tiny   float32" in result.stdout and f"wrote {output}" in result.stdout
+
+
+def test_extract_features_bench_writes_ours_and_the_reference_algorithms_figures(tmp_path):
+    output = tmp_path / "extract_features.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "extract_features.py"), "--sizes=tiny", "--examples=8",
+                             "--batch_size=4", "--rounds=1", f"--output={output}"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(output.read_text())
+    assert results["cases"]
+    for case in results["cases"]:
+        assert case["size"] == "tiny" and case["layers"] == [-1, -2] and case["examples"] == 8
+        ours, reference = case["ours"], case["reference algorithm"]
+        assert ours["tokens_per_second"] == pytest.approx(ours["examples_per_second"] * case["tokens"] / 8)
+        # Both write the same lines but for the last digit of a value here and there (float rounding).
+        assert ours["output_megabytes"] == pytest.approx(reference["output_megabytes"], rel=1e-3)
+        assert case["ours_over_reference_algorithm"] == pytest.approx(
+            ours["examples_per_second"] / reference["examples_per_second"])
+    assert f"wrote {output}" in result.stdout

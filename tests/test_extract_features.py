@@ -5,8 +5,11 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
-from bert import tokenization
+from bert import extract_features, tokenization
 from bert.config import BertConfig
 from tests import numpy_bert
 from tests.conftest import assert_clean_failure, run_cli, shared_file
@@ -184,3 +187,59 @@ def test_lines_are_read_as_the_reference_reads_them(model_dir, tmp_path):
         ["[CLS]", "first", "[SEP]"],
         ["[CLS]", "last", "line", "[SEP]", "its", "pair", "[SEP]"],
     ]
+
+
+def reference_line(index, tokens, layer_values, layers):
+    """An output line as the reference builds it: json.dumps of round(float(x), 6) per value."""
+    features = [
+        {"token": token, "layers": [{"index": layer, "values": [round(float(x), 6) for x in values[position]]}
+                                    for layer, values in zip(layers, layer_values)]}
+        for position, token in enumerate(tokens)
+    ]
+    return json.dumps({"linex_index": index, "features": features}) + "\n"
+
+
+# Six-decimal ties that float32 holds exactly, values either side of 1e-4 and 1e-5 (where repr turns to
+# exponent form), values rounding to (minus) zero or next to a rounding boundary.
+EDGE_VALUES = [
+    0.0078125, -0.0078125, 0.0234375, 1e-7, -1e-7, 5e-7, -5e-7, 4.9999e-7, 5.00001e-7, 1e-6, 1.5e-6, 2.5e-6,
+    9.4e-6, 9.6e-6, 1e-5, -1e-5, 1.2e-5, 1.25e-5, 9.9994e-5, 9.99995e-5, 1e-4, 1.00004e-4, 0.0, -0.0, 1.0,
+    -2.0, 10.00001, -10.000012, 100.000001, 20.0000005, 9.9999995, 0.1, 1 / 3, 65504.0, 123456.789, 1e8,
+    -9.9999e8, 1e-45, -1e-45, 1.17e-38,
+]
+# Values the fast path leaves to float-by-float printing.
+LARGE_AND_NON_FINITE = [1e9, -3e9, 1e16, 3.4e38, float("nan"), float("inf"), float("-inf")]
+
+
+def reference_rows(values):
+    return [json.dumps([round(float(x), 6) for x in row])[1:-1] for row in values]
+
+
+@pytest.mark.parametrize("scale", [1e-7, 1e-5, 1e-3, 1.0, 1e3, 1e8])
+def test_rows_are_printed_as_the_reference_rounds_and_prints_them(scale):
+    rng = np.random.default_rng(int(scale * 1e7) % 1000)
+    values = (rng.standard_normal((40, 384)) * scale).astype(np.float32)
+    values[0, : len(EDGE_VALUES)] = EDGE_VALUES
+    assert extract_features.format_rows(values) == reference_rows(values)
+
+
+@pytest.mark.parametrize("value", LARGE_AND_NON_FINITE)
+def test_large_and_non_finite_values_are_printed_as_the_reference_prints_them(value):
+    values = np.array([EDGE_VALUES, EDGE_VALUES[::-1]], np.float32)
+    values[1, 3] = value
+    assert extract_features.format_rows(values) == reference_rows(values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, max_side=12), elements=st.floats(width=32)))
+def test_any_float32_row_is_printed_as_the_reference_prints_it(values):
+    assert extract_features.format_rows(values) == reference_rows(values)
+
+
+def test_output_line_is_the_references_json_byte_for_byte():
+    rng = np.random.default_rng(5)
+    tokens = ["[CLS]", "caf\u00e9", '"', "\\", "##s", "\u4e2d", "[SEP]"]
+    layer_values = [rng.standard_normal((10, 16)).astype(np.float32) for _ in range(3)]
+    layer_values[1][2, :4] = [1e-5, -0.0, float("nan"), 2e9]
+    line = extract_features.format_example(17, tokens, layer_values, [-1, 0, -2])
+    assert line == reference_line(17, tokens, layer_values, [-1, 0, -2])
