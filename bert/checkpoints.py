@@ -62,6 +62,11 @@ def _unescape(component):
     return "".join(out)
 
 
+# What TensorFlow raises on a checkpoint whose files are truncated, damaged or missing: a short data
+# file is an IndexError, a bad checksum or a missing shard an OpError.
+READ_ERRORS = (tf.errors.OpError, IndexError, ValueError, UnicodeDecodeError)
+
+
 class CheckpointReader:
     """The tensors of a checkpoint under TF1 names, whichever kind of checkpoint it is."""
 
@@ -71,7 +76,7 @@ class CheckpointReader:
         try:
             self._reader = tf.train.load_checkpoint(self.prefix)
             shapes = self._reader.get_variable_to_shape_map()
-        except (tf.errors.OpError, ValueError) as e:
+        except READ_ERRORS as e:
             raise InputError(f"{flag}: cannot read checkpoint {self.prefix}: {error_text(e)}") from None
         self._keys = {}
         for key, shape in shapes.items():
@@ -92,7 +97,11 @@ class CheckpointReader:
         return name in self._keys
 
     def tensor(self, name):
-        return self._reader.get_tensor(self._keys[name][0])
+        try:
+            return self._reader.get_tensor(self._keys[name][0])
+        except READ_ERRORS as e:
+            raise InputError(f"{self.flag}: checkpoint {self.prefix} is damaged or incomplete: reading '{name}': "
+                             f"{error_text(e)}") from None
 
 
 def load_weights(variables_by_name, path, flag="--init_checkpoint", optional=()):

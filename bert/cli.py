@@ -32,7 +32,7 @@ def _parse_flags(argv):
     try:
         return FLAGS(argv)
     except flags.Error as e:
-        fail(str(e).splitlines()[0], status=2)
+        fail(str(e).splitlines()[0].removeprefix("ERROR:: "), status=2)
 
 
 def run_command(main, required=()):
@@ -58,7 +58,16 @@ def run_command(main, required=()):
         except KeyboardInterrupt:
             fail("interrupted; no output was finalised", status=130)
 
+    _list_command_flags_in_help()
     app.run(checked_main, flags_parser=_parse_flags)
+
+
+def _list_command_flags_in_help():
+    """Makes --help list the command's flags: absl lists the main module's only, and ours are defined in bert's."""
+    for module, module_flags in FLAGS.flags_by_module_dict().items():
+        if module.startswith("bert."):
+            for flag in module_flags:
+                FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
 
 def define_tokenizer_flags():
@@ -269,6 +278,8 @@ def make_tokenizer(required_tokens=("[CLS]", "[SEP]")):
 def check_tokenizer_flags():
     if not FLAGS.vocab_file and not FLAGS.spm_model_file:
         raise InputError("--vocab_file (or --spm_model_file) is required")
+    if FLAGS.vocab_file and FLAGS.spm_model_file:
+        raise InputError("--vocab_file and --spm_model_file both given: give one (a SentencePiece model holds its own vocabulary)")
 
 
 def vocabulary_source():

@@ -102,16 +102,14 @@ class Progress:
             self.bar.close()
 
 
-def _output_paths():
+def _output_paths(input_files):
     """(paths to write, output_dir or None), after checking the destination can be written safely."""
     if bool(FLAGS.output_file) == bool(FLAGS.output_dir):
         raise InputError("give exactly one of --output_file and --output_dir")
     if FLAGS.output_file:
         paths = [p.strip() for p in FLAGS.output_file.split(",") if p.strip()]
-        for path in paths:
-            fileio.check_writable_dir(os.path.dirname(path), "--output_file")
-            if os.path.isdir(path):
-                raise InputError(f"--output_file: {path} is a directory")
+        for path in [*paths, records.manifest_path_for(paths)]:
+            fileio.check_output_file(path, "--output_file", input_files)
         return paths, None
     if FLAGS.num_output_shards < 1:
         raise InputError(f"--num_output_shards must be at least 1, got {FLAGS.num_output_shards}")
@@ -124,7 +122,10 @@ def _output_paths():
             "pass --overwrite to replace them"
         )
     count = FLAGS.num_output_shards
-    return [os.path.join(directory, f"part-{i:05d}-of-{count:05d}.tfrecord") for i in range(count)], directory
+    paths = [os.path.join(directory, f"part-{i:05d}-of-{count:05d}.tfrecord") for i in range(count)]
+    for path in [*paths, records.manifest_path_for(paths, directory)]:
+        fileio.check_output_file(path, "--output_dir", input_files)
+    return paths, directory
 
 
 def _existing_outputs(directory):
@@ -156,7 +157,7 @@ def main(argv):
                                        FLAGS.do_lower_case)
     tokenizer = make_tokenizer()
     pretraining_data.SpecialIds(tokenizer, cli.vocabulary_source())
-    output_paths, output_dir = _output_paths()
+    output_paths, output_dir = _output_paths(input_files)
 
     start = time.perf_counter()
     progress = Progress(input_files)

@@ -20,6 +20,8 @@ class AtomicFile:
 
     def __init__(self, path, mode="w"):
         self.path = os.fspath(path)
+        if os.path.isdir(self.path):
+            raise InputError(f"cannot write {self.path}: it is a directory")
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
             fd, self.temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.tmp-")
@@ -44,7 +46,12 @@ class AtomicFile:
         os.fsync(self._file.fileno())
         self._file.close()
         os.chmod(self.temp_path, 0o644)
-        os.replace(self.temp_path, self.path)
+        try:
+            os.replace(self.temp_path, self.path)
+        except OSError as e:
+            os.unlink(self.temp_path)
+            self.done = True
+            raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
         self.done = True
 
     def abort(self):
@@ -78,6 +85,8 @@ def expand_inputs(patterns, flag="--input_file"):
         if not pattern:
             continue
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not glob.has_magic(pattern) and os.path.isdir(pattern):
+            raise InputError(f"{flag}: {pattern} is a directory; name its files (e.g. '{os.path.join(pattern, '*')}')")
         matches = [m for m in matches if not os.path.isdir(m)]
         if not matches:
             raise InputError(f"{flag}: no file matches '{pattern}'")
@@ -98,13 +107,28 @@ def make_output_dir(directory, flag):
         raise InputError(f"{flag}: {directory} exists and is not a directory")
     if not os.path.isdir(directory):
         check_writable_dir(os.path.dirname(os.path.abspath(directory)), flag)
-        os.makedirs(directory, exist_ok=True)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"{flag}: cannot create {directory}: {e.strerror or e}") from None
     check_writable_dir(directory, flag)
+
+
+def check_output_file(path, flag, inputs=()):
+    """Raises InputError naming the flag unless `path` can be written as a file that is none of `inputs`."""
+    if os.path.isdir(path):
+        raise InputError(f"{flag}: {path} is a directory")
+    check_writable_dir(os.path.dirname(os.path.abspath(path)), flag)
+    for source in inputs:
+        if os.path.exists(path) and os.path.samefile(path, source):
+            raise InputError(f"{flag}: {path} is an input file too; writing it would replace the input")
 
 
 def check_writable_dir(directory, flag):
     """Raises InputError naming the flag unless `directory` exists and is writable."""
     directory = directory or "."
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise InputError(f"{flag}: {directory} is a file, not a directory")
     if not os.path.isdir(directory):
         raise InputError(f"{flag}: directory does not exist: {directory}")
     if not os.access(directory, os.W_OK | os.X_OK):

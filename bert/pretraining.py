@@ -152,7 +152,12 @@ def _read_manifest(path):
         return None
     if not isinstance(manifest, dict) or manifest.get("format") != records.MANIFEST_FORMAT:
         return None
-    return frozenset(entry.get("path") for entry in manifest.get("files", [])), manifest
+    files = manifest.get("files", [])
+    # A hand-edited manifest of another shape is not one of ours: the records are checked without it.
+    if not (isinstance(files, list) and all(isinstance(entry, dict) and isinstance(entry.get("path"), str) for entry in files)
+            and isinstance(manifest.get("vocab", {}), dict)):
+        return None
+    return frozenset(entry.get("path") for entry in files), manifest
 
 
 def _manifest_for(path):
@@ -210,7 +215,8 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
                     # record at a time in Python; only a chunk it refuses is gone through for the message.
                     try:
                         parse(tf.constant(chunk))
-                    except tf.errors.InvalidArgumentError:
+                    # A record that is not a tf.train.Example can make TensorFlow's message itself not UTF-8.
+                    except (tf.errors.InvalidArgumentError, UnicodeDecodeError):
                         for offset, serialized in enumerate(chunk):
                             _check_record(path, count + offset, serialized, spec, limits)
                     count += len(chunk)

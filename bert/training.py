@@ -204,27 +204,55 @@ class Trainer:
 def check_run_directory(output_dir, description, chief):
     """Refuses an output directory that holds a run of another model or data shape; records ours there.
 
-    `description` is a JSON-able dict of what must not change between a run and its resumption.
+    `description` is a JSON-able dict of what must not change between a run and its resumption. Only a
+    run that saved a checkpoint binds the directory: one refused or stopped before its first checkpoint
+    left nothing to resume, so its record is replaced.
     """
     path = os.path.join(output_dir, RUN_FILE)
-    if os.path.exists(path):
+    saved = newest_checkpoint(output_dir)
+    if saved and os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as f:
                 previous = json.load(f)
         except (OSError, ValueError) as e:
             raise InputError(f"--output_dir: cannot read {path}: {e}") from None
+        if not isinstance(previous, dict):
+            raise InputError(f"--output_dir: {path} is not a record of a run (a JSON object)")
         for key, was, now in _differences(previous, description):
             raise InputError(
                 f"--output_dir: {output_dir} holds a run with a different {key} ({json.dumps(was)}, now "
                 f"{json.dumps(now)}); resume it with its own flags or use another --output_dir"
             )
         return
-    if tf.train.latest_checkpoint(output_dir):
+    if saved:
         raise InputError(f"--output_dir: {output_dir} holds checkpoints of another run (no {RUN_FILE}); use another --output_dir")
     if chief:
         with AtomicFile(path) as f:
             json.dump(description, f, indent=2, sort_keys=True)
             f.write("\n")
+
+
+def newest_checkpoint(output_dir, log=None):
+    """The newest ckpt-N of `output_dir` whose files are there, or None.
+
+    Deleting the newest checkpoints by hand (to go back to an earlier step) leaves them named in the
+    `checkpoint` file, which TensorFlow would then fail to restore: the newest one still present is
+    taken instead, and `log` says so.
+    """
+    state = tf.train.get_checkpoint_state(output_dir)
+    if state is None:
+        return None
+    named = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    for path in reversed(named):
+        if os.path.exists(f"{path}.index"):
+            if log and path != named[-1]:
+                log(f"warning: {named[-1]}, the newest checkpoint in {os.path.join(output_dir, 'checkpoint')}, is "
+                    f"missing; resuming from {path}")
+            return path
+    if log:
+        log(f"warning: none of the checkpoints named in {os.path.join(output_dir, 'checkpoint')} is there; "
+            f"starting from step 0")
+    return None
 
 
 def _differences(previous, current, prefix=""):
@@ -347,6 +375,9 @@ def _next_batch(batches):
         return next(batches)
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
         raise DamagedRecordError(f"--input_file: corrupt or mismatched record: {error_text(e)}") from None
+    except UnicodeDecodeError:
+        # TensorFlow's message quotes the record, and a record that is not a tf.train.Example may not be text.
+        raise DamagedRecordError("--input_file: a record is not a tf.train.Example") from None
 
 
 def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_size=None, log=print,
@@ -372,12 +403,16 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         inputs = {"files": files, "ranks": replicas.size}
         position = DataPosition(options.output_dir, replicas.rank, iterator, options.keep_checkpoints, inputs)
 
-    latest = manager.latest_checkpoint
+    latest = newest_checkpoint(options.output_dir, log if chief else None)
     resume_step = int(latest.rsplit("-", 1)[1]) if latest else 0
     resume_step = int(replicas.all_sum([tf.constant(resume_step if chief else 0, tf.int64)])[0])
     if resume_step:
         path = os.path.join(options.output_dir, f"ckpt-{resume_step}")
-        model_checkpoint.restore(path).assert_existing_objects_matched()
+        try:
+            model_checkpoint.restore(path).assert_existing_objects_matched()
+        except checkpoints.READ_ERRORS as e:
+            raise InputError(f"--output_dir: checkpoint {path} is damaged or incomplete ({error_text(e)}); delete "
+                             f"its files ({os.path.basename(path)}.*) to resume from the one before it") from None
         unrestored = position.restore(resume_step) if position else None
         if unrestored:
             log(f"warning: the input position of rank {replicas.rank} at step {resume_step} is not restored "
@@ -499,21 +534,22 @@ def describe(options, **shape):
     }
 
 
-def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()):
+def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=(), evaluation_flags="--do_eval or --do_predict"):
     """Loads the newest checkpoint of `output_dir`, or else `init_checkpoint`, for evaluation; returns the step.
 
     The step is the reference's `global_step`: that of the run in `output_dir`, and 0 when only
     `init_checkpoint` is evaluated (the reference restores its trainable variables alone, so a
-    `global_step` it holds belongs to the run that made it, not to this one).
+    `global_step` it holds belongs to the run that made it, not to this one). `evaluation_flags` names
+    the command's evaluation flags in the message when there is neither.
     """
-    run_checkpoint = tf.train.latest_checkpoint(output_dir)
-    source = run_checkpoint or init_checkpoint
-    if not source:
-        raise InputError("--do_eval or --do_predict without --do_train needs a checkpoint in --output_dir or --init_checkpoint")
-    checkpoints.load_weights(variables_by_name, source, optional=optional)
+    run_checkpoint = newest_checkpoint(output_dir)
+    if not (run_checkpoint or init_checkpoint):
+        raise InputError(f"{evaluation_flags} without --do_train needs a checkpoint in --output_dir or --init_checkpoint")
     if not run_checkpoint:
+        checkpoints.load_weights(variables_by_name, init_checkpoint, optional=optional)
         return 0
-    reader = checkpoints.CheckpointReader(run_checkpoint)
+    checkpoints.load_weights(variables_by_name, run_checkpoint, flag="--output_dir", optional=optional)
+    reader = checkpoints.CheckpointReader(run_checkpoint, flag="--output_dir")
     return next((int(reader.tensor(n)) for n in ("step", "global_step") if n in reader), 0)
 
 

@@ -285,11 +285,21 @@ def test_bad_inputs_fail_cleanly(tmp_path, uncased_vocab):
          ("--output_file", "does not exist")),
         ((f"--input_file={corpus}", f"--vocab_file={uncased_vocab}"), ("--output_file", "--output_dir")),
         ((f"--vocab_file={uncased_vocab}", f"--output_file={out}"), ("--input_file",)),
+        ((f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_file={corpus}"),
+         ("--output_file", "c.txt is an input file too")),
+        ((f"--input_file={tmp_path}", f"--vocab_file={uncased_vocab}", f"--output_file={out}"),
+         ("--input_file", "is a directory")),
     ]
     for args, fragments in cases:
         assert_clean_failure(run_cli("create_data", *args), *fragments)
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "empty.txt"]
+    assert corpus.read_text(encoding="utf-8") == "One sentence here.\nAnother one.\n"
+
+    (tmp_path / "out.tfrecord.manifest.json").mkdir()
+    assert_clean_failure(run_cli("create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_file={out}"),
+                         "--output_file", "out.tfrecord.manifest.json is a directory")
+    assert not out.exists()
 
 
 def test_unwritable_output_location(tmp_path, uncased_vocab):

@@ -149,6 +149,12 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
                        f"--bert_config_file={directory / 'bert_config.json'}",
                        f"--init_checkpoint={directory / 'bert_model.ckpt'}")
     assert_clean_failure(no_vocab, "--vocab_file", "--spm_model_file")
+    assert_clean_failure(extract(model_dir, input_file, output_file, f"--spm_model_file={no_cls}", "--max_seq_length=40"),
+                         "--vocab_file and --spm_model_file both given")
+    assert_clean_failure(extract(model_dir, input_file, tmp_path, "--max_seq_length=40"), "--output_file", "is a directory")
+    assert_clean_failure(extract(model_dir, input_file, input_file, "--max_seq_length=40"), "--output_file", "input file too")
+    assert input_file.read_text() == "hello world\n"
+    assert not list(tmp_path.glob(".*tmp-*"))
     assert output_file.read_text() == "previous\n"
 
 

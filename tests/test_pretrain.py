@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -206,6 +207,61 @@ def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_conf
                                               "--optimizer_type=lamb"))
     assert_clean_failure(lamb, "optimizer_type")
     assert snapshot(out) == before
+
+
+def test_damaged_or_deleted_checkpoints_are_named_or_passed_over(records_dir, small_config, tmp_path):
+    run = tmp_path / "run"
+    first = run_cli("pretrain", *pretrain_args(records_dir, small_config, run, "--do_train", "--num_train_steps=4",
+                                               "--save_checkpoints_steps=2"))
+    assert first.returncode == 0, first.stderr
+    data = "ckpt-4.data-00000-of-00001"
+
+    truncated = tmp_path / "truncated"
+    shutil.copytree(run, truncated)
+    (truncated / data).write_bytes((run / data).read_bytes()[:1000])
+    before = snapshot(truncated)
+    resumed = run_cli("pretrain", *pretrain_args(records_dir, small_config, truncated, "--do_train", "--num_train_steps=6"))
+    assert_clean_failure(resumed, "--output_dir", "ckpt-4 is damaged or incomplete", "delete its files (ckpt-4.*)")
+    fresh = tmp_path / "fresh"
+    from_damaged = run_cli("pretrain", *pretrain_args(records_dir, small_config, fresh, "--do_train", "--num_train_steps=2",
+                                                      f"--init_checkpoint={truncated / 'ckpt-4'}"))
+    assert_clean_failure(from_damaged, "--init_checkpoint", "ckpt-4 is damaged or incomplete")
+    assert snapshot(truncated) == before
+
+    # The refused run saved no checkpoint, so it does not bind its --output_dir to its flags.
+    fresh_again = run_cli("pretrain", *pretrain_args(records_dir, small_config, fresh, "--do_train", "--num_train_steps=2",
+                                                     "--train_batch_size=4", f"--init_checkpoint={run / 'ckpt-4'}"))
+    assert fresh_again.returncode == 0, fresh_again.stderr
+    assert json.loads((fresh / "run.json").read_text())["micro_batch_size"] == 4
+
+    # Deleting the newest checkpoint goes back to the one before it.
+    for path in truncated.glob("ckpt-4.*"):
+        path.unlink()
+    back = run_cli("pretrain", *pretrain_args(records_dir, small_config, truncated, "--do_train", "--num_train_steps=6"))
+    assert back.returncode == 0, back.stderr
+    assert f"{truncated / 'ckpt-4'}, the newest checkpoint in {truncated / 'checkpoint'}, is missing" in back.stderr
+    assert f"resuming from {truncated / 'ckpt-2'} (step 2)" in back.stderr
+    assert tf.train.latest_checkpoint(str(truncated)) == str(truncated / "ckpt-6")
+
+
+def test_a_record_that_is_not_an_example_nor_text_is_named(records_dir, tmp_path):
+    path = tmp_path / "junk.tfrecord"
+    with open(records_dir / "part-00000-of-00002.tfrecord", "rb") as stream:
+        good = list(records.read_records(stream))
+    path.write_bytes(b"".join(records.frame_record(data) for data in [b"\xff\xff\xffjunk", *good]))
+    for every_record in (False, True):
+        with pytest.raises(InputError, match=f"^{re.escape(str(path))}: record 0 is not a tf.train.Example"):
+            pretraining.check_records([str(path)], SEQ, PREDICTIONS, BertConfig.from_dict(SMALL_MODEL), every_record)
+
+
+def test_a_manifest_of_another_shape_is_not_taken_for_ours(records_dir, tmp_path):
+    copy = tmp_path / "records.tfrecord"
+    copy.write_bytes((records_dir / "part-00000-of-00002.tfrecord").read_bytes())
+    manifest = json.loads((records_dir / records.MANIFEST_NAME).read_text())
+    for broken in ({**manifest, "files": ["records.tfrecord"]}, {**manifest, "files": [{"path": "records.tfrecord"}], "vocab": "x"}):
+        (tmp_path / "records.tfrecord.manifest.json").write_text(json.dumps(broken))
+        checked = pretraining.check_records([str(copy)], SEQ, PREDICTIONS, BertConfig.from_dict(SMALL_MODEL))
+        assert checked == [str(copy)]
 
 
 def test_record_reader_agrees_with_tensorflow_and_names_the_damaged_record(records_dir, tmp_path):

@@ -1,6 +1,7 @@
 """What ships around the commands: the recipes in configs/, the Dockerfiles, bin/docker-pretrain."""
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -126,3 +127,26 @@ def test_docker_pretrain_refuses_bad_options(args, fragment):
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bin/docker-pretrain: error: ") and fragment in lines[0]
+
+
+# Each command with two of its own flags: one defined in its module, one shared from bert.cli.
+COMMAND_FLAGS = {
+    "vocab": ("--vocab_size", "--do_lower_case"),
+    "create_data": ("--max_predictions_per_seq", "--vocab_file"),
+    "pretrain": ("--num_train_steps", "--bert_config_file"),
+    "extract_features": ("--layers", "--init_checkpoint"),
+    "classify": ("--task_name", "--learning_rate"),
+    "squad": ("--doc_stride", "--learning_rate"),
+}
+
+
+@pytest.mark.parametrize("module", sorted(COMMAND_FLAGS))
+def test_help_lists_the_commands_own_flags(module):
+    script = Path(sys.executable).parent / f"bert-{module.replace('_', '-')}"
+    commands = [[sys.executable, "-m", f"bert.{module}"]] + ([[str(script)]] if script.exists() else [])
+    for command in commands:
+        result = subprocess.run([*command, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert "Traceback" not in result.stderr, result.stderr  # absl's --help exits 1
+        for flag in COMMAND_FLAGS[module]:
+            assert f"  {flag}:" in result.stdout or f"  --[no]{flag[2:]}:" in result.stdout, (command, flag)
