@@ -1,11 +1,13 @@
-"""What ships around the commands: the recipes in configs/, the Dockerfiles, bin/docker-pretrain."""
+"""What ships around the commands: the recipes in configs/, the Dockerfiles, bin/docker-pretrain, --help, the console scripts."""
 
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,23 @@ def test_help_lists_the_commands_own_flags(module):
         assert "Traceback" not in result.stderr, result.stderr  # absl's --help exits 1
         for flag in COMMAND_FLAGS[module]:
             assert f"  {flag}:" in result.stdout or f"  --[no]{flag[2:]}:" in result.stdout, (command, flag)
+
+
+def test_ctrl_c_while_tensorflow_loads_ends_the_command_with_one_line():
+    script = Path(sys.executable).parent / "bert-pretrain"
+    if not script.exists():
+        pytest.skip(f"no console script {script}: the package is not installed in this environment (pip install -e .)")
+    # The child starts with SIGINT at its default, which Python turns into KeyboardInterrupt, even when
+    # this test runs with SIGINT ignored (a background job).
+    process = subprocess.Popen([str(script), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    maps = Path(f"/proc/{process.pid}/maps")
+    deadline = time.time() + 120
+    while "tensorflow" not in maps.read_text() and process.poll() is None:
+        assert time.time() < deadline, "TensorFlow did not start loading within 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines() == ["bert-pretrain: error: interrupted while starting; nothing was written"], stderr
