@@ -83,7 +83,7 @@ def reference_algorithm(examples, tokenizer, forward, layers, max_seq_length, ba
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="mini,base", help="model aliases (tiny, mini, small, medium, base, large)")
-    parser.add_argument("--examples", type=int, default=128, help="input lines of each kind")
+    parser.add_argument("--examples", type=int, default=64, help="input lines of each kind")
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="times each case is measured; the fastest round counts")

@@ -15,6 +15,8 @@ import os
 import re
 
 import numpy as np
+from google.protobuf import text_format
+
 from bert.tf import error_text, tf
 
 from bert.errors import InputError
@@ -31,7 +33,7 @@ def resolve_checkpoint(path, flag="--init_checkpoint"):
     """The checkpoint prefix named by `path`: a prefix, one of its files, or a directory holding one."""
     text = os.fspath(path)
     if os.path.isdir(text):
-        latest = tf.train.latest_checkpoint(text)
+        latest = newest_checkpoint(text)
         if latest is None:
             candidates = sorted(name[: -len(".index")] for name in os.listdir(text) if name.endswith(".index"))
             if not candidates:
@@ -47,6 +49,59 @@ def resolve_checkpoint(path, flag="--init_checkpoint"):
     if not os.path.isfile(text + ".index"):
         raise InputError(f"{flag}: checkpoint not found: {text} (expected {text}.index and its data files)")
     return text
+
+
+def newest_checkpoint(directory, log=None):
+    """The newest checkpoint of a run `directory` whose index file is there, or None.
+
+    That is the one its `checkpoint` file names as latest or, if that one's files were deleted (to go
+    back to an earlier step), the newest listed before it that is still there, which `log` reports.
+    TensorFlow itself would fail to restore a deleted checkpoint the file still names.
+    """
+    state = tf.train.get_checkpoint_state(directory)
+    if state is None or not state.model_checkpoint_path:
+        return None
+    latest = state.model_checkpoint_path
+    listed = list(state.all_model_checkpoint_paths)
+    earlier = listed[: listed.index(latest)] if latest in listed else listed
+    for path in [latest, *reversed(earlier)]:
+        if os.path.exists(f"{path}.index"):
+            if log and path != latest:
+                log(f"warning: {latest}, the newest checkpoint in {os.path.join(directory, 'checkpoint')}, is "
+                    f"missing; resuming from {path}")
+            return path
+    if log:
+        log(f"warning: none of the checkpoints named in {os.path.join(directory, 'checkpoint')} is there; "
+            f"starting from step 0")
+    return None
+
+
+def forget_missing_checkpoints(directory, latest):
+    """Rewrites `directory`'s `checkpoint` file to list only checkpoints up to `latest` that are still there.
+
+    Otherwise TensorFlow's CheckpointManager would count deleted ones towards its number to keep, and
+    delete the very checkpoint a run resumed from.
+    """
+    state = tf.train.get_checkpoint_state(directory)
+    if state is None:
+        return
+    path = os.path.join(directory, "checkpoint")
+    if latest is None:
+        os.unlink(path)
+        return
+    listed = list(zip(state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps))
+    end = [name for name, _ in listed].index(latest) + 1 if latest in state.all_model_checkpoint_paths else 0
+    kept = [(name, stamp) for name, stamp in listed[:end] if os.path.exists(f"{name}.index")]
+    if latest == state.model_checkpoint_path and len(kept) == len(listed):
+        return
+    # Relative names, as the manager writes them, so that the run directory can still be moved; the
+    # manager needs each checkpoint's timestamp to count it.
+    state.model_checkpoint_path = os.path.relpath(latest, directory)
+    del state.all_model_checkpoint_paths[:], state.all_model_checkpoint_timestamps[:]
+    state.all_model_checkpoint_paths.extend(os.path.relpath(name, directory) for name, _ in kept)
+    state.all_model_checkpoint_timestamps.extend(stamp for _, stamp in kept)
+    with AtomicFile(path) as f:
+        f.write(text_format.MessageToString(state))
 
 
 def _unescape(component):

@@ -108,6 +108,8 @@ def _output_paths(input_files):
         raise InputError("give exactly one of --output_file and --output_dir")
     if FLAGS.output_file:
         paths = [p.strip() for p in FLAGS.output_file.split(",") if p.strip()]
+        if not paths:
+            raise InputError(f"--output_file: no file named in '{FLAGS.output_file}'")
         for path in [*paths, records.manifest_path_for(paths)]:
             fileio.check_output_file(path, "--output_file", input_files)
         return paths, None

@@ -1,5 +1,6 @@
 """Atomic output files, input globs, and the checks every command makes before writing."""
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -42,27 +43,26 @@ class AtomicFile:
     def commit(self):
         if self.done:
             return
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.chmod(self.temp_path, 0o644)
         try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.chmod(self.temp_path, 0o644)
             os.replace(self.temp_path, self.path)
         except OSError as e:
-            os.unlink(self.temp_path)
-            self.done = True
+            # A full disk or a destination that became a directory: the destination keeps what it had.
+            self.abort()
             raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
         self.done = True
 
     def abort(self):
         if self.done:
             return
-        self._file.close()
-        try:
-            os.unlink(self.temp_path)
-        except FileNotFoundError:
-            pass
         self.done = True
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.temp_path)
 
     def __enter__(self):
         return self

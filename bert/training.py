@@ -30,6 +30,7 @@ from bert.fileio import AtomicFile
 from bert.tf import error_text, tf
 
 RUN_FILE = "run.json"
+EXPORT_NAME = "bert_model.ckpt"
 INITIAL_LOSS_SCALE = 2.0**15
 LOSS_SCALE_GROWTH_INTERVAL = 2000
 COMPUTE_DTYPES = {"float32": tf.float32, "float16": tf.float16, "bfloat16": tf.bfloat16}
@@ -205,12 +206,13 @@ def check_run_directory(output_dir, description, chief):
     """Refuses an output directory that holds a run of another model or data shape; records ours there.
 
     `description` is a JSON-able dict of what must not change between a run and its resumption. Only a
-    run that saved a checkpoint binds the directory: one refused or stopped before its first checkpoint
-    left nothing to resume, so its record is replaced.
+    run that saved a checkpoint or its exported model binds the directory: one refused or stopped before
+    its first checkpoint left nothing to resume or lose, so its record is replaced.
     """
     path = os.path.join(output_dir, RUN_FILE)
-    saved = newest_checkpoint(output_dir)
-    if saved and os.path.exists(path):
+    saved = checkpoints.newest_checkpoint(output_dir)
+    exported = os.path.exists(os.path.join(output_dir, f"{EXPORT_NAME}.index"))
+    if (saved or exported) and os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as f:
                 previous = json.load(f)
@@ -230,29 +232,6 @@ def check_run_directory(output_dir, description, chief):
         with AtomicFile(path) as f:
             json.dump(description, f, indent=2, sort_keys=True)
             f.write("\n")
-
-
-def newest_checkpoint(output_dir, log=None):
-    """The newest ckpt-N of `output_dir` whose files are there, or None.
-
-    Deleting the newest checkpoints by hand (to go back to an earlier step) leaves them named in the
-    `checkpoint` file, which TensorFlow would then fail to restore: the newest one still present is
-    taken instead, and `log` says so.
-    """
-    state = tf.train.get_checkpoint_state(output_dir)
-    if state is None:
-        return None
-    named = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-    for path in reversed(named):
-        if os.path.exists(f"{path}.index"):
-            if log and path != named[-1]:
-                log(f"warning: {named[-1]}, the newest checkpoint in {os.path.join(output_dir, 'checkpoint')}, is "
-                    f"missing; resuming from {path}")
-            return path
-    if log:
-        log(f"warning: none of the checkpoints named in {os.path.join(output_dir, 'checkpoint')} is there; "
-            f"starting from step 0")
-    return None
 
 
 def _differences(previous, current, prefix=""):
@@ -390,6 +369,9 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     runs on every rank after each checkpoint. Returns the final step and the last report (Python floats).
     """
     chief = replicas.rank == 0
+    latest = checkpoints.newest_checkpoint(options.output_dir, log if chief else None)
+    if chief:
+        checkpoints.forget_missing_checkpoints(options.output_dir, latest)
     model_checkpoint = tf.train.Checkpoint(**trainer.state())
     manager = tf.train.CheckpointManager(
         model_checkpoint, options.output_dir, max_to_keep=options.keep_checkpoints, checkpoint_name="ckpt"
@@ -403,13 +385,14 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         inputs = {"files": files, "ranks": replicas.size}
         position = DataPosition(options.output_dir, replicas.rank, iterator, options.keep_checkpoints, inputs)
 
-    latest = newest_checkpoint(options.output_dir, log if chief else None)
     resume_step = int(latest.rsplit("-", 1)[1]) if latest else 0
     resume_step = int(replicas.all_sum([tf.constant(resume_step if chief else 0, tf.int64)])[0])
     if resume_step:
         path = os.path.join(options.output_dir, f"ckpt-{resume_step}")
         try:
             model_checkpoint.restore(path).assert_existing_objects_matched()
+        except ValueError as e:
+            raise InputError(f"--output_dir: cannot restore {path} into this model: {error_text(e)}") from None
         except checkpoints.READ_ERRORS as e:
             raise InputError(f"--output_dir: checkpoint {path} is damaged or incomplete ({error_text(e)}); delete "
                              f"its files ({os.path.basename(path)}.*) to resume from the one before it") from None
@@ -514,7 +497,7 @@ def _stop_requested(received, step, total, output_dir):
 
 def export_model(variables_by_name, output_dir, config, step):
     """The trained model as OUTPUT_DIR/bert_model.ckpt (+ bert_config.json) in the reference's names; its path."""
-    path = os.path.join(output_dir, "bert_model.ckpt")
+    path = os.path.join(output_dir, EXPORT_NAME)
     checkpoints.export_checkpoint(variables_by_name, path, config=config, extra={"global_step": tf.constant(step, tf.int64)})
     return path
 
@@ -542,7 +525,7 @@ def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()
     `global_step` it holds belongs to the run that made it, not to this one). `evaluation_flags` names
     the command's evaluation flags in the message when there is neither.
     """
-    run_checkpoint = newest_checkpoint(output_dir)
+    run_checkpoint = checkpoints.newest_checkpoint(output_dir)
     if not (run_checkpoint or init_checkpoint):
         raise InputError(f"{evaluation_flags} without --do_train needs a checkpoint in --output_dir or --init_checkpoint")
     if not run_checkpoint:

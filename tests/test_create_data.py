@@ -289,6 +289,7 @@ def test_bad_inputs_fail_cleanly(tmp_path, uncased_vocab):
          ("--output_file", "c.txt is an input file too")),
         ((f"--input_file={tmp_path}", f"--vocab_file={uncased_vocab}", f"--output_file={out}"),
          ("--input_file", "is a directory")),
+        ((f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", "--output_file=,"), ("--output_file", "no file named")),
     ]
     for args, fragments in cases:
         assert_clean_failure(run_cli("create_data", *args), *fragments)

@@ -242,6 +242,9 @@ def test_damaged_or_deleted_checkpoints_are_named_or_passed_over(records_dir, sm
     assert f"{truncated / 'ckpt-4'}, the newest checkpoint in {truncated / 'checkpoint'}, is missing" in back.stderr
     assert f"resuming from {truncated / 'ckpt-2'} (step 2)" in back.stderr
     assert tf.train.latest_checkpoint(str(truncated)) == str(truncated / "ckpt-6")
+    # ckpt-4 is forgotten, so that it does not count towards --keep_checkpoints.
+    state = tf.train.get_checkpoint_state(str(truncated))
+    assert list(state.all_model_checkpoint_paths) == [str(truncated / "ckpt-2"), str(truncated / "ckpt-6")]
 
 
 def test_a_record_that_is_not_an_example_nor_text_is_named(records_dir, tmp_path):
