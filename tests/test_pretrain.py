@@ -141,15 +141,20 @@ def test_sigterm_saves_the_step_it_stops_after_and_the_resumed_run_is_bit_identi
 
 
 def test_a_first_signal_asks_for_a_stop_and_a_second_acts_as_without_it():
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    with training.StopSignals() as signals:
-        assert signal.getsignal(signal.SIGTERM) == signals._receive  # else SIGTERM would end pytest
-        signal.raise_signal(signal.SIGTERM)
-        assert signals.received == signal.SIGTERM
+    # SIGINT as in a terminal, whatever started pytest (a background job starts with it ignored).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        with training.StopSignals() as signals:
+            assert signal.getsignal(signal.SIGTERM) == signals._receive  # else SIGTERM would end pytest
+            signal.raise_signal(signal.SIGTERM)
+            assert signals.received == signal.SIGTERM
+            assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
         assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
-        with pytest.raises(KeyboardInterrupt):
-            signal.raise_signal(signal.SIGINT)
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 # A signal at step 4 stops after step 5, saved off the schedule; one in the last step stops there, before the export.
