@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, cpu_counters, stolen_fraction, steal_note, write_results
+from common import ROOT, fastest_of_rounds, steal_note, write_results
 
 sys.path.insert(0, str(ROOT))
 
@@ -123,21 +123,25 @@ def main():
             }
             for run in runs.values():  # traces the forward pass
                 run(examples[: args.batch_size], ByteCounter())
-            best = {}
-            for round_index in range(args.rounds):
-                for algorithm, run in runs.items():
-                    sink, before, start = ByteCounter(), cpu_counters(), time.perf_counter()
-                    run(examples, sink)
-                    seconds, steal = time.perf_counter() - start, stolen_fraction(before, cpu_counters())
-                    print(f"round {round_index + 1}/{args.rounds} {size:6s} {name:12s} {algorithm:20s} "
-                          f"{len(examples) / seconds:8.2f} examples/s{steal_note(steal)}", flush=True)
-                    if algorithm not in best or seconds < best[algorithm][0]:
-                        best[algorithm] = seconds, steal, sink.bytes
+            written = {}
+
+            def measure(algorithm):
+                sink, start = ByteCounter(), time.perf_counter()
+                runs[algorithm](examples, sink)
+                written[algorithm] = sink.bytes
+                return time.perf_counter() - start
+
+            def report(round_index, algorithm, seconds, steal):
+                print(f"round {round_index + 1}/{args.rounds} {size:6s} {name:12s} {algorithm:20s} "
+                      f"{len(examples) / seconds:8.2f} examples/s{steal_note(steal)}", flush=True)
+
+            cases = [(algorithm, lambda a=algorithm: measure(a)) for algorithm in runs]
+            best, steals = fastest_of_rounds(cases, args.rounds, report)
             row = {"size": size, "input": name, "layers": layers, "examples": len(examples), "tokens": tokens}
-            for algorithm, (seconds, steal, size_bytes) in best.items():
+            for algorithm, seconds in best.items():
                 row[algorithm] = {"examples_per_second": len(examples) / seconds, "tokens_per_second": tokens / seconds,
-                                  "output_megabytes": size_bytes / 1e6, "cpu_steal": steal}
-            row["ours_over_reference_algorithm"] = best["reference algorithm"][0] / best["ours"][0]
+                                  "output_megabytes": written[algorithm] / 1e6, "cpu_steal": steals[algorithm]}
+            row["ours_over_reference_algorithm"] = best["reference algorithm"] / best["ours"]
             print(f"{size:6s} {name:12s} ours {row['ours']['examples_per_second']:8.2f} examples/s "
                   f"({row['ours']['tokens_per_second']:.0f} tokens/s), reference algorithm "
                   f"{row['reference algorithm']['examples_per_second']:8.2f}: {row['ours_over_reference_algorithm']:.2f}x")
