@@ -17,7 +17,7 @@ from bert.tf import tf
 CLASSIFIER_DROPOUT = 0.1
 HEAD_NAMES = ("output_weights", "output_bias")
 # Weights a fine-tuning run may start fresh: the new head, and the pooler some converted models lack.
-OPTIONAL_INIT = (*HEAD_NAMES, "bert/pooler/dense/kernel", "bert/pooler/dense/bias")
+OPTIONAL_INIT = (*HEAD_NAMES, *modeling.POOLER_NAMES)
 
 
 class BertClassifier(modeling.NamedWeights):

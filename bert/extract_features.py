@@ -95,7 +95,8 @@ def load_encoder(config_flag_value, checkpoint, vocab_size, max_seq_length):
     bert_config.check_vocab(config, vocab_size, cli.vocabulary_source())
     bert_config.check_seq_length(config, max_seq_length)
     encoder = modeling.BertModel(config)
-    checkpoints.load_weights(encoder.weights, checkpoint)
+    # The features never read the pooler, so a checkpoint without one serves, as in the reference.
+    checkpoints.load_weights(encoder.weights, checkpoint, optional=modeling.POOLER_NAMES)
     return config, encoder
 
 

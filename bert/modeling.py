@@ -207,6 +207,10 @@ def _cross_entropy_and_hits(logits, bias, labels):
     return cross_entropy(logits, bias), hits
 
 
+# The pooler's weights: some converted models lack them, and only the classifier and NSP heads read them.
+POOLER_NAMES = ("bert/pooler/dense/kernel", "bert/pooler/dense/bias")
+
+
 class BertModel(NamedWeights):
     """The encoder: embeddings, `num_hidden_layers` Transformer layers, and the pooler."""
 

@@ -30,7 +30,7 @@ from bert.tf import tf
 
 FLAGS = flags.FLAGS
 HEAD_NAMES = ("cls/squad/output_weights", "cls/squad/output_bias")
-OPTIONAL_INIT = (*HEAD_NAMES, "bert/pooler/dense/kernel", "bert/pooler/dense/bias")
+OPTIONAL_INIT = (*HEAD_NAMES, *modeling.POOLER_NAMES)
 
 
 class BertSquad(modeling.NamedWeights):
@@ -59,7 +59,7 @@ class SquadTask:
     loss_terms = {"span_loss": "windows"}
     metrics = {}
     count_epsilon = {}
-    untrained_names = ("bert/pooler/dense/kernel", "bert/pooler/dense/bias")
+    untrained_names = modeling.POOLER_NAMES
 
     def __init__(self, model):
         self.model = model

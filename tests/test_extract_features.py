@@ -92,12 +92,14 @@ def test_features_match_numpy_forward_pass(model_dir, mrpc_lines, tmp_path):
                 np.testing.assert_allclose(layer["values"], want[0, position], **FLOAT32_TOLERANCE)
 
 
-def test_sentencepiece_model_tokenizes_in_place_of_a_vocab_file(sentencepiece_model, mrpc_lines, tmp_path):
+def test_sentencepiece_model_tokenizes_in_place_of_a_vocab_file_and_no_pooler_is_needed(sentencepiece_model, mrpc_lines, tmp_path):
     config = BertConfig(vocab_size=4000, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64, type_vocab_size=2)
     (tmp_path / "bert_config.json").write_text(config.to_json_string())
     weights = random_weights(config, seed=6, heads=False)
-    write_tf1_checkpoint(tmp_path / "bert_model.ckpt", weights)
+    # Without the pooler, which some converted models lack: the features never read it.
+    write_tf1_checkpoint(tmp_path / "bert_model.ckpt",
+                         {name: value for name, value in weights.items() if not name.startswith("bert/pooler/")})
     input_file = tmp_path / "input.txt"
     input_file.write_text("\n".join(mrpc_lines[3:6]) + "\n", encoding="utf-8")
     output_file = tmp_path / "features.jsonl"
