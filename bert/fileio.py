@@ -102,11 +102,15 @@ def expand_inputs(patterns, flag="--input_file"):
 
 
 def make_output_dir(directory, flag):
-    """Creates `directory` if needed; raises InputError naming the flag unless it is a writable directory."""
+    """Creates `directory` and any missing parents, as the reference's MakeDirs does; raises InputError
+    naming the flag unless it ends up a writable directory."""
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise InputError(f"{flag}: {directory} exists and is not a directory")
     if not os.path.isdir(directory):
-        check_writable_dir(os.path.dirname(os.path.abspath(directory)), flag)
+        nearest = os.path.abspath(directory)
+        while not os.path.exists(nearest) and os.path.dirname(nearest) != nearest:
+            nearest = os.path.dirname(nearest)
+        check_writable_dir(nearest, flag)
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as e:

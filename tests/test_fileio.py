@@ -3,7 +3,7 @@
 import pytest
 
 from bert.errors import InputError
-from bert.fileio import AtomicFile, check_output_file
+from bert.fileio import AtomicFile, check_output_file, make_output_dir
 
 
 def leftovers(directory):
@@ -45,3 +45,21 @@ def test_a_directory_or_an_input_is_refused_as_output_before_anything_is_written
         check_output_file(str(source / "out.jsonl"), "--output_file")
     check_output_file(str(tmp_path / "new.jsonl"), "--output_file", [str(source)])
     assert source.read_text() == "text\n" and leftovers(tmp_path) == []
+
+
+def test_an_output_dir_is_made_with_its_parents_unless_a_file_or_an_unwritable_directory_is_in_the_way(tmp_path):
+    nested = tmp_path / "runs" / "wiki" / "phase1"
+    make_output_dir(str(nested), "--output_dir")
+    assert nested.is_dir()
+    make_output_dir(str(nested), "--output_dir")
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine\n")
+    with pytest.raises(InputError, match=r"^--output_dir: .*notes.txt exists and is not a directory$"):
+        make_output_dir(str(blocker), "--output_dir")
+    with pytest.raises(InputError, match=r"^--output_dir: .*notes.txt is a file, not a directory$"):
+        make_output_dir(str(blocker / "a" / "b"), "--output_dir")
+    # root may write anywhere by os.access, and then the kernel refuses the directory itself
+    unwritable = r"(directory is not writable: /proc|cannot create /proc/bert/run: No such file or directory)"
+    with pytest.raises(InputError, match=rf"^--output_dir: {unwritable}$"):
+        make_output_dir("/proc/bert/run", "--output_dir")
+    assert blocker.read_text() == "mine\n" and not (tmp_path / "a").exists()

@@ -31,7 +31,7 @@ def snapshot(directory):
 
 
 def test_train_eval_export(records_dir, small_config, tmp_path):
-    out = tmp_path / "run"
+    out = tmp_path / "runs" / "wiki" / "phase1"  # missing parents are made, as the reference's MakeDirs does
     result = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--do_eval",
                                                 "--num_train_steps=12", "--save_checkpoints_steps=5",
                                                 "--keep_checkpoints=2", "--max_eval_steps=5"))
