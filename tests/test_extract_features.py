@@ -156,6 +156,7 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
     assert_clean_failure(extract(model_dir, input_file, tmp_path, "--max_seq_length=40"), "--output_file", "is a directory")
     assert_clean_failure(extract(model_dir, input_file, input_file, "--max_seq_length=40"), "--output_file", "input file too")
     assert input_file.read_text() == "hello world\n"
+    assert not list(tmp_path.glob(".*tmp-*"))
     assert output_file.read_text() == "previous\n"
 
 
