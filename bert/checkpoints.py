@@ -11,8 +11,11 @@ names it; checkpoint variables the model does not use (optimizer slots, `global_
 are returned for the caller to report.
 """
 
+import contextlib
+import glob
 import os
 import re
+import shutil
 
 import numpy as np
 from google.protobuf import text_format
@@ -204,9 +207,29 @@ def export_checkpoint(variables_by_name, prefix, config=None, extra=None):
     for name, value in (extra or {}).items():
         names.append(name)
         tensors.append(tf.convert_to_tensor(value))
-    tf.raw_ops.SaveV2(prefix=staging, tensor_names=names, shape_and_slices=[""] * len(names), tensors=tensors)
+    try:
+        tf.raw_ops.SaveV2(prefix=staging, tensor_names=names, shape_and_slices=[""] * len(names), tensors=tensors)
+    except tf.errors.OpError as e:
+        remove_partial(staging)
+        raise InputError(f"cannot write {prefix}: {write_error_reason(e)}") from None
     os.replace(f"{staging}.data-00000-of-00001", f"{prefix}.data-00000-of-00001")
     os.replace(f"{staging}.index", f"{prefix}.index")
     if config is not None:
         with AtomicFile(os.path.join(directory, "bert_config.json")) as f:
             f.write(config.to_json_string())
+
+
+def write_error_reason(error):
+    """Why TensorFlow could not write a file ("No space left on device"), without the file's temporary name."""
+    return error_text(error).rsplit("; ", 1)[-1]
+
+
+def remove_partial(prefix):
+    """Removes what a failed save left of checkpoint `prefix`: its files and TensorFlow's PREFIX_temp directory.
+
+    A later save under the same name then starts clean, and no half-written file looks like a checkpoint.
+    """
+    for path in glob.glob(glob.escape(prefix) + ".*"):
+        with contextlib.suppress(OSError):
+            os.remove(path)
+    shutil.rmtree(f"{prefix}_temp", ignore_errors=True)

@@ -224,7 +224,7 @@ def _find_vocab(*directories):
 
 def _copy(source, destination):
     with open(source, "rb") as f, fileio.AtomicFile(destination, "wb") as out:
-        shutil.copyfileobj(f, out.stream)
+        shutil.copyfileobj(f, out)
 
 
 def from_hf(directory, output):
@@ -291,7 +291,7 @@ def to_hf(checkpoint, output):
     from safetensors.numpy import save
 
     with fileio.AtomicFile(os.path.join(output, "model.safetensors"), "wb") as f:
-        f.stream.write(save(tensors, metadata={"format": "pt"}))
+        f.write(save(tensors, metadata={"format": "pt"}))
     with fileio.AtomicFile(os.path.join(output, "config.json")) as f:
         json.dump(hf_config, f, indent=2, sort_keys=True)
         f.write("\n")

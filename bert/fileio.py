@@ -33,12 +33,23 @@ class AtomicFile:
         self.done = False
 
     def write(self, data):
-        return self._file.write(data)
+        try:
+            return self._file.write(data)
+        except OSError as e:
+            raise self._write_error(e) from None
 
-    @property
-    def stream(self):
-        """The open temporary file, for writers that need a real file object (numpy, zipfile)."""
-        return self._file
+    def write_with(self, writer):
+        """Returns `writer(stream)` on the open temporary file, for writers that need a real file object
+        (numpy, zipfile, matplotlib). An OSError (a full disk) aborts the file and becomes an InputError
+        naming the destination, not the temporary file."""
+        try:
+            return writer(self._file)
+        except OSError as e:
+            raise self._write_error(e) from None
+
+    def _write_error(self, error):
+        self.abort()
+        return InputError(f"cannot write {self.path}: {error.strerror or error}")
 
     def commit(self):
         if self.done:
@@ -50,9 +61,8 @@ class AtomicFile:
             os.chmod(self.temp_path, 0o644)
             os.replace(self.temp_path, self.path)
         except OSError as e:
-            # A full disk or a destination that became a directory: the destination keeps what it had.
-            self.abort()
-            raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
+            # A full disk, or a destination that became a directory.
+            raise self._write_error(e) from None
         self.done = True
 
     def abort(self):
@@ -156,5 +166,5 @@ def cached_arrays(path, build):
             return {key: data[key] for key in data.files}
     arrays = build()
     with AtomicFile(path, "wb") as f:
-        np.savez(f.stream, **arrays)
+        f.write_with(lambda stream: np.savez(stream, **arrays))
     return arrays

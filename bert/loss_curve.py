@@ -51,7 +51,7 @@ def plot(curves, path, title):
     axes.legend()
     figure.tight_layout()
     with fileio.AtomicFile(path, "wb") as f:
-        figure.savefig(f.stream, format="png")
+        f.write_with(lambda stream: figure.savefig(stream, format="png"))
     pyplot.close(figure)
 
 

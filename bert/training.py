@@ -14,6 +14,7 @@ checkpoint and, with --deterministic, ends with the same weights bit for bit. A 
 SIGTERM loses nothing: it saves a checkpoint at the next step's end and exits (`StopSignals`).
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -259,12 +260,15 @@ class DataPosition:
         self.checkpoint = tf.train.Checkpoint(iterator=iterator, inputs=tf.Variable(self.inputs, trainable=False))
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep, checkpoint_name="data")
 
+    def prefix(self, step):
+        return os.path.join(self.directory, f"data-{step}")
+
     def save(self, step):
         self.manager.save(checkpoint_number=step)
 
     def restore(self, step):
         """Puts the iterator back where it was at `step`; returns None, or why it cannot."""
-        path = os.path.join(self.directory, f"data-{step}")
+        path = self.prefix(step)
         if not os.path.exists(path + ".index"):
             return "none was saved"
         reader = tf.train.load_checkpoint(path)
@@ -449,21 +453,25 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                     means = {key: value / window_steps for key, value in window.items()}
                     means["sequences_per_second"] = window_steps * (global_batch_size or 0) / elapsed if elapsed else 0.0
                     progress.set_postfix(loss=f"{means['loss']:.4f}", seq_s=f"{means['sequences_per_second']:.1f}")
-                    with writer.as_default(step=step):
-                        for key, value in means.items():
-                            if key != "applied":
-                                tf.summary.scalar(key, value)
-                    writer.flush()
+                    with _writing(f"TensorBoard events to {options.output_dir}", step, manager):
+                        with writer.as_default(step=step):
+                            for key, value in means.items():
+                                if key != "applied":
+                                    tf.summary.scalar(key, value)
+                        writer.flush()
                     window, window_start, window_steps = {}, time.perf_counter(), 0
                 scheduled = step % options.save_checkpoints_steps == 0 or step == total
                 # A skipped float16 step leaves the step where it was: nothing new to save, and it is redone
                 # on resuming.
                 if step != saved_step and (scheduled or stop):
                     if position:
-                        position.save(step)
+                        with _writing(f"checkpoint {position.prefix(step)}", step, manager, partial=position.prefix(step)):
+                            position.save(step)
                     replicas.barrier()
                     if chief:
-                        manager.save(checkpoint_number=step)
+                        prefix = os.path.join(options.output_dir, f"ckpt-{step}")
+                        with _writing(f"checkpoint {prefix}", step, manager, partial=prefix):
+                            manager.save(checkpoint_number=step)
                     saved_step = step
                     # Not at an unscheduled stop: the checkpoints it sees (classify's --keep_best) stay those
                     # of an uninterrupted run.
@@ -473,15 +481,35 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                 # Launchers (horovodrun, mpirun) kill every rank once one has exited: none leaves before the
                 # chief's checkpoint is written.
                 replicas.barrier()
+            if writer is not None:
+                with _writing(f"TensorBoard events to {options.output_dir}", step, manager):
+                    writer.close()
         finally:
             progress.close()
             if writer is not None:
-                writer.close()
+                # Already closed unless an error is on its way out, which a failure to flush must not replace.
+                with contextlib.suppress(tf.errors.OpError):
+                    writer.close()
     # A signal to this rank alone in the last step is a stop too: what follows training (export, evaluation)
     # is left to the re-run.
     if stop or signals.received is not None:
         raise _stop_requested(signals.received, step, total, options.output_dir if saved_step else None)
     return step, report
+
+
+@contextlib.contextmanager
+def _writing(what, step, manager, partial=None):
+    """Turns a failed write of `what` after `step` (a full disk, a file-size limit) into an InputError saying
+    where the run resumes, once the half-written checkpoint `partial` is removed."""
+    try:
+        yield
+    except tf.errors.OpError as e:
+        if partial:
+            checkpoints.remove_partial(partial)
+        newest = manager.latest_checkpoint
+        resume = (f"the newest checkpoint is {newest}: run the same command again to resume from it" if newest
+                  else "no checkpoint was saved: run the same command again to start over")
+        raise InputError(f"cannot write {what} after step {step}: {checkpoints.write_error_reason(e)}; {resume}") from None
 
 
 def _stop_requested(received, step, total, output_dir):
@@ -498,7 +526,11 @@ def _stop_requested(received, step, total, output_dir):
 def export_model(variables_by_name, output_dir, config, step):
     """The trained model as OUTPUT_DIR/bert_model.ckpt (+ bert_config.json) in the reference's names; its path."""
     path = os.path.join(output_dir, EXPORT_NAME)
-    checkpoints.export_checkpoint(variables_by_name, path, config=config, extra={"global_step": tf.constant(step, tf.int64)})
+    try:
+        checkpoints.export_checkpoint(variables_by_name, path, config=config, extra={"global_step": tf.constant(step, tf.int64)})
+    except InputError as e:
+        raise InputError(f"{e}; the trained model is saved as {os.path.join(output_dir, f'ckpt-{step}')}: run the same "
+                         f"command again to export it") from None
     return path
 
 

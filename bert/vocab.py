@@ -80,7 +80,7 @@ def learn_wordpiece(input_files, scratch_dir, vocab_size, do_lower_case, num_unu
     with tempfile.TemporaryDirectory(dir=scratch_dir, prefix=".vocab-") as scratch:
         words_file = os.path.join(scratch, "words.txt")
         characters = collections.Counter()
-        with open(words_file, "w", encoding="utf-8") as f:
+        with fileio.AtomicFile(words_file) as f:
             for line in iter_lines(input_files, "reading"):
                 words = " ".join(basic.tokenize(line))
                 characters.update(words)

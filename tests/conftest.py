@@ -2,6 +2,7 @@
 
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -70,13 +71,16 @@ def wikitext_test_docs(tmp_path_factory):
     return wikitext_as_docs("test", tmp_path_factory)
 
 
-def run_cli(module, *args, cwd=None, env=None):
+def run_cli(module, *args, cwd=None, env=None, max_file_size=None):
     """Runs `python -m bert.<module> args...` as a real subprocess (with `env` added to the
-    environment); returns the CompletedProcess."""
+    environment); returns the CompletedProcess. With `max_file_size` (bytes), a write that would grow a
+    file past it fails with EFBIG, as writes to a full disk fail with ENOSPC (Python ignores SIGXFSZ)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    limit = None if max_file_size is None else (
+        lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_size, max_file_size)))
     return subprocess.run(
         [sys.executable, "-m", f"bert.{module}", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=600,
+        capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=600, preexec_fn=limit,
     )
 
 

@@ -329,6 +329,19 @@ def test_output_dir_with_records_is_refused_unless_overwrite(tmp_path, uncased_v
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "part-00000-of-00001.tfrecord"]
 
 
+def test_a_full_disk_names_the_shard_and_leaves_the_records_already_there(tmp_path, wikitext_docs, uncased_vocab):
+    out = tmp_path / "records"
+    args = ("create_data", f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}", f"--output_dir={out}",
+            "--num_output_shards=2", "--dupe_factor=1")
+    assert run_cli(*args).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert min(len(data) for name, data in before.items() if name.endswith(".tfrecord")) > 1 << 16
+    # Each write past 64 KiB fails as on a full disk.
+    result = run_cli(*args, "--overwrite", "--random_seed=7", max_file_size=1 << 16)
+    assert_clean_failure(result, f"cannot write {out / 'part-0000'}", "-of-00002.tfrecord: File too large")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_interrupted_run_leaves_no_finished_looking_file(tmp_path, wikitext_docs, uncased_vocab):
     import signal
     import subprocess

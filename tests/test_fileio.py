@@ -1,5 +1,8 @@
 """Atomic output files: the destination holds its old content or the whole new one, and no temporary file stays."""
 
+import resource
+
+import numpy as np
 import pytest
 
 from bert.errors import InputError
@@ -30,6 +33,22 @@ def test_a_rename_that_fails_is_one_error_and_leaves_no_temporary_file(tmp_path)
         path.mkdir()  # what the destination became while the file was written
         (path / "kept.txt").write_text("mine")
     assert (path / "kept.txt").read_text() == "mine" and leftovers(tmp_path) == []
+
+
+def test_a_write_that_fails_midway_names_the_destination_and_leaves_it_as_it_was(tmp_path):
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # Writes past 4 KiB fail with EFBIG (Python ignores SIGXFSZ), as writes to a full disk fail with ENOSPC.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        with pytest.raises(InputError, match=f"^cannot write {path}: File too large$"), AtomicFile(path, "wb") as f:
+            f.write(b"x" * 100_000)
+        with pytest.raises(InputError, match=f"^cannot write {path}: File too large$"), AtomicFile(path, "wb") as f:
+            f.write_with(lambda stream: np.savez(stream, values=np.zeros(100_000)))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert path.read_bytes() == b"old" and leftovers(tmp_path) == []
 
 
 def test_a_directory_or_an_input_is_refused_as_output_before_anything_is_written(tmp_path):

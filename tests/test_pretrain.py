@@ -252,6 +252,53 @@ def test_damaged_or_deleted_checkpoints_are_named_or_passed_over(records_dir, sm
     assert list(state.all_model_checkpoint_paths) == [str(truncated / "ckpt-2"), str(truncated / "ckpt-6")]
 
 
+def test_a_failed_write_stops_naming_the_file_and_keeps_every_checkpoint_before_it(records_dir, small_config, tmp_path):
+    run = tmp_path / "run"
+    first = run_cli("pretrain", *pretrain_args(records_dir, small_config, run, "--do_train", "--num_train_steps=2",
+                                               "--save_checkpoints_steps=2"))
+    assert first.returncode == 0, first.stderr
+    export_size = (run / "bert_model.ckpt.data-00000-of-00001").stat().st_size
+    # Below the model's size, above everything else a run writes (run.json, TensorBoard events, input positions).
+    limit = export_size // 2
+    assert max(p.stat().st_size for p in run.rglob("*") if not p.name.startswith(("ckpt-", "bert_model"))) < limit
+    kept = {p: p.read_bytes() for p in [run / "checkpoint", *run.glob("ckpt-2.*")]}
+
+    full = run_cli("pretrain", *pretrain_args(records_dir, small_config, run, "--do_train", "--num_train_steps=4",
+                                              "--save_checkpoints_steps=2"), max_file_size=limit)
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr
+    assert full.stderr.splitlines()[-1] == (
+        f"bert-pretrain: error: cannot write checkpoint {run / 'ckpt-4'} after step 4: File too large; the newest "
+        f"checkpoint is {run / 'ckpt-2'}: run the same command again to resume from it")
+    assert not list(run.glob("ckpt-4*")) and not list(run.glob(".*tmp*"))
+    assert {p: p.read_bytes() for p in kept} == kept
+
+    # Trained, but the export fails: it leaves no staged file and names the checkpoint holding the model.
+    for path in run.glob("bert_model.ckpt.*"):
+        path.unlink()
+    unexported = run_cli("pretrain", *pretrain_args(records_dir, small_config, run, "--do_train", "--num_train_steps=2"),
+                         max_file_size=limit)
+    assert unexported.returncode == 1 and "Traceback" not in unexported.stderr, unexported.stderr
+    assert unexported.stderr.splitlines()[-1] == (
+        f"bert-pretrain: error: cannot write {run / 'bert_model.ckpt'}: File too large; the trained model is saved as "
+        f"{run / 'ckpt-2'}: run the same command again to export it")
+    assert sorted(p.name for p in run.glob("*bert_model*")) == []
+
+    resumed = run_cli("pretrain", *pretrain_args(records_dir, small_config, run, "--do_train", "--num_train_steps=4",
+                                                 "--save_checkpoints_steps=2"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {run / 'ckpt-2'} (step 2)" in resumed.stderr
+    assert tensors(run / "bert_model.ckpt")["global_step"] == 4
+
+    # TensorBoard's events file grows every --num_report_steps; a failure there stops the run the same way. (Below
+    # 8 KiB AutoGraph could not write its own temporary files, and would warn.)
+    logs = tmp_path / "logs"
+    no_room = run_cli("pretrain", *pretrain_args(records_dir, small_config, logs, "--do_train", "--num_train_steps=500",
+                                                 "--num_report_steps=1"), max_file_size=16384)
+    assert_clean_failure(no_room, f"cannot write TensorBoard events to {logs} after step", "File too large",
+                         "no checkpoint was saved: run the same command again to start over")
+    assert not list(logs.glob("ckpt-*"))
+
+
 def test_a_record_that_is_not_an_example_nor_text_is_named(records_dir, tmp_path):
     path = tmp_path / "junk.tfrecord"
     with open(records_dir / "part-00000-of-00002.tfrecord", "rb") as stream:

@@ -101,5 +101,8 @@ def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
                                  "--num_unused=100"), "--vocab_size")
     assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}",
                                  "--model_type=bpe"), "model_type")
+    # The text's words go to a scratch file beside the output first; a disk too full for it is named.
+    assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}", max_file_size=1 << 16),
+                         f"cannot write {tmp_path}/.vocab-", "/words.txt: File too large")
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt"]
