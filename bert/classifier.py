@@ -94,7 +94,7 @@ def encode_examples(examples, tokenizer, max_seq_length, labels, description="en
 def make_logits_function(model, max_seq_length, compute_dtype):
     spec = tf.TensorSpec([None, max_seq_length], tf.int32)
 
-    @tf.function(input_signature=[spec, spec, spec])
+    @tf.function(input_signature=[spec, spec, spec], autograph=False)
     def logits(input_ids, input_mask, segment_ids):
         batch = {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
         return model(batch, modeling.Context(compute_dtype))

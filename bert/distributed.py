@@ -66,7 +66,7 @@ class MirroredWorkers:
 
     def all_sum(self, tensors):
         if tf.executing_eagerly():  # eager collectives are slow and warn; one small function instead
-            return tf.function(self._all_sum)(list(tensors))
+            return tf.function(self._all_sum, autograph=False)(list(tensors))
         return self._all_sum(tensors)
 
     def _all_sum(self, tensors):

@@ -155,7 +155,7 @@ def make_forward(encoder, layers):
     """The encoder's outputs at `layers` for a batch of any length, traced once."""
     spec = tf.TensorSpec([None, None], tf.int32)
 
-    @tf.function(input_signature=[spec, spec, spec])
+    @tf.function(input_signature=[spec, spec, spec], autograph=False)
     def forward(input_ids, input_mask, segment_ids):
         all_layers, _ = encoder(input_ids, input_mask, segment_ids, modeling.Context())
         return [all_layers[layer] for layer in layers]

@@ -140,7 +140,7 @@ def predict(model, examples, features, compute_dtype):
     arrays = feature_arrays(features, training_positions=False)
     spec = tf.TensorSpec([None, FLAGS.max_seq_length], tf.int32)
 
-    @tf.function(input_signature=[spec, spec, spec])
+    @tf.function(input_signature=[spec, spec, spec], autograph=False)
     def logits(input_ids, input_mask, segment_ids):
         batch = {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
         return model(batch, modeling.Context(compute_dtype))

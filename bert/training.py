@@ -109,12 +109,15 @@ class Trainer:
         self.loss_scale = tf.Variable(INITIAL_LOSS_SCALE if self.dynamic_scaling else 1.0, trainable=False, name="loss_scale")
         self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="good_steps")
         self.dtype = COMPUTE_DTYPES[options.compute_dtype]
-        self._gradients = tf.function(self._micro_gradients, jit_compile=options.use_xla or None)
+        # autograph=False, here and at every tf.function of the package: the model's control flow is plain Python
+        # over configuration values, which tracing runs as it is, and AutoGraph's rewriting of the whole call
+        # tree took about 5 s of every training command's start-up.
+        self._gradients = tf.function(self._micro_gradients, jit_compile=options.use_xla or None, autograph=False)
         # The update is elementwise over every weight and slot: TensorFlow's own ops take a pass over memory
         # each (about a dozen per weight), XLA fuses the clipping and the optimizer formulas into one pass per
         # weight, so it is compiled whatever --use_xla says.
-        self._update = tf.function(self._apply, jit_compile=True)
-        self.train_step = tf.function(self._train_step)
+        self._update = tf.function(self._apply, jit_compile=True, autograph=False)
+        self.train_step = tf.function(self._train_step, autograph=False)
 
     def state(self):
         """The trackable objects of a training checkpoint."""
@@ -571,7 +574,7 @@ def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()
 def evaluate(task, dataset, max_steps, compute_dtype=tf.float32):
     """The reference's eval metrics over the first `max_steps` batches of `dataset` (all of it if fewer)."""
 
-    @tf.function
+    @tf.function(autograph=False)
     def batch_sums(features):
         ctx = modeling.Context(compute_dtype)
         sums = task.sums(features, ctx)
