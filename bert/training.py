@@ -487,6 +487,14 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
             if writer is not None:
                 with _writing(f"TensorBoard events to {options.output_dir}", step, manager):
                     writer.close()
+        except tf.errors.UnavailableError:
+            # tf.distribute's collectives, when another worker's process has ended (Horovod's launcher ends
+            # the others itself).
+            if replicas.size == 1:
+                raise
+            raise InputError(f"lost contact with another worker after step {step}: its own output says why it "
+                             f"stopped; run the same command again on every worker to resume from the newest "
+                             f"checkpoint") from None
         finally:
             progress.close()
             if writer is not None:

@@ -73,15 +73,20 @@ def wikitext_test_docs(tmp_path_factory):
 
 def run_cli(module, *args, cwd=None, env=None, max_file_size=None):
     """Runs `python -m bert.<module> args...` as a real subprocess (with `env` added to the
-    environment); returns the CompletedProcess. With `max_file_size` (bytes), a write that would grow a
-    file past it fails with EFBIG, as writes to a full disk fail with ENOSPC (Python ignores SIGXFSZ)."""
+    environment); returns the CompletedProcess. `max_file_size`: see `file_size_limit`."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    limit = None if max_file_size is None else (
-        lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_size, max_file_size)))
     return subprocess.run(
         [sys.executable, "-m", f"bert.{module}", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=600, preexec_fn=limit,
+        capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=600, preexec_fn=file_size_limit(max_file_size),
     )
+
+
+def file_size_limit(max_file_size):
+    """A subprocess preexec_fn (None for no limit) after which a write growing a file past `max_file_size`
+    bytes fails with EFBIG, as writes to a full disk fail with ENOSPC (Python ignores SIGXFSZ)."""
+    if max_file_size is None:
+        return None
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_size, max_file_size))
 
 
 def wait_for(path, process, timeout=120):

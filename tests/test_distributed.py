@@ -14,7 +14,7 @@ import pytest
 
 from bert import distributed
 from tests import distributed_worker
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, file_size_limit, wait_for
 from tests.pretrain_fixtures import pretrain_args
 
 WORKER = ROOT / "tests" / "distributed_worker.py"
@@ -107,8 +107,10 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
     assert "trained to step 6" in second.stdout
 
 
-def _start_mirrored_pretrain(records_dir, config, out, *flags):
-    """Two bert-pretrain workers under MultiWorkerMirroredStrategy on this machine; their Popen objects."""
+def _start_mirrored_pretrain(records_dir, config, out, *flags, chief_max_file_size=None):
+    """Two bert-pretrain workers under MultiWorkerMirroredStrategy on this machine; their Popen objects.
+
+    `chief_max_file_size` limits the files worker 0 writes (see conftest.file_size_limit)."""
     workers = [f"localhost:{_free_port()}" for _ in range(2)]
     processes = []
     for index in range(2):
@@ -116,7 +118,8 @@ def _start_mirrored_pretrain(records_dir, config, out, *flags):
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "bert.pretrain", "--distribution_strategy=multi_worker_mirrored",
              *pretrain_args(records_dir, config, out, "--do_train", *flags)],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=file_size_limit(chief_max_file_size) if index == 0 else None))
     return processes
 
 
@@ -131,6 +134,21 @@ def test_multi_worker_mirrored_pretrain_cli(records_dir, small_config, tmp_path)
     assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
     assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0", "rank-1"]
     assert (out / "bert_model.ckpt.index").exists()
+
+
+def test_a_worker_stopped_by_a_failed_write_ends_the_other_with_one_line_each(records_dir, small_config, tmp_path):
+    out = tmp_path / "run"
+    # Below the size of a training checkpoint, above the input positions and TensorBoard events.
+    processes = _start_mirrored_pretrain(records_dir, small_config, out, "--num_train_steps=8", "--save_checkpoints_steps=2",
+                                         chief_max_file_size=2 << 20)
+    outputs = [p.communicate(timeout=600) for p in processes]
+    lines = [[line for line in stderr.splitlines() if line.strip()] for _, stderr in outputs]
+    assert [p.returncode for p in processes] == [1, 1], outputs
+    assert lines[0] == [f"bert-pretrain: error: cannot write checkpoint {out / 'ckpt-2'} after step 2: File too large; no "
+                        "checkpoint was saved: run the same command again to start over"]
+    assert lines[1] == ["bert-pretrain: error: lost contact with another worker after step 2: its own output says why it "
+                        "stopped; run the same command again on every worker to resume from the newest checkpoint"]
+    assert not list(out.glob("ckpt-*"))
 
 
 def _stopped_step(line, cause, out):
