@@ -418,6 +418,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     replicas.broadcast(trainer.state_variables())
 
     writer = tf.summary.create_file_writer(options.output_dir) if chief else None
+    events = f"TensorBoard events to {options.output_dir}"
     step = int(trainer.step.numpy())
     if indexed:
         iterator = dataset.from_step(step)
@@ -456,7 +457,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                     means = {key: value / window_steps for key, value in window.items()}
                     means["sequences_per_second"] = window_steps * (global_batch_size or 0) / elapsed if elapsed else 0.0
                     progress.set_postfix(loss=f"{means['loss']:.4f}", seq_s=f"{means['sequences_per_second']:.1f}")
-                    with _writing(f"TensorBoard events to {options.output_dir}", step, manager):
+                    with _writing(step, manager, what=events):
                         with writer.as_default(step=step):
                             for key, value in means.items():
                                 if key != "applied":
@@ -468,12 +469,11 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                 # on resuming.
                 if step != saved_step and (scheduled or stop):
                     if position:
-                        with _writing(f"checkpoint {position.prefix(step)}", step, manager, partial=position.prefix(step)):
+                        with _writing(step, manager, checkpoint=position.prefix(step)):
                             position.save(step)
                     replicas.barrier()
                     if chief:
-                        prefix = os.path.join(options.output_dir, f"ckpt-{step}")
-                        with _writing(f"checkpoint {prefix}", step, manager, partial=prefix):
+                        with _writing(step, manager, checkpoint=os.path.join(options.output_dir, f"ckpt-{step}")):
                             manager.save(checkpoint_number=step)
                     saved_step = step
                     # Not at an unscheduled stop: the checkpoints it sees (classify's --keep_best) stay those
@@ -485,7 +485,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                 # chief's checkpoint is written.
                 replicas.barrier()
             if writer is not None:
-                with _writing(f"TensorBoard events to {options.output_dir}", step, manager):
+                with _writing(step, manager, what=events):
                     writer.close()
         except tf.errors.UnavailableError:
             # tf.distribute's collectives, when another worker's process has ended (Horovod's launcher ends
@@ -509,14 +509,15 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
 
 
 @contextlib.contextmanager
-def _writing(what, step, manager, partial=None):
-    """Turns a failed write of `what` after `step` (a full disk, a file-size limit) into an InputError saying
-    where the run resumes, once the half-written checkpoint `partial` is removed."""
+def _writing(step, manager, checkpoint=None, what=None):
+    """Turns a failed write after `step` (a full disk, a file-size limit) of the checkpoint prefix `checkpoint`, or
+    of `what`, into an InputError saying where the run resumes; a half-written checkpoint is removed first."""
     try:
         yield
     except tf.errors.OpError as e:
-        if partial:
-            checkpoints.remove_partial(partial)
+        if checkpoint:
+            checkpoints.remove_partial(checkpoint)
+            what = f"checkpoint {checkpoint}"
         newest = manager.latest_checkpoint
         resume = (f"the newest checkpoint is {newest}: run the same command again to resume from it" if newest
                   else "no checkpoint was saved: run the same command again to start over")
