@@ -126,6 +126,16 @@ class NamedWeights(tf.Module):
         return self.ones(f"{name}/gamma", [size]), self.zeros(f"{name}/beta", [size])
 
 
+@tf.function(jit_compile=True, autograph=False)
+def _dropout_mask(shape, seed, rate, dtype):
+    # tf.nn.dropout's arithmetic (keep where uniform >= rate, scale by 1 / (1 - rate)) as a multiplication
+    # by a scaled mask, whose gradient is the same multiplication. The uniform noise is float32 whatever
+    # the dtype, drawn by XLA's Threefry, which on a CPU is several times as fast as TensorFlow's Philox.
+    # The mask depends on the seed alone, so it is drawn while the layers before it still run.
+    keep = tf.random.stateless_uniform(shape, seed, alg="threefry") >= rate
+    return tf.cast(keep, dtype) * tf.cast(1.0 / (1.0 - rate), dtype)
+
+
 class Context:
     """What one forward pass needs besides the inputs: training or not, the dtype, the dropout seed."""
 
@@ -140,11 +150,7 @@ class Context:
             return x
         self._site += 1
         site_seed = tf.random.experimental.stateless_fold_in(self._seed, self._site)
-        # tf.nn.dropout's arithmetic (keep where uniform >= rate, scale by 1 / (1 - rate)) as one
-        # multiplication by a scaled mask, whose gradient is the same multiplication; the uniform
-        # noise is float32 whatever the compute dtype, which is also cheaper to draw than bfloat16.
-        keep = tf.random.stateless_uniform(tf.shape(x), site_seed) >= rate
-        return x * (tf.cast(keep, x.dtype) * tf.cast(1.0 / (1.0 - rate), x.dtype))
+        return x * _dropout_mask(tf.shape(x), site_seed, rate, x.dtype)
 
     def dense(self, x, weights, act=None):
         kernel, bias = weights
@@ -157,43 +163,50 @@ class Context:
 
 
 @tf.function(jit_compile=True, autograph=False)
+def _biased_logits(logits, bias):
+    return tf.cast(logits, tf.float32) + bias
+
+
 def _vocabulary_softmax(logits, bias, labels):
-    logits = tf.cast(logits, tf.float32) + bias
-    top = tf.reduce_max(logits, -1)
-    exps = tf.exp(logits - top[:, tf.newaxis])
-    total = tf.reduce_sum(exps, -1)
-    label_logits = tf.gather(logits, labels, batch_dims=1)
-    loss = top + tf.math.log(total) - label_logits
-    # argmax, as the reference: a label tied with an earlier index for the top logit is not a hit. argmax
-    # is the first index holding the top logit, found here by a plain min-reduction: XLA's CPU argmax, a
-    # reduction over (value, index) pairs, took as long as the rest of this kernel.
-    vocab_size = tf.shape(logits, out_type=labels.dtype)[-1]
-    is_top = logits == top[:, tf.newaxis]
-    first_top = tf.reduce_min(tf.where(is_top, tf.range(vocab_size)[tf.newaxis], vocab_size), -1)
+    logits = _biased_logits(logits, bias)
+    probabilities = tf.nn.softmax(logits)
+    # argmax, as the reference: a label tied with an earlier index for the top logit is not a hit.
+    first_top = tf.argmax(logits, -1, output_type=labels.dtype)
+    top = tf.gather(logits, first_top, batch_dims=1)
+    # At the top logit the softmax is exp(0) / total, so log(total) comes back from one gathered value.
+    log_total = -tf.math.log(tf.gather(probabilities, first_top, batch_dims=1))
+    loss = (top - tf.gather(logits, labels, batch_dims=1)) + log_total
     hits = tf.cast(first_top == labels, tf.float32)
-    return loss, hits, exps / total[:, tf.newaxis]
+    return loss, hits, probabilities
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _vocabulary_softmax_gradient(upstream, probabilities, labels, dtype):
+def _logits_gradient(upstream, probabilities, labels, dtype):
     vocab_size = tf.shape(probabilities)[-1]
-    gradient = upstream[:, tf.newaxis] * (probabilities - tf.one_hot(labels, vocab_size))
-    # The bias gradient, sum(gradient, 0), expanded: summing `gradient` itself makes XLA materialise it in
+    return tf.cast(upstream[:, tf.newaxis] * (probabilities - tf.one_hot(labels, vocab_size)), dtype)
+
+
+def _vocabulary_softmax_gradient(upstream, probabilities, labels, dtype):
+    # The bias gradient, sum(gradient, 0), expanded: summing `gradient` itself would materialise it in
     # float32 beside the 16-bit copy returned, one more write and read of the largest tensor of a step.
+    # It is TensorFlow's matrix-vector product, which runs beside the compiled logits gradient.
+    vocab_size = tf.shape(probabilities)[-1]
     bias_gradient = tf.linalg.matvec(probabilities, upstream, transpose_a=True) - tf.math.unsorted_segment_sum(
         upstream, labels, vocab_size)
-    return tf.cast(gradient, dtype), bias_gradient
+    return _logits_gradient(upstream, probabilities, labels, dtype), bias_gradient
 
 
 def _cross_entropy_and_hits(logits, bias, labels):
     """Per-row softmax cross-entropy of `logits` + `bias` (float32) and whether the label has the top logit.
 
-    The same numbers as sparse_softmax_cross_entropy_with_logits and argmax == label, in
-    one XLA kernel each way. With a 30k vocabulary the logits are the largest tensor of a step:
-    TensorFlow's own ops take a dozen passes over them (cast, bias, max, exp, sum, the gradient's
-    scaling, its scatter, its cast back, the bias gradient), together several times as long as the
-    bfloat16 matmul that made them. The forward kernel keeps the probabilities for the gradient; the
-    gradient comes back in the logits' dtype, the bias gradient in float32.
+    The same numbers as sparse_softmax_cross_entropy_with_logits and argmax == label, with the
+    fewest passes over the logits, the largest tensor of a step with a 30k vocabulary: TensorFlow's
+    own ops take a dozen (cast, bias, max, exp, sum, the gradient's scaling, its scatter, its cast
+    back, the bias gradient), together several times as long as the bfloat16 matmul that made them.
+    Elementwise work is compiled by XLA, one pass each way; the reductions (softmax, argmax, the bias
+    gradient's matrix-vector product) are TensorFlow's kernels, which on a CPU run several times as
+    fast as XLA's. The forward keeps the probabilities for the gradient; the gradient comes back in
+    the logits' dtype, the bias gradient in float32.
     """
     loss, hits, probabilities = _vocabulary_softmax(logits, bias, labels)
 

@@ -50,8 +50,12 @@ class Optimizer(tf.Module):
                     tf.zeros_like(variable), trainable=False, name=f"{name}/{slot}".replace("/", "_")
                 )
 
-    def apply(self, gradients, rate, step):
-        """One update of every variable with `gradients` (aligned with `self.names`) at global `step`."""
+    def apply(self, gradients, rate, step, scale=None):
+        """One update of every variable with `gradients` (aligned with `self.names`) at global `step`.
+
+        `scale` (a scalar) multiplies every gradient first, as clipping does: inside the update, so that
+        XLA makes one pass over each weight, its gradient and its slots.
+        """
         b1, b2, eps = self.beta_1, self.beta_2, self.epsilon
         nesterov = self.kind in ("nadam", "nlamb")
         trust_ratio = self.kind in ("lamb", "nlamb")
@@ -62,6 +66,8 @@ class Optimizer(tf.Module):
             v_correction = 1.0 - tf.pow(b2, t)
         for name, variable, grad in zip(self.names, self.variables_list, gradients):
             m_slot, v_slot = self.slots[f"{name}/adam_m"], self.slots[f"{name}/adam_v"]
+            if scale is not None:
+                grad = grad * scale
             m = b1 * m_slot + (1.0 - b1) * grad
             v = b2 * v_slot + (1.0 - b2) * tf.square(grad)
             if nesterov:

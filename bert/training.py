@@ -34,6 +34,7 @@ RUN_FILE = "run.json"
 EXPORT_NAME = "bert_model.ckpt"
 INITIAL_LOSS_SCALE = 2.0**15
 LOSS_SCALE_GROWTH_INTERVAL = 2000
+CLIP_NORM = 1.0
 COMPUTE_DTYPES = {"float32": tf.float32, "float16": tf.float16, "bfloat16": tf.bfloat16}
 # The x86 instructions (Linux's names for them) that let oneDNN compute in a half-precision dtype. Without
 # one, TensorFlow widens every operand to float32 and rounds every result back, so the step is slower
@@ -141,33 +142,39 @@ class Trainer:
         gradients = tape.gradient(scaled, self.variables)
         return [tf.convert_to_tensor(g) for g in gradients], sums
 
-    def _apply(self, gradients):
+    def _apply(self, gradients, scale, rate):
+        self.optimizer.apply(gradients, rate, self.step, scale=scale)
+        self.step.assign_add(1)
         if self.dynamic_scaling:
-            gradients = [g / self.loss_scale for g in gradients]
+            grow = self.good_steps + 1 >= LOSS_SCALE_GROWTH_INTERVAL
+            self.loss_scale.assign(tf.where(grow, self.loss_scale * 2.0, self.loss_scale))
+            self.good_steps.assign(tf.where(grow, tf.constant(0, tf.int64), self.good_steps + 1))
+        return tf.constant(True)
+
+    def _skip(self):
+        if self.dynamic_scaling:
+            self.loss_scale.assign(tf.maximum(self.loss_scale / 2.0, 1.0))
+            self.good_steps.assign(0)
+        return tf.constant(False)
+
+    def _clip_and_update(self, gradients):
+        """Clips `gradients` to global norm CLIP_NORM and applies them, unless one is not finite."""
+        # The norm is reduced by TensorFlow's own kernels (XLA's CPU reductions take several times as
+        # long), and the branch is taken here rather than inside the compiled update, where XLA would
+        # copy every weight and slot to keep them on the skipping side.
         norm = tf.linalg.global_norm(gradients)
-        # An Inf or NaN anywhere makes the norm non-finite: one scalar test instead of one per weight.
-        finite = tf.math.is_finite(norm)
-        clipped, _ = tf.clip_by_global_norm(gradients, 1.0, use_norm=norm)
+        if self.dynamic_scaling:
+            norm = norm / self.loss_scale
+        # tf.clip_by_global_norm's factor, applied inside the update. The loss scale is a power of two,
+        # so dividing the factor by it rounds as dividing each gradient would.
+        scale = CLIP_NORM * tf.minimum(1.0 / norm, 1.0 / CLIP_NORM)
+        if self.dynamic_scaling:
+            scale = scale / self.loss_scale
         rate = optimization.learning_rate(
             self.step, self.options.learning_rate, self.options.num_train_steps, self.options.num_warmup_steps
         )
-
-        def update():
-            self.optimizer.apply(clipped, rate, self.step)
-            self.step.assign_add(1)
-            if self.dynamic_scaling:
-                grow = self.good_steps + 1 >= LOSS_SCALE_GROWTH_INTERVAL
-                self.loss_scale.assign(tf.where(grow, self.loss_scale * 2.0, self.loss_scale))
-                self.good_steps.assign(tf.where(grow, tf.constant(0, tf.int64), self.good_steps + 1))
-            return tf.constant(True)
-
-        def skip():
-            if self.dynamic_scaling:
-                self.loss_scale.assign(tf.maximum(self.loss_scale / 2.0, 1.0))
-                self.good_steps.assign(0)
-            return tf.constant(False)
-
-        applied = tf.cond(finite, update, skip)
+        # An Inf or NaN anywhere makes the norm non-finite: one scalar test instead of one per weight.
+        applied = tf.cond(tf.math.is_finite(norm), lambda: self._update(gradients, scale, rate), self._skip)
         return applied, rate, norm
 
     def _train_step(self, features, stop_requests=0.0):
@@ -197,7 +204,7 @@ class Trainer:
         reduced = self.replicas.all_sum([*gradients, *[sums[n] for n in sum_names]])
         gradients = reduced[: len(gradients)]
         sums = dict(zip(sum_names, reduced[len(gradients) :]))
-        applied, rate, norm = self._update(gradients)
+        applied, rate, norm = self._clip_and_update(gradients)
         report = {"applied": applied, "learning_rate": rate, "gradient_norm": norm, "loss_scale": self.loss_scale,
                   "stop_requests": summed[-1]}
         report["loss"] = task_loss(self.task, sums, counts)

@@ -336,7 +336,7 @@ def test_bfloat16_masked_lm_gradient_makes_no_float32_copy_of_the_logits():
     rows, vocab = 40, 30522
     probabilities = tf.fill([rows, vocab], 1.0 / vocab)
     args = (tf.ones([rows]), probabilities, tf.zeros([rows], tf.int32), tf.bfloat16)
-    hlo = modeling._vocabulary_softmax_gradient.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
+    hlo = modeling._logits_gradient.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
     entry = hlo[hlo.index("ENTRY"):]
     entry = entry[: entry.index("\n}")]
     written = [line.split("=", 1)[1].split()[0] for line in entry.splitlines()[1:]
