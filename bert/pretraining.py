@@ -171,6 +171,12 @@ def _manifest_for(path):
     return None, None
 
 
+def _is_manifest(path):
+    """Whether `path` is a manifest bert-create-data wrote beside its records (judged by name first: records are large)."""
+    name = os.path.basename(path)
+    return (name == records.MANIFEST_NAME or name.endswith(".manifest.json")) and _read_manifest(path) is not None
+
+
 def check_records(files, max_seq_length, max_predictions_per_seq, config, every_record=False):
     """Checks the input files against the flags and the model before training; returns those holding records.
 
@@ -178,8 +184,13 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
     of them with `every_record`: every frame's checksums, every feature present with the length the
     flags say, and every id within what the model has (vocabulary, segments, positions, the two
     next-sentence labels). An empty file is passed over, as the reference's create_pretraining_data.py
-    writes them for a small corpus; no records at all is an error. Raises InputError naming the file.
+    writes them for a small corpus; no records at all is an error. bert-create-data's manifests are passed
+    over too, as a glob like 'records/*' matches them beside the records. Raises InputError naming the file.
     """
+    manifests = [path for path in files if _is_manifest(path)]
+    if manifests and len(manifests) == len(files):
+        raise InputError(f"{files[0]}: a bert-create-data manifest, not records; name the records it lists")
+    files = [path for path in files if path not in manifests]
     spec = feature_spec(max_seq_length, max_predictions_per_seq)
     limits = _value_limits(config, max_seq_length)
     parse = _parser(max_seq_length, max_predictions_per_seq, config)

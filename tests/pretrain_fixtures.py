@@ -35,9 +35,9 @@ def small_config(tmp_path_factory):
     return path
 
 
-def pretrain_args(records_dir, config, output_dir, *extra):
+def pretrain_args(records_dir, config, output_dir, *extra, inputs="part-*.tfrecord"):
     return (
-        f"--input_file={records_dir}/part-*.tfrecord", f"--output_dir={output_dir}", f"--bert_config_file={config}",
+        f"--input_file={records_dir}/{inputs}", f"--output_dir={output_dir}", f"--bert_config_file={config}",
         f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}", "--train_batch_size=8",
         "--learning_rate=1e-3", "--num_warmup_steps=3", "--num_report_steps=5", *extra,
     )

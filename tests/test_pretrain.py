@@ -32,9 +32,10 @@ def snapshot(directory):
 
 def test_train_eval_export(records_dir, small_config, tmp_path):
     out = tmp_path / "runs" / "wiki" / "phase1"  # missing parents are made, as the reference's MakeDirs does
+    # The glob matches bert-create-data's manifest.json beside the records too: it is passed over.
     result = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--do_eval",
                                                 "--num_train_steps=12", "--save_checkpoints_steps=5",
-                                                "--keep_checkpoints=2", "--max_eval_steps=5"))
+                                                "--keep_checkpoints=2", "--max_eval_steps=5", inputs="*"))
     assert result.returncode == 0, result.stderr
     assert "trained to step 12" in result.stdout and "eval masked_lm_accuracy" in result.stdout
 
@@ -465,6 +466,25 @@ def test_record_values_the_model_cannot_take_are_refused_naming_the_record(recor
         with pytest.raises(InputError) as error:
             pretraining.check_records([str(path)], SEQ, PREDICTIONS, config, every_record=every_record)
         assert str(error.value) == f"{path}: {message}"
+
+
+def test_manifests_among_the_inputs_are_passed_over_and_a_manifest_alone_is_refused(records_dir, tmp_path):
+    config = BertConfig.from_dict(SMALL_MODEL)
+    good = sorted(str(p) for p in records_dir.glob("*.tfrecord"))
+    manifest = str(records_dir / records.MANIFEST_NAME)
+    single = tmp_path / "records.tfrecord"
+    single.write_bytes(Path(good[0]).read_bytes())
+    beside = tmp_path / "records.tfrecord.manifest.json"
+    beside.write_text((records_dir / records.MANIFEST_NAME).read_text())
+    assert pretraining.check_records([manifest, *good], SEQ, PREDICTIONS, config) == good
+    assert pretraining.check_records([str(beside), str(single)], SEQ, PREDICTIONS, config) == [str(single)]
+    with pytest.raises(InputError, match=f"^{manifest}: a bert-create-data manifest, not records; name the records it lists$"):
+        pretraining.check_records([manifest], SEQ, PREDICTIONS, config)
+    # A JSON file that is not one of ours is read as records, and named as not being any.
+    other = tmp_path / "notes.manifest.json"
+    other.write_text('{"files": []}')
+    with pytest.raises(InputError, match=f"^{other}: corrupt or truncated TFRecord file"):
+        pretraining.check_records([str(other), *good], SEQ, PREDICTIONS, config)
 
 
 def test_empty_record_files_are_passed_over_but_no_records_at_all_is_refused(records_dir, tmp_path):
