@@ -12,7 +12,22 @@ import numpy as np
 from bert.errors import InputError
 
 
-class AtomicFile:
+class CommitOrAbort:
+    """A `with` block over an output that has `commit()` and `abort()`: it commits when the block ends
+    normally and aborts on any exception, Ctrl-C included, which it lets through."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+        return False
+
+
+class AtomicFile(CommitOrAbort):
     """A file written under a temporary name beside its destination and renamed into place on commit.
 
     Until `commit()` the destination is untouched: an existing file keeps its content and a crash
@@ -73,16 +88,6 @@ class AtomicFile:
             self._file.close()
         with contextlib.suppress(OSError):
             os.unlink(self.temp_path)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-        return False
 
 
 def expand_inputs(patterns, flag="--input_file"):

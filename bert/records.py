@@ -140,7 +140,7 @@ def read_records(stream):
         offset += 12 + length + 4
 
 
-class RecordSink:
+class RecordSink(fileio.CommitOrAbort):
     """Writes records round-robin over several TFRecord files, atomically.
 
     Each file is written under a temporary name in its destination directory and renamed only by
@@ -177,16 +177,6 @@ class RecordSink:
     def abort(self):
         for f in self._files:
             f.abort()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-        return False
 
 
 def file_sha256(path):
