@@ -120,6 +120,12 @@ def _suffix(index, path):
     return "_" + stem.split("_", 1)[-1]
 
 
+def _read_split(task, split):
+    """(path, examples) for each file of a split; raises InputError naming a missing or malformed file."""
+    paths = glue.split_paths(task, FLAGS.data_dir, split, FLAGS.xnli_language)
+    return [(path, glue.read_examples(task, path, split, FLAGS.xnli_language)[0]) for path in paths]
+
+
 class Evaluator:
     """A split's files encoded once, and the reference's eval metrics of the model on them."""
 
@@ -127,8 +133,7 @@ class Evaluator:
         self.task = task
         self.logits_function = logits_function
         self.sets = []
-        for index, path in enumerate(glue.split_paths(task, FLAGS.data_dir, split, FLAGS.xnli_language)):
-            examples, _ = glue.read_examples(task, path, split, FLAGS.xnli_language)
+        for index, (path, examples) in enumerate(_read_split(task, split)):
             arrays = classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, f"encode {split}")
             self.sets.append((_suffix(index, path), arrays))
 
@@ -185,6 +190,8 @@ def main(argv):
     model = classifier.BertClassifier(config, task.num_labels, seed=FLAGS.seed, dropout=FLAGS.classifier_dropout)
     logits_function = classifier.make_logits_function(model, FLAGS.max_seq_length, training.COMPUTE_DTYPES[cli.compute_dtype()])
     dev = Evaluator(task, tokenizer, logits_function, "dev") if (FLAGS.do_eval or FLAGS.keep_best) and chief else None
+    # Read now, so that a missing or malformed test file stops the run before training, not after it.
+    test = _read_split(task, "test") if FLAGS.do_predict else None
     start = time.perf_counter()
     summary = []
     step = None
@@ -233,9 +240,7 @@ def main(argv):
             shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in sorted(results.items()) if k.startswith("eval_"))
             summary.append(f"dev{suffix}: {shown} -> {path}")
     if FLAGS.do_predict:
-        paths = glue.split_paths(task, FLAGS.data_dir, "test", FLAGS.xnli_language)
-        for index, path in enumerate(paths):
-            examples, _ = glue.read_examples(task, path, "test", FLAGS.xnli_language)
+        for index, (path, examples) in enumerate(test):
             arrays = classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, "encode test")
             logits = classifier.predict_logits(logits_function, arrays, FLAGS.predict_batch_size)
             rows = logits[:, :1] if task.is_regression else classifier.softmax(logits)

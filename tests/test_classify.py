@@ -187,11 +187,24 @@ def test_bad_inputs_fail_cleanly_and_leave_the_output_dir(small_config, uncased_
     bad = tmp_path / "bad"
     shutil.copytree(data, bad)
     (bad / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    no_test = tmp_path / "no_test"
+    shutil.copytree(data, no_test)
+    (no_test / "test.tsv").unlink()
+    short_test = tmp_path / "short_test"
+    shutil.copytree(data, short_test)
+    test_lines = (data / "test.tsv").read_text(encoding="utf-8-sig").splitlines()
+    test_lines[3] = "\t".join(test_lines[3].split("\t")[:3])
+    (short_test / "test.tsv").write_text("\n".join(test_lines) + "\n", encoding="utf-8")
     small_vocab_config = tmp_path / "small_vocab.json"
     small_vocab_config.write_text(json.dumps({**SMALL_MODEL, "vocab_size": 1000}))
     cases = [
         (classify_args(bad, small_config, uncased_vocab, tmp_path / "new", "--do_train"), ["train.tsv:6", "label '2'"]),
         (classify_args(data, small_config, uncased_vocab, out, "--do_train", task="SuperGLUE"), ["--task_name", "SuperGLUE"]),
+        # The test file is read before training: a missing or malformed one stops the run before its first step.
+        (classify_args(no_test, small_config, uncased_vocab, tmp_path / "new", "--do_train", "--do_predict"),
+         [str(no_test / "test.tsv"), "not found"]),
+        (classify_args(short_test, small_config, uncased_vocab, tmp_path / "new", "--do_train", "--do_predict"),
+         [f"{short_test / 'test.tsv'}:4", "3 column(s)"]),
         (classify_args(data, small_vocab_config, uncased_vocab, out, "--do_train"), [str(uncased_vocab), "vocab_size"]),
         (classify_args(data, small_config, uncased_vocab, out), ["--do_train, --do_eval or --do_predict"]),
         (classify_args(tmp_path / "absent", small_config, uncased_vocab, out, "--do_eval"), ["--data_dir"]),
