@@ -21,6 +21,7 @@ import numpy as np
 from google.protobuf import text_format
 
 from bert.tf import error_text, tf
+from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
 from bert.errors import InputError
 from bert.fileio import AtomicFile
@@ -36,14 +37,14 @@ def resolve_checkpoint(path, flag="--init_checkpoint"):
     """The checkpoint prefix named by `path`: a prefix, one of its files, or a directory holding one."""
     text = os.fspath(path)
     if os.path.isdir(text):
-        latest = newest_checkpoint(text)
+        latest = newest_checkpoint(text, unlisted=None)
         if latest is None:
             candidates = sorted(name[: -len(".index")] for name in os.listdir(text) if name.endswith(".index"))
             if not candidates:
                 raise InputError(f"{flag}: no checkpoint found in directory {text}")
             if len(candidates) > 1:
                 raise InputError(f"{flag}: directory {text} holds {len(candidates)} checkpoints "
-                                 f"({', '.join(candidates)}) and no 'checkpoint' file saying which is latest; "
+                                 f"({', '.join(candidates)}) and no usable 'checkpoint' file saying which is latest; "
                                  f"name one, e.g. {os.path.join(text, candidates[-1])}")
             latest = os.path.join(text, candidates[0])
         return latest
@@ -54,55 +55,121 @@ def resolve_checkpoint(path, flag="--init_checkpoint"):
     return text
 
 
-def newest_checkpoint(directory, log=None):
+STATE_FILE = "checkpoint"
+
+
+def read_checkpoint_state(directory):
+    """`directory`'s `checkpoint` file (TensorFlow's CheckpointState, paths made absolute) and, if it cannot
+    be used, why not: (state, None), (None, None) when there is no such file, or (None, reason)."""
+    path = os.path.join(directory, STATE_FILE)
+    state = CheckpointState()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text_format.Merge(f.read(), state)
+    except FileNotFoundError:
+        return None, None
+    except OSError as e:
+        return None, f"unreadable ({e.strerror or e})"
+    except (UnicodeDecodeError, text_format.ParseError) as e:
+        return None, f"damaged ({e})"
+    if not state.model_checkpoint_path:
+        return None, "damaged (it names no checkpoint)"
+    state.model_checkpoint_path = os.path.join(directory, state.model_checkpoint_path)
+    state.all_model_checkpoint_paths[:] = [os.path.join(directory, name) for name in state.all_model_checkpoint_paths]
+    return state, None
+
+
+def readable_checkpoints(directory, name):
+    """The checkpoints `directory/name-N` whose index TensorFlow can read, by step: those a run saved whole."""
+    steps = []
+    for entry in os.listdir(directory):
+        match = re.fullmatch(rf"{re.escape(name)}-(\d+)\.index", entry)
+        if match:
+            steps.append(int(match.group(1)))
+    readable = []
+    for step in sorted(steps):
+        prefix = os.path.join(directory, f"{name}-{step}")
+        try:
+            tf.train.load_checkpoint(prefix)
+        except READ_ERRORS:
+            continue
+        readable.append(prefix)
+    return readable
+
+
+def _checkpoint_state(directory, name):
+    """The `checkpoint` file's state or, where that file is missing or damaged while checkpoints `name-N`
+    are there, one listing those that are readable, newest last; and why the file was not used."""
+    state, problem = read_checkpoint_state(directory)
+    if state is not None or name is None or not os.path.isdir(directory):
+        return state, problem
+    readable = readable_checkpoints(directory, name)
+    if not readable:
+        return None, problem
+    state = CheckpointState(model_checkpoint_path=readable[-1], all_model_checkpoint_paths=readable,
+                            all_model_checkpoint_timestamps=[os.path.getmtime(f"{path}.index") for path in readable])
+    return state, problem or "missing"
+
+
+def newest_checkpoint(directory, log=None, unlisted="ckpt"):
     """The newest checkpoint of a run `directory` whose index file is there, or None.
 
     That is the one its `checkpoint` file names as latest or, if that one's files were deleted (to go
     back to an earlier step), the newest listed before it that is still there, which `log` reports.
-    TensorFlow itself would fail to restore a deleted checkpoint the file still names.
+    TensorFlow itself would fail to restore a deleted checkpoint the file still names. Where the file is
+    missing or damaged (an interrupted copy, a full disk) it is the newest readable `unlisted-N` there,
+    so that the run resumes rather than starting again over its own checkpoints; `unlisted=None` relies
+    on the file alone.
     """
-    state = tf.train.get_checkpoint_state(directory)
-    if state is None or not state.model_checkpoint_path:
+    state, problem = _checkpoint_state(directory, unlisted)
+    if state is None:
         return None
     latest = state.model_checkpoint_path
+    if problem and log:
+        log(f"warning: {os.path.join(directory, STATE_FILE)} is {problem}; taking {latest}, the newest readable "
+            f"checkpoint there")
     listed = list(state.all_model_checkpoint_paths)
     earlier = listed[: listed.index(latest)] if latest in listed else listed
     for path in [latest, *reversed(earlier)]:
         if os.path.exists(f"{path}.index"):
             if log and path != latest:
-                log(f"warning: {latest}, the newest checkpoint in {os.path.join(directory, 'checkpoint')}, is "
+                log(f"warning: {latest}, the newest checkpoint in {os.path.join(directory, STATE_FILE)}, is "
                     f"missing; resuming from {path}")
             return path
     if log:
-        log(f"warning: none of the checkpoints named in {os.path.join(directory, 'checkpoint')} is there; "
+        log(f"warning: none of the checkpoints named in {os.path.join(directory, STATE_FILE)} is there; "
             f"starting from step 0")
     return None
 
 
-def forget_missing_checkpoints(directory, latest):
+def forget_missing_checkpoints(directory, latest, name="ckpt"):
     """Rewrites `directory`'s `checkpoint` file to list only checkpoints up to `latest` that are still there.
 
     Otherwise TensorFlow's CheckpointManager would count deleted ones towards its number to keep, and
-    delete the very checkpoint a run resumed from.
+    delete the very checkpoint a run resumed from; a missing or damaged file is written again, or its
+    manager would fail or forget the checkpoints it should delete.
     """
-    state = tf.train.get_checkpoint_state(directory)
-    if state is None:
+    state, problem = _checkpoint_state(directory, name)
+    path = os.path.join(directory, STATE_FILE)
+    if state is None and not problem:
         return
-    path = os.path.join(directory, "checkpoint")
     if latest is None:
-        os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
         return
     listed = list(zip(state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps))
-    end = [name for name, _ in listed].index(latest) + 1 if latest in state.all_model_checkpoint_paths else 0
-    kept = [(name, stamp) for name, stamp in listed[:end] if os.path.exists(f"{name}.index")]
-    if latest == state.model_checkpoint_path and len(kept) == len(listed):
+    end = [prefix for prefix, _ in listed].index(latest) + 1 if latest in state.all_model_checkpoint_paths else 0
+    kept = [(prefix, stamp) for prefix, stamp in listed[:end] if os.path.exists(f"{prefix}.index")]
+    if not problem and latest == state.model_checkpoint_path and len(kept) == len(listed):
         return
     # Relative names, as the manager writes them, so that the run directory can still be moved; the
     # manager needs each checkpoint's timestamp to count it.
-    state.model_checkpoint_path = os.path.relpath(latest, directory)
-    del state.all_model_checkpoint_paths[:], state.all_model_checkpoint_timestamps[:]
-    state.all_model_checkpoint_paths.extend(os.path.relpath(name, directory) for name, _ in kept)
-    state.all_model_checkpoint_timestamps.extend(stamp for _, stamp in kept)
+    state = CheckpointState(
+        model_checkpoint_path=os.path.relpath(latest, directory),
+        all_model_checkpoint_paths=[os.path.relpath(prefix, directory) for prefix, _ in kept],
+        all_model_checkpoint_timestamps=[stamp for _, stamp in kept],
+        last_preserved_timestamp=state.last_preserved_timestamp,
+    )
     with AtomicFile(path) as f:
         f.write(text_format.MessageToString(state))
 

@@ -264,10 +264,14 @@ class DataPosition:
 
     INPUTS_KEY = "inputs/.ATTRIBUTES/VARIABLE_VALUE"
 
-    def __init__(self, output_dir, rank, iterator, keep, inputs):
+    def __init__(self, output_dir, rank, iterator, keep, inputs, resume_step):
         self.directory = os.path.join(output_dir, "data", f"rank-{rank}")
         self.inputs = json.dumps(inputs, sort_keys=True)
         self.checkpoint = tf.train.Checkpoint(iterator=iterator, inputs=tf.Variable(self.inputs, trainable=False))
+        resumed = self.prefix(resume_step)
+        checkpoints.forget_missing_checkpoints(
+            self.directory, resumed if resume_step and os.path.exists(f"{resumed}.index") else None, "data"
+        )
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep, checkpoint_name="data")
 
     def prefix(self, step):
@@ -383,9 +387,12 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     runs on every rank after each checkpoint. Returns the final step and the last report (Python floats).
     """
     chief = replicas.rank == 0
-    latest = checkpoints.newest_checkpoint(options.output_dir, log if chief else None)
+    latest = checkpoints.newest_checkpoint(options.output_dir, log) if chief else None
     if chief:
         checkpoints.forget_missing_checkpoints(options.output_dir, latest)
+    resume_step = int(latest.rsplit("-", 1)[1]) if latest else 0
+    # A collective, so also no rank reads the `checkpoint` file below before the chief has mended it.
+    resume_step = int(replicas.all_sum([tf.constant(resume_step, tf.int64)])[0])
     model_checkpoint = tf.train.Checkpoint(**trainer.state())
     manager = tf.train.CheckpointManager(
         model_checkpoint, options.output_dir, max_to_keep=options.keep_checkpoints, checkpoint_name="ckpt"
@@ -397,10 +404,9 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         # Sizes too: shards made again under the same names are other input.
         files = [[os.path.abspath(path), os.path.getsize(path)] for path in input_files or ()]
         inputs = {"files": files, "ranks": replicas.size}
-        position = DataPosition(options.output_dir, replicas.rank, iterator, options.keep_checkpoints, inputs)
+        position = DataPosition(options.output_dir, replicas.rank, iterator, options.keep_checkpoints, inputs,
+                                resume_step)
 
-    resume_step = int(latest.rsplit("-", 1)[1]) if latest else 0
-    resume_step = int(replicas.all_sum([tf.constant(resume_step if chief else 0, tf.int64)])[0])
     if resume_step:
         path = os.path.join(options.output_dir, f"ckpt-{resume_step}")
         try:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert import distributed, modeling, pretraining, records, training
+from bert import checkpoints, distributed, modeling, pretraining, records, training
 from bert.config import BertConfig
 from bert.errors import DamagedRecordError, InputError, StopRequested
 from tests.conftest import ROOT, assert_clean_failure, run_cli, run_with_random_kills, wait_for
@@ -139,6 +139,50 @@ def test_sigterm_saves_the_step_it_stops_after_and_the_resumed_run_is_bit_identi
     assert finish.returncode == 0, finish.stderr
     assert f"resuming from {out}/ckpt-{step} (step {step})" in finish.stderr
     _assert_same_weights(uninterrupted, tensors(out / "bert_model.ckpt"))
+
+
+def test_a_missing_or_damaged_checkpoint_file_is_rebuilt_and_the_run_resumes_bit_identical(records_dir, small_config,
+                                                                                            tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    command = _command(records_dir, small_config, out)
+    process = subprocess.Popen(command, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(out / "ckpt-8.index", process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    step = int(re.search(r"after step (\d+) of 30", stderr)[1])
+    assert step < 24  # so that the run's own saves from here replace every checkpoint it had
+    state_file, newest = out / "checkpoint", str(out / f"ckpt-{step}")
+    # A newer index cut short, as a kill while TensorFlow wrote it would leave: unreadable, so passed over.
+    (out / "ckpt-31.index").write_bytes((out / f"ckpt-{step}.index").read_bytes()[:100])
+
+    # Without the file TensorFlow sees no checkpoint, and the run would start again over its own checkpoints.
+    for damage, problem in [(None, "missing"), (b"", "damaged (it names no checkpoint)"),
+                            (state_file.read_bytes()[:40], "damaged ("), (b"\xff\xfe\x00", "damaged ('utf-8' codec")]:
+        if damage is None:
+            state_file.unlink()
+        else:
+            state_file.write_bytes(damage)
+        said = []
+        assert checkpoints.newest_checkpoint(str(out), said.append) == newest
+        assert len(said) == 1 and said[0].startswith(f"warning: {state_file} is {problem}"), said
+        assert said[0].endswith(f"; taking {newest}, the newest readable checkpoint there"), said
+        # --init_checkpoint does not guess which of a directory's checkpoints is meant.
+        with pytest.raises(InputError, match="no usable 'checkpoint' file saying which is latest"):
+            checkpoints.resolve_checkpoint(out)
+    state_file.write_bytes(b"")
+    (out / "data" / "rank-0" / "checkpoint").write_bytes(b"")
+
+    finish = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=ROOT)
+    assert finish.returncode == 0, finish.stderr
+    assert f"{state_file} is damaged (it names no checkpoint); taking {newest}" in finish.stderr
+    assert f"resuming from {newest} (step {step})" in finish.stderr
+    _assert_same_weights(uninterrupted, tensors(out / "bert_model.ckpt"))
+    # Both files were written again in full, so --keep_checkpoints=3 still counted and deleted the older checkpoints.
+    assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-24.index", "ckpt-28.index", "ckpt-30.index",
+                                                                 "ckpt-31.index"]
+    assert sorted(p.name for p in (out / "data" / "rank-0").glob("data-*.index")) == [
+        "data-24.index", "data-28.index", "data-30.index"]
 
 
 def test_a_first_signal_asks_for_a_stop_and_a_second_acts_as_without_it():
