@@ -1,6 +1,8 @@
 """Atomic output files, input globs, and the checks every command makes before writing."""
 
 import contextlib
+import errno
+import fcntl
 import glob
 import hashlib
 import json
@@ -131,6 +133,37 @@ def make_output_dir(directory, flag):
         except OSError as e:
             raise InputError(f"{flag}: cannot create {directory}: {e.strerror or e}") from None
     check_writable_dir(directory, flag)
+
+
+LOCK_FILE = ".lock"
+# The open lock files of this process, by directory: the kernel releases a lock when its holder ends, however it ends.
+_held_locks = {}
+
+
+def lock_directory(directory, flag):
+    """Locks `directory` to this process until it ends; raises InputError naming the flag if another holds it.
+
+    Two training processes writing the same run would interleave their checkpoints. The lock is an
+    flock on `directory/.lock`, created empty and never written, so a refused command changes nothing; on
+    a file system without locks (some network ones) the directory stays unlocked.
+    """
+    key = os.path.realpath(directory)
+    if key in _held_locks:
+        return
+    path = os.path.join(directory, LOCK_FILE)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise InputError(f"{flag}: cannot create {path}: {e.strerror or e}") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(descriptor)
+        if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            raise InputError(f"{flag}: {directory} is in use by another training process (it holds {path}); wait "
+                             f"for it to end or use another {flag}") from None
+        return
+    _held_locks[key] = descriptor
 
 
 def check_output_file(path, flag, inputs=()):

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from bert import checkpoints, modeling, optimization
 from bert.errors import DamagedRecordError, InputError, StopRequested
-from bert.fileio import AtomicFile
+from bert.fileio import AtomicFile, lock_directory
 from bert.tf import error_text, tf
 
 RUN_FILE = "run.json"
@@ -214,12 +214,15 @@ class Trainer:
 
 
 def check_run_directory(output_dir, description, chief):
-    """Refuses an output directory that holds a run of another model or data shape; records ours there.
+    """Refuses an output directory that another training process is using, or that holds a run of another
+    model or data shape; records ours there, and locks it (on the chief) while this process lives.
 
     `description` is a JSON-able dict of what must not change between a run and its resumption. Only a
     run that saved a checkpoint or its exported model binds the directory: one refused or stopped before
     its first checkpoint left nothing to resume or lose, so its record is replaced.
     """
+    if chief:
+        lock_directory(output_dir, "--output_dir")
     path = os.path.join(output_dir, RUN_FILE)
     saved = checkpoints.newest_checkpoint(output_dir)
     exported = os.path.exists(os.path.join(output_dir, f"{EXPORT_NAME}.index"))

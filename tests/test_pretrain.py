@@ -185,6 +185,27 @@ def test_a_missing_or_damaged_checkpoint_file_is_rebuilt_and_the_run_resumes_bit
         "data-24.index", "data-28.index", "data-30.index"]
 
 
+def test_a_second_training_process_on_a_run_in_progress_is_refused(records_dir, small_config, tmp_path):
+    out = tmp_path / "busy"
+    endless = [sys.executable, "-m", "bert.pretrain", *pretrain_args(
+        records_dir, small_config, out, "--do_train", "--num_train_steps=1000000", "--save_checkpoints_steps=1000000")]
+    process = subprocess.Popen(endless, env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(out / "run.json", process)
+        before = (out / "run.json").read_bytes()
+        second = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=2"))
+        assert_clean_failure(second, f"--output_dir: {out} is in use by another training process (it holds {out / '.lock'})")
+        assert (out / "run.json").read_bytes() == before and not list(out.glob("ckpt-*"))
+        assert process.poll() is None
+    finally:
+        process.kill()
+        process.wait()
+    # However its holder ended, the lock ends with it.
+    after = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=2"))
+    assert after.returncode == 0, after.stderr
+    assert (out / "ckpt-2.index").exists()
+
+
 def test_a_first_signal_asks_for_a_stop_and_a_second_acts_as_without_it():
     # SIGINT as in a terminal, whatever started pytest (a background job starts with it ignored).
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
