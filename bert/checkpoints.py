@@ -21,6 +21,7 @@ import numpy as np
 from google.protobuf import text_format
 
 from bert.tf import error_text, tf
+# The record behind tf.train.get_checkpoint_state, which TensorFlow exports under no public name.
 from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
 from bert.errors import InputError
@@ -37,7 +38,9 @@ def resolve_checkpoint(path, flag="--init_checkpoint"):
     """The checkpoint prefix named by `path`: a prefix, one of its files, or a directory holding one."""
     text = os.fspath(path)
     if os.path.isdir(text):
-        latest = newest_checkpoint(text, unlisted=None)
+        # Only the `checkpoint` file says which of several checkpoints is meant: no guess from the others.
+        state, _ = read_checkpoint_state(text)
+        latest = _newest_listed(state, text) if state else None
         if latest is None:
             candidates = sorted(name[: -len(".index")] for name in os.listdir(text) if name.endswith(".index"))
             if not candidates:
@@ -79,31 +82,34 @@ def read_checkpoint_state(directory):
     return state, None
 
 
-def readable_checkpoints(directory, name):
-    """The checkpoints `directory/name-N` whose index TensorFlow can read, by step: those a run saved whole."""
+def _readable_checkpoints(directory, checkpoint_name):
+    """The checkpoints `directory/checkpoint_name-N` whose index and data files are there and whose index
+    TensorFlow can read, by step: a save cut short leaves its index missing or unreadable."""
     steps = []
     for entry in os.listdir(directory):
-        match = re.fullmatch(rf"{re.escape(name)}-(\d+)\.index", entry)
+        match = re.fullmatch(rf"{re.escape(checkpoint_name)}-(\d+)\.index", entry)
         if match:
             steps.append(int(match.group(1)))
     readable = []
     for step in sorted(steps):
-        prefix = os.path.join(directory, f"{name}-{step}")
+        prefix = os.path.join(directory, f"{checkpoint_name}-{step}")
         try:
             tf.train.load_checkpoint(prefix)
         except READ_ERRORS:
             continue
-        readable.append(prefix)
+        if glob.glob(glob.escape(prefix) + ".data-*"):
+            readable.append(prefix)
     return readable
 
 
-def _checkpoint_state(directory, name):
-    """The `checkpoint` file's state or, where that file is missing or damaged while checkpoints `name-N`
-    are there, one listing those that are readable, newest last; and why the file was not used."""
+def _checkpoint_state(directory, checkpoint_name):
+    """The `checkpoint` file's state or, where that file is missing or damaged while checkpoints
+    `checkpoint_name-N` are there, one listing those that are readable, newest last; and why the file was
+    not used (None when it was, or when there is neither file nor checkpoint)."""
     state, problem = read_checkpoint_state(directory)
-    if state is not None or name is None or not os.path.isdir(directory):
+    if state is not None or not os.path.isdir(directory):
         return state, problem
-    readable = readable_checkpoints(directory, name)
+    readable = _readable_checkpoints(directory, checkpoint_name)
     if not readable:
         return None, problem
     state = CheckpointState(model_checkpoint_path=readable[-1], all_model_checkpoint_paths=readable,
@@ -111,49 +117,53 @@ def _checkpoint_state(directory, name):
     return state, problem or "missing"
 
 
-def newest_checkpoint(directory, log=None, unlisted="ckpt"):
-    """The newest checkpoint of a run `directory` whose index file is there, or None.
-
-    That is the one its `checkpoint` file names as latest or, if that one's files were deleted (to go
-    back to an earlier step), the newest listed before it that is still there, which `log` reports.
-    TensorFlow itself would fail to restore a deleted checkpoint the file still names. Where the file is
-    missing or damaged (an interrupted copy, a full disk) it is the newest readable `unlisted-N` there,
-    so that the run resumes rather than starting again over its own checkpoints; `unlisted=None` relies
-    on the file alone.
-    """
-    state, problem = _checkpoint_state(directory, unlisted)
-    if state is None:
-        return None
+def _newest_listed(state, directory, log=None):
+    """The newest checkpoint `directory`'s `state` lists whose index file is there: its latest or, if that one's
+    files were deleted (to go back to an earlier step), the newest listed before it, which `log` reports."""
     latest = state.model_checkpoint_path
-    if problem and log:
-        log(f"warning: {os.path.join(directory, STATE_FILE)} is {problem}; taking {latest}, the newest readable "
-            f"checkpoint there")
     listed = list(state.all_model_checkpoint_paths)
     earlier = listed[: listed.index(latest)] if latest in listed else listed
+    state_file = os.path.join(directory, STATE_FILE)
     for path in [latest, *reversed(earlier)]:
         if os.path.exists(f"{path}.index"):
             if log and path != latest:
-                log(f"warning: {latest}, the newest checkpoint in {os.path.join(directory, STATE_FILE)}, is "
-                    f"missing; resuming from {path}")
+                log(f"warning: {latest}, the newest checkpoint in {state_file}, is missing; resuming from {path}")
             return path
     if log:
-        log(f"warning: none of the checkpoints named in {os.path.join(directory, STATE_FILE)} is there; "
-            f"starting from step 0")
+        log(f"warning: none of the checkpoints named in {state_file} is there; starting from step 0")
     return None
 
 
-def forget_missing_checkpoints(directory, latest, name="ckpt"):
+def newest_checkpoint(directory, log=None, checkpoint_name="ckpt"):
+    """The newest checkpoint of a run `directory` whose index file is there, or None.
+
+    That is the one its `checkpoint` file names as latest or, if that one's files were deleted, the newest
+    listed before it that is still there (TensorFlow itself would fail to restore a deleted checkpoint the
+    file still names). Where the file is missing or damaged (an interrupted copy, a full disk) it is the
+    newest readable `checkpoint_name-N` there, so that the run resumes rather than starting again over its
+    own checkpoints. `log` gets a warning for each of these.
+    """
+    state, problem = _checkpoint_state(directory, checkpoint_name)
+    if state is None:
+        return None
+    if problem and log:
+        log(f"warning: {os.path.join(directory, STATE_FILE)} is {problem}; taking {state.model_checkpoint_path}, "
+            f"the newest readable checkpoint there")
+    return _newest_listed(state, directory, log)
+
+
+def forget_missing_checkpoints(directory, latest, checkpoint_name="ckpt"):
     """Rewrites `directory`'s `checkpoint` file to list only checkpoints up to `latest` that are still there.
 
     Otherwise TensorFlow's CheckpointManager would count deleted ones towards its number to keep, and
     delete the very checkpoint a run resumed from; a missing or damaged file is written again, or its
     manager would fail or forget the checkpoints it should delete.
     """
-    state, problem = _checkpoint_state(directory, name)
+    state, problem = _checkpoint_state(directory, checkpoint_name)
     path = os.path.join(directory, STATE_FILE)
     if state is None and not problem:
         return
-    if latest is None:
+    if latest is None or state is None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         return

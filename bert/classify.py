@@ -204,7 +204,7 @@ def main(argv):
             options, bert_config=config.to_dict(), max_seq_length=FLAGS.max_seq_length, task=task.name,
             labels=task.labels, train_data=fingerprint,
         )
-        training.check_run_directory(FLAGS.output_dir, description, chief)
+        training.check_run_directory(FLAGS.output_dir, description, replicas)
         arrays = fileio.cached_arrays(
             os.path.join(FLAGS.output_dir, f"train-features-{fingerprint}.npz"),
             lambda: classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, "encode train"),
@@ -230,7 +230,8 @@ def main(argv):
         step = best["step"]
         summary.append(f"using the best checkpoint (step {step}, dev {best['metric']} {best['value']:.4f})")
     elif step is None:
-        step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint, optional=classifier.OPTIONAL_INIT)
+        step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint,
+                                         optional=classifier.OPTIONAL_INIT, log=log)
     if FLAGS.do_eval:
         for suffix, arrays in dev.sets:
             results = dev.evaluate(arrays, FLAGS.eval_batch_size)

@@ -136,7 +136,8 @@ def make_output_dir(directory, flag):
 
 
 LOCK_FILE = ".lock"
-# The open lock files of this process, by directory: the kernel releases a lock when its holder ends, however it ends.
+# The open lock files of this process, by directory: the kernel releases a lock when its holder ends, however it
+# ends (a child forked without exec would hold it on).
 _held_locks = {}
 
 
@@ -145,21 +146,22 @@ def lock_directory(directory, flag):
 
     Two training processes writing the same run would interleave their checkpoints. The lock is an
     flock on `directory/.lock`, created empty and never written, so a refused command changes nothing; on
-    a file system without locks (some network ones) the directory stays unlocked.
+    a file system without locks the directory stays unlocked. Opened for writing: NFS, where two jobs
+    most easily meet, grants an exclusive lock only on such a file.
     """
     key = os.path.realpath(directory)
     if key in _held_locks:
         return
     path = os.path.join(directory, LOCK_FILE)
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
         raise InputError(f"{flag}: cannot create {path}: {e.strerror or e}") from None
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
         os.close(descriptor)
-        if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
+        if e.errno == errno.EWOULDBLOCK:
             raise InputError(f"{flag}: {directory} is in use by another training process (it holds {path}); wait "
                              f"for it to end or use another {flag}") from None
         return

@@ -82,7 +82,7 @@ def main(argv):
             max_seq_length=FLAGS.max_seq_length,
             max_predictions_per_seq=FLAGS.max_predictions_per_seq,
         )
-        training.check_run_directory(FLAGS.output_dir, description, chief)
+        training.check_run_directory(FLAGS.output_dir, description, replicas)
         trainer = training.Trainer(task, options, replicas)
         rank_batch = FLAGS.train_batch_size * FLAGS.num_accumulation_steps
         global_batch = rank_batch * replicas.size
@@ -108,7 +108,7 @@ def main(argv):
     if FLAGS.do_eval and chief:
         if step is None:
             step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint,
-                                             evaluation_flags="--do_eval")
+                                             evaluation_flags="--do_eval", log=log)
         dataset = pretraining.evaluation_dataset(files, FLAGS.eval_batch_size, FLAGS.max_seq_length,
                                                  FLAGS.max_predictions_per_seq, config)
         with pretraining.damage_located(*record_check):

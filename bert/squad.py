@@ -194,7 +194,7 @@ def main(argv):
         )
         options, rank_batch, global_batch = cli.fine_tuning_options(FLAGS.output_dir, len(examples), replicas)
         description = training.describe(options, bert_config=config.to_dict(), task="squad", train_data=fingerprint, **_window_settings())
-        training.check_run_directory(FLAGS.output_dir, description, chief)
+        training.check_run_directory(FLAGS.output_dir, description, replicas)
         arrays = fileio.cached_arrays(
             os.path.join(FLAGS.output_dir, f"train-features-{fingerprint}.npz"),
             lambda: feature_arrays(
@@ -214,7 +214,8 @@ def main(argv):
             summary.append(training.training_summary(step, replicas, global_batch, report, export))
     if chief and (FLAGS.do_predict or FLAGS.do_eval):
         if step is None:
-            step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint, optional=OPTIONAL_INIT)
+            step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint,
+                                             optional=OPTIONAL_INIT, log=log)
         predictions, nbest, null_odds = predict(
             model, predict_examples, predict_features, training.COMPUTE_DTYPES[cli.compute_dtype()])
         _write_json(os.path.join(FLAGS.output_dir, "predictions.json"), predictions)

@@ -213,7 +213,7 @@ class Trainer:
         return report
 
 
-def check_run_directory(output_dir, description, chief):
+def check_run_directory(output_dir, description, replicas):
     """Refuses an output directory that another training process is using, or that holds a run of another
     model or data shape; records ours there, and locks it (on the chief) while this process lives.
 
@@ -221,8 +221,16 @@ def check_run_directory(output_dir, description, chief):
     run that saved a checkpoint or its exported model binds the directory: one refused or stopped before
     its first checkpoint left nothing to resume or lose, so its record is replaced.
     """
+    chief = replicas.rank == 0
+    busy = None
     if chief:
-        lock_directory(output_dir, "--output_dir")
+        try:
+            lock_directory(output_dir, "--output_dir")
+        except InputError as e:
+            busy = e
+    # Every rank stops with the chief rather than wait for it in the first collective of training.
+    if int(replicas.all_sum([tf.constant(1 if busy else 0, tf.int64)])[0]):
+        raise busy or InputError(f"--output_dir: {output_dir} is in use by another training process (rank 0 found it locked)")
     path = os.path.join(output_dir, RUN_FILE)
     saved = checkpoints.newest_checkpoint(output_dir)
     exported = os.path.exists(os.path.join(output_dir, f"{EXPORT_NAME}.index"))
@@ -288,7 +296,10 @@ class DataPosition:
         path = self.prefix(step)
         if not os.path.exists(path + ".index"):
             return "none was saved"
-        reader = tf.train.load_checkpoint(path)
+        try:
+            reader = tf.train.load_checkpoint(path)
+        except checkpoints.READ_ERRORS as e:
+            return f"{path} is damaged: {error_text(e)}"
         if not reader.has_tensor(self.INPUTS_KEY):
             return "an earlier version saved it without its input"
         if reader.get_tensor(self.INPUTS_KEY).decode() != self.inputs:
@@ -577,15 +588,16 @@ def describe(options, **shape):
     }
 
 
-def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=(), evaluation_flags="--do_eval or --do_predict"):
+def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=(), evaluation_flags="--do_eval or --do_predict",
+                     log=None):
     """Loads the newest checkpoint of `output_dir`, or else `init_checkpoint`, for evaluation; returns the step.
 
     The step is the reference's `global_step`: that of the run in `output_dir`, and 0 when only
     `init_checkpoint` is evaluated (the reference restores its trainable variables alone, so a
     `global_step` it holds belongs to the run that made it, not to this one). `evaluation_flags` names
-    the command's evaluation flags in the message when there is neither.
+    the command's evaluation flags in the message when there is neither; `log` gets newest_checkpoint's warnings.
     """
-    run_checkpoint = checkpoints.newest_checkpoint(output_dir)
+    run_checkpoint = checkpoints.newest_checkpoint(output_dir, log)
     if not (run_checkpoint or init_checkpoint):
         raise InputError(f"{evaluation_flags} without --do_train needs a checkpoint in --output_dir or --init_checkpoint")
     if not run_checkpoint:

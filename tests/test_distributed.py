@@ -1,5 +1,6 @@
 """Data parallelism for real: two ranks under horovodrun (Gloo) and two tf.distribute workers on this machine."""
 
+import fcntl
 import json
 import os
 import re
@@ -149,6 +150,22 @@ def test_a_worker_stopped_by_a_failed_write_ends_the_other_with_one_line_each(re
     assert lines[1] == ["bert-pretrain: error: lost contact with another worker after step 2: its own output says why it "
                         "stopped; run the same command again on every worker to resume from the newest checkpoint"]
     assert not list(out.glob("ckpt-*"))
+
+
+def test_every_worker_stops_with_one_line_when_the_output_dir_is_in_use(records_dir, small_config, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a training process still running there holds it
+        processes = _start_mirrored_pretrain(records_dir, small_config, out, "--num_train_steps=4")
+        outputs = [p.communicate(timeout=600) for p in processes]
+    lines = [[line for line in stderr.splitlines() if line.strip()] for _, stderr in outputs]
+    assert [p.returncode for p in processes] == [1, 1], outputs
+    assert lines[0] == [f"bert-pretrain: error: --output_dir: {out} is in use by another training process (it holds "
+                        f"{out / '.lock'}); wait for it to end or use another --output_dir"]
+    assert lines[1] == [f"bert-pretrain: error: --output_dir: {out} is in use by another training process (rank 0 found "
+                        "it locked)"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]
 
 
 def _stopped_step(line, cause, out):

@@ -185,6 +185,18 @@ def test_a_missing_or_damaged_checkpoint_file_is_rebuilt_and_the_run_resumes_bit
         "data-24.index", "data-28.index", "data-30.index"]
 
 
+def test_an_unreadable_input_position_is_reported_and_its_input_restarts(tmp_path):
+    ranks = tmp_path / "data" / "rank-0"
+    ranks.mkdir(parents=True)
+    (ranks / "checkpoint").write_bytes(b"")
+    (ranks / "data-4.index").write_bytes(bytes(100))
+    iterator = iter(tf.data.Dataset.range(10))
+    position = training.DataPosition(str(tmp_path), 0, iterator, 3, {"files": [], "ranks": 1}, resume_step=4)
+    assert not (ranks / "checkpoint").exists()  # nothing readable to list, so the manager starts a new list
+    assert position.restore(4).startswith(f"{ranks / 'data-4'} is damaged: ")
+    assert int(next(iterator)) == 0
+
+
 def test_a_second_training_process_on_a_run_in_progress_is_refused(records_dir, small_config, tmp_path):
     out = tmp_path / "busy"
     endless = [sys.executable, "-m", "bert.pretrain", *pretrain_args(
