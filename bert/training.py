@@ -15,6 +15,7 @@ SIGTERM loses nothing: it saves a checkpoint at the next step's end and exits (`
 """
 
 import contextlib
+import datetime
 import json
 import os
 import signal
@@ -213,6 +214,10 @@ class Trainer:
         return report
 
 
+# How often at most fit() prints a progress line where there is no progress bar.
+PLAIN_PROGRESS_SECONDS = 60
+
+
 def check_run_directory(output_dir, description, replicas):
     """Refuses an output directory that another training process is using, or that holds a run of another
     model or data shape; records ours there, and locks it (on the chief) while this process lives.
@@ -392,13 +397,15 @@ def _next_batch(batches):
 
 
 def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_size=None, log=print,
-        optional_init=(), on_save=None, input_files=None):
+        optional_init=(), on_save=None, input_files=None, progress_log=None):
     """Trains `trainer` on `dataset` to options.num_train_steps, resuming from OUTPUT_DIR when it can.
 
     `dataset` is a tf.data.Dataset (its iterator is checkpointed per rank, and restored on resuming
     only if it reads the same `input_files` with as many ranks) or an IndexedBatches.
     `optional_init` names variables (a new task head) that --init_checkpoint may lack; `on_save(step)`
-    runs on every rank after each checkpoint. Returns the final step and the last report (Python floats).
+    runs on every rank after each checkpoint. Where the progress bar has no terminal to draw on (horovodrun,
+    Docker and Slurm logs), `progress_log` gets a line at the first report and then at most every
+    PLAIN_PROGRESS_SECONDS. Returns the final step and the last report (Python floats).
     """
     chief = replicas.rank == 0
     latest = checkpoints.newest_checkpoint(options.output_dir, log) if chief else None
@@ -451,7 +458,10 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         iterator = dataset.from_step(step)
     total = options.num_train_steps
     progress = tqdm(total=total, initial=step, desc="train", unit="step", disable=None if chief else True)
+    plain_progress = progress_log if progress.disable else None
+    first_step, last_line = step, None
     window, window_start, window_steps = {}, time.perf_counter(), 0
+    fit_start = window_start
     report = {}
     loss_scale = float(trainer.loss_scale.numpy())
     saved_step = step
@@ -490,6 +500,13 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                                 if key != "applied":
                                     tf.summary.scalar(key, value)
                         writer.flush()
+                    now = time.perf_counter()
+                    # (A skipped float16 step can report before this process has taken one.)
+                    if plain_progress and step > first_step and (last_line is None or now - last_line >= PLAIN_PROGRESS_SECONDS):
+                        left = datetime.timedelta(seconds=round((total - step) * (now - fit_start) / (step - first_step)))
+                        plain_progress(f"step {step} of {total}: loss {means['loss']:.4f}, "
+                                       f"{means['sequences_per_second']:.1f} sequences/s, {left} left")
+                        last_line = now
                     window, window_start, window_steps = {}, time.perf_counter(), 0
                 scheduled = step % options.save_checkpoints_steps == 0 or step == total
                 # A skipped float16 step leaves the step where it was: nothing new to save, and it is redone

@@ -38,6 +38,13 @@ def test_train_eval_export(records_dir, small_config, tmp_path):
                                                 "--keep_checkpoints=2", "--max_eval_steps=5", inputs="*"))
     assert result.returncode == 0, result.stderr
     assert "trained to step 12" in result.stdout and "eval masked_lm_accuracy" in result.stdout
+    # Its output is no terminal, so no progress bar: plain lines instead, the first at the first report (step 5).
+    progress = [line for line in result.stdout.splitlines() if " left" in line]
+    assert progress and progress[0].startswith("bert-pretrain: step 5 of 12: loss "), result.stdout
+    for line in progress:
+        assert re.fullmatch(r"bert-pretrain: step (5|10|12) of 12: loss \d+\.\d{4}, \d+\.\d sequences/s, \d+:\d\d:\d\d left",
+                            line), line
+    assert "\r" not in result.stderr
 
     exported = tensors(out / "bert_model.ckpt")
     assert int(exported.pop("global_step")) == 12
