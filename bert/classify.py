@@ -204,7 +204,7 @@ def main(argv):
             options, bert_config=config.to_dict(), max_seq_length=FLAGS.max_seq_length, task=task.name,
             labels=task.labels, train_data=fingerprint,
         )
-        training.check_run_directory(FLAGS.output_dir, description, replicas)
+        training.check_run_directory(FLAGS.output_dir, description, replicas, FLAGS.init_checkpoint)
         arrays = fileio.cached_arrays(
             os.path.join(FLAGS.output_dir, f"train-features-{fingerprint}.npz"),
             lambda: classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, "encode train"),

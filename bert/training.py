@@ -218,15 +218,25 @@ class Trainer:
 PLAIN_PROGRESS_SECONDS = 60
 
 
-def check_run_directory(output_dir, description, replicas):
-    """Refuses an output directory that another training process is using, or that holds a run of another
-    model or data shape; records ours there, and locks it (on the chief) while this process lives.
+def check_run_directory(output_dir, description, replicas, init_checkpoint=None):
+    """Refuses an output directory that another training process is using, that holds a run of another
+    model or data shape, or whose export would replace `init_checkpoint` (a released model's directory
+    given as --output_dir); records ours there, and locks it (on the chief) while this process lives.
 
     `description` is a JSON-able dict of what must not change between a run and its resumption. Only a
     run that saved a checkpoint or its exported model binds the directory: one refused or stopped before
     its first checkpoint left nothing to resume or lose, so its record is replaced.
     """
     chief = replicas.rank == 0
+    saved = checkpoints.newest_checkpoint(output_dir)
+    export = os.path.join(output_dir, EXPORT_NAME)
+    exported = os.path.exists(f"{export}.index")
+    # A run resuming from its own checkpoint does not read --init_checkpoint.
+    if exported and init_checkpoint and not saved:
+        start = checkpoints.resolve_checkpoint(init_checkpoint)
+        if os.path.realpath(f"{start}.index") == os.path.realpath(f"{export}.index"):
+            raise InputError(f"--init_checkpoint: {start} is where this run exports its model, which would replace "
+                             f"it; use another --output_dir")
     busy = None
     if chief:
         try:
@@ -237,8 +247,6 @@ def check_run_directory(output_dir, description, replicas):
     if int(replicas.all_sum([tf.constant(1 if busy else 0, tf.int64)])[0]):
         raise busy or InputError(f"--output_dir: {output_dir} is in use by another training process (rank 0 found it locked)")
     path = os.path.join(output_dir, RUN_FILE)
-    saved = checkpoints.newest_checkpoint(output_dir)
-    exported = os.path.exists(os.path.join(output_dir, f"{EXPORT_NAME}.index"))
     if (saved or exported) and os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as f:

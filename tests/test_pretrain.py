@@ -299,6 +299,22 @@ def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_conf
     assert snapshot(out) == before
 
 
+def test_an_init_checkpoint_that_the_export_would_replace_is_refused_and_left(records_dir, small_config, tmp_path):
+    first = run_cli("pretrain", *pretrain_args(records_dir, small_config, tmp_path / "run", "--do_train", "--num_train_steps=2"))
+    assert first.returncode == 0, first.stderr
+    released = tmp_path / "released"  # as a released model's directory: bert_model.ckpt and bert_config.json
+    released.mkdir()
+    for path in [*(tmp_path / "run").glob("bert_model.ckpt.*"), tmp_path / "run" / "bert_config.json"]:
+        shutil.copy(path, released)
+    before = snapshot(released)
+    for init in (released, released / "bert_model.ckpt", released / "bert_model.ckpt.index"):
+        result = run_cli("pretrain", *pretrain_args(records_dir, small_config, released, "--do_train", "--num_train_steps=2",
+                                                    f"--init_checkpoint={init}"))
+        assert_clean_failure(result, f"--init_checkpoint: {released / 'bert_model.ckpt'} is where this run exports its "
+                                     "model, which would replace it; use another --output_dir")
+    assert snapshot(released) == before
+
+
 def test_damaged_or_deleted_checkpoints_are_named_or_passed_over(records_dir, small_config, tmp_path):
     run = tmp_path / "run"
     first = run_cli("pretrain", *pretrain_args(records_dir, small_config, run, "--do_train", "--num_train_steps=4",
