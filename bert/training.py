@@ -214,10 +214,6 @@ class Trainer:
         return report
 
 
-# How often at most fit() prints a progress line where there is no progress bar.
-PLAIN_PROGRESS_SECONDS = 60
-
-
 def check_run_directory(output_dir, description, replicas, init_checkpoint=None):
     """Refuses an output directory that another training process is using, that holds a run of another
     model or data shape, or whose export would replace `init_checkpoint` (a released model's directory
@@ -402,6 +398,10 @@ def _next_batch(batches):
     except UnicodeDecodeError:
         # TensorFlow's message quotes the record, and a record that is not a tf.train.Example may not be text.
         raise DamagedRecordError("--input_file: a record is not a tf.train.Example") from None
+
+
+# How often at most fit() prints a progress line where there is no progress bar.
+PLAIN_PROGRESS_SECONDS = 60
 
 
 def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_size=None, log=print,
