@@ -206,14 +206,6 @@ def chief_log(replicas):
     return rank_log() if replicas.rank == 0 else (lambda message: None)
 
 
-def chief_progress(replicas):
-    """A function printing `<command>: message` to stdout on rank 0 only, at once: training's progress lines
-    in logs, where stdout is not line-buffered."""
-    if replicas.rank != 0:
-        return lambda message: None
-    return lambda message: print(f"{_program()}: {message}", flush=True)
-
-
 def start_training_run():
     """The data-parallel replicas the flags ask for, with TensorFlow seeded (deterministic, TF32 if asked).
 

@@ -100,7 +100,7 @@ def main(argv):
         with pretraining.damage_located(*record_check):
             step, report = training.fit(
                 trainer, dataset, options, replicas, init_checkpoint=FLAGS.init_checkpoint,
-                global_batch_size=global_batch, log=log, input_files=files, progress_log=cli.chief_progress(replicas),
+                global_batch_size=global_batch, log=log, input_files=files,
             )
         if chief:
             export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step)

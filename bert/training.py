@@ -224,13 +224,10 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
     its first checkpoint left nothing to resume or lose, so its record is replaced.
     """
     chief = replicas.rank == 0
-    saved = checkpoints.newest_checkpoint(output_dir)
-    export = os.path.join(output_dir, EXPORT_NAME)
-    exported = os.path.exists(f"{export}.index")
     # A run resuming from its own checkpoint does not read --init_checkpoint.
-    if exported and init_checkpoint and not saved:
+    if init_checkpoint and not checkpoints.newest_checkpoint(output_dir):
         start = checkpoints.resolve_checkpoint(init_checkpoint)
-        if os.path.realpath(f"{start}.index") == os.path.realpath(f"{export}.index"):
+        if os.path.basename(start) == EXPORT_NAME and os.path.samefile(os.path.dirname(start) or ".", output_dir):
             raise InputError(f"--init_checkpoint: {start} is where this run exports its model, which would replace "
                              f"it; use another --output_dir")
     busy = None
@@ -243,6 +240,8 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
     if int(replicas.all_sum([tf.constant(1 if busy else 0, tf.int64)])[0]):
         raise busy or InputError(f"--output_dir: {output_dir} is in use by another training process (rank 0 found it locked)")
     path = os.path.join(output_dir, RUN_FILE)
+    saved = checkpoints.newest_checkpoint(output_dir)
+    exported = os.path.exists(os.path.join(output_dir, f"{EXPORT_NAME}.index"))
     if (saved or exported) and os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as f:
@@ -400,19 +399,19 @@ def _next_batch(batches):
         raise DamagedRecordError("--input_file: a record is not a tf.train.Example") from None
 
 
-# How often at most fit() prints a progress line where there is no progress bar.
+# How often at most fit() logs a progress line where there is no progress bar.
 PLAIN_PROGRESS_SECONDS = 60
 
 
 def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_size=None, log=print,
-        optional_init=(), on_save=None, input_files=None, progress_log=None):
+        optional_init=(), on_save=None, input_files=None):
     """Trains `trainer` on `dataset` to options.num_train_steps, resuming from OUTPUT_DIR when it can.
 
     `dataset` is a tf.data.Dataset (its iterator is checkpointed per rank, and restored on resuming
     only if it reads the same `input_files` with as many ranks) or an IndexedBatches.
     `optional_init` names variables (a new task head) that --init_checkpoint may lack; `on_save(step)`
     runs on every rank after each checkpoint. Where the progress bar has no terminal to draw on (horovodrun,
-    Docker and Slurm logs), `progress_log` gets a line at the first report and then at most every
+    Docker and Slurm logs), `log` gets a progress line at the first report and then at most every
     PLAIN_PROGRESS_SECONDS. Returns the final step and the last report (Python floats).
     """
     chief = replicas.rank == 0
@@ -466,10 +465,10 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         iterator = dataset.from_step(step)
     total = options.num_train_steps
     progress = tqdm(total=total, initial=step, desc="train", unit="step", disable=None if chief else True)
-    plain_progress = progress_log if progress.disable else None
-    first_step, last_line = step, None
+    plain_progress = chief and progress.disable
+    # The time left is reckoned from the first report on: the steps before it include tracing and compiling.
+    first_report, last_line_time = None, None
     window, window_start, window_steps = {}, time.perf_counter(), 0
-    fit_start = window_start
     report = {}
     loss_scale = float(trainer.loss_scale.numpy())
     saved_step = step
@@ -509,12 +508,14 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                                     tf.summary.scalar(key, value)
                         writer.flush()
                     now = time.perf_counter()
-                    # (A skipped float16 step can report before this process has taken one.)
-                    if plain_progress and step > first_step and (last_line is None or now - last_line >= PLAIN_PROGRESS_SECONDS):
-                        left = datetime.timedelta(seconds=round((total - step) * (now - fit_start) / (step - first_step)))
-                        plain_progress(f"step {step} of {total}: loss {means['loss']:.4f}, "
-                                       f"{means['sequences_per_second']:.1f} sequences/s, {left} left")
-                        last_line = now
+                    if plain_progress and (last_line_time is None or now - last_line_time >= PLAIN_PROGRESS_SECONDS):
+                        line = f"step {step} of {total}: loss {means['loss']:.4f}, {means['sequences_per_second']:.1f} sequences/s"
+                        if first_report and step > first_report[0]:
+                            seconds_per_step = (now - first_report[1]) / (step - first_report[0])
+                            line += f", {datetime.timedelta(seconds=round((total - step) * seconds_per_step))} left"
+                        log(line)
+                        last_line_time = now
+                    first_report = first_report or (step, now)
                     window, window_start, window_steps = {}, time.perf_counter(), 0
                 scheduled = step % options.save_checkpoints_steps == 0 or step == total
                 # A skipped float16 step leaves the step where it was: nothing new to save, and it is redone

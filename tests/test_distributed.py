@@ -15,7 +15,7 @@ import pytest
 
 from bert import distributed
 from tests import distributed_worker
-from tests.conftest import ROOT, file_size_limit, wait_for
+from tests.conftest import ROOT, file_size_limit, message_lines, wait_for
 from tests.pretrain_fixtures import pretrain_args
 
 WORKER = ROOT / "tests" / "distributed_worker.py"
@@ -143,7 +143,7 @@ def test_a_worker_stopped_by_a_failed_write_ends_the_other_with_one_line_each(re
     processes = _start_mirrored_pretrain(records_dir, small_config, out, "--num_train_steps=8", "--save_checkpoints_steps=2",
                                          chief_max_file_size=2 << 20)
     outputs = [p.communicate(timeout=600) for p in processes]
-    lines = [[line for line in stderr.splitlines() if line.strip()] for _, stderr in outputs]
+    lines = [message_lines(stderr) for _, stderr in outputs]
     assert [p.returncode for p in processes] == [1, 1], outputs
     assert lines[0] == [f"bert-pretrain: error: cannot write checkpoint {out / 'ckpt-2'} after step 2: File too large; no "
                         "checkpoint was saved: run the same command again to start over"]
@@ -159,7 +159,7 @@ def test_every_worker_stops_with_one_line_when_the_output_dir_is_in_use(records_
         fcntl.flock(held, fcntl.LOCK_EX)  # as a training process still running there holds it
         processes = _start_mirrored_pretrain(records_dir, small_config, out, "--num_train_steps=4")
         outputs = [p.communicate(timeout=600) for p in processes]
-    lines = [[line for line in stderr.splitlines() if line.strip()] for _, stderr in outputs]
+    lines = [message_lines(stderr) for _, stderr in outputs]
     assert [p.returncode for p in processes] == [1, 1], outputs
     assert lines[0] == [f"bert-pretrain: error: --output_dir: {out} is in use by another training process (it holds "
                         f"{out / '.lock'}); wait for it to end or use another --output_dir"]

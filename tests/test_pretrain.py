@@ -16,7 +16,7 @@ import tensorflow as tf
 from bert import checkpoints, distributed, modeling, pretraining, records, training
 from bert.config import BertConfig
 from bert.errors import DamagedRecordError, InputError, StopRequested
-from tests.conftest import ROOT, assert_clean_failure, run_cli, run_with_random_kills, wait_for
+from tests.conftest import PROGRESS_LINE, ROOT, assert_clean_failure, message_lines, run_cli, run_with_random_kills, wait_for
 from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL, pretrain_args
 from tests.test_modeling import reference_shapes
 
@@ -38,11 +38,13 @@ def test_train_eval_export(records_dir, small_config, tmp_path):
                                                 "--keep_checkpoints=2", "--max_eval_steps=5", inputs="*"))
     assert result.returncode == 0, result.stderr
     assert "trained to step 12" in result.stdout and "eval masked_lm_accuracy" in result.stdout
-    # Its output is no terminal, so no progress bar: plain lines instead, the first at the first report (step 5).
-    progress = [line for line in result.stdout.splitlines() if " left" in line]
-    assert progress and progress[0].startswith("bert-pretrain: step 5 of 12: loss "), result.stdout
-    for line in progress:
-        assert re.fullmatch(r"bert-pretrain: step (5|10|12) of 12: loss \d+\.\d{4}, \d+\.\d sequences/s, \d+:\d\d:\d\d left",
+    # Its stderr is no terminal, so no progress bar: plain lines instead, the first at the first report (step 5), the
+    # later ones with the time left.
+    progress = [line for line in result.stderr.splitlines() if PROGRESS_LINE.match(line)]
+    assert progress and progress[0].startswith("bert-pretrain: step 5 of 12: loss "), result.stderr
+    assert re.fullmatch(r"bert-pretrain: step 5 of 12: loss \d+\.\d{4}, \d+\.\d sequences/s", progress[0])
+    for line in progress[1:]:
+        assert re.fullmatch(r"bert-pretrain: step (10|12) of 12: loss \d+\.\d{4}, \d+\.\d sequences/s, \d+:\d\d:\d\d left",
                             line), line
     assert "\r" not in result.stderr
 
@@ -131,7 +133,7 @@ def test_sigterm_saves_the_step_it_stops_after_and_the_resumed_run_is_bit_identi
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = message_lines(stderr)
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     stopped = re.fullmatch(rf"bert-pretrain: stopped by SIGTERM after step (\d+) of 30; saved {re.escape(str(out))}/ckpt-(\d+); "
                            "run the same command again to resume", lines[0])
@@ -271,6 +273,23 @@ def test_fit_stops_at_the_end_of_the_step_after_a_signal_and_saves_it(records_di
     assert sorted(p.stem for p in tmp_path.glob("ckpt-*.index")) == saved
     assert seen == on_saves  # only the scheduled checkpoints reach on_save (classify's --keep_best)
     assert signal.getsignal(signal.SIGTERM) == handler
+
+
+def test_without_a_terminal_fit_logs_progress_lines_and_then_the_time_left(records_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "PLAIN_PROGRESS_SECONDS", 0)  # a line at every report
+    config = BertConfig.from_dict(SMALL_MODEL)
+    trainer = _trainer(config, output_dir=str(tmp_path), num_train_steps=6, save_checkpoints_steps=6, micro_batch_size=4,
+                       num_report_steps=2)
+    files = sorted(str(p) for p in records_dir.glob("*.tfrecord"))
+    said = []
+    with open(os.devnull, "w") as no_terminal:  # whatever runs pytest
+        monkeypatch.setattr(sys, "stderr", no_terminal)
+        training.fit(trainer, pretraining.training_dataset(files, 4, SEQ, PREDICTIONS, seed=1), trainer.options,
+                     distributed.Single(), global_batch_size=4, log=said.append, input_files=files)
+        monkeypatch.undo()
+    number, left = r"\d+\.\d{4}, \d+\.\d sequences/s", r", \d+:\d\d:\d\d left"
+    assert re.fullmatch(rf"step 2 of 6: loss {number}", said[0]), said
+    assert [re.fullmatch(rf"step (\d) of 6: loss {number}{left}", line)[1] for line in said[1:]] == ["4", "6"], said
 
 
 def test_an_ignored_signal_stays_ignored():
