@@ -8,9 +8,8 @@ as step-indexed batches and which evaluation and prediction run over in order.
 """
 
 import numpy as np
-from tqdm import tqdm
 
-from bert import features, modeling
+from bert import features, modeling, progress
 from bert.tf import tf
 
 # The reference's fixed dropout on the pooled output, whatever the config's hidden_dropout_prob.
@@ -79,7 +78,7 @@ def encode_examples(examples, tokenizer, max_seq_length, labels, description="en
     arrays = {name: np.zeros((n, max_seq_length), np.int32) for name in ("input_ids", "input_mask", "segment_ids")}
     label_ids = np.zeros(n, np.float32 if labels is None else np.int32)
     label_index = {label: i for i, label in enumerate(labels or [])}
-    for i, example in enumerate(tqdm(examples, desc=description, unit="ex", disable=None, mininterval=2)):
+    for i, example in enumerate(progress.bar(examples, desc=description, unit="ex")):
         tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
         encoded = features.encode_pair(tokenizer, tokenizer.tokenize(example.text_a), tokens_b, max_seq_length)
         arrays["input_ids"][i] = encoded.input_ids
@@ -106,7 +105,7 @@ def predict_logits(logits_function, arrays, batch_size, description="predict"):
     """The logits of every example, in order, batch by batch."""
     n = len(arrays["input_ids"])
     out = []
-    for begin in tqdm(range(0, n, batch_size), desc=description, unit="batch", disable=None):
+    for begin in progress.bar(range(0, n, batch_size), desc=description, unit="batch"):
         end = begin + batch_size
         out.append(logits_function(arrays["input_ids"][begin:end], arrays["input_mask"][begin:end],
                                    arrays["segment_ids"][begin:end]).numpy())

@@ -10,13 +10,11 @@ Default mode reproduces google-research/bert's create_pretraining_data.py record
 import functools
 import glob
 import os
-import sys
 import time
 
 from absl import flags
-from tqdm import tqdm
 
-from bert import __version__, cli, fileio, pretraining_data, records, tokenization
+from bert import __version__, cli, fileio, pretraining_data, progress, records, tokenization
 from bert.errors import InputError
 
 FLAGS = flags.FLAGS
@@ -67,7 +65,7 @@ def define_flags():
 
 
 class Progress:
-    """tqdm bars on stderr (shown only on a terminal) for the stages of a run."""
+    """Progress bars (bert.progress) for the stages of a run."""
 
     def __init__(self, input_files):
         self.total_bytes = sum(os.path.getsize(p) for p in input_files)
@@ -77,7 +75,7 @@ class Progress:
     def _bar(self, **kwargs):
         if self.bar is not None:
             self.bar.close()
-        self.bar = tqdm(file=sys.stderr, disable=None, dynamic_ncols=True, **kwargs)
+        self.bar = progress.bar(**kwargs)
 
     def input_done(self, path):
         if self.bar is None:

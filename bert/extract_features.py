@@ -19,9 +19,8 @@ import time
 import numpy as np
 from bert.tf import tf
 from absl import flags
-from tqdm import tqdm
 
-from bert import checkpoints, cli, config as bert_config, features, fileio, modeling
+from bert import checkpoints, cli, config as bert_config, features, fileio, modeling, progress
 from bert.errors import InputError
 
 FLAGS = flags.FLAGS
@@ -172,7 +171,7 @@ def extract(examples, tokenizer, forward, layers, max_seq_length, batch_size, wr
     --max_seq_length would only add work. The rounding bounds the number of distinct shapes, each of
     which costs an XLA compilation of the fused GELU and LayerNorm (about half a second).
     """
-    for begin in tqdm(range(0, len(examples), batch_size), desc="extract", unit="batch", disable=None):
+    for begin in progress.bar(range(0, len(examples), batch_size), desc="extract", unit="batch"):
         batch = [
             features.encode_pair(tokenizer, tokenizer.tokenize(a), tokenizer.tokenize(b) if b is not None else None,
                                  max_seq_length)

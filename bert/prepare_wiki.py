@@ -62,9 +62,8 @@ import time
 
 import blingfire
 from absl import flags
-from tqdm import tqdm
 
-from bert import cli, fileio
+from bert import cli, fileio, progress
 from bert.errors import InputError
 
 FLAGS = flags.FLAGS
@@ -189,10 +188,7 @@ def _run_wikiextractor(path, text_dir, log_path, num_workers, raw, text, head):
         sys.executable, "-m", "wikiextractor.WikiExtractor", "/dev/stdin", "--templates", path,
         "--json", "--processes", str(num_workers), "--quiet", "-o", text_dir,
     ]
-    bar = tqdm(
-        total=os.path.getsize(path), unit="B", unit_scale=True, desc="wikiextractor",
-        file=sys.stderr, disable=None, dynamic_ncols=True,
-    )
+    bar = progress.bar(total=os.path.getsize(path), unit="B", unit_scale=True, desc="wikiextractor")
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, encoding="utf-8"
@@ -377,7 +373,7 @@ def _write_shards(text_dir, shards):
     files = sorted(glob.glob(os.path.join(glob.escape(text_dir), "*", "wiki_*")))
     articles_in = articles = sentences = 0
     split = functools.partial(_split_file, min_article_chars=FLAGS.min_article_chars)
-    bar = tqdm(total=len(files), unit="file", desc="sentences", file=sys.stderr, disable=None, dynamic_ncols=True)
+    bar = progress.bar(total=len(files), unit="file", desc="sentences")
     with bar, multiprocessing.Pool(FLAGS.num_workers) as pool:
         for count, kept in pool.imap(split, files):
             articles_in += count

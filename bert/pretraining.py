@@ -15,9 +15,8 @@ import json
 import os
 
 from google.protobuf.message import DecodeError
-from tqdm import tqdm
 
-from bert import records
+from bert import progress, records
 from bert.errors import DamagedRecordError, InputError
 from bert.tf import tf
 
@@ -195,7 +194,7 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
     limits = _value_limits(config, max_seq_length)
     parse = _parser(max_seq_length, max_predictions_per_seq, config)
     holding_records = []
-    shown = tqdm(files, desc="checking records", unit="file", leave=False, disable=None if every_record else True)
+    shown = progress.bar(files, desc="checking records", unit="file", leave=False, disable=not every_record)
     for index, path in enumerate(shown):
         if every_record:
             sample = None

@@ -22,9 +22,8 @@ import time
 
 import numpy as np
 from absl import flags
-from tqdm import tqdm
 
-from bert import cli, fileio, modeling, squad_data, training
+from bert import cli, fileio, modeling, progress, squad_data, training
 from bert.errors import InputError
 from bert.tf import tf
 
@@ -147,7 +146,7 @@ def predict(model, examples, features, compute_dtype):
 
     results = []
     size = FLAGS.predict_batch_size
-    for begin in tqdm(range(0, len(features), size), desc="predict", unit="batch", disable=None):
+    for begin in progress.bar(range(0, len(features), size), desc="predict", unit="batch"):
         window = slice(begin, begin + size)
         starts, ends = logits(arrays["input_ids"][window], arrays["input_mask"][window], arrays["segment_ids"][window])
         for feature, start, end in zip(features[window], starts.numpy(), ends.numpy()):

@@ -15,7 +15,6 @@ SIGTERM loses nothing: it saves a checkpoint at the next step's end and exits (`
 """
 
 import contextlib
-import datetime
 import json
 import os
 import signal
@@ -24,11 +23,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from bert import checkpoints, modeling, optimization
 from bert.errors import DamagedRecordError, InputError, StopRequested
 from bert.fileio import AtomicFile, lock_directory
+from bert.progress import bar
 from bert.tf import error_text, tf
 
 RUN_FILE = "run.json"
@@ -399,10 +398,6 @@ def _next_batch(batches):
         raise DamagedRecordError("--input_file: a record is not a tf.train.Example") from None
 
 
-# How often at most fit() logs a progress line where there is no progress bar.
-PLAIN_PROGRESS_SECONDS = 60
-
-
 def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_size=None, log=print,
         optional_init=(), on_save=None, input_files=None):
     """Trains `trainer` on `dataset` to options.num_train_steps, resuming from OUTPUT_DIR when it can.
@@ -410,9 +405,8 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     `dataset` is a tf.data.Dataset (its iterator is checkpointed per rank, and restored on resuming
     only if it reads the same `input_files` with as many ranks) or an IndexedBatches.
     `optional_init` names variables (a new task head) that --init_checkpoint may lack; `on_save(step)`
-    runs on every rank after each checkpoint. Where the progress bar has no terminal to draw on (horovodrun,
-    Docker and Slurm logs), `log` gets a progress line at the first report and then at most every
-    PLAIN_PROGRESS_SECONDS. Returns the final step and the last report (Python floats).
+    runs on every rank after each checkpoint. The chief shows progress (bert.progress: a bar, or plain
+    lines in a log). Returns the final step and the last report (Python floats).
     """
     chief = replicas.rank == 0
     latest = checkpoints.newest_checkpoint(options.output_dir, log) if chief else None
@@ -464,10 +458,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     if indexed:
         iterator = dataset.from_step(step)
     total = options.num_train_steps
-    progress = tqdm(total=total, initial=step, desc="train", unit="step", disable=None if chief else True)
-    plain_progress = chief and progress.disable
-    # The time left is reckoned from the first report on: the steps before it include tracing and compiling.
-    first_report, last_line_time = None, None
+    progress = bar(total=total, initial=step, desc="train", unit="step", disable=not chief)
     window, window_start, window_steps = {}, time.perf_counter(), 0
     report = {}
     loss_scale = float(trainer.loss_scale.numpy())
@@ -495,7 +486,6 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                 for key, value in report.items():
                     window[key] = window.get(key, 0.0) + value
                 window_steps += 1
-                progress.update(step - progress.n)
                 if chief and (step % options.num_report_steps == 0 or step == total):
                     elapsed = time.perf_counter() - window_start
                     means = {key: value / window_steps for key, value in window.items()}
@@ -507,16 +497,8 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                                 if key != "applied":
                                     tf.summary.scalar(key, value)
                         writer.flush()
-                    now = time.perf_counter()
-                    if plain_progress and (last_line_time is None or now - last_line_time >= PLAIN_PROGRESS_SECONDS):
-                        line = f"step {step} of {total}: loss {means['loss']:.4f}, {means['sequences_per_second']:.1f} sequences/s"
-                        if first_report and step > first_report[0]:
-                            seconds_per_step = (now - first_report[1]) / (step - first_report[0])
-                            line += f", {datetime.timedelta(seconds=round((total - step) * seconds_per_step))} left"
-                        log(line)
-                        last_line_time = now
-                    first_report = first_report or (step, now)
                     window, window_start, window_steps = {}, time.perf_counter(), 0
+                progress.update(step - progress.n)
                 scheduled = step % options.save_checkpoints_steps == 0 or step == total
                 # A skipped float16 step leaves the step where it was: nothing new to save, and it is redone
                 # on resuming.

@@ -21,9 +21,8 @@ import tempfile
 import time
 
 from absl import flags
-from tqdm import tqdm
 
-from bert import cli, fileio, tokenization
+from bert import cli, fileio, progress, tokenization
 from bert.errors import InputError
 
 FLAGS = flags.FLAGS
@@ -57,7 +56,7 @@ def special_tokens(num_unused):
 def iter_lines(input_files, desc):
     """Non-blank lines of the input files, with a progress bar over bytes read."""
     total = sum(os.path.getsize(p) for p in input_files)
-    with tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=None) as bar:
+    with progress.bar(total=total, desc=desc, unit="B", unit_scale=True) as bar:
         for path in input_files:
             with open(path, "rb") as f:
                 for raw in f:

@@ -120,12 +120,12 @@ def run_with_random_kills(command, checkpoint_dir, attempts, seed, max_delay):
     return kills
 
 
-# A training command's progress line where stderr is no terminal (training.fit): it may come before an error line.
-PROGRESS_LINE = re.compile(r"bert-[a-z-]+: step \d+ of \d+: loss ")
+# A command's progress line where stderr is no terminal (bert.progress): it may come before an error line.
+PROGRESS_LINE = re.compile(r"bert-[a-z-]+: [\w ]+: .+ of .+ \(\d+%\)")
 
 
 def message_lines(stderr):
-    """The non-blank lines of `stderr` but training's progress lines."""
+    """The non-blank lines of `stderr` but progress lines."""
     return [line for line in stderr.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
 
 
