@@ -69,16 +69,17 @@ class ClassificationTask:
         return {"example_loss": tf.reduce_sum(losses), "correct": tf.reduce_sum(correct)}
 
 
-def encode_examples(examples, tokenizer, max_seq_length, labels, description="encode"):
+def encode_examples(examples, tokenizer, max_seq_length, labels, description="encode", show_progress=True):
     """Examples -> {input_ids, input_mask, segment_ids [N, S] int32, label_ids [N]} (float32 labels for regression).
 
-    `labels` is the task's label list, or None for regression; examples without a label get 0.
+    `labels` is the task's label list, or None for regression; examples without a label get 0. Ranks other
+    than the chief pass show_progress=False.
     """
     n = len(examples)
     arrays = {name: np.zeros((n, max_seq_length), np.int32) for name in ("input_ids", "input_mask", "segment_ids")}
     label_ids = np.zeros(n, np.float32 if labels is None else np.int32)
     label_index = {label: i for i, label in enumerate(labels or [])}
-    for i, example in enumerate(progress.bar(examples, desc=description, unit="ex")):
+    for i, example in enumerate(progress.bar(examples, desc=description, unit="ex", disable=not show_progress)):
         tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
         encoded = features.encode_pair(tokenizer, tokenizer.tokenize(example.text_a), tokens_b, max_seq_length)
         arrays["input_ids"][i] = encoded.input_ids

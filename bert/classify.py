@@ -207,7 +207,8 @@ def main(argv):
         training.check_run_directory(FLAGS.output_dir, description, replicas, FLAGS.init_checkpoint)
         arrays = fileio.cached_arrays(
             os.path.join(FLAGS.output_dir, f"train-features-{fingerprint}.npz"),
-            lambda: classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, "encode train"),
+            lambda: classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, "encode train",
+                                              show_progress=chief),
         )
         trainer = training.Trainer(classifier.ClassificationTask(model, task.is_regression), options, replicas)
         batches = training.IndexedBatches(arrays, rank_batch, FLAGS.seed, replicas.rank, replicas.size)

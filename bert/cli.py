@@ -144,8 +144,8 @@ def define_training_flags():
     flags.DEFINE_enum("amp_dtype", "float16", ["float16", "bfloat16"], "float16 (dynamic loss scaling) or bfloat16.")
     flags.DEFINE_bool(
         "use_xla", False,
-        "Compile the forward and backward pass with XLA (GELU, LayerNorm, the masked-LM softmax and the "
-        "optimizer update always are).",
+        "Compile the forward and backward pass with XLA (GELU, LayerNorm, dropout masks, the masked-LM loss's "
+        "elementwise work and the optimizer update always are).",
     )
     flags.DEFINE_bool(
         "allow_tf32", False,

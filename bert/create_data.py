@@ -77,10 +77,18 @@ class Progress:
             self.bar.close()
         self.bar = progress.bar(**kwargs)
 
-    def input_done(self, path):
+    def read_lines(self, path):
+        """pretraining_data.read_lines(path), counted on the reading bar each MiB: one file may be most of the input."""
         if self.bar is None:
             self._bar(total=self.total_bytes, desc="reading", unit="B", unit_scale=True)
-        self.bar.update(os.path.getsize(path))
+        unreported = 0
+        for line in pretraining_data.read_lines(path):
+            yield line
+            unreported += len(line)
+            if unreported >= 2**20:
+                self.bar.update(unreported)
+                unreported = 0
+        self.bar.update(unreported)
 
     def start_instances(self, total_documents):
         self._bar(total=total_documents, desc="instances", unit="doc")

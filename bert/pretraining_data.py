@@ -297,9 +297,8 @@ def create_reference_records(input_files, tokenizer, options, random_seed, progr
     stats = InputStats()
     documents = None
     for path in input_files:
-        documents = documents_from_lines(read_lines(path), tokenizer, stats, documents)
-        if progress is not None:
-            progress.input_done(path)
+        lines = read_lines(path) if progress is None else progress.read_lines(path)
+        documents = documents_from_lines(lines, tokenizer, stats, documents)
     documents = finish_documents(documents, stats)
     if not documents:
         raise InputError(f"--input_file: no text to make instances from in {', '.join(input_files)}")

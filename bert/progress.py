@@ -82,5 +82,6 @@ class PlainProgress:
         first_n, first_time = self._first_update
         if self.total and self.n > first_n:
             seconds_per_unit = (now - first_time) / (self.n - first_n)
-            parts.append(f"{datetime.timedelta(seconds=round((self.total - self.n) * seconds_per_unit))} left")
+            remaining = max(self.total - self.n, 0) * seconds_per_unit
+            parts.append(f"{datetime.timedelta(seconds=round(remaining))} left")
         return ", ".join(parts)

@@ -77,8 +77,9 @@ def test_on_a_terminal_the_bar_is_tqdm(monkeypatch):
     assert "train: 100%" in drawn and "2/2" in drawn
 
 
-def test_bert_create_data_logs_progress_lines_without_a_terminal(tmp_path, wikitext_docs, uncased_vocab):
-    flags = [f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}", "--dupe_factor=1"]
+def test_bert_create_data_logs_progress_lines_without_a_terminal(tmp_path, wikitext_docs, wikitext_test_docs,
+                                                                 uncased_vocab):
+    flags = [f"--input_file={wikitext_docs},{wikitext_test_docs}", f"--vocab_file={uncased_vocab}", "--dupe_factor=1"]
     quiet = run_cli("create_data", *flags, f"--output_file={tmp_path / 'quiet.tfrecord'}")
     assert quiet.returncode == 0, quiet.stderr
     # The same command, its lines due at every update.
@@ -91,7 +92,10 @@ def test_bert_create_data_logs_progress_lines_without_a_terminal(tmp_path, wikit
     lines = logged.stderr.splitlines()
     reading = [line for line in lines if line.startswith("bert-create-data: reading: ")]
     instances = [line for line in lines if line.startswith("bert-create-data: instances: doc ")]
-    assert reading and re.fullmatch(r"bert-create-data: reading: \S+B of \S+B \(100%\)", reading[-1]), lines
+    # Reading is counted each MiB, not only at the end of a file: 1 MiB into the first, at its end, and so on.
+    assert re.fullmatch(r"bert-create-data: reading: 1.0\dMB of 2.\d\dMB \((4\d)%\)", reading[0]), lines
+    assert re.fullmatch(r"bert-create-data: reading: 2.\d\dMB of 2.\d\dMB \(100%\), 0:00:00 left", reading[-1]), lines
+    assert len(reading) >= 4, lines
     assert instances and re.fullmatch(r"bert-create-data: instances: doc (\d+) of \1 \(100%\), 0:00:00 left",
                                       instances[-1]), lines
     assert all(PROGRESS_LINE.match(line) for line in reading + instances)
