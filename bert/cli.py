@@ -295,7 +295,7 @@ def load_config_and_tokenizer():
     config = bert_config.load_config(FLAGS.bert_config_file)
     bert_config.check_seq_length(config, FLAGS.max_seq_length)
     tokenizer = make_tokenizer()
-    bert_config.check_vocab(config, len(tokenizer.vocab), vocabulary_source())
+    bert_config.check_vocab(config, tokenizer.vocab_size, vocabulary_source())
     return config, tokenizer
 
 

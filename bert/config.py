@@ -187,10 +187,10 @@ def load_config(name_or_path):
 
 
 def check_vocab(config, vocab_size, source):
-    """Refuse a vocabulary, read from `source`, with more tokens than the model's embedding table has rows."""
+    """Refuse a vocabulary, read from `source`, with more token ids than the model's embedding table has rows."""
     if config.vocab_size < vocab_size:
         raise InputError(
-            f"{source}: vocabulary has {vocab_size} tokens but the model config's key 'vocab_size' is "
+            f"{source}: vocabulary has {vocab_size} token ids but the model config's key 'vocab_size' is "
             f"{config.vocab_size}; token ids from {config.vocab_size} up would fall outside the embedding "
             f"table, which the reference does not check and silently turns into NaN losses"
         )

@@ -222,7 +222,7 @@ def main(argv):
                 "file": os.path.abspath(vocab_source),
                 "kind": "sentencepiece" if FLAGS.spm_model_file else "wordpiece",
                 "sha256": records.file_sha256(vocab_source),
-                "size": max(tokenizer.vocab.values()) + 1,
+                "size": tokenizer.vocab_size,
             },
             "flags": {
                 "do_lower_case": FLAGS.do_lower_case,

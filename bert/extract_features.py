@@ -195,7 +195,7 @@ def main(argv):
     input_path = one_input_file(FLAGS.input_file)
     fileio.check_output_file(FLAGS.output_file, "--output_file", [input_path])
     tokenizer = cli.make_tokenizer()
-    config, encoder = load_encoder(FLAGS.bert_config_file, FLAGS.init_checkpoint, len(tokenizer.vocab), FLAGS.max_seq_length)
+    config, encoder = load_encoder(FLAGS.bert_config_file, FLAGS.init_checkpoint, tokenizer.vocab_size, FLAGS.max_seq_length)
     layers = parse_layers(FLAGS.layers, config.num_hidden_layers)
     examples = read_examples(input_path)
 

@@ -267,9 +267,12 @@ class BertModel(NamedWeights):
         # Gathering from the tables' values rather than from the variables: a gather on a variable
         # (ResourceGather) switches it to copy-on-read, after which every dense read of the word
         # embeddings, as the tied masked-LM projection makes each step, copies the whole table.
+        # Token types are looked up as the reference does, by a one-hot product: a segment id beyond
+        # type_vocab_size (a pair fed to a model with one token type) adds zeros, as there, not an error.
+        token_types = tf.one_hot(token_type_ids, config.type_vocab_size, dtype=self.token_type_embeddings.dtype)
         embeddings = (
             tf.gather(tf.convert_to_tensor(self.word_embeddings), input_ids)
-            + tf.gather(tf.convert_to_tensor(self.token_type_embeddings), token_type_ids)
+            + tf.einsum("bst,th->bsh", token_types, self.token_type_embeddings)
             + self.position_embeddings[:seq][tf.newaxis]
         )
         x = ctx.dropout(ctx.layer_norm(tf.cast(embeddings, ctx.dtype), self.embeddings_norm), config.hidden_dropout_prob)

@@ -151,7 +151,7 @@ class SpecialIds:
         # Random replacements pick any vocab entry in file order (the reference's vocab_words).
         self.random_word_ids = [vocab[word] for word in vocab]
         self.continuation_ids = frozenset(i for word, i in vocab.items() if tokenizer.is_continuation(word))
-        self.vocab_size = max(vocab.values()) + 1
+        self.vocab_size = tokenizer.vocab_size
 
 
 Instance = collections.namedtuple(

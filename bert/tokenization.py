@@ -260,6 +260,8 @@ class FullTokenizer:
     def __init__(self, vocab_file, do_lower_case=True):
         self.vocab = load_vocab(vocab_file)
         self.inv_vocab = {v: k for k, v in self.vocab.items()}
+        # Ids are line numbers: a token repeated in the file leaves fewer tokens than ids.
+        self.vocab_size = max(self.vocab.values()) + 1
         self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
         self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
         self._cache = {}
@@ -302,6 +304,7 @@ class SentencePieceTokenizer:
             raise VocabError(f"SentencePiece model {model_file}: cannot be loaded")
         self.vocab = {self.processor.IdToPiece(i): i for i in range(self.processor.GetPieceSize())}
         self.inv_vocab = {v: k for k, v in self.vocab.items()}
+        self.vocab_size = self.processor.GetPieceSize()
 
     def tokenize(self, text):
         # Characters the model never saw come back as themselves; they are its unknown piece.

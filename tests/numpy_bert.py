@@ -44,9 +44,12 @@ def encoder(w, num_layers, num_heads, input_ids, input_mask, segment_ids, activa
     """All layer outputs [L][B, S, H] and the pooled output [B, H]."""
     w = {k: np.asarray(v, np.float64) for k, v in w.items()}
     b, s = input_ids.shape
+    token_types = w["bert/embeddings/token_type_embeddings"]
+    # The reference's one-hot lookup: a segment id past the table adds zeros.
+    one_hot = (segment_ids[..., None] == np.arange(len(token_types))).astype(np.float64)
     x = (
         w["bert/embeddings/word_embeddings"][input_ids]
-        + w["bert/embeddings/token_type_embeddings"][segment_ids]
+        + one_hot @ token_types
         + w["bert/embeddings/position_embeddings"][:s][None]
     )
     x = layer_norm(x, w["bert/embeddings/LayerNorm/gamma"], w["bert/embeddings/LayerNorm/beta"])

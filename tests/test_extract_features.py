@@ -121,6 +121,32 @@ def test_sentencepiece_model_tokenizes_in_place_of_a_vocab_file_and_no_pooler_is
             np.testing.assert_allclose(feature["layers"][0]["values"], layers[-1][0, position], **FLOAT32_TOLERANCE)
 
 
+def test_a_model_with_one_token_type_reads_pairs_as_the_reference_does(model_dir, mrpc_lines, tmp_path):
+    # Converted models may have type_vocab_size 1; the reference's one-hot lookup gives the second
+    # segment no token-type embedding rather than failing.
+    _, vocab, _ = model_dir
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, type_vocab_size=1)
+    (tmp_path / "bert_config.json").write_text(config.to_json_string())
+    weights = random_weights(config, seed=7, heads=False)
+    write_tf1_checkpoint(tmp_path / "bert_model.ckpt", weights)
+    input_file = tmp_path / "input.txt"
+    input_file.write_text("\n".join(mrpc_lines[:2]) + "\n", encoding="utf-8")
+    output_file = tmp_path / "features.jsonl"
+    result = run_cli("extract_features", f"--input_file={input_file}", f"--output_file={output_file}",
+                     f"--vocab_file={vocab}", f"--bert_config_file={tmp_path / 'bert_config.json'}",
+                     f"--init_checkpoint={tmp_path / 'bert_model.ckpt'}", "--layers=-1", "--max_seq_length=40")
+    assert result.returncode == 0, result.stderr
+    tokenizer = tokenization.FullTokenizer(str(vocab), do_lower_case=True)
+    for line, text in zip(output_file.read_text(encoding="utf-8").splitlines(), mrpc_lines[:2]):
+        tokens, segments = expected_tokens(tokenizer, text, 40)
+        assert 1 in segments
+        ids = np.array([tokenizer.convert_tokens_to_ids(tokens)])
+        layers, _ = numpy_bert.encoder(weights, 2, 2, ids, np.ones_like(ids), np.array([segments]))
+        for position, feature in enumerate(json.loads(line)["features"]):
+            np.testing.assert_allclose(feature["layers"][0]["values"], layers[-1][0, position], **FLOAT32_TOLERANCE)
+
+
 def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
     input_file = tmp_path / "input.txt"
     input_file.write_text("hello world\n")
@@ -135,6 +161,11 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
     small_vocab.write_text(json.dumps({**json.loads((model_dir[0] / "bert_config.json").read_text()), "vocab_size": 1000}))
     assert_clean_failure(extract(model_dir, input_file, output_file, f"--bert_config_file={small_vocab}",
                                  "--max_seq_length=40"), "uncased_vocab.txt", "'vocab_size' is 1000")
+    # Ids are line numbers: a token listed twice takes the later id, one past a table sized to the distinct tokens.
+    repeated = tmp_path / "repeated_vocab.txt"
+    repeated.write_text(model_dir[1].read_text(encoding="utf-8") + "hello\n", encoding="utf-8")
+    assert_clean_failure(extract(model_dir, input_file, output_file, f"--vocab_file={repeated}", "--max_seq_length=40"),
+                         "repeated_vocab.txt", "30523 token ids", "'vocab_size' is 30522")
     directory, vocab, _ = model_dir
     missing = run_cli("extract_features", f"--input_file={input_file}", f"--output_file={output_file}",
                       f"--vocab_file={vocab}", f"--bert_config_file={directory / 'bert_config.json'}",
