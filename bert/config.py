@@ -59,6 +59,10 @@ RELEASED_UNUSED_KEYS = frozenset({
     "pooler_type",
 })
 
+# Keys that mark a Hugging Face config.json, whose model is not a TF1 checkpoint either (and whose "gelu"
+# is the exact one): such a model goes through bert-convert.
+HUGGING_FACE_KEYS = ("model_type", "architectures", "transformers_version")
+
 
 @dataclass(frozen=True)
 class BertConfig:
@@ -89,6 +93,12 @@ class BertConfig:
             raise InputError(f"{source}: a model config must be a JSON object of keys, got {_json_type(d)}")
         known = [field.name for field in dataclasses.fields(cls)]
         d = {key: value for key, value in d.items() if key not in RELEASED_UNUSED_KEYS}
+        hugging_face = [key for key in HUGGING_FACE_KEYS if key in d]
+        if hugging_face:
+            raise InputError(
+                f"{source}: a Hugging Face config.json (it has key {hugging_face[0]!r}), not a bert_config.json; "
+                f"convert the model with bert-convert --from=hf, which writes both the checkpoint and its bert_config.json"
+            )
         for key in d:
             if key not in known:
                 close = difflib.get_close_matches(str(key), known, n=1)

@@ -194,7 +194,13 @@ def test_unknown_key_is_refused_with_a_suggestion(tmp_path):
 
 
 def test_unrelated_unknown_key_lists_the_known_keys(tmp_path):
-    assert_refused(write(tmp_path, {**VALID, "model_type": "bert"}), "'model_type'", "known keys")
+    assert_refused(write(tmp_path, {**VALID, "output_past": True}), "'output_past'", "known keys")
+
+
+def test_a_hugging_face_config_is_sent_to_bert_convert(tmp_path):
+    hugging_face = {**VALID, "architectures": ["BertForMaskedLM"], "layer_norm_eps": 1e-12, "model_type": "bert",
+                    "pad_token_id": 0, "position_embedding_type": "absolute", "transformers_version": "4.40.0"}
+    assert_refused(write(tmp_path, hugging_face), "Hugging Face config.json", "'model_type'", "bert-convert --from=hf")
 
 
 def test_released_multilingual_config_loads_ignoring_the_keys_the_reference_never_reads(tmp_path):
