@@ -629,7 +629,7 @@ def evaluate(task, dataset, max_steps, compute_dtype=tf.float32):
 
     totals, count_totals, losses = {}, {}, []
     batches = iter(dataset)
-    for _ in range(max_steps):
+    for _ in bar(range(max_steps), desc="eval", unit="batch"):
         try:
             features = _next_batch(batches)
         except StopIteration:

@@ -267,7 +267,8 @@ def test_fit_stops_at_the_end_of_the_step_after_a_signal_and_saves_it(records_di
     assert signal.getsignal(signal.SIGTERM) == handler
 
 
-def test_without_a_terminal_fit_logs_progress_lines_and_then_the_time_left(records_dir, tmp_path, monkeypatch):
+def test_without_a_terminal_fit_and_evaluate_log_progress_lines_and_then_the_time_left(records_dir, tmp_path,
+                                                                                     monkeypatch):
     monkeypatch.setattr(progress, "PLAIN_SECONDS", 0)  # a line at every step
     monkeypatch.setattr(sys, "argv", ["bert-pretrain"])
     config = BertConfig.from_dict(SMALL_MODEL)
@@ -279,15 +280,18 @@ def test_without_a_terminal_fit_logs_progress_lines_and_then_the_time_left(recor
         monkeypatch.setattr(sys, "stderr", no_terminal)
         training.fit(trainer, pretraining.training_dataset(files, 4, SEQ, PREDICTIONS, seed=1), trainer.options,
                      distributed.Single(), global_batch_size=4, input_files=files)
+        training.evaluate(trainer.task, pretraining.evaluation_dataset(files, 4, SEQ, PREDICTIONS), 3)
         monkeypatch.undo()
     said = [line for line in log.read_text().splitlines() if PROGRESS_LINE.match(line)]  # not TensorFlow's warnings
     # The first line, after the first step (and its compiling), has no time left yet; the loss comes at each report.
     assert said[0] == "bert-pretrain: train: step 1 of 6 (16%)", said
     report, left = r", loss=\d+\.\d{4}, seq_s=\d+\.\d", r", \d+:\d\d:\d\d left"
-    for step, line in enumerate(said[1:], start=2):
+    for step, line in enumerate(said[1:6], start=2):
         percent = 100 * step // 6
         assert re.fullmatch(rf"bert-pretrain: train: step {step} of 6 \({percent}%\){report}{left}", line), line
-    assert len(said) == 6
+    assert len(said) == 9
+    assert said[6] == "bert-pretrain: eval: batch 1 of 3 (33%)"
+    assert re.fullmatch(r"bert-pretrain: eval: batch 3 of 3 \(100%\), 0:00:00 left", said[8]), said
 
 
 def test_an_ignored_signal_stays_ignored():
