@@ -177,7 +177,7 @@ def main(argv):
         # Read first: a bad --predict_file should not wait for the end of training to be found.
         predict_examples, _ = squad_data.read_squad_examples(FLAGS.predict_file, False, FLAGS.version_2_with_negative)
         predict_features = squad_data.convert_examples_to_features(
-            predict_examples, tokenizer, is_training=False, **_window_settings())
+            predict_examples, tokenizer, is_training=False, show_progress=chief, **_window_settings())
     start = time.perf_counter()
     summary = []
     step = None
@@ -197,7 +197,8 @@ def main(argv):
         arrays = fileio.cached_arrays(
             os.path.join(FLAGS.output_dir, f"train-features-{fingerprint}.npz"),
             lambda: feature_arrays(
-                squad_data.convert_examples_to_features(examples, tokenizer, is_training=True, **_window_settings()),
+                squad_data.convert_examples_to_features(examples, tokenizer, is_training=True, show_progress=chief,
+                                                        **_window_settings()),
                 training_positions=True,
             ),
         )

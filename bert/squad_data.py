@@ -36,7 +36,7 @@ import re
 import string
 from dataclasses import dataclass
 
-from bert import tokenization
+from bert import progress, tokenization
 from bert.errors import InputError
 
 FIRST_UNIQUE_ID = 1_000_000_000
@@ -231,8 +231,11 @@ def _json_type(value):
 
 
 def convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
-                                 is_training):
-    """The model inputs of every window of every example, in order; see the module docstring."""
+                                 is_training, show_progress=True):
+    """The model inputs of every window of every example, in order; see the module docstring.
+
+    Ranks other than the chief pass show_progress=False.
+    """
     if max_seq_length <= max_query_length + 3:
         raise InputError(
             f"--max_seq_length ({max_seq_length}) must be greater than --max_query_length "
@@ -242,7 +245,8 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride
         raise InputError(f"--doc_stride must be at least 1, got {doc_stride}")
     features = []
     unique_id = FIRST_UNIQUE_ID
-    for example_index, example in enumerate(examples):
+    shown = progress.bar(examples, desc="windows", unit="ex", disable=not show_progress)
+    for example_index, example in enumerate(shown):
         query_tokens = tokenizer.tokenize(example.question_text)[:max_query_length]
         sub_tokens, sub_token_to_word, word_to_first_sub_token = _tokenize_words(example.doc_tokens, tokenizer)
         if is_training and not example.is_impossible:
