@@ -110,8 +110,8 @@ def main():
     results = {"seq": args.max_seq_length, "batch": args.batch_size, "rounds": args.rounds, "cases": []}
     for size in args.sizes.split(","):
         config = bert_config.load_config(size)
-        if config.vocab_size < len(tokenizer.vocab):
-            config = bert_config.BertConfig(**{**config.__dict__, "vocab_size": len(tokenizer.vocab)})
+        if config.vocab_size < tokenizer.vocab_size:
+            config = bert_config.BertConfig(**{**config.__dict__, "vocab_size": tokenizer.vocab_size})
         layers = LAYERS[: config.num_hidden_layers]
         forward = extract_features.make_forward(modeling.BertModel(config), layers)
         for name, (examples, tokens) in datasets.items():

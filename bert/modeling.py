@@ -264,7 +264,7 @@ class BertModel(NamedWeights):
         batch, seq = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
         h = config.hidden_size
 
-        # Gathering from the tables' values rather than from the variables: a gather on a variable
+        # Gathering from the word table's value rather than from the variable: a gather on a variable
         # (ResourceGather) switches it to copy-on-read, after which every dense read of the word
         # embeddings, as the tied masked-LM projection makes each step, copies the whole table.
         # Token types are looked up as the reference does, by a one-hot product: a segment id beyond

@@ -266,7 +266,8 @@ def _value_limits(config, max_seq_length):
         ("input_ids", "token id", config.vocab_size, vocabulary),
         ("masked_lm_ids", "token id", config.vocab_size, vocabulary),
         ("segment_ids", "segment id", config.type_vocab_size,
-         f"is outside the config's key 'type_vocab_size' ({config.type_vocab_size})"),
+         f"is outside the config's key 'type_vocab_size' ({config.type_vocab_size}); such tokens would get no "
+         "token-type embedding (the reference trains on regardless)"),
         ("masked_lm_positions", "masked position", max_seq_length, f"is outside --max_seq_length={max_seq_length}"),
         ("next_sentence_labels", "next-sentence label", 2, "is neither 0 nor 1"),
     )

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bert import checkpoints, modeling, optimization
+from bert import checkpoints, modeling, optimization, progress
 from bert.errors import DamagedRecordError, InputError, StopRequested
 from bert.fileio import AtomicFile, lock_directory
-from bert.progress import bar
 from bert.tf import error_text, tf
 
 RUN_FILE = "run.json"
@@ -458,7 +457,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     if indexed:
         iterator = dataset.from_step(step)
     total = options.num_train_steps
-    progress = bar(total=total, initial=step, desc="train", unit="step", disable=not chief)
+    progress_bar = progress.bar(total=total, initial=step, desc="train", unit="step", disable=not chief)
     window, window_start, window_steps = {}, time.perf_counter(), 0
     report = {}
     loss_scale = float(trainer.loss_scale.numpy())
@@ -490,7 +489,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                     elapsed = time.perf_counter() - window_start
                     means = {key: value / window_steps for key, value in window.items()}
                     means["sequences_per_second"] = window_steps * (global_batch_size or 0) / elapsed if elapsed else 0.0
-                    progress.set_postfix(loss=f"{means['loss']:.4f}", seq_s=f"{means['sequences_per_second']:.1f}")
+                    progress_bar.set_postfix(loss=f"{means['loss']:.4f}", seq_s=f"{means['sequences_per_second']:.1f}")
                     with _writing(step, manager, what=events):
                         with writer.as_default(step=step):
                             for key, value in means.items():
@@ -498,7 +497,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                                     tf.summary.scalar(key, value)
                         writer.flush()
                     window, window_start, window_steps = {}, time.perf_counter(), 0
-                progress.update(step - progress.n)
+                progress_bar.update(step - progress_bar.n)
                 scheduled = step % options.save_checkpoints_steps == 0 or step == total
                 # A skipped float16 step leaves the step where it was: nothing new to save, and it is redone
                 # on resuming.
@@ -531,7 +530,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                              f"stopped; run the same command again on every worker to resume from the newest "
                              f"checkpoint") from None
         finally:
-            progress.close()
+            progress_bar.close()
             if writer is not None:
                 # Already closed unless an error is on its way out, which a failure to flush must not replace.
                 with contextlib.suppress(tf.errors.OpError):
@@ -629,7 +628,7 @@ def evaluate(task, dataset, max_steps, compute_dtype=tf.float32):
 
     totals, count_totals, losses = {}, {}, []
     batches = iter(dataset)
-    for _ in bar(range(max_steps), desc="eval", unit="batch"):
+    for _ in progress.bar(range(max_steps), desc="eval", unit="batch"):
         try:
             features = _next_batch(batches)
         except StopIteration:

@@ -121,7 +121,7 @@ def run_with_random_kills(command, checkpoint_dir, attempts, seed, max_delay):
 
 
 # A command's progress line where stderr is no terminal (bert.progress): it may come before an error line.
-PROGRESS_LINE = re.compile(r"bert-[a-z-]+: [\w ]+: .+ of .+ \(\d+%\)")
+PROGRESS_LINE = re.compile(r"bert-[a-z-]+: (?!error:|warning:)[\w ]+: .+ of .+ \(\d+%\)")
 
 
 def message_lines(stderr):

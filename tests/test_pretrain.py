@@ -575,7 +575,8 @@ OUTSIDE_VOCABULARY = "is outside the model's vocabulary: the config's key 'vocab
 @pytest.mark.parametrize("edit, message", [
     (lambda f: f["input_ids"].int64_list.value.__setitem__(3, 30522), f"record 3: token id 30522 {OUTSIDE_VOCABULARY}"),
     (lambda f: f["masked_lm_ids"].int64_list.value.__setitem__(0, -1), f"record 3: token id -1 {OUTSIDE_VOCABULARY}"),
-    (lambda f: f["segment_ids"].int64_list.value.__setitem__(5, 2), "record 3: segment id 2 is outside the config's key 'type_vocab_size' (2)"),
+    (lambda f: f["segment_ids"].int64_list.value.__setitem__(5, 2), "record 3: segment id 2 is outside the config's key 'type_vocab_size' (2); such tokens would get no "
+                                                                  "token-type embedding (the reference trains on regardless)"),
     (lambda f: f["masked_lm_positions"].int64_list.value.__setitem__(1, SEQ), f"record 3: masked position {SEQ} is outside --max_seq_length={SEQ}"),
     (_set_label, "record 3: next-sentence label 2 is neither 0 nor 1"),
 ], ids=["input_id", "masked_lm_id", "segment_id", "position", "label"])
