@@ -214,8 +214,8 @@ class Trainer:
 
 def check_run_directory(output_dir, description, replicas, init_checkpoint=None):
     """Refuses an output directory that another training process is using, that holds a run of another
-    model or data shape, or whose export would replace `init_checkpoint` (a released model's directory
-    given as --output_dir); records ours there, and locks it (on the chief) while this process lives.
+    model or data shape, or a model whose export would be replaced (a released model's directory given as
+    --output_dir); records ours there, and locks it (on the chief) while this process lives.
 
     `description` is a JSON-able dict of what must not change between a run and its resumption. Only a
     run that saved a checkpoint or its exported model binds the directory: one refused or stopped before
@@ -228,6 +228,12 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
         if os.path.basename(start) == EXPORT_NAME and os.path.samefile(os.path.dirname(start) or ".", output_dir):
             raise InputError(f"--init_checkpoint: {start} is where this run exports its model, which would replace "
                              f"it; use another --output_dir")
+    path = os.path.join(output_dir, RUN_FILE)
+    exported = os.path.exists(os.path.join(output_dir, f"{EXPORT_NAME}.index"))
+    # Before the lock, which would leave a file in a released model's directory.
+    if exported and not os.path.exists(path):
+        raise InputError(f"--output_dir: {output_dir} holds a model ({EXPORT_NAME}) of another run (no {RUN_FILE}), which "
+                         f"this run's export would replace; use another --output_dir")
     busy = None
     if chief:
         try:
@@ -237,9 +243,7 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
     # Every rank stops with the chief rather than wait for it in the first collective of training.
     if int(replicas.all_sum([tf.constant(1 if busy else 0, tf.int64)])[0]):
         raise busy or InputError(f"--output_dir: {output_dir} is in use by another training process (rank 0 found it locked)")
-    path = os.path.join(output_dir, RUN_FILE)
     saved = checkpoints.newest_checkpoint(output_dir)
-    exported = os.path.exists(os.path.join(output_dir, f"{EXPORT_NAME}.index"))
     if (saved or exported) and os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as f:
@@ -289,7 +293,11 @@ class DataPosition:
         checkpoints.forget_missing_checkpoints(
             self.directory, resumed if resume_step and os.path.exists(f"{resumed}.index") else None, "data"
         )
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep, checkpoint_name="data")
+        # One more than the model's checkpoints: a position is saved before its model checkpoint, and TensorFlow
+        # deletes the oldest at once, which with --keep_checkpoints=1 would be the one a run killed while writing
+        # the model checkpoint resumes from.
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep + 1,
+                                                  checkpoint_name="data")
 
     def prefix(self, step):
         return os.path.join(self.directory, f"data-{step}")
@@ -552,7 +560,8 @@ def _writing(step, manager, checkpoint=None, what=None):
         if checkpoint:
             checkpoints.remove_partial(checkpoint)
             what = f"checkpoint {checkpoint}"
-        newest = manager.latest_checkpoint
+        # From the disk: a failed write of the `checkpoint` file leaves the manager naming the one just removed.
+        newest = checkpoints.newest_checkpoint(manager.directory)
         resume = (f"the newest checkpoint is {newest}: run the same command again to resume from it" if newest
                   else "no checkpoint was saved: run the same command again to start over")
         raise InputError(f"cannot write {what} after step {step}: {checkpoints.write_error_reason(e)}; {resume}") from None

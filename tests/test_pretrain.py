@@ -333,6 +333,12 @@ def test_an_init_checkpoint_that_the_export_would_replace_is_refused_and_left(re
                                                     f"--init_checkpoint={init}"))
         assert_clean_failure(result, f"--init_checkpoint: {released / 'bert_model.ckpt'} is where this run exports its "
                                      "model, which would replace it; use another --output_dir")
+    # Starting afresh there, or from another checkpoint, would replace it all the same.
+    for init in ((), (f"--init_checkpoint={tmp_path / 'run' / 'ckpt-2'}",)):
+        result = run_cli("pretrain", *pretrain_args(records_dir, small_config, released, "--do_train", "--num_train_steps=2",
+                                                    *init))
+        assert_clean_failure(result, f"--output_dir: {released} holds a model (bert_model.ckpt) of another run (no run.json), "
+                                     "which this run's export would replace; use another --output_dir")
     assert snapshot(released) == before
 
 
@@ -385,8 +391,10 @@ def test_a_failed_write_stops_naming_the_file_and_keeps_every_checkpoint_before_
     assert max(p.stat().st_size for p in run.rglob("*") if not p.name.startswith(("ckpt-", "bert_model"))) < limit
     kept = {p: p.read_bytes() for p in [run / "checkpoint", *run.glob("ckpt-2.*")]}
 
+    # Keeping one checkpoint, the input position saved with ckpt-2 outlives the failed ckpt-4, and the run resumes
+    # from both.
     full = run_cli("pretrain", *pretrain_args(records_dir, small_config, run, "--do_train", "--num_train_steps=4",
-                                              "--save_checkpoints_steps=2"), max_file_size=limit)
+                                              "--save_checkpoints_steps=2", "--keep_checkpoints=1"), max_file_size=limit)
     assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr
     assert full.stderr.splitlines()[-1] == (
         f"bert-pretrain: error: cannot write checkpoint {run / 'ckpt-4'} after step 4: File too large; the newest "
@@ -409,6 +417,7 @@ def test_a_failed_write_stops_naming_the_file_and_keeps_every_checkpoint_before_
                                                  "--save_checkpoints_steps=2"))
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {run / 'ckpt-2'} (step 2)" in resumed.stderr
+    assert "input position" not in resumed.stderr
     assert tensors(run / "bert_model.ckpt")["global_step"] == 4
 
     # TensorBoard's events file grows every --num_report_steps; a failure there stops the run the same way. (Below
