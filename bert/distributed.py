@@ -53,15 +53,37 @@ class HorovodReplicas:
         self._hvd.allreduce(tf.constant(0.0), op=self._hvd.Sum, name="barrier")
 
 
+def cluster_position(cluster, task_type, task_id):
+    """(rank, local rank) of a task in a TF_CONFIG cluster ({"chief": [...], "worker": ["host:port", ...]}).
+
+    Ranks follow TensorFlow's collectives: the chief first, then the workers in order. The local rank counts
+    the tasks before it on the same host, so that each process on a machine takes a GPU of its own.
+    """
+    if task_type is None:
+        return 0, 0
+    tasks = [(kind, index, address) for kind in ("chief", "worker")
+             for index, address in sorted(_addresses(cluster.get(kind, [])).items())]
+    position = next(i for i, (kind, index, _) in enumerate(tasks) if (kind, index) == (task_type, task_id))
+    host = tasks[position][2].rsplit(":", 1)[0]
+    return position, sum(address.rsplit(":", 1)[0] == host for _, _, address in tasks[:position])
+
+
+def _addresses(tasks):
+    return dict(tasks) if isinstance(tasks, dict) else dict(enumerate(tasks))
+
+
 class MirroredWorkers:
     def __init__(self):
-        self._strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        resolver = self._strategy.cluster_resolver
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        cluster = resolver.cluster_spec().as_dict()
+        if resolver.task_type not in (None, "chief", "worker"):
+            raise InputError(f"TF_CONFIG: task type {resolver.task_type!r} does not train; use chief or worker")
+        self.rank, self.local_rank = cluster_position(cluster, resolver.task_type, resolver.task_id)
+        # The strategy starts TensorFlow's runtime, after which the visible devices are fixed; it would otherwise
+        # take every GPU of the machine as a replica of this process.
+        use_one_gpu(self.local_rank)
+        self._strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
         self.size = self._strategy.num_replicas_in_sync
-        self.rank = resolver.task_id if resolver and resolver.task_id is not None else 0
-        if resolver and resolver.task_type == "worker" and "chief" in resolver.cluster_spec().as_dict():
-            self.rank += 1
-        self.local_rank = 0
         self.name = f"MultiWorkerMirroredStrategy, {self.size} workers"
 
     def all_sum(self, tensors):
@@ -95,11 +117,15 @@ def make_replicas(strategy):
     """The `Replicas` for --distribution_strategy (or --use_horovod)."""
     if strategy == "horovod":
         replicas = HorovodReplicas()
-    elif strategy == "multi_worker_mirrored":
-        replicas = MirroredWorkers()
-    else:
-        return Single()
+        use_one_gpu(replicas.local_rank)
+        return replicas
+    if strategy == "multi_worker_mirrored":
+        return MirroredWorkers()
+    return Single()
+
+
+def use_one_gpu(local_rank):
+    """Shows this process one GPU, its machine's `local_rank`-th, before TensorFlow's runtime starts."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        tf.config.set_visible_devices(gpus[replicas.local_rank % len(gpus)], "GPU")
-    return replicas
+        tf.config.set_visible_devices(gpus[local_rank % len(gpus)], "GPU")

@@ -15,7 +15,7 @@ import pytest
 
 from bert import distributed
 from tests import distributed_worker
-from tests.conftest import ROOT, file_size_limit, message_lines, wait_for
+from tests.conftest import ROOT, assert_clean_failure, file_size_limit, message_lines, run_cli, wait_for
 from tests.pretrain_fixtures import pretrain_args
 
 WORKER = ROOT / "tests" / "distributed_worker.py"
@@ -135,6 +135,34 @@ def test_multi_worker_mirrored_pretrain_cli(records_dir, small_config, tmp_path)
     assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
     assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0", "rank-1"]
     assert (out / "bert_model.ckpt.index").exists()
+
+
+NODES = ["node1:2222", "node1:2223", "node2:2222"]
+
+
+@pytest.mark.parametrize("cluster, task, position", [
+    ({"worker": NODES}, ("worker", 0), (0, 0)),
+    ({"worker": NODES}, ("worker", 1), (1, 1)),
+    ({"worker": NODES}, ("worker", 2), (2, 0)),
+    ({"chief": NODES[:1], "worker": NODES[2:] + NODES[1:2]}, ("worker", 1), (2, 1)),
+    ({"chief": NODES[:1], "worker": NODES[1:]}, ("chief", 0), (0, 0)),
+])
+def test_a_worker_takes_its_rank_from_tf_config_and_the_gpu_of_its_place_on_its_machine(cluster, task, position,
+                                                                                          monkeypatch):
+    from bert.tf import tf
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": task[0], "index": task[1]}}))
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    assert distributed.cluster_position(resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id) == position
+
+
+def test_a_tf_config_task_that_does_not_train_is_refused(records_dir, small_config, tmp_path):
+    tf_config = {"cluster": {"worker": NODES[:1], "ps": NODES[1:2]}, "task": {"type": "ps", "index": 0}}
+    result = run_cli("pretrain", "--distribution_strategy=multi_worker_mirrored",
+                     *pretrain_args(records_dir, small_config, tmp_path / "run", "--do_train"),
+                     env={"TF_CONFIG": json.dumps(tf_config)})
+    assert_clean_failure(result, "TF_CONFIG: task type 'ps' does not train; use chief or worker")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_worker_stopped_by_a_failed_write_ends_the_other_with_one_line_each(records_dir, small_config, tmp_path):
