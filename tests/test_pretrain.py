@@ -45,9 +45,11 @@ def test_train_eval_export(records_dir, small_config, tmp_path):
     config = BertConfig.from_dict(SMALL_MODEL)
     assert {k: list(v.shape) for k, v in exported.items()} == reference_shapes(config)
     assert json.loads((out / "bert_config.json").read_text()) == config.to_dict()
-    # Kept: the last two training checkpoints (12 is the final one) and the matching input positions.
+    # Kept: the last two training checkpoints (12 is the final one), their input positions and one before: a
+    # position is saved before its checkpoint, and a run killed in between resumes from the one before.
     assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-10.index", "ckpt-12.index"]
-    assert sorted(p.name for p in (out / "data" / "rank-0").glob("*.index")) == ["data-10.index", "data-12.index"]
+    assert sorted(p.name for p in (out / "data" / "rank-0").glob("*.index")) == ["data-10.index", "data-12.index",
+                                                                                  "data-5.index"]
 
     lines = (out / "eval_results.txt").read_text().splitlines()
     keys = [line.split(" = ")[0] for line in lines]
@@ -183,7 +185,7 @@ def test_a_missing_or_damaged_checkpoint_file_is_rebuilt_and_the_run_resumes_bit
     assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-24.index", "ckpt-28.index", "ckpt-30.index",
                                                                  "ckpt-31.index"]
     assert sorted(p.name for p in (out / "data" / "rank-0").glob("data-*.index")) == [
-        "data-24.index", "data-28.index", "data-30.index"]
+        "data-20.index", "data-24.index", "data-28.index", "data-30.index"]
 
 
 def test_an_unreadable_input_position_is_reported_and_its_input_restarts(tmp_path):
