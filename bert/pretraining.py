@@ -131,6 +131,15 @@ def training_dataset(files, batch_size, max_seq_length, max_predictions_per_seq,
     return d.prefetch(2)
 
 
+def uneven_files_warning(num_files, size):
+    """A warning when `num_files` files do not divide among `size` ranks (None when they do, or when every
+    rank reads them all): ranks with fewer files go round them more often, so their records weigh more."""
+    if size <= num_files and num_files % size:
+        return (f"warning: --input_file: {num_files} files do not divide among {size} ranks; the records of the "
+                f"ranks with fewer files are seen more often (a multiple of {size} files evens it)")
+    return None
+
+
 def evaluation_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, config=None):
     """The reference's evaluation stream: the records in order, over and over, in full batches.
 
@@ -160,14 +169,24 @@ def _read_manifest(path):
 
 
 def _manifest_for(path):
-    """The bert-create-data manifest that lists `path`, if there is one."""
+    """The bert-create-data manifest that speaks for `path`, if any: the newest beside it that lists it.
+
+    None when that one is older than the file: the records were made again since, by the reference's
+    script (which writes no manifest) or over a manifest of their own, and are checked without it.
+    """
     directory = os.path.dirname(os.path.abspath(path))
-    candidates = [os.path.join(directory, records.MANIFEST_NAME), *sorted(glob.glob(os.path.join(directory, "*.manifest.json")))]
+    candidates = [os.path.join(directory, records.MANIFEST_NAME), *glob.glob(os.path.join(directory, "*.manifest.json"))]
+    listing = []
     for candidate in candidates:
         found = _read_manifest(candidate) if os.path.isfile(candidate) else None
         if found and os.path.basename(path) in found[0]:
-            return candidate, found[1]
-    return None, None
+            listing.append((os.stat(candidate).st_mtime_ns, candidate, found[1]))
+    if not listing:
+        return None, None
+    written, candidate, manifest = max(listing, key=lambda entry: entry[:2])
+    if written < os.stat(path).st_mtime_ns:
+        return None, None
+    return candidate, manifest
 
 
 def _is_manifest(path):
@@ -290,6 +309,10 @@ def _check_record(path, index, serialized, spec, limits):
         if name not in feature:
             raise InputError(f"{path}: record {index} has no feature '{name}'; is it a pre-training record?")
         values[name] = feature[name].float_list.value if fixed.dtype == tf.float32 else feature[name].int64_list.value
+        kind, expected = feature[name].WhichOneof("kind"), "float_list" if fixed.dtype == tf.float32 else "int64_list"
+        if kind not in (None, expected):
+            raise InputError(f"{path}: record {index}: feature '{name}' holds {kind.split('_')[0]} values, expected "
+                             f"{expected.split('_')[0]}")
         if len(values[name]) != fixed.shape[0]:
             flag = _LENGTH_FLAGS[name]
             raise InputError(

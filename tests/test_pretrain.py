@@ -591,7 +591,9 @@ OUTSIDE_VOCABULARY = "is outside the model's vocabulary: the config's key 'vocab
                                                                   "token-type embedding (the reference trains on regardless)"),
     (lambda f: f["masked_lm_positions"].int64_list.value.__setitem__(1, SEQ), f"record 3: masked position {SEQ} is outside --max_seq_length={SEQ}"),
     (_set_label, "record 3: next-sentence label 2 is neither 0 nor 1"),
-], ids=["input_id", "masked_lm_id", "segment_id", "position", "label"])
+    (lambda f: f["masked_lm_weights"].CopyFrom(tf.train.Feature(int64_list=tf.train.Int64List(value=[1] * PREDICTIONS))),
+     "record 3: feature 'masked_lm_weights' holds int64 values, expected float"),
+], ids=["input_id", "masked_lm_id", "segment_id", "position", "label", "value_type"])
 def test_record_values_the_model_cannot_take_are_refused_naming_the_record(records_dir, tmp_path, edit, message):
     path = tmp_path / "edited.tfrecord"
     _rewritten(records_dir / "part-00000-of-00002.tfrecord", path, 3, edit=edit)
@@ -600,6 +602,40 @@ def test_record_values_the_model_cannot_take_are_refused_naming_the_record(recor
         with pytest.raises(InputError) as error:
             pretraining.check_records([str(path)], SEQ, PREDICTIONS, config, every_record=every_record)
         assert str(error.value) == f"{path}: {message}"
+
+
+def test_the_newest_manifest_listing_records_speaks_for_them_unless_they_were_made_again(records_dir, tmp_path):
+    config = BertConfig.from_dict(SMALL_MODEL)
+    remade = tmp_path / "b.tfrecord"
+    remade.write_bytes((records_dir / "part-00000-of-00002.tfrecord").read_bytes())
+    made = remade.stat().st_mtime_ns
+    manifest = json.loads((records_dir / records.MANIFEST_NAME).read_text())
+
+    def write_manifest(name, max_seq_length, written):
+        path = tmp_path / name
+        path.write_text(json.dumps({**manifest, "files": [{"path": remade.name}], "max_seq_length": max_seq_length}))
+        os.utime(path, ns=(written, written))
+        return path
+
+    # An earlier bert-create-data run wrote a.tfrecord and b.tfrecord at another length; the last one made b alone.
+    earlier = write_manifest("a.tfrecord.manifest.json", 2 * SEQ, made + 10**9)
+    write_manifest("b.tfrecord.manifest.json", SEQ, made + 2 * 10**9)
+    assert pretraining.check_records([str(remade)], SEQ, PREDICTIONS, config) == [str(remade)]
+    os.utime(earlier, ns=(made + 3 * 10**9,) * 2)
+    with pytest.raises(InputError, match=f"^{re.escape(str(remade))}: records were made with max_seq_length={2 * SEQ} "
+                                         f"\\({re.escape(str(earlier))}\\), but --max_seq_length={SEQ}$"):
+        pretraining.check_records([str(remade)], SEQ, PREDICTIONS, config)
+    # Made again since by the reference's script, which writes no manifest: the records alone are checked.
+    os.utime(remade, ns=(made + 4 * 10**9,) * 2)
+    assert pretraining.check_records([str(remade)], SEQ, PREDICTIONS, config) == [str(remade)]
+
+
+@pytest.mark.parametrize("num_files, size, uneven", [(5, 4, True), (8, 4, False), (3, 4, False), (2, 1, False)])
+def test_files_that_do_not_divide_among_the_ranks_are_warned_of(num_files, size, uneven):
+    warning = pretraining.uneven_files_warning(num_files, size)
+    assert (warning == f"warning: --input_file: {num_files} files do not divide among {size} ranks; the records of the "
+                       f"ranks with fewer files are seen more often (a multiple of {size} files evens it)") if uneven \
+        else warning is None
 
 
 def test_manifests_among_the_inputs_are_passed_over_and_a_manifest_alone_is_refused(records_dir, tmp_path):
