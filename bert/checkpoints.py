@@ -35,22 +35,33 @@ _FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")
 
 
 def resolve_checkpoint(path, flag="--init_checkpoint"):
-    """The checkpoint prefix named by `path`: a prefix, one of its files, or a directory holding one."""
+    """The checkpoint prefix named by `path`: a prefix, one of its files, a directory holding one, or the
+    directory's `checkpoint` file (then its latest)."""
     text = os.fspath(path)
+    if os.path.basename(text) == STATE_FILE and os.path.isfile(text) and not os.path.isfile(text + ".index"):
+        text = os.path.dirname(text) or "."
     if os.path.isdir(text):
         # Only the `checkpoint` file says which of several checkpoints is meant: no guess from the others.
         state, _ = read_checkpoint_state(text)
-        latest = _newest_listed(state, text) if state else None
-        if latest is None:
-            candidates = sorted(name[: -len(".index")] for name in os.listdir(text) if name.endswith(".index"))
-            if not candidates:
-                raise InputError(f"{flag}: no checkpoint found in directory {text}")
-            if len(candidates) > 1:
-                raise InputError(f"{flag}: directory {text} holds {len(candidates)} checkpoints "
-                                 f"({', '.join(candidates)}) and no usable 'checkpoint' file saying which is latest; "
-                                 f"name one, e.g. {os.path.join(text, candidates[-1])}")
-            latest = os.path.join(text, candidates[0])
-        return latest
+        if state:
+            latest = state.model_checkpoint_path
+            # A run directory moved from another machine (or bucket) whose file holds absolute paths.
+            moved = os.path.join(text, os.path.basename(latest))
+            if not os.path.isfile(latest + ".index") and os.path.isfile(moved + ".index"):
+                latest = moved
+            if not os.path.isfile(latest + ".index"):
+                earlier = _newest_listed(state, text)
+                raise InputError(f"{flag}: {os.path.join(text, STATE_FILE)} names {latest} as the latest checkpoint, "
+                                 f"which is missing; name the one to start from" + (f", e.g. {earlier}" if earlier else ""))
+            return latest
+        candidates = sorted(name[: -len(".index")] for name in os.listdir(text) if name.endswith(".index"))
+        if not candidates:
+            raise InputError(f"{flag}: no checkpoint found in directory {text}")
+        if len(candidates) > 1:
+            raise InputError(f"{flag}: directory {text} holds {len(candidates)} checkpoints "
+                             f"({', '.join(candidates)}) and no usable 'checkpoint' file saying which is latest; "
+                             f"name one, e.g. {os.path.join(text, candidates[-1])}")
+        return os.path.join(text, candidates[0])
     if not os.path.isfile(text + ".index"):
         text = _FILE_SUFFIX.sub("", text)
     if not os.path.isfile(text + ".index"):
@@ -268,6 +279,12 @@ def load_weights(variables_by_name, path, flag="--init_checkpoint", optional=())
     for name, value in values.items():
         variables_by_name[name].assign(value.astype(np.float32))
     return sorted(set(reader.names()) - set(values)), fresh
+
+
+def initialised_line(path, unused):
+    """What a command that starts from checkpoint `path` reports: where from, and which of its variables it left."""
+    shown = ", ".join(unused[:4]) + (", ..." if len(unused) > 4 else "")
+    return f"initialised from {path}" + (f"; {len(unused)} checkpoint variable(s) not used: {shown}" if unused else "")
 
 
 def export_checkpoint(variables_by_name, prefix, config=None, extra=None):

@@ -89,14 +89,15 @@ def read_examples(path):
 
 
 def load_encoder(config_flag_value, checkpoint, vocab_size, max_seq_length):
-    """The encoder of the config named by --bert_config_file with the checkpoint's weights."""
+    """The encoder of the config named by --bert_config_file with the checkpoint's weights; the config, the
+    encoder, and the names of the checkpoint's variables it does not use (the pre-training heads, say)."""
     config = bert_config.load_config(config_flag_value)
     bert_config.check_vocab(config, vocab_size, cli.vocabulary_source())
     bert_config.check_seq_length(config, max_seq_length)
     encoder = modeling.BertModel(config)
     # The features never read the pooler, so a checkpoint without one serves, as in the reference.
-    checkpoints.load_weights(encoder.weights, checkpoint, optional=modeling.POOLER_NAMES)
-    return config, encoder
+    unused, _ = checkpoints.load_weights(encoder.weights, checkpoint, optional=modeling.POOLER_NAMES)
+    return config, encoder, unused
 
 
 # Python's round(x, 6) and "%.6f" choose the same correctly rounded six decimals (both are dtoa's mode 3),
@@ -195,7 +196,9 @@ def main(argv):
     input_path = one_input_file(FLAGS.input_file)
     fileio.check_output_file(FLAGS.output_file, "--output_file", [input_path])
     tokenizer = cli.make_tokenizer()
-    config, encoder = load_encoder(FLAGS.bert_config_file, FLAGS.init_checkpoint, tokenizer.vocab_size, FLAGS.max_seq_length)
+    config, encoder, unused = load_encoder(FLAGS.bert_config_file, FLAGS.init_checkpoint, tokenizer.vocab_size,
+                                           FLAGS.max_seq_length)
+    cli.rank_log()(checkpoints.initialised_line(FLAGS.init_checkpoint, unused))
     layers = parse_layers(FLAGS.layers, config.num_hidden_layers)
     examples = read_examples(input_path)
 

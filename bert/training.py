@@ -453,8 +453,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     elif init_checkpoint:
         unused, fresh = checkpoints.load_weights(trainer.variables_by_name, init_checkpoint, optional=optional_init)
         if chief:
-            shown = ", ".join(unused[:4]) + (", ..." if len(unused) > 4 else "")
-            log(f"initialised from {init_checkpoint}" + (f"; {len(unused)} checkpoint variable(s) not used: {shown}" if unused else ""))
+            log(checkpoints.initialised_line(init_checkpoint, unused))
             if fresh:
                 log(f"newly initialised (not in the checkpoint): {', '.join(fresh)}")
     replicas.broadcast(trainer.state_variables())

@@ -128,8 +128,9 @@ def test_a_model_with_one_token_type_reads_pairs_as_the_reference_does(model_dir
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64, type_vocab_size=1)
     (tmp_path / "bert_config.json").write_text(config.to_json_string())
-    weights = random_weights(config, seed=7, heads=False)
-    write_tf1_checkpoint(tmp_path / "bert_model.ckpt", weights)
+    weights = random_weights(config, seed=7)
+    # As released: the pre-training heads and the step beside the encoder, which the features do not read.
+    write_tf1_checkpoint(tmp_path / "bert_model.ckpt", {**weights, "global_step": np.int64(1000)})
     input_file = tmp_path / "input.txt"
     input_file.write_text("\n".join(mrpc_lines[:2]) + "\n", encoding="utf-8")
     output_file = tmp_path / "features.jsonl"
@@ -137,6 +138,9 @@ def test_a_model_with_one_token_type_reads_pairs_as_the_reference_does(model_dir
                      f"--vocab_file={vocab}", f"--bert_config_file={tmp_path / 'bert_config.json'}",
                      f"--init_checkpoint={tmp_path / 'bert_model.ckpt'}", "--layers=-1", "--max_seq_length=40")
     assert result.returncode == 0, result.stderr
+    assert (f"bert-extract-features: initialised from {tmp_path / 'bert_model.ckpt'}; 8 checkpoint variable(s) not used: "
+            "cls/predictions/output_bias, cls/predictions/transform/LayerNorm/beta, "
+            "cls/predictions/transform/LayerNorm/gamma, cls/predictions/transform/dense/bias, ...") in result.stderr.splitlines()
     tokenizer = tokenization.FullTokenizer(str(vocab), do_lower_case=True)
     for line, text in zip(output_file.read_text(encoding="utf-8").splitlines(), mrpc_lines[:2]):
         tokens, segments = expected_tokens(tokenizer, text, 40)

@@ -286,6 +286,29 @@ def test_directory_of_several_checkpoints_without_a_state_file_names_them(tmp_pa
         checkpoints.resolve_checkpoint(tmp_path)
 
 
+def test_a_directory_is_its_checkpoint_files_latest_and_a_missing_latest_is_named(tmp_path):
+    for step in (100, 200):
+        write_tf1_checkpoint(tmp_path / f"model.ckpt-{step}", random_weights(CONFIG))
+    state = tmp_path / "checkpoint"
+    state.write_text('model_checkpoint_path: "model.ckpt-200"\n'
+                     'all_model_checkpoint_paths: "model.ckpt-100"\nall_model_checkpoint_paths: "model.ckpt-200"\n')
+    for name in (tmp_path, state):
+        assert checkpoints.resolve_checkpoint(name) == str(tmp_path / "model.ckpt-200")
+    # Moved from where it was written, with absolute paths in its file.
+    moved = state.read_text()
+    state.write_text('model_checkpoint_path: "gs://bucket/run/model.ckpt-200"\n')
+    assert checkpoints.resolve_checkpoint(tmp_path) == str(tmp_path / "model.ckpt-200")
+    state.write_text(moved)
+    # A copy without the newest checkpoint's files: not silently another model.
+    for path in tmp_path.glob("model.ckpt-200.*"):
+        path.unlink()
+    for name in (tmp_path, state):
+        with pytest.raises(InputError, match=f"^--init_checkpoint: {state} names {tmp_path / 'model.ckpt-200'} as the "
+                                             f"latest checkpoint, which is missing; name the one to start from, e.g. "
+                                             f"{tmp_path / 'model.ckpt-100'}$"):
+            checkpoints.resolve_checkpoint(name)
+
+
 def test_export_is_a_reference_checkpoint_and_round_trips(tmp_path):
     model = modeling.BertPretrainer(CONFIG, seed=11)
     out = tmp_path / "export"
