@@ -198,9 +198,9 @@ def main(argv):
     tokenizer = cli.make_tokenizer()
     config, encoder, unused = load_encoder(FLAGS.bert_config_file, FLAGS.init_checkpoint, tokenizer.vocab_size,
                                            FLAGS.max_seq_length)
-    cli.rank_log()(checkpoints.initialised_line(FLAGS.init_checkpoint, unused))
     layers = parse_layers(FLAGS.layers, config.num_hidden_layers)
     examples = read_examples(input_path)
+    cli.rank_log()(checkpoints.initialised_line(FLAGS.init_checkpoint, unused))
 
     forward = make_forward(encoder, layers)
     start = time.time()
