@@ -142,17 +142,23 @@ def learn_sentencepiece(input_files, output_file, vocab_size, do_lower_case, mod
             )
         except RuntimeError as e:
             raise InputError(f"sentencepiece training failed: {str(e).splitlines()[-1]}") from None
-        vocab_file = os.path.splitext(output_file)[0] + ".vocab"
-        for source, target in ((prefix + ".model", output_file), (prefix + ".vocab", vocab_file)):
+        for source, target in ((prefix + ".model", output_file), (prefix + ".vocab", sentencepiece_vocab_path(output_file))):
             with open(source, "rb") as src, fileio.AtomicFile(target, "wb") as dst:
                 shutil.copyfileobj(src, dst)
     return tokenization.SentencePieceTokenizer(output_file).processor.GetPieceSize()
 
 
+def sentencepiece_vocab_path(model_file):
+    """Where the piece list (`.vocab`) of a SentencePiece model written to `model_file` goes, beside it."""
+    return os.path.splitext(model_file)[0] + ".vocab"
+
+
 def main(argv):
     del argv
     input_files = fileio.expand_inputs(FLAGS.input_file)
-    fileio.check_writable_dir(os.path.dirname(FLAGS.output_file), "--output_file")
+    outputs = [FLAGS.output_file] + ([sentencepiece_vocab_path(FLAGS.output_file)] if FLAGS.model_type != "wordpiece" else [])
+    for path in outputs:
+        fileio.check_output_file(path, "--output_file", input_files)
     if FLAGS.vocab_size < 8:
         raise InputError(f"--vocab_size must be at least 8, got {FLAGS.vocab_size}")
     if FLAGS.num_unused < 0:

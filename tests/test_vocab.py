@@ -106,3 +106,15 @@ def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
                          f"cannot write {tmp_path}/.vocab-", "/words.txt: File too large")
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt"]
+    # A rerun whose glob now matches the vocabulary it wrote, a typo naming the corpus, or a SentencePiece model
+    # whose piece list (.vocab beside it) would replace the corpus: refused, and the inputs left as they were.
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("hello world\n", encoding="utf-8")
+    pieces = tmp_path / "spm.vocab"
+    pieces.write_text("hello world\n", encoding="utf-8")
+    for inputs, output, model_type in ((tmp_path / "*.txt", empty, "wordpiece"), (corpus, corpus, "wordpiece"),
+                                       (pieces, tmp_path / "spm.model", "sentencepiece")):
+        assert_clean_failure(run_cli("vocab", f"--input_file={inputs}", f"--output_file={output}", f"--model_type={model_type}"),
+                             "--output_file", "is an input file too")
+    assert [p.read_text(encoding="utf-8") for p in (empty, corpus, pieces)] == ["\n\n", "hello world\n", "hello world\n"]
+    assert_clean_failure(run_cli("vocab", f"--input_file={corpus}", f"--output_file={tmp_path}"), "--output_file", "is a directory")
