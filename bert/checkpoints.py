@@ -271,9 +271,11 @@ def load_weights(variables_by_name, path, flag="--init_checkpoint", optional=())
                 f"(it has {len(reader.names())} variables; is it a BERT checkpoint of this model?)"
             )
         if reader.shape(name) != expected:
+            hint = ("does --bert_config_file match the checkpoint?" if name.startswith(("bert/", "cls/"))
+                    else "is it a model of another task or number of labels?")
             raise InputError(
                 f"{flag}: variable '{name}' in {reader.prefix} has shape {reader.shape(name)}, the model "
-                f"config needs {expected} (does --bert_config_file match the checkpoint?)"
+                f"config needs {expected} ({hint})"
             )
         values[name] = reader.tensor(name)
     for name, value in values.items():

@@ -616,9 +616,13 @@ def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()
     if not (run_checkpoint or init_checkpoint):
         raise InputError(f"{evaluation_flags} without --do_train needs a checkpoint in --output_dir or --init_checkpoint")
     if not run_checkpoint:
-        checkpoints.load_weights(variables_by_name, init_checkpoint, optional=optional)
+        _, fresh = checkpoints.load_weights(variables_by_name, init_checkpoint, optional=optional)
+        if fresh and log:
+            log(f"warning: --init_checkpoint {init_checkpoint} holds no {', '.join(fresh)} of this model's shape: "
+                f"evaluated as initialised, at random")
         return 0
-    checkpoints.load_weights(variables_by_name, run_checkpoint, flag="--output_dir", optional=optional)
+    # A run's own checkpoint holds its whole model: a head missing or of another shape is another task's.
+    checkpoints.load_weights(variables_by_name, run_checkpoint, flag="--output_dir")
     reader = checkpoints.CheckpointReader(run_checkpoint, flag="--output_dir")
     return next((int(reader.tensor(n)) for n in ("step", "global_step") if n in reader), 0)
 

@@ -161,6 +161,21 @@ def test_regression_task_writes_scores(small_config, uncased_vocab, tmp_path):
     assert len(scores) == 40 and all(len(s) == 1 for s in scores)
     assert len({s[0] for s in scores}) > 1
 
+    # This run's model evaluated on a task with another number of labels: refused, not scored with a random head.
+    before = snapshot(out)
+    other_task = run_cli("classify", *classify_args(shared_file("glue", "MRPC"), small_config, uncased_vocab, out, "--do_eval"))
+    hidden = SMALL_MODEL["hidden_size"]
+    assert_clean_failure(other_task, f"--output_dir: variable 'output_weights' in {out}/ckpt-", f"has shape [1, {hidden}], "
+                         f"the model config needs [2, {hidden}] (is it a model of another task or number of labels?)")
+    assert snapshot(out) == before
+    # From --init_checkpoint alone (a pre-trained model, or here another task's) the head starts at random: said so.
+    exported = out / "bert_model.ckpt"
+    from_init = run_cli("classify", *classify_args(shared_file("glue", "MRPC"), small_config, uncased_vocab,
+                                                   tmp_path / "elsewhere", "--do_eval", f"--init_checkpoint={exported}"))
+    assert from_init.returncode == 0, from_init.stderr
+    assert (f"bert-classify: warning: --init_checkpoint {exported} holds no output_weights, output_bias of this model's "
+            "shape: evaluated as initialised, at random") in from_init.stderr.splitlines()
+
 
 def test_sentencepiece_model_tokenizes_in_place_of_a_vocab_file(sentencepiece_model, tmp_path):
     config = tmp_path / "bert_config.json"
