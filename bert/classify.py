@@ -18,6 +18,7 @@ batch is --train_batch_size x --num_accumulation_steps x ranks, with linear warm
 --warmup_proportion of them.
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -107,7 +108,9 @@ def _training_set(task):
     fingerprint = fileio.fingerprint(
         [path, cli.vocabulary_source()],
         {"task": task.name, "labels": task.labels, "max_seq_length": FLAGS.max_seq_length,
-         "do_lower_case": FLAGS.do_lower_case, "language": FLAGS.xnli_language},
+         "do_lower_case": FLAGS.do_lower_case, "language": FLAGS.xnli_language,
+         # Only the tsv task's columns are the user's to choose (a GLUE task's run keeps its fingerprint).
+         **({"columns": dataclasses.astuple(task.labeled)} if task.name == "tsv" else {})},
     )
     return examples, skipped, fingerprint
 

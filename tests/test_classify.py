@@ -177,6 +177,27 @@ def test_regression_task_writes_scores(small_config, uncased_vocab, tmp_path):
             "shape: evaluated as initialised, at random") in from_init.stderr.splitlines()
 
 
+def test_a_tsv_run_is_bound_to_its_columns(small_config, uncased_vocab, tmp_path):
+    mrpc = shared_file("glue", "MRPC")
+    data = tmp_path / "pairs"
+    data.mkdir()
+    for split, rows in (("train", 65), ("dev", 20)):
+        lines = (mrpc / f"{split}.tsv").read_text(encoding="utf-8-sig").splitlines()[:rows]
+        (data / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    columns = ("--text_a_column=3", "--label_column=0")
+    first = run_cli("classify", *classify_args(data, small_config, uncased_vocab, out, "--do_train", "--num_train_epochs=1",
+                                               *columns, task="tsv"))
+    assert first.returncode == 0, first.stderr
+    assert len(list(out.glob("train-features-*.npz"))) == 1
+    before = snapshot(out)
+    # The second sentence added: other inputs, so neither this run to resume nor its cached features.
+    paired = run_cli("classify", *classify_args(data, small_config, uncased_vocab, out, "--do_train", "--num_train_epochs=1",
+                                                *columns, "--text_b_column=4", task="tsv"))
+    assert_clean_failure(paired, f"--output_dir: {out} holds a run with a different train_data")
+    assert snapshot(out) == before
+
+
 def test_sentencepiece_model_tokenizes_in_place_of_a_vocab_file(sentencepiece_model, tmp_path):
     config = tmp_path / "bert_config.json"
     config.write_text(json.dumps({**SMALL_MODEL, "vocab_size": 4000}))

@@ -664,7 +664,7 @@ def test_empty_record_files_are_passed_over_but_no_records_at_all_is_refused(rec
     for path in empty:
         Path(path).write_bytes(b"")
     assert pretraining.check_records([empty[0], *good, empty[1]], SEQ, PREDICTIONS, config) == good
-    with pytest.raises(InputError, match=f"^--input_file: none of its 2 files holds a record$"):
+    with pytest.raises(InputError, match="^--input_file: none of its 2 files holds a record$"):
         pretraining.check_records(empty, SEQ, PREDICTIONS, config)
     with pytest.raises(InputError, match=f"^{empty[0]}: no records$"):
         pretraining.check_records(empty[:1], SEQ, PREDICTIONS, config)
