@@ -118,6 +118,10 @@ def _output_paths(input_files):
             raise InputError(f"--output_file: no file named in '{FLAGS.output_file}'")
         for path in [*paths, records.manifest_path_for(paths)]:
             fileio.check_output_file(path, "--output_file", input_files)
+        named = [os.path.realpath(path) for path in paths]
+        twice = next((path for path, real in zip(paths, named) if named.count(real) > 1), None)
+        if twice:
+            raise InputError(f"--output_file: {twice} is named twice; each file gets its own share of the records")
         return paths, None
     if FLAGS.num_output_shards < 1:
         raise InputError(f"--num_output_shards must be at least 1, got {FLAGS.num_output_shards}")
@@ -137,7 +141,7 @@ def _output_paths(input_files):
 
 
 def _existing_outputs(directory):
-    names = sorted(glob.glob(os.path.join(directory, "*.tfrecord")))
+    names = sorted(glob.glob(os.path.join(glob.escape(directory), "*.tfrecord")))
     manifest = os.path.join(directory, records.MANIFEST_NAME)
     return ([manifest] if os.path.exists(manifest) else []) + names
 

@@ -290,6 +290,8 @@ def test_bad_inputs_fail_cleanly(tmp_path, uncased_vocab):
         ((f"--input_file={tmp_path}", f"--vocab_file={uncased_vocab}", f"--output_file={out}"),
          ("--input_file", "is a directory")),
         ((f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", "--output_file=,"), ("--output_file", "no file named")),
+        ((f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_file={out},{tmp_path}/./out.tfrecord"),
+         ("--output_file", f"{out} is named twice")),
     ]
     for args, fragments in cases:
         assert_clean_failure(run_cli("create_data", *args), *fragments)
@@ -319,7 +321,7 @@ def test_unwritable_output_location(tmp_path, uncased_vocab):
 def test_output_dir_with_records_is_refused_unless_overwrite(tmp_path, uncased_vocab):
     corpus = tmp_path / "c.txt"
     corpus.write_text("One sentence here.\nAnother one.\n\nA new document.\nWith two lines.\n", encoding="utf-8")
-    out = tmp_path / "records"
+    out = tmp_path / "records [v1]"  # a name that is a glob pattern too
     args = ("create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_dir={out}")
     assert run_cli(*args, "--num_output_shards=2").returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
