@@ -70,14 +70,7 @@ def read_examples(path):
     drops it for the reference; each line is stripped; a blank line is an example too, so `linex_index`
     is always the line number. Text that is not UTF-8 is refused, naming the byte and line.
     """
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise InputError(f"{path}: not UTF-8 (byte {e.start}, line {line})") from None
-    lines = text.replace("\r", "").split("\n")
+    lines = fileio.read_utf8(path).replace("\r", "").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     examples = []

@@ -168,6 +168,17 @@ def lock_directory(directory, flag):
     _held_locks[key] = descriptor
 
 
+def read_utf8(path):
+    """The text of `path`; text that is not UTF-8 is refused in one line naming the byte and the line."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(f"{path}: not UTF-8 (byte {e.start}, line {line})") from None
+
+
 def check_output_file(path, flag, inputs=()):
     """Raises InputError naming the flag unless `path` can be written as a file that is none of `inputs`."""
     if os.path.isdir(path):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bert import fileio
 from bert.errors import InputError
 
 csv.field_size_limit(sys.maxsize)
@@ -115,14 +116,18 @@ def tsv_task(columns, labels):
 
 
 def read_rows(path):
-    """The tab-separated rows of `path`: no quoting, byte-order mark dropped, (line number, fields)."""
+    """The tab-separated rows of `path`: no quoting, byte-order mark dropped, (line number, fields).
+
+    Lines end at "\n" alone and every "\r" is dropped, wherever it is, as the reference's GFile drops it.
+    """
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            return [(number, row) for number, row in enumerate(csv.reader(f, delimiter="\t", quotechar=None), 1)]
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 (byte {e.start})") from None
+        text = fileio.read_utf8(path)
     except OSError as e:
         raise InputError(f"{path}: {e.strerror or e}") from None
+    lines = text.removeprefix("\ufeff").replace("\r", "").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return list(enumerate(csv.reader(lines, delimiter="\t", quotechar=None), 1))
 
 
 def _column_index(column, header, path, what):

@@ -150,3 +150,18 @@ def test_metrics_match_their_definitions():
 
     assert got["spearman"] == pytest.approx(np.corrcoef(average_ranks(scores), average_ranks(predicted))[0, 1])
     assert not math.isnan(glue.compute_metrics(glue.get_task("sts-b"), scores, np.zeros(100))["pearson"])
+
+
+def test_rows_are_read_as_the_reference_reads_them_and_bad_bytes_are_placed(tmp_path):
+    # GFile, through which the reference reads, ends lines at "\n" alone and drops every "\r".
+    path = tmp_path / "train.tsv"
+    path.write_bytes("\ufeffa\tb\r\nfoo\rbar\tbaz\n\nlast\tx".encode("utf-8"))
+    assert glue.read_rows(path) == [(1, ["a", "b"]), (2, ["foobar", "baz"]), (3, []), (4, ["last", "x"])]
+    # Past the decoder's first chunk, the offset is still the file's.
+    lines = [f"{i}\tsome text".encode() for i in range(5000)]
+    lines[4000] += b"\xff"
+    data = b"\n".join(lines) + b"\n"
+    path.write_bytes(data)
+    bad = data.index(bytes([0xFF]))
+    with pytest.raises(InputError, match=f"^{path}: not UTF-8 \\(byte {bad}, line 4001\\)$"):
+        glue.read_rows(path)
