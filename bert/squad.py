@@ -164,6 +164,14 @@ def _write_json(path, value):
         f.write("\n")
 
 
+def _score(dataset, predictions, null_odds):
+    """The scores of `predictions` against --predict_file's answers, by the official script of its SQuAD version."""
+    source = f"--predict_file {FLAGS.predict_file}"
+    if FLAGS.version_2_with_negative:
+        return squad_data.evaluate_v2(dataset, predictions, na_probs=null_odds, source=source)
+    return squad_data.evaluate_v1(dataset, predictions, source=source)
+
+
 def main(argv):
     cli.warn_ignored_tpu_flags()
     _check_flags()
@@ -178,6 +186,10 @@ def main(argv):
         predict_examples, _ = squad_data.read_squad_examples(FLAGS.predict_file, False, FLAGS.version_2_with_negative)
         predict_features = squad_data.convert_examples_to_features(
             predict_examples, tokenizer, is_training=False, show_progress=chief, **_window_settings())
+    if FLAGS.do_eval:
+        # Its answers too: scoring no predictions checks every question can be scored.
+        eval_dataset = squad_data.read_squad_json(FLAGS.predict_file)
+        _score(eval_dataset, {}, {})
     start = time.perf_counter()
     summary = []
     step = None
@@ -224,11 +236,7 @@ def main(argv):
             _write_json(os.path.join(FLAGS.output_dir, "null_odds.json"), null_odds)
         summary.append(f"{len(predict_examples)} questions ({len(predict_features)} windows) predicted -> {FLAGS.output_dir}/predictions.json")
         if FLAGS.do_eval:
-            dataset = squad_data.read_squad_json(FLAGS.predict_file)
-            if FLAGS.version_2_with_negative:
-                scores = squad_data.evaluate_v2(dataset, predictions, na_probs=null_odds)
-            else:
-                scores = squad_data.evaluate_v1(dataset, predictions)
+            scores = _score(eval_dataset, predictions, null_odds)
             scores["global_step"] = step
             path = os.path.join(FLAGS.output_dir, "eval_results.txt")
             cli.write_results(path, scores)

@@ -557,39 +557,41 @@ def _exact(prediction, gold):
     return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
-def _dataset_questions(dataset):
-    """(qa, location) for every question of a parsed dataset file or of its 'data' list."""
+def _dataset_questions(dataset, source):
+    """(qa, location) for every question of a parsed dataset file (named `source`) or of its 'data' list."""
     if isinstance(dataset, dict):
-        dataset = _field(dataset, "data", list, "dataset")
+        dataset = _field(dataset, "data", list, source)
     elif not isinstance(dataset, list):
-        raise InputError(f"dataset: expected the SQuAD JSON object or its 'data' array, got {_json_type(dataset)}")
-    for paragraph, paragraph_where in _paragraphs(dataset, "dataset: data"):
+        raise InputError(f"{source}: expected the SQuAD JSON object or its 'data' array, got {_json_type(dataset)}")
+    for paragraph, paragraph_where in _paragraphs(dataset, f"{source}: data"):
         yield from _questions(paragraph, paragraph_where)
 
 
-def evaluate_v1(dataset, predictions):
+def evaluate_v1(dataset, predictions, source="dataset"):
     """{"exact_match", "f1"} in percent, as evaluate-v1.1.py; a question without prediction scores 0.
 
-    `dataset` is the parsed SQuAD file or its 'data' list; `predictions` maps question id to text.
+    `dataset` is the parsed SQuAD file (named `source` in messages) or its 'data' list; `predictions`
+    maps question id to text.
     """
     exact_sum = f1_sum = 0.0
     total = 0
-    for qa, where in _dataset_questions(dataset):
+    for qa, where in _dataset_questions(dataset, source):
         total += 1
         golds = _gold_texts(qa, where)
         if not golds:
-            raise InputError(f"{where}: question {qa['id']!r} has no answers (score SQuAD v2.0 data with v2.0)")
+            raise InputError(f"{where}: question {qa['id']!r} has no answers (SQuAD v2.0 data is scored as v2.0, "
+                             f"--version_2_with_negative)")
         if qa["id"] not in predictions:
             continue
         prediction = predictions[qa["id"]]
         exact_sum += max(_exact(prediction, gold) for gold in golds)
         f1_sum += max(_f1_v1(prediction, gold) for gold in golds)
     if total == 0:
-        raise InputError("dataset: no questions to score")
+        raise InputError(f"{source}: no questions to score")
     return {"exact_match": 100.0 * exact_sum / total, "f1": 100.0 * f1_sum / total}
 
 
-def evaluate_v2(dataset, predictions, na_probs=None, na_prob_thresh=1.0):
+def evaluate_v2(dataset, predictions, na_probs=None, na_prob_thresh=1.0, source="dataset"):
     """The scores of evaluate-v2.0.py, in percent, with its keys.
 
     "exact", "f1", "total", then the same three prefixed "HasAns_" and "NoAns_" over the answerable
@@ -605,7 +607,7 @@ def evaluate_v2(dataset, predictions, na_probs=None, na_prob_thresh=1.0):
     has_answer = {}
     exact_raw = {}
     f1_raw = {}
-    for qa, where in _dataset_questions(dataset):
+    for qa, where in _dataset_questions(dataset, source):
         question_id = qa["id"]
         answers = _gold_texts(qa, where)
         has_answer[question_id] = bool(answers)
@@ -616,7 +618,7 @@ def evaluate_v2(dataset, predictions, na_probs=None, na_prob_thresh=1.0):
         exact_raw[question_id] = max(_exact(prediction, gold) for gold in golds)
         f1_raw[question_id] = max(_f1_v2(prediction, gold) for gold in golds)
     if not has_answer:
-        raise InputError("dataset: no questions to score")
+        raise InputError(f"{source}: no questions to score")
     search_thresholds = na_probs is not None
     if not search_thresholds:
         # The official default; it matters only with a negative threshold, which makes all no-answers.

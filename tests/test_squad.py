@@ -104,6 +104,11 @@ def test_bad_inputs_fail_cleanly(squad_config, uncased_vocab, squad_files, tmp_p
                     f"--spm_model_file={tmp_path / 'spm.model'}"), ["--spm_model_file", "WordPiece"]),
         (squad_args(squad_config, uncased_vocab, out, "--do_predict", f"--predict_file={squad_files['v1']}", "--do_lower_case=False",
                     f"--init_checkpoint={tmp_path}/uncased_L-12_H-768_A-12/bert_model.ckpt"), ["--do_lower_case=False", "uncased model"]),
+        # Scoring SQuAD v2.0 answers as v1.1 is found before training, not after.
+        (squad_args(squad_config, uncased_vocab, out, "--do_train", f"--train_file={squad_files['v1']}", "--do_predict",
+                    "--do_eval", f"--predict_file={squad_files['v2']}"),
+         [f"--predict_file {squad_files['v2']}: data[0].paragraphs[", "has no answers (SQuAD v2.0 data is scored as v2.0, "
+          "--version_2_with_negative)"]),
     ]
     for args, fragments in cases:
         assert_clean_failure(run_cli("squad", *args), *fragments)
