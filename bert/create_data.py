@@ -54,7 +54,8 @@ def define_flags():
         "block_size_kb",
         256,
         "Scale mode: the input is cut at document boundaries into blocks of about this much text; each block "
-        "has its own seed and draws its random next sentences from its own documents.",
+        "has its own seed and draws its random next sentences from its own documents. A document longer than "
+        f"{pretraining_data.LONGEST_DOCUMENT_BLOCKS} blocks is cut at a line end.",
     )
     flags.DEFINE_integer(
         "shuffle_buffer_size", 10000, "Scale mode: records held in the shuffle buffer in front of the writers."
@@ -241,6 +242,11 @@ def main(argv):
             },
         },
     )
+    if stats.documents_cut:
+        cli.rank_log()(
+            f"warning: {stats.documents_cut} document(s) ran past {pretraining_data.LONGEST_DOCUMENT_BLOCKS} x "
+            f"--block_size_kb without a blank line, and were cut at a line end into documents of their own (a "
+            f"blank line ends a document)")
     rate = num_instances / elapsed if elapsed > 0 else float("inf")
     dropped = f", dropped {stats.invalid_bytes} invalid UTF-8 bytes" if stats.invalid_bytes else ""
     print(

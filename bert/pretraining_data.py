@@ -53,17 +53,20 @@ class InstanceOptions:
 
 
 class InputStats:
-    """Counts over the text read: lines, documents kept, invalid UTF-8 bytes dropped."""
+    """Counts over the text read: lines, documents kept, invalid UTF-8 bytes dropped, documents cut (see
+    iter_blocks)."""
 
     def __init__(self):
         self.lines = 0
         self.documents = 0
         self.invalid_bytes = 0
+        self.documents_cut = 0
 
     def add(self, other):
         self.lines += other.lines
         self.documents += other.documents
         self.invalid_bytes += other.invalid_bytes
+        self.documents_cut += other.documents_cut
 
 
 def documents_from_lines(raw_lines, tokenizer, stats, documents=None):
@@ -312,15 +315,24 @@ def create_reference_records(input_files, tokenizer, options, random_seed, progr
     return out, stats
 
 
-def iter_blocks(input_files, block_size):
-    """Raw text blocks of about `block_size` bytes, cut only at blank lines and file ends."""
+# A document this many blocks long is cut at a line end: one worker would otherwise hold all of it (and
+# its records) in memory, and a corpus without blank lines would be one block, made by one worker.
+LONGEST_DOCUMENT_BLOCKS = 16
+
+
+def iter_blocks(input_files, block_size, on_cut=None):
+    """Raw text blocks of about `block_size` bytes, cut only at blank lines and file ends, or at the end of
+    a line once a document runs to LONGEST_DOCUMENT_BLOCKS blocks (`on_cut()` is told of each such cut)."""
     for path in input_files:
         lines = []
         size = 0
         for raw in read_lines(path):
             lines.append(raw)
             size += len(raw)
-            if size >= block_size and not raw.strip():
+            too_long = size >= LONGEST_DOCUMENT_BLOCKS * block_size
+            if size >= block_size and (too_long or not raw.strip()):
+                if too_long and raw.strip() and on_cut:
+                    on_cut()
                 yield b"".join(lines)
                 lines, size = [], 0
         if lines:
@@ -400,7 +412,11 @@ def create_scale_records(input_files, make_tokenizer, options, random_seed, num_
     with context.Pool(num_workers, initializer=_init_worker, initargs=(make_tokenizer, options, random_seed)) as pool:
         pending = collections.deque()
         block_sizes = collections.deque()
-        blocks = enumerate(iter_blocks(input_files, block_size))
+
+        def count_cut():
+            stats.documents_cut += 1
+
+        blocks = enumerate(iter_blocks(input_files, block_size, count_cut))
 
         def collect_one():
             nonlocal written

@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 import oracle
+from bert import pretraining_data
 from conftest import assert_clean_failure, run_cli
 
 tf = pytest.importorskip("tensorflow")
@@ -215,6 +216,25 @@ def test_scale_mode_is_valid_sharded_and_independent_of_worker_count(tmp_path, w
     assert abs(len(records) - len(read_records([tmp_path / "ref.tfrecord"]))) / len(records) < 0.2
     assert not list(two.glob(".*tmp*"))
     assert "instances" in result.stdout
+
+
+def test_scale_mode_cuts_text_without_blank_lines_at_line_ends_and_says_so(tmp_path, wikitext_docs, uncased_vocab):
+    # One document of ~100 KB, as a sentence-per-line dump without document breaks is.
+    lines = [line for line in wikitext_docs.read_bytes().splitlines(keepends=True) if line.strip()]
+    corpus = tmp_path / "no_breaks.txt"
+    corpus.write_bytes(b"".join(lines)[:100_000].rsplit(b"\n", 1)[0] + b"\n")
+    cuts = []
+    blocks = list(pretraining_data.iter_blocks([str(corpus)], 1024, lambda: cuts.append(1)))
+    longest = pretraining_data.LONGEST_DOCUMENT_BLOCKS * 1024
+    assert b"".join(blocks) == corpus.read_bytes()
+    assert all(longest <= len(block) < longest + max(map(len, lines)) for block in blocks[:-1])
+    assert all(block.endswith(b"\n") for block in blocks) and len(cuts) == len(blocks) - 1 >= 5
+
+    out, result = scale_run(tmp_path, "cut", corpus, uncased_vocab, "--num_workers=1", "--block_size_kb=1")
+    assert (f"bert-create-data: warning: {len(cuts)} document(s) ran past {pretraining_data.LONGEST_DOCUMENT_BLOCKS} x "
+            "--block_size_kb without a blank line, and were cut at a line end into documents of their own (a blank line "
+            "ends a document)") in result.stderr.splitlines()
+    assert json.loads((out / "manifest.json").read_text())["num_documents"] == len(blocks)
 
 
 def test_scale_mode_is_deterministic_in_its_seed(tmp_path, wikitext_docs, uncased_vocab):
