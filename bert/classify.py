@@ -159,16 +159,21 @@ def _keep_best(model, config, evaluator, log):
     metric = f"eval_{evaluator.task.primary_metric}"
 
     def on_save(step):
-        results = evaluator.evaluate(evaluator.sets[0][1], FLAGS.eval_batch_size)
         best = _read_best(record_path)
+        # Called again for the checkpoint a run resumes from: a step already evaluated is not evaluated twice.
+        if best is not None and best.get("evaluated", best["step"]) >= step:
+            return
+        results = evaluator.evaluate(evaluator.sets[0][1], FLAGS.eval_batch_size)
         if best is None or results[metric] > best["value"]:
             os.makedirs(directory, exist_ok=True)
             checkpoints.export_checkpoint(model.variables_by_name, os.path.join(directory, "bert_model.ckpt"), config=config)
-            with fileio.AtomicFile(record_path) as f:
-                json.dump({"metric": metric, "value": float(results[metric]), "step": step}, f)
+            best = {"metric": metric, "value": float(results[metric]), "step": step}
             log(f"step {step}: dev {metric} {results[metric]:.4f}, the best so far -> {directory}")
         else:
             log(f"step {step}: dev {metric} {results[metric]:.4f} (best {best['value']:.4f} at step {best['step']})")
+        # Last, so that a run killed before it evaluates the step again (and exports it again if it is the best).
+        with fileio.AtomicFile(record_path) as f:
+            json.dump({**best, "evaluated": step}, f)
 
     return on_save
 

@@ -412,7 +412,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     `dataset` is a tf.data.Dataset (its iterator is checkpointed per rank, and restored on resuming
     only if it reads the same `input_files` with as many ranks) or an IndexedBatches.
     `optional_init` names variables (a new task head) that --init_checkpoint may lack; `on_save(step)`
-    runs on every rank after each checkpoint. The chief shows progress (bert.progress: a bar, or plain
+    runs on every rank after each scheduled checkpoint, and again for the one a run resumes from. The chief shows progress (bert.progress: a bar, or plain
     lines in a log). Returns the final step and the last report (Python floats).
     """
     chief = replicas.rank == 0
@@ -457,6 +457,11 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
             if fresh:
                 log(f"newly initialised (not in the checkpoint): {', '.join(fresh)}")
     replicas.broadcast(trainer.state_variables())
+    # A run killed after a scheduled checkpoint but before `on_save` finished with it: `on_save` knows
+    # whether it did, and does it now if not.
+    if on_save and resume_step and (resume_step % options.save_checkpoints_steps == 0
+                                    or resume_step == options.num_train_steps):
+        on_save(resume_step)
 
     writer = tf.summary.create_file_writer(options.output_dir) if chief else None
     events = f"TensorBoard events to {options.output_dir}"

@@ -52,9 +52,10 @@ def _logits(model, task, path, split, vocab):
 def test_train_eval_predict_with_best_checkpoint(small_config, uncased_vocab, tmp_path):
     data = shared_file("glue", "MRPC")
     out = tmp_path / "mrpc"
-    result = run_cli("classify", *classify_args(
+    command = classify_args(
         data, small_config, uncased_vocab, out, "--do_train", "--do_eval", "--do_predict", "--keep_best",
-        "--num_train_epochs=0.06", "--save_checkpoints_steps=2", "--learning_rate=1e-3", "--predict_batch_size=16"))
+        "--num_train_epochs=0.06", "--save_checkpoints_steps=2", "--learning_rate=1e-3", "--predict_batch_size=16")
+    result = run_cli("classify", *command)
     assert result.returncode == 0, result.stderr
     assert "dev: accuracy" in result.stdout
 
@@ -94,6 +95,22 @@ def test_train_eval_predict_with_best_checkpoint(small_config, uncased_vocab, tm
     again = run_cli("classify", *classify_args(data, small_config, uncased_vocab, out, "--do_eval", "--keep_best"))
     assert again.returncode == 0, again.stderr
     assert (out / "eval_results.txt").read_text() == before
+
+    # Killed after its last checkpoint but before scoring it on dev, the run scores it when the command is run
+    # again. Emulated by the record of a run that scored steps 2 and 4 only, with a poor best.
+    record = out / "best" / "best.json"
+    assert json.loads(record.read_text()) == {**best, "evaluated": 6}
+    record.write_text(json.dumps({**best, "value": -1.0, "step": 2, "evaluated": 4}))
+    rerun = run_cli("classify", *command)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "step 6: dev eval_accuracy" in rerun.stderr and "step 4: dev" not in rerun.stderr
+    rescored = json.loads(record.read_text())
+    assert rescored["step"] == 6 and rescored["evaluated"] == 6 and rescored["value"] > 0
+    final = tensors(out / "bert_model.ckpt")
+    for name, value in tensors(out / "best" / "bert_model.ckpt").items():
+        assert np.array_equal(value, final[name]), name
+    # Scored once: run again, the finished run scores nothing.
+    assert "dev eval_accuracy" not in run_cli("classify", *command).stderr
 
 
 def _resume_command(data, config, vocab, out):
