@@ -55,6 +55,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -259,8 +260,16 @@ def _split_file(path, min_article_chars):
     return count, kept
 
 
+STAGED_SUFFIX = ".staged"
+WORK_DIR_PREFIX = ".wikiextractor-"
+
+
 class _Shards:
-    """Writes articles into numbered shards, each renamed into place once full (or at the end)."""
+    """Writes articles into numbered shards, staged under hidden names until the whole corpus is written.
+
+    Only `commit()` puts them in place, replacing the shards there before: a run that fails or is killed
+    leaves the corpus that was there as it was, and never a part of a corpus that looks whole.
+    """
 
     def __init__(self, output_dir, shard_bytes, replaced):
         self.output_dir = output_dir
@@ -269,16 +278,19 @@ class _Shards:
         self.paths = []
         self.current = None
         self.size = 0
+        # What a killed run left: its staged shards and wikiextractor's output, as large as the corpus.
+        for path in glob.glob(os.path.join(glob.escape(output_dir), ".*" + SHARD_PATTERN + STAGED_SUFFIX + "*")):
+            os.unlink(path)
+        for path in glob.glob(os.path.join(glob.escape(output_dir), WORK_DIR_PREFIX + "*")):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _staged(self, path):
+        return os.path.join(self.output_dir, "." + os.path.basename(path) + STAGED_SUFFIX)
 
     def write(self, text, size):
         if self.current is None:
-            if not self.paths:
-                # Only now, once there is text to replace them with: old shards mixed with new ones
-                # would read as one corpus.
-                for path in self.replaced:
-                    os.unlink(path)
             self.paths.append(os.path.join(self.output_dir, f"wiki_{len(self.paths):05d}.txt"))
-            self.current = fileio.AtomicFile(self.paths[-1], "w")
+            self.current = fileio.AtomicFile(self._staged(self.paths[-1]), "w")
             self.size = 0
         else:
             self.current.write("\n")
@@ -293,6 +305,11 @@ class _Shards:
         if self.current is not None:
             self.current.commit()
             self.current = None
+        for path in self.paths:
+            os.replace(self._staged(path), path)
+        # Old shards beside new ones would read as one corpus.
+        for path in set(self.replaced) - set(self.paths):
+            os.unlink(path)
 
     def abort(self):
         """Leaves no shard of this run behind, so a failed run is never mistaken for a whole corpus."""
@@ -301,7 +318,7 @@ class _Shards:
             self.paths.pop()
         for path in self.paths:
             try:
-                os.unlink(path)
+                os.unlink(self._staged(path))
             except FileNotFoundError:
                 pass
         self.paths = []
@@ -344,7 +361,7 @@ def main(argv):
                 raise InputError(f"--output_dir: cannot create {output_dir}: {e.strerror}") from None
         shards = _Shards(output_dir, FLAGS.shard_size_mb << 20, existing)
         try:
-            with tempfile.TemporaryDirectory(prefix=".wikiextractor-", dir=output_dir) as work_dir:
+            with tempfile.TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=output_dir) as work_dir:
                 text_dir = os.path.join(work_dir, "text")
                 _run_wikiextractor(
                     path, text_dir, os.path.join(work_dir, "wikiextractor.log"), FLAGS.num_workers, raw, text, head

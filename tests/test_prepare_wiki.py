@@ -3,12 +3,14 @@
 import bz2
 import os
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_failure, run_cli
+from conftest import ROOT, assert_clean_failure, run_cli, wait_for
 
 WIKI = Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki"
 ENWIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -263,3 +265,25 @@ def test_existing_shards_are_refused_then_replaced_with_overwrite(tmp_path):
     prepare(dump(VIWIKI), tmp_path, "--overwrite", "--num_workers=1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.md", "wiki_00000.txt"]
     assert read_articles(tmp_path)[0][0].startswith("Internet Society")
+
+
+def test_a_run_killed_while_replacing_a_corpus_leaves_it_whole_and_the_next_run_sweeps_up(tmp_path):
+    path = dump(ENWIKI)
+    old = {"wiki_00000.txt": "Old first.\n", "wiki_00007.txt": "Old eighth.\n"}
+    for name, text in old.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bert.prepare_wiki", f"--input_file={path}", f"--output_dir={tmp_path}", "--overwrite",
+         "--shard_size_mb=1", "--num_workers=1"],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The first new shard is written: until the last is, the corpus in view is the old one.
+    wait_for(tmp_path / ".wiki_00000.txt.staged", process)
+    process.kill()
+    process.wait()
+    assert {p.name: p.read_text(encoding="utf-8") for p in shards(tmp_path)} == old
+    assert [p.name for p in tmp_path.glob(".wikiextractor-*")]  # what the next run sweeps up
+
+    prepare(path, tmp_path, "--overwrite", "--shard_size_mb=1", "--num_workers=1")
+    assert [p.name for p in shards(tmp_path)] == ["wiki_00000.txt", "wiki_00001.txt", "wiki_00002.txt"]
+    assert read_articles(tmp_path)[0][0].startswith("Anarchism is a political philosophy")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
