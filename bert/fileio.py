@@ -68,17 +68,27 @@ class AtomicFile(CommitOrAbort):
         self.abort()
         return InputError(f"cannot write {self.path}: {error.strerror or error}")
 
-    def commit(self):
-        if self.done:
+    def sync(self):
+        """Puts the content on disk and closes the file, the slow part of `commit()`, which then only renames."""
+        if self.done or self._file.closed:
             return
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
+        except OSError as e:
+            # A full disk.
+            raise self._write_error(e) from None
+
+    def commit(self):
+        if self.done:
+            return
+        self.sync()
+        try:
             os.chmod(self.temp_path, 0o644)
             os.replace(self.temp_path, self.path)
         except OSError as e:
-            # A full disk, or a destination that became a directory.
+            # A destination that became a directory.
             raise self._write_error(e) from None
         self.done = True
 

@@ -171,6 +171,14 @@ class RecordSink(fileio.CommitOrAbort):
         self._next = (index + 1) % len(self._files)
 
     def commit(self):
+        # Every file on disk before any is renamed: a full disk or a kill during the long part leaves the files
+        # that were there before, not some replaced and some not.
+        try:
+            for f in self._files:
+                f.sync()
+        except BaseException:
+            self.abort()
+            raise
         for f in self._files:
             f.commit()
 

@@ -364,6 +364,23 @@ def test_a_full_disk_names_the_shard_and_leaves_the_records_already_there(tmp_pa
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_a_shard_that_fails_as_it_is_finished_leaves_every_shard_as_it_was(tmp_path, wikitext_docs, uncased_vocab):
+    out = tmp_path / "records"
+    args = ("create_data", f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}", "--num_output_shards=2",
+            "--dupe_factor=1")
+    assert run_cli(*args, f"--output_dir={out}").returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # Another seed's last shard is its largest: a disk that fills at its last byte fails it as it is finished,
+    # after the first shard is complete.
+    sizes = tmp_path / "sizes"
+    assert run_cli(*args, f"--output_dir={sizes}", "--random_seed=2").returncode == 0
+    first, last = (p.stat().st_size for p in sorted(sizes.glob("*.tfrecord")))
+    assert first < last
+    result = run_cli(*args, f"--output_dir={out}", "--random_seed=2", "--overwrite", max_file_size=last - 1)
+    assert_clean_failure(result, f"cannot write {out / 'part-00001-of-00002.tfrecord'}: File too large")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_interrupted_run_leaves_no_finished_looking_file(tmp_path, wikitext_docs, uncased_vocab):
     import signal
     import subprocess
