@@ -103,6 +103,10 @@ def test_qqp_skips_short_rows_other_tasks_name_the_line(tmp_path):
     path = _write(tmp_path / "qqp.tsv", [header, ["1", "2", "3", "How?", "Why?", "1"], ["4", "5", "6", "Broken"]])
     examples, skipped = glue.read_examples(glue.get_task("qqp"), path, "train")
     assert len(examples) == 1 and skipped == 1
+    # A test file's rows are all predicted, one line each of test_results.tsv: a short one is named.
+    path = _write(tmp_path / "test.tsv", [["id", "question1", "question2"], ["0", "How?", "Why?"], ["1", "Broken"]])
+    with pytest.raises(InputError, match=r"test.tsv:3: 2 column\(s\), task qqp needs at least 3"):
+        glue.read_examples(glue.get_task("qqp"), path, "test")
     path = _write(tmp_path / "rte.tsv", [["index", "sentence1", "sentence2", "label"], ["0", "a", "b", "entailment"], ["1", "a"]])
     with pytest.raises(InputError, match=r"rte.tsv:3: 2 column\(s\)"):
         glue.read_examples(glue.get_task("rte"), path, "train")
