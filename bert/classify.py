@@ -109,10 +109,17 @@ def _training_set(task):
         [path, cli.vocabulary_source()],
         {"task": task.name, "labels": task.labels, "max_seq_length": FLAGS.max_seq_length,
          "do_lower_case": FLAGS.do_lower_case, "language": FLAGS.xnli_language,
-         # Only the tsv task's columns are the user's to choose (a GLUE task's run keeps its fingerprint).
-         **({"columns": dataclasses.astuple(task.labeled)} if task.name == "tsv" else {})},
+         # Columns other than the defaults (a GLUE task's, or a tsv task's as given by default, keep the
+         # fingerprint they had before the columns counted).
+         **({"columns": dataclasses.astuple(task.labeled)} if _custom_columns(task) else {})},
     )
     return examples, skipped, fingerprint
+
+
+def _custom_columns(task):
+    """Whether a tsv task reads other columns than its flags' defaults."""
+    defaults = [FLAGS[name].default for name in ("text_a_column", "text_b_column", "label_column", "tsv_header")]
+    return task.name == "tsv" and [FLAGS.text_a_column, FLAGS.text_b_column, FLAGS.label_column, FLAGS.tsv_header] != defaults
 
 
 def _suffix(index, path):

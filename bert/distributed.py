@@ -63,7 +63,9 @@ def cluster_position(cluster, task_type, task_id):
         return 0, 0
     tasks = [(kind, index, address) for kind in ("chief", "worker")
              for index, address in sorted(_addresses(cluster.get(kind, [])).items())]
-    position = next(i for i, (kind, index, _) in enumerate(tasks) if (kind, index) == (task_type, task_id))
+    position = next((i for i, (kind, index, _) in enumerate(tasks) if (kind, index) == (task_type, task_id)), None)
+    if position is None:
+        raise InputError(f"TF_CONFIG: task {task_type} {task_id} is not in its cluster")
     host = tasks[position][2].rsplit(":", 1)[0]
     return position, sum(address.rsplit(":", 1)[0] == host for _, _, address in tasks[:position])
 

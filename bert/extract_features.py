@@ -70,9 +70,7 @@ def read_examples(path):
     drops it for the reference; each line is stripped; a blank line is an example too, so `linex_index`
     is always the line number. Text that is not UTF-8 is refused, naming the byte and line.
     """
-    lines = fileio.read_utf8(path).replace("\r", "").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = fileio.read_lines_as_gfile(path)
     examples = []
     for line in lines:
         line = line.strip()

@@ -151,7 +151,7 @@ LOCK_FILE = ".lock"
 _held_locks = {}
 
 
-def lock_directory(directory, flag):
+def lock_directory(directory, flag, holder="training process"):
     """Locks `directory` to this process until it ends; raises InputError naming the flag if another holds it.
 
     Two training processes writing the same run would interleave their checkpoints. The lock is an
@@ -172,7 +172,7 @@ def lock_directory(directory, flag):
     except OSError as e:
         os.close(descriptor)
         if e.errno == errno.EWOULDBLOCK:
-            raise InputError(f"{flag}: {directory} is in use by another training process (it holds {path}); wait "
+            raise InputError(f"{flag}: {directory} is in use by another {holder} (it holds {path}); wait "
                              f"for it to end or use another {flag}") from None
         return
     _held_locks[key] = descriptor
@@ -187,6 +187,15 @@ def read_utf8(path):
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise InputError(f"{path}: not UTF-8 (byte {e.start}, line {line})") from None
+
+
+def read_lines_as_gfile(path):
+    """The lines of UTF-8 text `path` as TensorFlow's GFile, through which the reference reads its inputs, gives
+    them: ended by "\\n" alone, every "\\r" dropped wherever it is, no empty line after a final newline."""
+    lines = read_utf8(path).replace("\r", "").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def check_output_file(path, flag, inputs=()):

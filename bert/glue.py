@@ -121,12 +121,11 @@ def read_rows(path):
     Lines end at "\n" alone and every "\r" is dropped, wherever it is, as the reference's GFile drops it.
     """
     try:
-        text = fileio.read_utf8(path)
+        lines = fileio.read_lines_as_gfile(path)
     except OSError as e:
         raise InputError(f"{path}: {e.strerror or e}") from None
-    lines = text.removeprefix("\ufeff").replace("\r", "").split("\n")
-    if lines[-1] == "":
-        lines.pop()
+    if lines:
+        lines[0] = lines[0].removeprefix("\ufeff")
     return list(enumerate(csv.reader(lines, delimiter="\t", quotechar=None), 1))
 
 

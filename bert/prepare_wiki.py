@@ -136,7 +136,8 @@ def define_flags():
         lower_bound=0,
     )
     flags.DEFINE_bool(
-        "overwrite", False, "Replace the wiki_*.txt shards already in --output_dir instead of refusing."
+        "overwrite", False, "Replace the wiki_*.txt shards already in --output_dir instead of refusing. They "
+        "are replaced once the new corpus is whole: the disk needs room for both until then."
     )
 
 
@@ -359,6 +360,8 @@ def main(argv):
                 os.makedirs(output_dir)
             except OSError as e:
                 raise InputError(f"--output_dir: cannot create {output_dir}: {e.strerror}") from None
+        # Another run on the same directory would sweep up this one's staged shards as a killed run's.
+        fileio.lock_directory(output_dir, "--output_dir", holder="bert-prepare-wiki run")
         shards = _Shards(output_dir, FLAGS.shard_size_mb << 20, existing)
         try:
             with tempfile.TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=output_dir) as work_dir:
@@ -374,6 +377,7 @@ def main(argv):
             shards.abort()
             if created:
                 try:
+                    os.unlink(os.path.join(output_dir, fileio.LOCK_FILE))
                     os.rmdir(output_dir)
                 except OSError:
                     pass

@@ -172,10 +172,13 @@ def _manifest_for(path):
     """The bert-create-data manifest that speaks for `path`, if any: the newest beside it that lists it.
 
     None when that one is older than the file: the records were made again since, by the reference's
-    script (which writes no manifest) or over a manifest of their own, and are checked without it.
+    script (which writes no manifest) or over a manifest of their own, and are checked without it. (So are
+    records copied without their times after their manifest, as `cp -r` may: their records are checked
+    all the same, only the manifest's shorter message is lost.)
     """
     directory = os.path.dirname(os.path.abspath(path))
-    candidates = [os.path.join(directory, records.MANIFEST_NAME), *glob.glob(os.path.join(directory, "*.manifest.json"))]
+    candidates = [os.path.join(directory, records.MANIFEST_NAME),
+                  *glob.glob(os.path.join(glob.escape(directory), "*.manifest.json"))]
     listing = []
     for candidate in candidates:
         found = _read_manifest(candidate) if os.path.isfile(candidate) else None

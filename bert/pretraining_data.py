@@ -6,7 +6,8 @@ instance is held in memory, as there. Instances are built on token ids instead o
 (the mapping is one-to-one, so every comparison and draw is the same) and encoded to their record
 bytes at once, which is what makes this mode fast.
 
-Scale mode cuts the input at document boundaries into blocks of about `block_size_kb` of text. Each
+Scale mode cuts the input at document boundaries into blocks of about `block_size_kb` of text (a
+document of more than LONGEST_DOCUMENT_BLOCKS blocks at a line end too). Each
 block is an independent unit processed in a worker process, with its own seed derived from the run's
 seed and the block's index; its random next sentences come from its own documents. Records stream
 through a bounded shuffle buffer into the output files, so memory stays flat in corpus size, and

@@ -156,7 +156,12 @@ def sentencepiece_vocab_path(model_file):
 def main(argv):
     del argv
     input_files = fileio.expand_inputs(FLAGS.input_file)
-    outputs = [FLAGS.output_file] + ([sentencepiece_vocab_path(FLAGS.output_file)] if FLAGS.model_type != "wordpiece" else [])
+    outputs = [FLAGS.output_file]
+    if FLAGS.model_type != "wordpiece":
+        if sentencepiece_vocab_path(FLAGS.output_file) == FLAGS.output_file:
+            raise InputError(f"--output_file: {FLAGS.output_file} is where the model's piece list goes; name the model "
+                             f"file .model")
+        outputs.append(sentencepiece_vocab_path(FLAGS.output_file))
     for path in outputs:
         fileio.check_output_file(path, "--output_file", input_files)
     if FLAGS.vocab_size < 8:

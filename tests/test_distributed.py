@@ -156,12 +156,18 @@ def test_a_worker_takes_its_rank_from_tf_config_and_the_gpu_of_its_place_on_its_
     assert distributed.cluster_position(resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id) == position
 
 
-def test_a_tf_config_task_that_does_not_train_is_refused(records_dir, small_config, tmp_path):
-    tf_config = {"cluster": {"worker": NODES[:1], "ps": NODES[1:2]}, "task": {"type": "ps", "index": 0}}
+@pytest.mark.parametrize("cluster, task, message", [
+    ({"worker": NODES[:1], "ps": NODES[1:2]}, ("ps", 0), "TF_CONFIG: task type 'ps' does not train; use chief or worker"),
+    ({"worker": NODES[:2]}, ("worker", 2), "TF_CONFIG: task worker 2 is not in its cluster"),
+    ({"worker": NODES[:2]}, ("chief", 0), "TF_CONFIG: task chief 0 is not in its cluster"),
+])
+def test_a_tf_config_task_that_does_not_train_or_is_not_in_the_cluster_is_refused(records_dir, small_config, tmp_path,
+                                                                                 cluster, task, message):
+    tf_config = {"cluster": cluster, "task": {"type": task[0], "index": task[1]}}
     result = run_cli("pretrain", "--distribution_strategy=multi_worker_mirrored",
                      *pretrain_args(records_dir, small_config, tmp_path / "run", "--do_train"),
                      env={"TF_CONFIG": json.dumps(tf_config)})
-    assert_clean_failure(result, "TF_CONFIG: task type 'ps' does not train; use chief or worker")
+    assert_clean_failure(result, message)
     assert not (tmp_path / "run").exists()
 
 

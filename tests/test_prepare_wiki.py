@@ -1,6 +1,7 @@
 """bert-prepare-wiki on real Wikipedia dumps: articles kept, markup gone, sane sentences, bad input."""
 
 import bz2
+import fcntl
 import os
 import re
 import subprocess
@@ -112,7 +113,7 @@ def test_shards_are_about_the_size_asked_for(enwiki):
     sizes = [path.stat().st_size for path in shards(out)]
     assert [path.name for path in shards(out)] == ["wiki_00000.txt", "wiki_00001.txt", "wiki_00002.txt"]
     assert all(1 << 20 <= size < (1 << 20) + 100_000 for size in sizes[:-1]), sizes
-    assert not [name for name in os.listdir(out) if name.startswith(".")]
+    assert [name for name in os.listdir(out) if name.startswith(".")] == [".lock"]  # empty, never written
 
 
 def test_same_text_whatever_the_workers_and_shard_size(enwiki, tmp_path):
@@ -263,7 +264,7 @@ def test_existing_shards_are_refused_then_replaced_with_overwrite(tmp_path):
     assert {p.name: p.read_text(encoding="utf-8") for p in tmp_path.iterdir()} == old
 
     prepare(dump(VIWIKI), tmp_path, "--overwrite", "--num_workers=1")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.md", "wiki_00000.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "notes.md", "wiki_00000.txt"]
     assert read_articles(tmp_path)[0][0].startswith("Internet Society")
 
 
@@ -286,4 +287,15 @@ def test_a_run_killed_while_replacing_a_corpus_leaves_it_whole_and_the_next_run_
     prepare(path, tmp_path, "--overwrite", "--shard_size_mb=1", "--num_workers=1")
     assert [p.name for p in shards(tmp_path)] == ["wiki_00000.txt", "wiki_00001.txt", "wiki_00002.txt"]
     assert read_articles(tmp_path)[0][0].startswith("Anarchism is a political philosophy")
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [".lock"]
+
+
+def test_a_second_run_on_an_output_dir_in_use_is_refused_and_sweeps_nothing(tmp_path):
+    staged = tmp_path / ".wiki_00000.txt.staged"  # as the run in progress there has written
+    staged.write_text("Its first shard.\n", encoding="utf-8")
+    with open(tmp_path / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = run_cli("prepare_wiki", f"--input_file={dump(VIWIKI)}", f"--output_dir={tmp_path}", "--num_workers=1")
+    assert_clean_failure(result, f"--output_dir: {tmp_path} is in use by another bert-prepare-wiki run (it holds "
+                                 f"{tmp_path / '.lock'})")
+    assert staged.read_text(encoding="utf-8") == "Its first shard.\n"

@@ -117,4 +117,6 @@ def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
         assert_clean_failure(run_cli("vocab", f"--input_file={inputs}", f"--output_file={output}", f"--model_type={model_type}"),
                              "--output_file", "is an input file too")
     assert [p.read_text(encoding="utf-8") for p in (empty, corpus, pieces)] == ["\n\n", "hello world\n", "hello world\n"]
+    assert_clean_failure(run_cli("vocab", f"--input_file={corpus}", f"--output_file={tmp_path / 'spm.vocab'}",
+                                 "--model_type=sentencepiece"), "--output_file", "is where the model's piece list goes")
     assert_clean_failure(run_cli("vocab", f"--input_file={corpus}", f"--output_file={tmp_path}"), "--output_file", "is a directory")
