@@ -61,6 +61,8 @@ def cluster_position(cluster, task_type, task_id):
     """
     if task_type is None:
         return 0, 0
+    if task_type not in ("chief", "worker"):
+        raise InputError(f"TF_CONFIG: task type {task_type!r} does not train; use chief or worker")
     tasks = [(kind, index, address) for kind in ("chief", "worker")
              for index, address in sorted(_addresses(cluster.get(kind, [])).items())]
     position = next((i for i, (kind, index, _) in enumerate(tasks) if (kind, index) == (task_type, task_id)), None)
@@ -77,10 +79,8 @@ def _addresses(tasks):
 class MirroredWorkers:
     def __init__(self):
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-        cluster = resolver.cluster_spec().as_dict()
-        if resolver.task_type not in (None, "chief", "worker"):
-            raise InputError(f"TF_CONFIG: task type {resolver.task_type!r} does not train; use chief or worker")
-        self.rank, self.local_rank = cluster_position(cluster, resolver.task_type, resolver.task_id)
+        self.rank, self.local_rank = cluster_position(resolver.cluster_spec().as_dict(), resolver.task_type,
+                                                      resolver.task_id)
         # The strategy starts TensorFlow's runtime, after which the visible devices are fixed; it would otherwise
         # take every GPU of the machine as a replica of this process.
         use_one_gpu(self.local_rank)

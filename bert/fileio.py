@@ -178,21 +178,18 @@ def lock_directory(directory, flag, holder="training process"):
     _held_locks[key] = descriptor
 
 
-def read_utf8(path):
-    """The text of `path`; text that is not UTF-8 is refused in one line naming the byte and the line."""
+def read_lines_as_gfile(path):
+    """The lines of UTF-8 text `path` as TensorFlow's GFile, through which the reference reads its inputs, gives
+    them: ended by a newline alone, every carriage return dropped wherever it is, no empty line after a final
+    newline. Text that is not UTF-8 is refused in one line naming the byte and the line."""
     with open(path, "rb") as f:
         data = f.read()
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise InputError(f"{path}: not UTF-8 (byte {e.start}, line {line})") from None
-
-
-def read_lines_as_gfile(path):
-    """The lines of UTF-8 text `path` as TensorFlow's GFile, through which the reference reads its inputs, gives
-    them: ended by "\\n" alone, every "\\r" dropped wherever it is, no empty line after a final newline."""
-    lines = read_utf8(path).replace("\r", "").split("\n")
+    lines = text.replace("\r", "").split("\n")
     if lines[-1] == "":
         lines.pop()
     return lines

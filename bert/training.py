@@ -412,8 +412,9 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     `dataset` is a tf.data.Dataset (its iterator is checkpointed per rank, and restored on resuming
     only if it reads the same `input_files` with as many ranks) or an IndexedBatches.
     `optional_init` names variables (a new task head) that --init_checkpoint may lack; `on_save(step)`
-    runs on every rank after each scheduled checkpoint, and again when a run resumes from one. The chief shows progress (bert.progress: a bar, or plain
-    lines in a log). Returns the final step and the last report (Python floats).
+    runs on every rank after each scheduled checkpoint, and again when a run resumes from one. The chief
+    shows progress (bert.progress: a bar, or plain lines in a log). Returns the final step and the last
+    report (Python floats).
     """
     chief = replicas.rank == 0
     latest = checkpoints.newest_checkpoint(options.output_dir, log) if chief else None
