@@ -107,7 +107,9 @@ class Trainer:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.dynamic_scaling = options.compute_dtype == "float16"
         self.loss_scale = tf.Variable(INITIAL_LOSS_SCALE if self.dynamic_scaling else 1.0, trainable=False, name="loss_scale")
-        self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="good_steps")
+        # A negative count marks a run without loss scaling, so that one resumed in float16 starts at the
+        # initial scale rather than at the 1.0 it saved.
+        self.good_steps = tf.Variable(0 if self.dynamic_scaling else -1, dtype=tf.int64, trainable=False, name="good_steps")
         self.dtype = COMPUTE_DTYPES[options.compute_dtype]
         # autograph=False, here and at every tf.function of the package: the model's control flow is plain Python
         # over configuration values, which tracing runs as it is, and AutoGraph's rewriting of the whole call
@@ -131,6 +133,12 @@ class Trainer:
 
     def state_variables(self):
         return [*self.variables_by_name.values(), *self.optimizer.slots.values(), self.step, self.loss_scale, self.good_steps]
+
+    def take_up_loss_scaling(self):
+        """After restoring a checkpoint of a run in another precision: this run's own loss scaling from its start."""
+        if (int(self.good_steps.numpy()) >= 0) != self.dynamic_scaling:
+            self.loss_scale.assign(INITIAL_LOSS_SCALE if self.dynamic_scaling else 1.0)
+            self.good_steps.assign(0 if self.dynamic_scaling else -1)
 
     def _micro_gradients(self, features, counts, seed):
         with tf.GradientTape() as tape:
@@ -446,6 +454,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         except checkpoints.READ_ERRORS as e:
             raise InputError(f"--output_dir: checkpoint {path} is damaged or incomplete ({error_text(e)}); delete "
                              f"its files ({os.path.basename(path)}.*) to resume from the one before it") from None
+        trainer.take_up_loss_scaling()
         unrestored = position.restore(resume_step) if position else None
         if unrestored:
             log(f"warning: the input position of rank {replicas.rank} at step {resume_step} is not restored "
@@ -476,10 +485,14 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     loss_scale = float(trainer.loss_scale.numpy())
     saved_step = step
     stop = False
+    features = None
     with StopSignals() as signals:
         try:
             while step < total and not stop:
-                features = _next_batch(iterator)
+                # A skipped float16 step is taken again on the same batch at the lowered loss scale, so the
+                # batches of a step depend on the step alone, as resuming assumes.
+                if features is None:
+                    features = _next_batch(iterator)
                 # A tensor, not a Python number, which tf.function would compile the step again for.
                 requests = tf.constant(0.0 if signals.received is None else 1.0)
                 report = {key: float(value) for key, value in trainer.train_step(features, requests).items()}
@@ -492,6 +505,8 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                         f"loss is {report['loss']} (non-finite gradients{at_scale}) at step {step + 1}; stopped "
                         f"without saving; the last good checkpoint is {last}"
                     )
+                if report["applied"]:
+                    features = None
                 loss_scale = report["loss_scale"]
                 step = int(trainer.step.numpy())
                 stop = report.pop("stop_requests") > 0
@@ -512,8 +527,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                     window, window_start, window_steps = {}, time.perf_counter(), 0
                 progress_bar.update(step - progress_bar.n)
                 scheduled = step % options.save_checkpoints_steps == 0 or step == total
-                # A skipped float16 step leaves the step where it was: nothing new to save, and it is redone
-                # on resuming.
+                # A skipped float16 step leaves the step where it was: nothing new to save.
                 if step != saved_step and (scheduled or stop):
                     if position:
                         with _writing(step, manager, checkpoint=position.prefix(step)):

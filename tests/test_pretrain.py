@@ -780,6 +780,40 @@ def test_float16_skips_non_finite_steps_and_lowers_the_scale(records_dir):
     assert all(v.dtype == tf.float32 for v in trainer.optimizer.slots.values())
 
 
+def _fit_in_process(records_dir, out, compute_dtype, steps, loss_scale=None):
+    """Trains the small model on 16 real records, 4 a step in a fixed shuffled order, to `steps`, resuming from `out`."""
+    arrays = {key: value.numpy() for key, value in _batch(records_dir, 16).items()}
+    trainer = _trainer(BertConfig.from_dict(SMALL_MODEL), output_dir=str(out), num_train_steps=steps, micro_batch_size=4,
+                       compute_dtype=compute_dtype, save_checkpoints_steps=2)
+    if loss_scale:
+        trainer.loss_scale.assign(loss_scale)
+    training.fit(trainer, training.IndexedBatches(arrays, 4, seed=5), trainer.options, distributed.Single(), log=lambda line: None)
+    return trainer
+
+
+def test_float16_steps_skipped_before_a_checkpoint_do_not_change_the_batches_of_a_resumed_run(records_dir, tmp_path):
+    # Gradients overflow float16 at this scale: the first step is skipped and the scale halved until they do not.
+    overflowing = 2.0**40
+    whole = _fit_in_process(records_dir, tmp_path, "float16", 4, loss_scale=overflowing)
+    assert float(whole.loss_scale.numpy()) < overflowing and int(whole.step.numpy()) == 4
+    for path in tmp_path.glob("ckpt-4.*"):
+        path.unlink()
+    resumed = _fit_in_process(records_dir, tmp_path, "float16", 4)
+    assert float(resumed.loss_scale.numpy()) == float(whole.loss_scale.numpy())
+    for name, variable in whole.variables_by_name.items():
+        assert np.array_equal(resumed.variables_by_name[name].numpy(), variable.numpy()), name
+
+
+def test_a_run_resumed_in_another_precision_takes_up_its_own_loss_scaling(records_dir, tmp_path):
+    _fit_in_process(records_dir, tmp_path / "to_float16", "float32", 2)
+    resumed = _fit_in_process(records_dir, tmp_path / "to_float16", "float16", 3)
+    # Not the 1.0 a float32 run saves, where float16's small gradients underflow.
+    assert float(resumed.loss_scale.numpy()) >= training.INITIAL_LOSS_SCALE / 2
+    _fit_in_process(records_dir, tmp_path / "to_float32", "float16", 2)
+    resumed = _fit_in_process(records_dir, tmp_path / "to_float32", "float32", 3)
+    assert float(resumed.loss_scale.numpy()) == 1.0
+
+
 def test_bfloat16_and_xla_train(records_dir, small_config, tmp_path):
     out = tmp_path / "bf16"
     result = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=3",
