@@ -73,8 +73,9 @@ class InputStats:
 def documents_from_lines(raw_lines, tokenizer, stats, documents=None):
     """Tokenized documents from raw byte lines, with the reference's rules.
 
-    A line blank after `str.strip()` closes a document; other lines become a segment of token ids,
-    unless they tokenize to nothing. Invalid UTF-8 is dropped and counted. Passing the previous call's
+    Carriage returns are dropped wherever they are. A line blank after `str.strip()` closes a document;
+    other lines become a segment of token ids, unless they tokenize to nothing. Invalid UTF-8 is dropped
+    and counted. Passing the previous call's
     `documents` continues its last document, as the reference continues one across input files.
     Empty documents are removed by `finish_documents`.
     """
@@ -84,6 +85,9 @@ def documents_from_lines(raw_lines, tokenizer, stats, documents=None):
     tokenize = tokenizer.tokenize
     for raw in raw_lines:
         stats.lines += 1
+        # As the reference's reader, TensorFlow's GFile, does.
+        if b"\r" in raw:
+            raw = raw.replace(b"\r", b"")
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -87,7 +87,8 @@ def load_vocab(vocab_file):
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise VocabError(f"vocab file {vocab_file}: not UTF-8 (byte {e.start})") from None
-    lines = text.split("\n")
+    # As the reference's GFile reads it: every carriage return dropped, even inside a line.
+    lines = text.replace("\r", "").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     vocab = {}

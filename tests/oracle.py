@@ -93,11 +93,13 @@ def full_tokens(text, vocab, lower):
 
 
 def read_vocab(path):
-    """Line number -> id, each line stripped; a repeated token keeps its last id."""
+    """Line number -> id, each line as TensorFlow's GFile reads it, stripped; a repeated token keeps its last id."""
+    import tensorflow as tf
+
     vocab = {}
-    with open(path, "rb") as f:
-        for index, raw in enumerate(f):
-            vocab[raw.decode("utf-8").strip()] = index
+    with tf.io.gfile.GFile(str(path), "r") as f:
+        for index, line in enumerate(iter(f.readline, "")):
+            vocab[line.strip()] = index
     return vocab
 
 

@@ -96,6 +96,24 @@ def test_cased_many_inputs_and_outputs_equal_the_reference(tmp_path, wikitext_do
     assert interleave(per_file) == expected
 
 
+def test_carriage_returns_are_dropped_as_the_reference_reader_drops_them(tmp_path, wikitext_docs, uncased_vocab):
+    import tensorflow as tf
+
+    lines = wikitext_docs.read_text(encoding="utf-8").split("\n")[:400]
+    # Windows line ends, a carriage return for a space, one inside a word.
+    mangled = [line + "\r" if i % 3 == 0 else line.replace(" ", "\r", 1) if i % 3 == 1 else
+               line[: len(line) // 2] + "\r" + line[len(line) // 2 :] for i, line in enumerate(lines)]
+    text = tmp_path / "windows.txt"
+    text.write_bytes("\n".join(mangled).encode("utf-8") + b"\n")
+    create(tmp_path, f"--input_file={text}", f"--vocab_file={uncased_vocab}", "--dupe_factor=1")
+    with tf.io.gfile.GFile(str(text), "r") as f:
+        as_the_reference_reads = [line.rstrip("\n") for line in iter(f.readline, "")]
+    assert as_the_reference_reads == [line.replace("\r", "") for line in mangled]
+    expected = oracle.reference_instances([as_the_reference_reads], oracle.read_vocab(uncased_vocab), True, 12345,
+                                          dupe_factor=1)
+    assert read_records([tmp_path / "out.tfrecord"]) == expected
+
+
 @pytest.fixture(scope="module")
 def many_records(tmp_path_factory, wikitext_docs, uncased_vocab):
     out = tmp_path_factory.mktemp("many") / "records.tfrecord"

@@ -106,6 +106,9 @@ def test_vocab_semantics_match_the_reference(tmp_path):
     vocab = tokenization.load_vocab(path)
     assert vocab == oracle.read_vocab(path) == {"[PAD]": 0, "a": 3, "b": 2, "": 4, "c": 5}
     assert list(vocab) == ["[PAD]", "a", "b", "", "c"]  # a repeat keeps its first place, last id
+    # Carriage returns, which the reference's reader drops wherever they are: Windows line ends, and one inside a token.
+    path.write_bytes(b"[PAD]\r\n  a  \r\nb\r\n\r\nc\rd\n##e")
+    assert tokenization.load_vocab(path) == oracle.read_vocab(path) == {"[PAD]": 0, "a": 1, "b": 2, "": 3, "cd": 4, "##e": 5}
 
 
 def test_bad_vocab_files(tmp_path):
