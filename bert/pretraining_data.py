@@ -75,9 +75,8 @@ def documents_from_lines(raw_lines, tokenizer, stats, documents=None):
 
     Carriage returns are dropped wherever they are. A line blank after `str.strip()` closes a document;
     other lines become a segment of token ids, unless they tokenize to nothing. Invalid UTF-8 is dropped
-    and counted. Passing the previous call's
-    `documents` continues its last document, as the reference continues one across input files.
-    Empty documents are removed by `finish_documents`.
+    and counted. Passing the previous call's `documents` continues its last document, as the reference
+    continues one across input files. Empty documents are removed by `finish_documents`.
     """
     if documents is None:
         documents = [[]]
