@@ -200,11 +200,14 @@ class Trainer:
         def micro_batch(i):
             return {key: value[i * micro : (i + 1) * micro] for key, value in features.items()}
 
-        gradients, sums = self._gradients(micro_batch(0), counts, tf.random.experimental.stateless_fold_in(step_seed, 0))
+        def micro_batch_seed(i):
+            # Numbered across ranks, so each rank's dropout masks are its own, and N ranks of k micro-batches
+            # draw those of one process accumulating N * k.
+            return tf.random.experimental.stateless_fold_in(step_seed, self.replicas.rank * k + i)
+
+        gradients, sums = self._gradients(micro_batch(0), counts, micro_batch_seed(0))
         for i in range(1, k):
-            more, more_sums = self._gradients(
-                micro_batch(i), counts, tf.random.experimental.stateless_fold_in(step_seed, i)
-            )
+            more, more_sums = self._gradients(micro_batch(i), counts, micro_batch_seed(i))
             gradients = [a + b for a, b in zip(gradients, more)]
             sums = {key: sums[key] + more_sums[key] for key in sums}
         sum_names = sorted(sums)

@@ -3,6 +3,7 @@
     python tests/distributed_worker.py ENGINE RECORDS_DIR OUT_DIR      (ENGINE: horovod, multi_worker_mirrored)
 
 Each rank starts from different random weights, so the test also shows that rank 0's are broadcast.
+Dropout is on: each rank must draw its own masks.
 """
 
 import os
@@ -16,15 +17,15 @@ from bert import distributed, modeling, pretraining, training  # noqa: E402
 from bert.config import BertConfig  # noqa: E402
 from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL  # noqa: E402
 
-NO_DROPOUT = {**SMALL_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 HALF_BATCH = 4
 STEPS = 3
 
 
-def make_trainer(replicas, seed, micro_batch_size):
-    model = modeling.BertPretrainer(BertConfig.from_dict(NO_DROPOUT), seed=seed)
+def make_trainer(replicas, seed, num_accumulation_steps=1):
+    model = modeling.BertPretrainer(BertConfig.from_dict(SMALL_MODEL), seed=seed)
     options = training.TrainOptions(output_dir="unused", num_train_steps=10, num_warmup_steps=0, learning_rate=1e-3,
-                                    optimizer_type="lamb", micro_batch_size=micro_batch_size)
+                                    optimizer_type="lamb", micro_batch_size=HALF_BATCH,
+                                    num_accumulation_steps=num_accumulation_steps)
     return training.Trainer(pretraining.PretrainingTask(model), options, replicas)
 
 
@@ -36,7 +37,7 @@ def fixed_batch(records_dir):
 def main():
     engine, records_dir, out_dir = sys.argv[1:4]
     replicas = distributed.make_replicas(engine)
-    trainer = make_trainer(replicas, seed=100 + replicas.rank, micro_batch_size=HALF_BATCH)
+    trainer = make_trainer(replicas, seed=100 + replicas.rank)
     replicas.broadcast(trainer.state_variables())
     batch = fixed_batch(records_dir)
     mine = {k: v[replicas.rank * HALF_BATCH : (replicas.rank + 1) * HALF_BATCH] for k, v in batch.items()}
