@@ -8,6 +8,8 @@ those without Horovod. Each process keeps plain `tf.Variable`s and updates them 
 gradients, so every engine gives the same update.
 """
 
+import sys
+
 from bert.errors import InputError
 from bert.tf import tf
 
@@ -131,3 +133,14 @@ def use_one_gpu(local_rank):
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         tf.config.set_visible_devices(gpus[local_rank % len(gpus)], "GPU")
+        warning = shared_gpu_warning(local_rank, len(gpus))
+        if warning:
+            print(warning, file=sys.stderr)
+
+
+def shared_gpu_warning(local_rank, gpu_count):
+    """A warning when the process of `local_rank` has to share a GPU: more processes than GPUs on its machine."""
+    if local_rank < gpu_count:
+        return None
+    return (f"warning: local rank {local_rank} shares GPU {local_rank % gpu_count} with local rank "
+            f"{local_rank % gpu_count}: this machine has {gpu_count} GPU(s); start one process per GPU")

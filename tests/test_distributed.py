@@ -159,6 +159,12 @@ def test_a_worker_takes_its_rank_from_tf_config_and_the_gpu_of_its_place_on_its_
     assert distributed.cluster_position(resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id) == position
 
 
+def test_a_process_beyond_its_machines_gpu_count_is_warned_that_it_shares_one():
+    assert distributed.shared_gpu_warning(7, 8) is None
+    assert distributed.shared_gpu_warning(9, 8) == ("warning: local rank 9 shares GPU 1 with local rank 1: this machine "
+                                                    "has 8 GPU(s); start one process per GPU")
+
+
 @pytest.mark.parametrize("cluster, task, message", [
     ({"worker": NODES[:1], "ps": NODES[1:2]}, ("ps", 0), "TF_CONFIG: task type 'ps' does not train; use chief or worker"),
     ({"worker": NODES[:2]}, ("worker", 2), "TF_CONFIG: task worker 2 is not in its cluster"),
