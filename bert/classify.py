@@ -188,8 +188,12 @@ def _keep_best(model, config, evaluator, log):
 def _read_best(path):
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as e:
+        raise InputError(f"--keep_best: {path} is damaged ({e}); delete {os.path.dirname(path)} to choose the best "
+                         f"checkpoint afresh") from None
 
 
 def main(argv):

@@ -3,9 +3,11 @@
 A command's `main(argv)` raises `InputError` (or lets an OSError through) for anything the user got
 wrong; `run_command` prints `<command>: error: <message>` to stderr and exits 1, with no traceback.
 Flag errors (unknown flag, bad value, unreadable --flagfile) exit 2 the same way. Training stopped by
-SIGINT or SIGTERM (`StopRequested`) says where it saved its work and exits 128 + the signal's number.
+SIGINT or SIGTERM (`StopRequested`) says where it saved its work and exits 128 + the signal's number;
+running out of memory names the batch-size flags.
 """
 
+import math
 import os
 import sys
 
@@ -31,7 +33,8 @@ def fail(message, status=1):
 def _parse_flags(argv):
     try:
         return FLAGS(argv)
-    except flags.Error as e:
+    except (flags.Error, ValueError) as e:
+        # ValueError: absl's own for a value given to a negated boolean (--nodo_lower_case=true).
         fail(str(e).splitlines()[0].removeprefix("ERROR:: "), status=2)
 
 
@@ -57,9 +60,23 @@ def run_command(main, required=()):
             sys.exit(e.status)
         except KeyboardInterrupt:
             fail("interrupted; no output was finalised", status=130)
+        except Exception as e:
+            if not _out_of_memory(e):
+                raise
+            allocation = next((line.strip() for line in str(e).splitlines() if "OOM when allocating" in line), None)
+            detail = f" ({allocation[:200]})" if allocation else ""
+            fail(f"out of memory{detail}; lower the batch size (--train_batch_size, raising --num_accumulation_steps "
+                 f"to keep the update, or --eval_batch_size, --predict_batch_size, --batch_size)")
 
     _list_command_flags_in_help()
     app.run(checked_main, flags_parser=_parse_flags)
+
+
+def _out_of_memory(error):
+    if isinstance(error, MemoryError):
+        return True
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(error, tf.errors.ResourceExhaustedError)
 
 
 def _list_command_flags_in_help():
@@ -172,8 +189,8 @@ def check_training_flags():
     for name in positive:
         if FLAGS[name].value < 1:
             raise InputError(f"--{name} must be at least 1, got {FLAGS[name].value}")
-    if not FLAGS.learning_rate > 0:
-        raise InputError(f"--learning_rate must be positive, got {FLAGS.learning_rate}")
+    if not 0 < FLAGS.learning_rate < math.inf:
+        raise InputError(f"--learning_rate must be positive and finite, got {FLAGS.learning_rate}")
     if FLAGS.use_horovod and FLAGS.distribution_strategy not in ("none", "horovod"):
         raise InputError(f"--use_horovod contradicts --distribution_strategy={FLAGS.distribution_strategy}")
 
@@ -186,8 +203,8 @@ def check_fine_tuning_flags():
         tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
     if FLAGS.predict_batch_size < 1:
         raise InputError(f"--predict_batch_size must be at least 1, got {FLAGS.predict_batch_size}")
-    if not FLAGS.num_train_epochs > 0:
-        raise InputError(f"--num_train_epochs must be positive, got {FLAGS.num_train_epochs}")
+    if not 0 < FLAGS.num_train_epochs < math.inf:
+        raise InputError(f"--num_train_epochs must be positive and finite, got {FLAGS.num_train_epochs}")
     if not 0 <= FLAGS.warmup_proportion <= 1:
         raise InputError(f"--warmup_proportion must be in [0, 1], got {FLAGS.warmup_proportion}")
 
@@ -280,6 +297,11 @@ def check_tokenizer_flags():
         raise InputError("--vocab_file (or --spm_model_file) is required")
     if FLAGS.vocab_file and FLAGS.spm_model_file:
         raise InputError("--vocab_file and --spm_model_file both given: give one (a SentencePiece model holds its own vocabulary)")
+
+
+def tokenizer_files():
+    """The files the tokenizer is read from, which no output may replace."""
+    return [path for path in (FLAGS.vocab_file, FLAGS.spm_model_file) if path]
 
 
 def vocabulary_source():

@@ -21,7 +21,7 @@ import sys
 import numpy as np
 from absl import flags
 
-from bert import checkpoints, cli, config as bert_config, fileio, modeling
+from bert import checkpoints, cli, config as bert_config, fileio, modeling, tokenization
 from bert.errors import InputError
 
 FLAGS = flags.FLAGS
@@ -107,6 +107,11 @@ def read_hf_config(path):
             hf = json.load(f)
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: cannot read: {e}") from None
+    if not isinstance(hf, dict):
+        raise InputError(f"{path}: not a model config (a JSON object)")
+    for key, kind, name in (("layer_norm_eps", (int, float), "a number"), ("hidden_act", str, "a string")):
+        if key in hf and (not isinstance(hf[key], kind) or isinstance(hf[key], bool)):
+            raise InputError(f"{path}: key '{key}' is {json.dumps(hf[key])}, not {name}")
     if hf.get("model_type", "bert") != "bert":
         raise InputError(f"{path}: key 'model_type' is '{hf['model_type']}', only 'bert' converts")
     if hf.get("position_embedding_type", "absolute") != "absolute":
@@ -210,16 +215,17 @@ def _reference_to_hf_name(name):
     return None, False
 
 
-def _find_vocab(*directories):
+def _find_vocab(config, *directories):
+    """--vocab_file, or else the vocab.txt of the first of `directories` holding one; checked against `config`."""
     if FLAGS.vocab_file:
         if not os.path.isfile(FLAGS.vocab_file):
             raise InputError(f"--vocab_file: file not found: {FLAGS.vocab_file}")
-        return FLAGS.vocab_file
-    for directory in directories:
-        path = os.path.join(directory, "vocab.txt")
-        if os.path.isfile(path):
-            return path
-    return None
+        found = FLAGS.vocab_file
+    else:
+        found = next((path for path in (os.path.join(d, "vocab.txt") for d in directories) if os.path.isfile(path)), None)
+    if found:
+        bert_config.check_vocab(config, len(tokenization.load_vocab(found)), found)
+    return found
 
 
 def _copy(source, destination):
@@ -231,7 +237,7 @@ def from_hf(directory, output):
     if not os.path.isdir(directory):
         raise InputError(f"--input: not a directory: {directory}")
     config = read_hf_config(os.path.join(directory, "config.json"))
-    vocab = _find_vocab(directory)
+    vocab = _find_vocab(config, directory)
     weights, unused = hf_to_reference(read_hf_weights(directory), config)
     fileio.make_output_dir(output, "--output")
     checkpoints.export_checkpoint(weights, os.path.join(output, "bert_model.ckpt"), config=config)
@@ -275,6 +281,11 @@ def to_hf(checkpoint, output):
     missing = [name for name in model_weights if name not in weights and not name.startswith("bert/pooler/")]
     if missing:
         raise InputError(f"--input: checkpoint {reader.prefix} has no variable '{missing[0]}'")
+    for name, variable in model_weights.items():
+        if name in weights and list(weights[name].shape) != variable.shape.as_list():
+            raise InputError(f"--input: '{name}' has shape {list(weights[name].shape)}, {config_path} implies "
+                             f"{variable.shape.as_list()}")
+    vocab = _find_vocab(config, checkpoint_dir)
     tensors = reference_to_hf(weights)
     fileio.make_output_dir(output, "--output")
     hf_config = {
@@ -298,7 +309,6 @@ def to_hf(checkpoint, output):
     with fileio.AtomicFile(os.path.join(output, "tokenizer_config.json")) as f:
         json.dump({"do_lower_case": FLAGS.do_lower_case, "tokenizer_class": "BertTokenizer"}, f, indent=2)
         f.write("\n")
-    vocab = _find_vocab(checkpoint_dir)
     if vocab:
         _copy(vocab, os.path.join(output, "vocab.txt"))
     return f"{len(tensors)} tensors ({hf_config['architectures'][0]}) -> {output}/model.safetensors" + ("" if vocab else "; no vocab.txt found (give --vocab_file)")

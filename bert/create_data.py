@@ -118,7 +118,7 @@ def _output_paths(input_files):
         if not paths:
             raise InputError(f"--output_file: no file named in '{FLAGS.output_file}'")
         for path in [*paths, records.manifest_path_for(paths)]:
-            fileio.check_output_file(path, "--output_file", input_files)
+            fileio.check_output_file(path, "--output_file", [*input_files, *cli.tokenizer_files()])
         named = [os.path.realpath(path) for path in paths]
         twice = next((path for path, real in zip(paths, named) if named.count(real) > 1), None)
         if twice:
@@ -137,7 +137,7 @@ def _output_paths(input_files):
     count = FLAGS.num_output_shards
     paths = [os.path.join(directory, f"part-{i:05d}-of-{count:05d}.tfrecord") for i in range(count)]
     for path in [*paths, records.manifest_path_for(paths, directory)]:
-        fileio.check_output_file(path, "--output_dir", input_files)
+        fileio.check_output_file(path, "--output_dir", [*input_files, *cli.tokenizer_files()])
     return paths, directory
 
 

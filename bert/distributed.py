@@ -8,6 +8,8 @@ those without Horovod. Each process keeps plain `tf.Variable`s and updates them 
 gradients, so every engine gives the same update.
 """
 
+import json
+import os
 import sys
 
 from bert.errors import InputError
@@ -80,6 +82,10 @@ def _addresses(tasks):
 
 class MirroredWorkers:
     def __init__(self):
+        try:
+            json.loads(os.environ.get("TF_CONFIG") or "{}")
+        except ValueError as e:
+            raise InputError(f"TF_CONFIG: not valid JSON ({e})") from None
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
         self.rank, self.local_rank = cluster_position(resolver.cluster_spec().as_dict(), resolver.task_type,
                                                       resolver.task_id)

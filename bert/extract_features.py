@@ -185,7 +185,7 @@ def main(argv):
     if FLAGS.batch_size < 1:
         raise InputError(f"--batch_size must be at least 1, got {FLAGS.batch_size}")
     input_path = one_input_file(FLAGS.input_file)
-    fileio.check_output_file(FLAGS.output_file, "--output_file", [input_path])
+    fileio.check_output_file(FLAGS.output_file, "--output_file", [input_path, FLAGS.bert_config_file, *cli.tokenizer_files()])
     tokenizer = cli.make_tokenizer()
     config, encoder, unused = load_encoder(FLAGS.bert_config_file, FLAGS.init_checkpoint, tokenizer.vocab_size,
                                            FLAGS.max_seq_length)

@@ -7,7 +7,9 @@ import glob
 import hashlib
 import json
 import os
+import signal
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -195,13 +197,19 @@ def read_lines_as_gfile(path):
     return lines
 
 
+def ignore_interrupts():
+    """In a worker process: Ctrl-C, which the terminal sends to every process of the job, is left to the parent,
+    which stops the workers and reports it in one line (a worker would print its own traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def check_output_file(path, flag, inputs=()):
     """Raises InputError naming the flag unless `path` can be written as a file that is none of `inputs`."""
     if os.path.isdir(path):
         raise InputError(f"{flag}: {path} is a directory")
     check_writable_dir(os.path.dirname(os.path.abspath(path)), flag)
     for source in inputs:
-        if os.path.exists(path) and os.path.samefile(path, source):
+        if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
             raise InputError(f"{flag}: {path} is an input file too; writing it would replace the input")
 
 
@@ -227,10 +235,13 @@ def fingerprint(paths, settings):
 
 
 def cached_arrays(path, build):
-    """The arrays saved at `path` (.npz), or `build()`'s, saved there atomically first."""
+    """The arrays saved at `path` (.npz), or `build()`'s, saved there atomically first (also over a damaged file)."""
     if os.path.isfile(path):
-        with np.load(path) as data:
-            return {key: data[key] for key in data.files}
+        try:
+            with np.load(path) as data:
+                return {key: data[key] for key in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            pass
     arrays = build()
     with AtomicFile(path, "wb") as f:
         f.write_with(lambda stream: np.savez(stream, **arrays))

@@ -395,7 +395,7 @@ def _write_shards(text_dir, shards):
     articles_in = articles = sentences = 0
     split = functools.partial(_split_file, min_article_chars=FLAGS.min_article_chars)
     bar = progress.bar(total=len(files), unit="file", desc="sentences")
-    with bar, multiprocessing.Pool(FLAGS.num_workers) as pool:
+    with bar, multiprocessing.Pool(FLAGS.num_workers, initializer=fileio.ignore_interrupts) as pool:
         for count, kept in pool.imap(split, files):
             articles_in += count
             for article, num_sentences, size in kept:

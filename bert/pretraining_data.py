@@ -19,7 +19,7 @@ import multiprocessing
 import random
 from dataclasses import dataclass
 
-from bert import records
+from bert import fileio, records
 from bert.errors import InputError
 
 REQUIRED_TOKENS = ("[CLS]", "[SEP]", "[MASK]")
@@ -347,6 +347,7 @@ _worker = {}
 
 
 def _init_worker(make_tokenizer, options, random_seed):
+    fileio.ignore_interrupts()
     tokenizer = make_tokenizer()
     special_ids = SpecialIds(tokenizer)
     _worker.update(

@@ -323,13 +323,13 @@ class DataPosition:
             return "none was saved"
         try:
             reader = tf.train.load_checkpoint(path)
+            if not reader.has_tensor(self.INPUTS_KEY):
+                return "an earlier version saved it without its input"
+            if reader.get_tensor(self.INPUTS_KEY).decode() != self.inputs:
+                return "it was taken on other input files or another number of ranks"
+            self.checkpoint.restore(path).assert_existing_objects_matched()
         except checkpoints.READ_ERRORS as e:
             return f"{path} is damaged: {error_text(e)}"
-        if not reader.has_tensor(self.INPUTS_KEY):
-            return "an earlier version saved it without its input"
-        if reader.get_tensor(self.INPUTS_KEY).decode() != self.inputs:
-            return "it was taken on other input files or another number of ranks"
-        self.checkpoint.restore(path).assert_existing_objects_matched()
         return None
 
 

@@ -45,7 +45,7 @@ def define_flags():
         "spm_model_type", "unigram", ["unigram", "bpe", "char", "word"], "sentencepiece: the model type."
     )
     flags.DEFINE_integer(
-        "spm_max_sentences", 10_000_000, "sentencepiece: sentences sampled for training (bounds memory)."
+        "spm_max_sentences", 10_000_000, "sentencepiece: sentences sampled for training (bounds memory; 0: all)."
     )
 
 
@@ -120,11 +120,19 @@ def learn_sentencepiece(input_files, output_file, vocab_size, do_lower_case, mod
     import sentencepiece
 
     directory = os.path.dirname(os.path.abspath(output_file))
+    lines = 0
+
+    def counted_lines():
+        nonlocal lines
+        for line in iter_lines(input_files, "reading"):
+            lines += 1
+            yield line
+
     with tempfile.TemporaryDirectory(dir=directory, prefix=".spm-") as scratch:
         prefix = os.path.join(scratch, "model")
         try:
             sentencepiece.SentencePieceTrainer.train(
-                sentence_iterator=iter_lines(input_files, "reading"),
+                sentence_iterator=counted_lines(),
                 model_prefix=prefix,
                 vocab_size=vocab_size,
                 model_type=model_type,
@@ -141,6 +149,8 @@ def learn_sentencepiece(input_files, output_file, vocab_size, do_lower_case, mod
                 minloglevel=2,
             )
         except RuntimeError as e:
+            if not lines:
+                raise InputError(f"--input_file: no text to learn from in {', '.join(input_files)}") from None
             raise InputError(f"sentencepiece training failed: {str(e).splitlines()[-1]}") from None
         for source, target in ((prefix + ".model", output_file), (prefix + ".vocab", sentencepiece_vocab_path(output_file))):
             with open(source, "rb") as src, fileio.AtomicFile(target, "wb") as dst:
@@ -168,6 +178,10 @@ def main(argv):
         raise InputError(f"--vocab_size must be at least 8, got {FLAGS.vocab_size}")
     if FLAGS.num_unused < 0:
         raise InputError(f"--num_unused must be 0 or more, got {FLAGS.num_unused}")
+    if FLAGS.limit_alphabet < 1:
+        raise InputError(f"--limit_alphabet must be at least 1, got {FLAGS.limit_alphabet}")
+    if FLAGS.spm_max_sentences < 0:
+        raise InputError(f"--spm_max_sentences must be 0 (all) or more, got {FLAGS.spm_max_sentences}")
     start = time.perf_counter()
     if FLAGS.model_type == "wordpiece":
         tokens = learn_wordpiece(

@@ -111,6 +111,11 @@ def test_train_eval_predict_with_best_checkpoint(small_config, uncased_vocab, tm
         assert np.array_equal(value, final[name]), name
     # Scored once: run again, the finished run scores nothing.
     assert "dev eval_accuracy" not in run_cli("classify", *command).stderr
+    # A damaged record is named, with what to do.
+    record.write_text('{"metric": "eval_acc')
+    damaged = run_cli("classify", *command)
+    assert damaged.returncode == 1 and "Traceback" not in damaged.stderr
+    assert f"error: --keep_best: {record} is damaged" in damaged.stderr.splitlines()[-1]
 
 
 def _resume_command(data, config, vocab, out):
@@ -263,6 +268,9 @@ def test_bad_inputs_fail_cleanly_and_leave_the_output_dir(small_config, uncased_
         (classify_args(tmp_path / "absent", small_config, uncased_vocab, out, "--do_eval"), ["--data_dir"]),
         (classify_args(data, small_config, uncased_vocab, out, "--do_train", "--num_train_epochs=0.02", "--max_seq_length=32"), ["--output_dir", "max_seq_length"]),
         (classify_args(data, small_config, uncased_vocab, out, "--do_predict", "--learning_rate=-1"), ["--learning_rate"]),
+        (classify_args(data, small_config, uncased_vocab, out, "--do_train", "--learning_rate=inf"), ["--learning_rate", "finite"]),
+        (classify_args(data, small_config, uncased_vocab, out, "--do_train", "--num_train_epochs=inf"),
+         ["--num_train_epochs", "finite"]),
         (classify_args(data, small_config, uncased_vocab, out, "--do_train", f"--init_checkpoint={tmp_path}/cased_L-12_H-768_A-12/bert_model.ckpt"),
          ["--do_lower_case=True", "cased_L-12_H-768_A-12 is a cased model", "--do_lower_case=False"]),
     ]
@@ -270,6 +278,14 @@ def test_bad_inputs_fail_cleanly_and_leave_the_output_dir(small_config, uncased_
         assert_clean_failure(run_cli("classify", *args), *fragments)
     assert snapshot(out) == before
     assert not (tmp_path / "new" / "run.json").exists()
+
+    # The cached training features, damaged, are only a cache: made again.
+    cache = next(out.glob("train-features-*.npz"))
+    cache.write_bytes(cache.read_bytes()[:1000])
+    again = run_cli("classify", *classify_args(data, small_config, uncased_vocab, out, "--do_train", "--num_train_epochs=0.02"))
+    assert again.returncode == 0, again.stderr
+    with np.load(cache) as rebuilt:
+        assert len(rebuilt["input_ids"]) == 3668
 
 
 def test_pretrained_minilm_fine_tunes_to_a_sensible_dev_score(minilm_checkpoint, tmp_path):

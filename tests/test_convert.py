@@ -114,6 +114,23 @@ def test_to_hf_gives_back_the_same_tensors(minilm_dir, minilm_checkpoint, tmp_pa
     assert hf_config["architectures"] == ["BertModel"]
 
 
+def test_to_hf_refuses_a_config_or_vocabulary_the_checkpoint_does_not_match(minilm_checkpoint, tmp_path):
+    config = json.loads((minilm_checkpoint / "bert_config.json").read_text())
+    wide = tmp_path / "wide.json"
+    wide.write_text(json.dumps({**config, "hidden_size": 768}))
+    small_vocab = tmp_path / "small_vocab.json"
+    small_vocab.write_text(json.dumps({**config, "vocab_size": 1000}))
+    checkpoint = f"--input={minilm_checkpoint / 'bert_model.ckpt'}"
+    out = tmp_path / "hf"
+    assert_clean_failure(run_cli("convert", "--to=hf", checkpoint, f"--bert_config_file={wide}", f"--output={out}"),
+                         "--input", "'bert/embeddings/word_embeddings' has shape [30522, 384]", "wide.json implies [30522, 768]")
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("".join(f"[unused{i}]\n" for i in range(30600)))
+    assert_clean_failure(run_cli("convert", "--to=hf", checkpoint, f"--vocab_file={vocab}", f"--output={out}"),
+                         "vocab.txt", "30600 token ids", "'vocab_size' is 30522")
+    assert not out.exists()
+
+
 def test_bad_hugging_face_directories_fail_cleanly(minilm_dir, tmp_path):
     from safetensors.numpy import load_file, save_file
 
@@ -139,7 +156,13 @@ def test_bad_hugging_face_directories_fail_cleanly(minilm_dir, tmp_path):
         (variant("heads", lambda c: c.pop("num_attention_heads")), ["config.json", "num_attention_heads"]),
         (variant("missing", drop="encoder.layer.3.output.dense.weight"), ["bert/encoder/layer_3/output/dense/kernel"]),
         (variant("wide", lambda c: c.update(intermediate_size=1024)), ["intermediate/dense/kernel", "[384, 1024]"]),
+        (variant("eps_text", lambda c: c.update(layer_norm_eps="1e-12")), ["config.json", "'layer_norm_eps' is \"1e-12\", not a number"]),
+        (variant("act_list", lambda c: c.update(hidden_act=["gelu"])), ["config.json", "'hidden_act' is [\"gelu\"], not a string"]),
+        (variant("small_vocab", lambda c: c.update(vocab_size=600)), ["vocab.txt", "30522 token ids", "'vocab_size' is 600"]),
     ]
+    array = variant("array")
+    (array / "config.json").write_text("[]")
+    cases.append((array, ["config.json", "not a model config"]))
     for directory, fragments in cases:
         assert_clean_failure(run_cli("convert", "--from=hf", f"--input={directory}", f"--output={out}"), *fragments)
     assert_clean_failure(run_cli("convert", f"--input={minilm_dir}", f"--output={out}"), "--from=hf or --to=hf")

@@ -288,6 +288,7 @@ def test_invalid_utf8_is_dropped_and_counted(tmp_path, uncased_vocab):
         ("--num_workers=-1", "--num_workers"),
         ("--max_seq_length=abc", "max_seq_length"),
         ("--no_such_flag=1", "no_such_flag"),
+        ("--nodo_lower_case=true", "--nodo_lower_case=true does not take an argument"),
     ],
 )
 def test_nonsensical_flags_fail_cleanly_and_leave_output_alone(flag, fragment, tmp_path, uncased_vocab):
@@ -336,6 +337,15 @@ def test_bad_inputs_fail_cleanly(tmp_path, uncased_vocab):
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "empty.txt"]
     assert corpus.read_text(encoding="utf-8") == "One sentence here.\nAnother one.\n"
+
+    # Nor may the records replace the vocabulary they are made with.
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_bytes(uncased_vocab.read_bytes())
+    for output in (f"--output_file={vocab}", f"--output_file={tmp_path / 'vocab.tfrecord'},{vocab}"):
+        assert_clean_failure(run_cli("create_data", f"--input_file={corpus}", f"--vocab_file={vocab}", output),
+                             "--output_file", "vocab.txt is an input file too")
+    assert vocab.read_bytes() == uncased_vocab.read_bytes()
+    vocab.unlink()
 
     (tmp_path / "out.tfrecord.manifest.json").mkdir()
     assert_clean_failure(run_cli("create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_file={out}"),
@@ -397,6 +407,37 @@ def test_a_shard_that_fails_as_it_is_finished_leaves_every_shard_as_it_was(tmp_p
     result = run_cli(*args, f"--output_dir={out}", "--random_seed=2", "--overwrite", max_file_size=last - 1)
     assert_clean_failure(result, f"cannot write {out / 'part-00001-of-00002.tfrecord'}: File too large")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_ctrl_c_in_scale_mode_is_one_line_from_the_parent_and_no_worker_traceback(tmp_path, wikitext_docs, uncased_vocab):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    from conftest import ROOT, message_lines
+
+    out = tmp_path / "records"
+    # A terminal's Ctrl-C reaches every process of the job: the command and its workers.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bert.create_data", f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}",
+         "--dupe_factor=100", "--num_workers=2", "--block_size_kb=64", f"--output_dir={out}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    deadline = time.time() + 60
+    while len(psutil.Process(proc.pid).children()) < 2:
+        assert proc.poll() is None and time.time() < deadline, "the workers did not start"
+        time.sleep(0.05)
+    time.sleep(0.5)  # into their first blocks
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert [line for line in message_lines(stderr)] == ["bert-create-data: error: interrupted; no output was finalised"]
+    assert not list(out.glob("*.tfrecord"))
 
 
 def test_interrupted_run_leaves_no_finished_looking_file(tmp_path, wikitext_docs, uncased_vocab):

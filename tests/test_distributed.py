@@ -180,6 +180,13 @@ def test_a_tf_config_task_that_does_not_train_or_is_not_in_the_cluster_is_refuse
     assert not (tmp_path / "run").exists()
 
 
+def test_a_tf_config_that_is_not_json_is_refused(records_dir, small_config, tmp_path):
+    result = run_cli("pretrain", "--distribution_strategy=multi_worker_mirrored",
+                     *pretrain_args(records_dir, small_config, tmp_path / "run", "--do_train"), env={"TF_CONFIG": "{bad"})
+    assert_clean_failure(result, "TF_CONFIG: not valid JSON")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_worker_stopped_by_a_failed_write_ends_the_other_with_one_line_each(records_dir, small_config, tmp_path):
     out = tmp_path / "run"
     # Below the size of a training checkpoint, above the input positions and TensorBoard events.

@@ -190,6 +190,16 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
                          "--vocab_file and --spm_model_file both given")
     assert_clean_failure(extract(model_dir, input_file, tmp_path, "--max_seq_length=40"), "--output_file", "is a directory")
     assert_clean_failure(extract(model_dir, input_file, input_file, "--max_seq_length=40"), "--output_file", "input file too")
+    # Nor the config or vocabulary the features are computed with.
+    config_copy, vocab_copy = tmp_path / "bert_config.json", tmp_path / "vocab.txt"
+    config_copy.write_bytes((directory / "bert_config.json").read_bytes())
+    vocab_copy.write_bytes(vocab.read_bytes())
+    assert_clean_failure(extract(model_dir, input_file, config_copy, f"--bert_config_file={config_copy}",
+                                 "--max_seq_length=40"), "--output_file", "bert_config.json is an input file too")
+    assert_clean_failure(extract(model_dir, input_file, vocab_copy, f"--vocab_file={vocab_copy}", "--max_seq_length=40"),
+                         "--output_file", "vocab.txt is an input file too")
+    assert config_copy.read_bytes() == (directory / "bert_config.json").read_bytes()
+    assert vocab_copy.read_bytes() == vocab.read_bytes()
     assert input_file.read_text() == "hello world\n"
     assert not list(tmp_path.glob(".*tmp-*"))
     assert output_file.read_text() == "previous\n"

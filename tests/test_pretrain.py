@@ -694,6 +694,12 @@ def test_resuming_on_other_input_files_restarts_the_input_instead_of_failing(rec
     assert recorded == {"files": [[str(p), p.stat().st_size] for p in shards], "ranks": 1}
     again = run_cli("pretrain", f"--input_file={records_dir}/part-*.tfrecord", *common, "--num_train_steps=6")
     assert again.returncode == 0 and "not restored" not in again.stderr, again.stderr
+    # A damaged position is a warning too, not a failure.
+    data = out / "data" / "rank-0" / "data-6.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    damaged = run_cli("pretrain", f"--input_file={records_dir}/part-*.tfrecord", *common, "--num_train_steps=8")
+    assert damaged.returncode == 0, damaged.stderr
+    assert "input position of rank 0 at step 6 is not restored" in damaged.stderr and "is damaged" in damaged.stderr
 
 
 @pytest.mark.parametrize("precision", [(), ("--auto_mixed_precision", "--amp_dtype=float16")], ids=["float32", "float16"])
@@ -713,6 +719,20 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(records_di
     assert latest.endswith(f"ckpt-{step - 1}")
     weights = tensors(latest)
     assert all(np.isfinite(v).all() for v in weights.values() if getattr(v, "dtype", None) == np.float32)
+
+
+def test_running_out_of_memory_names_the_batch_size(records_dir, small_config, tmp_path):
+    import resource
+
+    def limited_memory():
+        # An address-space limit, so that the first large tensor fails to allocate rather than the machine swapping.
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    command = [sys.executable, "-m", "bert.pretrain", *pretrain_args(records_dir, small_config, tmp_path / "run", "--do_train",
+                                                                   "--num_train_steps=2", "--train_batch_size=200000")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            preexec_fn=limited_memory, timeout=600)
+    assert_clean_failure(result, "out of memory", "lower the batch size (--train_batch_size")
 
 
 def _trainer(config, **options):

@@ -101,6 +101,13 @@ def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
                                  "--num_unused=100"), "--vocab_size")
     assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}",
                                  "--model_type=bpe"), "model_type")
+    for flag in ("--limit_alphabet=0", "--limit_alphabet=-20"):
+        assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}", flag),
+                             "--limit_alphabet must be at least 1")
+    assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={tmp_path / 'm.model'}",
+                                 "--model_type=sentencepiece", "--spm_max_sentences=-1"), "--spm_max_sentences")
+    assert_clean_failure(run_cli("vocab", f"--input_file={empty}", f"--output_file={tmp_path / 'm.model'}",
+                                 "--model_type=sentencepiece", "--vocab_size=100"), "--input_file: no text to learn from", "empty.txt")
     # The text's words go to a scratch file beside the output first; a disk too full for it is named.
     assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}", max_file_size=1 << 16),
                          f"cannot write {tmp_path}/.vocab-", "/words.txt: File too large")
