@@ -190,10 +190,13 @@ def _read_best(path):
         return None
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            record = json.load(f)
+        if not isinstance(record, dict) or not {"metric", "step", "value"} <= set(record):
+            raise ValueError("not a record of the best checkpoint")
+        return record
     except ValueError as e:
-        raise InputError(f"--keep_best: {path} is damaged ({e}); delete {os.path.dirname(path)} to choose the best "
-                         f"checkpoint afresh") from None
+        raise InputError(f"--keep_best: {path} is damaged ({e}); delete it to choose the best checkpoint afresh "
+                         f"from the next one scored") from None
 
 
 def main(argv):

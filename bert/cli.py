@@ -73,10 +73,9 @@ def run_command(main, required=()):
 
 
 def _out_of_memory(error):
-    if isinstance(error, MemoryError):
-        return True
+    """TensorFlow's failure to allocate a tensor (its ResourceExhaustedError also stands for other exhausted resources)."""
     tf = sys.modules.get("tensorflow")
-    return tf is not None and isinstance(error, tf.errors.ResourceExhaustedError)
+    return tf is not None and isinstance(error, tf.errors.ResourceExhaustedError) and "OOM" in str(error)
 
 
 def _list_command_flags_in_help():

@@ -224,7 +224,8 @@ def _find_vocab(config, *directories):
     else:
         found = next((path for path in (os.path.join(d, "vocab.txt") for d in directories) if os.path.isfile(path)), None)
     if found:
-        bert_config.check_vocab(config, len(tokenization.load_vocab(found)), found)
+        # Ids are line numbers: a repeated token leaves fewer tokens than ids.
+        bert_config.check_vocab(config, max(tokenization.load_vocab(found).values()) + 1, found)
     return found
 
 

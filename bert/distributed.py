@@ -148,5 +148,5 @@ def shared_gpu_warning(local_rank, gpu_count):
     """A warning when the process of `local_rank` has to share a GPU: more processes than GPUs on its machine."""
     if local_rank < gpu_count:
         return None
-    return (f"warning: local rank {local_rank} shares GPU {local_rank % gpu_count} with local rank "
-            f"{local_rank % gpu_count}: this machine has {gpu_count} GPU(s); start one process per GPU")
+    return (f"warning: local rank {local_rank} shares GPU {local_rank % gpu_count} with another process: this "
+            f"machine has {gpu_count} GPU(s); start one process per GPU")

@@ -240,7 +240,7 @@ def cached_arrays(path, build):
         try:
             with np.load(path) as data:
                 return {key: data[key] for key in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        except (ValueError, EOFError, zipfile.BadZipFile):
             pass
     arrays = build()
     with AtomicFile(path, "wb") as f:

@@ -110,6 +110,8 @@ class Trainer:
         # A negative count marks a run without loss scaling, so that one resumed in float16 starts at the
         # initial scale rather than at the 1.0 it saved.
         self.good_steps = tf.Variable(0 if self.dynamic_scaling else -1, dtype=tf.int64, trainable=False, name="good_steps")
+        # Batches whose step float16 skipped: in-memory input (IndexedBatches) resumes past them.
+        self.skipped_batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_batches")
         self.dtype = COMPUTE_DTYPES[options.compute_dtype]
         # autograph=False, here and at every tf.function of the package: the model's control flow is plain Python
         # over configuration values, which tracing runs as it is, and AutoGraph's rewriting of the whole call
@@ -129,14 +131,28 @@ class Trainer:
             "step": self.step,
             "loss_scale": self.loss_scale,
             "good_steps": self.good_steps,
+            "skipped_batches": self.skipped_batches,
         }
 
     def state_variables(self):
-        return [*self.variables_by_name.values(), *self.optimizer.slots.values(), self.step, self.loss_scale, self.good_steps]
+        return [*self.variables_by_name.values(), *self.optimizer.slots.values(), self.step, self.loss_scale, self.good_steps,
+                self.skipped_batches]
 
-    def take_up_loss_scaling(self):
+    def restore(self, path):
+        """Restores a training checkpoint; one written before `skipped_batches` existed counts none."""
+        state = self.state()
+        if not any(name.startswith("skipped_batches/") for name, _ in tf.train.list_variables(path)):
+            del state["skipped_batches"]
+        tf.train.Checkpoint(**state).restore(path).assert_existing_objects_matched()
+        self._take_up_loss_scaling()
+
+    def _take_up_loss_scaling(self):
         """After restoring a checkpoint of a run in another precision: this run's own loss scaling from its start."""
-        if (int(self.good_steps.numpy()) >= 0) != self.dynamic_scaling:
+        good_steps, loss_scale = int(self.good_steps.numpy()), float(self.loss_scale.numpy())
+        # (1.0, 0): also what runs without loss scaling saved before they marked themselves; a float16 run saves
+        # it only just after a skip at scale 2, and would stop at its next one.
+        scaled = good_steps > 0 or (good_steps == 0 and loss_scale != 1.0)
+        if scaled != self.dynamic_scaling:
             self.loss_scale.assign(INITIAL_LOSS_SCALE if self.dynamic_scaling else 1.0)
             self.good_steps.assign(0 if self.dynamic_scaling else -1)
 
@@ -159,6 +175,7 @@ class Trainer:
         return tf.constant(True)
 
     def _skip(self):
+        self.skipped_batches.assign_add(1)
         if self.dynamic_scaling:
             self.loss_scale.assign(tf.maximum(self.loss_scale / 2.0, 1.0))
             self.good_steps.assign(0)
@@ -451,13 +468,12 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     if resume_step:
         path = os.path.join(options.output_dir, f"ckpt-{resume_step}")
         try:
-            model_checkpoint.restore(path).assert_existing_objects_matched()
+            trainer.restore(path)
         except ValueError as e:
             raise InputError(f"--output_dir: cannot restore {path} into this model: {error_text(e)}") from None
         except checkpoints.READ_ERRORS as e:
             raise InputError(f"--output_dir: checkpoint {path} is damaged or incomplete ({error_text(e)}); delete "
                              f"its files ({os.path.basename(path)}.*) to resume from the one before it") from None
-        trainer.take_up_loss_scaling()
         unrestored = position.restore(resume_step) if position else None
         if unrestored:
             log(f"warning: the input position of rank {replicas.rank} at step {resume_step} is not restored "
@@ -480,7 +496,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     events = f"TensorBoard events to {options.output_dir}"
     step = int(trainer.step.numpy())
     if indexed:
-        iterator = dataset.from_step(step)
+        iterator = dataset.from_step(step + int(trainer.skipped_batches.numpy()))
     total = options.num_train_steps
     progress_bar = progress.bar(total=total, initial=step, desc="train", unit="step", disable=not chief)
     window, window_start, window_steps = {}, time.perf_counter(), 0
@@ -488,14 +504,10 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     loss_scale = float(trainer.loss_scale.numpy())
     saved_step = step
     stop = False
-    features = None
     with StopSignals() as signals:
         try:
             while step < total and not stop:
-                # A skipped float16 step is taken again on the same batch at the lowered loss scale, so the
-                # batches of a step depend on the step alone, as resuming assumes.
-                if features is None:
-                    features = _next_batch(iterator)
+                features = _next_batch(iterator)
                 # A tensor, not a Python number, which tf.function would compile the step again for.
                 requests = tf.constant(0.0 if signals.received is None else 1.0)
                 report = {key: float(value) for key, value in trainer.train_step(features, requests).items()}
@@ -508,8 +520,6 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                         f"loss is {report['loss']} (non-finite gradients{at_scale}) at step {step + 1}; stopped "
                         f"without saving; the last good checkpoint is {last}"
                     )
-                if report["applied"]:
-                    features = None
                 loss_scale = report["loss_scale"]
                 step = int(trainer.step.numpy())
                 stop = report.pop("stop_requests") > 0

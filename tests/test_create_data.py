@@ -431,7 +431,15 @@ def test_ctrl_c_in_scale_mode_is_one_line_from_the_parent_and_no_worker_tracebac
     while len(psutil.Process(proc.pid).children()) < 2:
         assert proc.poll() is None and time.time() < deadline, "the workers did not start"
         time.sleep(0.05)
-    time.sleep(0.5)  # into their first blocks
+    def ignores_sigint(pid):
+        with open(f"/proc/{pid}/status") as status:
+            ignored = next(line for line in status if line.startswith("SigIgn:")).split()[1]
+        return bool(int(ignored, 16) & (1 << (signal.SIGINT - 1)))
+
+    # Until each worker has set its signals up (or 5 s: the workers of a run that does not, never do).
+    deadline = time.time() + 5
+    while time.time() < deadline and not all(ignores_sigint(c.pid) for c in psutil.Process(proc.pid).children()):
+        time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)

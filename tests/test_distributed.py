@@ -161,8 +161,8 @@ def test_a_worker_takes_its_rank_from_tf_config_and_the_gpu_of_its_place_on_its_
 
 def test_a_process_beyond_its_machines_gpu_count_is_warned_that_it_shares_one():
     assert distributed.shared_gpu_warning(7, 8) is None
-    assert distributed.shared_gpu_warning(9, 8) == ("warning: local rank 9 shares GPU 1 with local rank 1: this machine "
-                                                    "has 8 GPU(s); start one process per GPU")
+    assert distributed.shared_gpu_warning(9, 8) == ("warning: local rank 9 shares GPU 1 with another process: this "
+                                                    "machine has 8 GPU(s); start one process per GPU")
 
 
 @pytest.mark.parametrize("cluster, task, message", [

@@ -730,8 +730,10 @@ def test_running_out_of_memory_names_the_batch_size(records_dir, small_config, t
 
     command = [sys.executable, "-m", "bert.pretrain", *pretrain_args(records_dir, small_config, tmp_path / "run", "--do_train",
                                                                    "--num_train_steps=2", "--train_batch_size=200000")]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                            preexec_fn=limited_memory, timeout=600)
+    # Few malloc arenas and no GPU runtime, which reserve address space of their own.
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MALLOC_ARENA_MAX="2", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, preexec_fn=limited_memory,
+                            timeout=600)
     assert_clean_failure(result, "out of memory", "lower the batch size (--train_batch_size")
 
 
@@ -812,10 +814,12 @@ def _fit_in_process(records_dir, out, compute_dtype, steps, loss_scale=None):
 
 
 def test_float16_steps_skipped_before_a_checkpoint_do_not_change_the_batches_of_a_resumed_run(records_dir, tmp_path):
-    # Gradients overflow float16 at this scale: the first step is skipped and the scale halved until they do not.
+    # Gradients overflow float16 at this scale: the first step is skipped, its batch passed over and the scale
+    # halved, until they do not.
     overflowing = 2.0**40
     whole = _fit_in_process(records_dir, tmp_path, "float16", 4, loss_scale=overflowing)
     assert float(whole.loss_scale.numpy()) < overflowing and int(whole.step.numpy()) == 4
+    assert int(whole.skipped_batches.numpy()) > 0
     for path in tmp_path.glob("ckpt-4.*"):
         path.unlink()
     resumed = _fit_in_process(records_dir, tmp_path, "float16", 4)
@@ -832,6 +836,15 @@ def test_a_run_resumed_in_another_precision_takes_up_its_own_loss_scaling(record
     _fit_in_process(records_dir, tmp_path / "to_float32", "float16", 2)
     resumed = _fit_in_process(records_dir, tmp_path / "to_float32", "float32", 3)
     assert float(resumed.loss_scale.numpy()) == 1.0
+    # A float32 checkpoint of an earlier version: no skipped_batches, and good_steps 0 rather than -1.
+    earlier = _fit_in_process(records_dir, tmp_path / "earlier", "float32", 2)
+    earlier.good_steps.assign(0)
+    state = earlier.state()
+    del state["skipped_batches"]
+    tf.train.CheckpointManager(tf.train.Checkpoint(**state), str(tmp_path / "earlier"), max_to_keep=5,
+                               checkpoint_name="ckpt").save(checkpoint_number=2)
+    resumed = _fit_in_process(records_dir, tmp_path / "earlier", "float16", 3)
+    assert float(resumed.loss_scale.numpy()) >= training.INITIAL_LOSS_SCALE / 2
 
 
 def test_bfloat16_and_xla_train(records_dir, small_config, tmp_path):
