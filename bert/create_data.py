@@ -114,6 +114,9 @@ def _output_paths(input_files):
     if bool(FLAGS.output_file) == bool(FLAGS.output_dir):
         raise InputError("give exactly one of --output_file and --output_dir")
     if FLAGS.output_file:
+        if FLAGS["num_output_shards"].present:
+            raise InputError("--num_output_shards applies to --output_dir; with --output_file, name each file in a "
+                             "comma list")
         paths = [p.strip() for p in FLAGS.output_file.split(",") if p.strip()]
         if not paths:
             raise InputError(f"--output_file: no file named in '{FLAGS.output_file}'")

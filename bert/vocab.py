@@ -35,7 +35,10 @@ def define_flags():
     )
     flags.DEFINE_enum("model_type", "wordpiece", ["wordpiece", "sentencepiece"], "What to learn.")
     flags.DEFINE_integer("vocab_size", 30522, "Size of the vocabulary, special tokens and [unusedN] slots included.")
-    flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents first (for uncased models).")
+    flags.DEFINE_bool(
+        "do_lower_case", True,
+        "For uncased models. wordpiece: lower-case and strip accents first; sentencepiece: case-fold (NFKC) only.",
+    )
     flags.DEFINE_integer(
         "num_unused", 100, "wordpiece: [unusedN] slots after the special tokens, for tokens added later."
     )

@@ -329,6 +329,8 @@ def test_bad_inputs_fail_cleanly(tmp_path, uncased_vocab):
         ((f"--input_file={tmp_path}", f"--vocab_file={uncased_vocab}", f"--output_file={out}"),
          ("--input_file", "is a directory")),
         ((f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", "--output_file=,"), ("--output_file", "no file named")),
+        ((f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_file={out}", "--num_output_shards=4"),
+         ("--num_output_shards applies to --output_dir",)),
         ((f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_file={out},{tmp_path}/./out.tfrecord"),
          ("--output_file", f"{out} is named twice")),
     ]
