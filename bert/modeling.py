@@ -12,7 +12,8 @@ run in float32.
 
 Dropout is stateless: every call takes a `seed` (two int32s) and each dropout site folds its own index
 into it, so a step's randomness depends only on the run's seed, the step and the micro-batch's place
-among the ranks, never on how many steps this process has run. That is what lets a killed run resume bit for bit.
+among the ranks, never on how many steps this process has run. That is what lets a killed run resume
+bit for bit.
 """
 
 import hashlib

@@ -12,6 +12,7 @@ and cached.
 import os
 import unicodedata
 
+from bert import fileio
 from bert.errors import InputError
 
 UNK_TOKEN = "[UNK]"
@@ -79,18 +80,11 @@ def load_vocab(vocab_file):
     last line number but its first place in the key order, exactly as the reference's OrderedDict.
     """
     try:
-        with open(vocab_file, "rb") as f:
-            data = f.read()
+        lines = fileio.read_lines_as_gfile(vocab_file)
     except OSError as e:
         raise VocabError(f"vocab file {vocab_file}: {e.strerror or e}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise VocabError(f"vocab file {vocab_file}: not UTF-8 (byte {e.start})") from None
-    # As the reference's GFile reads it: every carriage return dropped, even inside a line.
-    lines = text.replace("\r", "").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    except InputError as e:
+        raise VocabError(f"vocab file {e}") from None
     vocab = {}
     for index, line in enumerate(lines):
         vocab[line.strip()] = index

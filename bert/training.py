@@ -107,9 +107,7 @@ class Trainer:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.dynamic_scaling = options.compute_dtype == "float16"
         self.loss_scale = tf.Variable(INITIAL_LOSS_SCALE if self.dynamic_scaling else 1.0, trainable=False, name="loss_scale")
-        # A negative count marks a run without loss scaling, so that one resumed in float16 starts at the
-        # initial scale rather than at the 1.0 it saved.
-        self.good_steps = tf.Variable(0 if self.dynamic_scaling else -1, dtype=tf.int64, trainable=False, name="good_steps")
+        self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="good_steps")
         # Batches whose step float16 skipped: in-memory input (IndexedBatches) resumes past them.
         self.skipped_batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_batches")
         self.dtype = COMPUTE_DTYPES[options.compute_dtype]
@@ -148,13 +146,12 @@ class Trainer:
 
     def _take_up_loss_scaling(self):
         """After restoring a checkpoint of a run in another precision: this run's own loss scaling from its start."""
-        good_steps, loss_scale = int(self.good_steps.numpy()), float(self.loss_scale.numpy())
-        # (1.0, 0): also what runs without loss scaling saved before they marked themselves; a float16 run saves
-        # it only just after a skip at scale 2, and would stop at its next one.
-        scaled = good_steps > 0 or (good_steps == 0 and loss_scale != 1.0)
+        # A run without loss scaling saves scale 1 and no good steps; a float16 run saves that only just after
+        # a skip at scale 2, and would stop at its next one.
+        scaled = int(self.good_steps.numpy()) > 0 or float(self.loss_scale.numpy()) != 1.0
         if scaled != self.dynamic_scaling:
             self.loss_scale.assign(INITIAL_LOSS_SCALE if self.dynamic_scaling else 1.0)
-            self.good_steps.assign(0 if self.dynamic_scaling else -1)
+            self.good_steps.assign(0)
 
     def _micro_gradients(self, features, counts, seed):
         with tf.GradientTape() as tape:
