@@ -721,17 +721,24 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(records_di
     assert all(np.isfinite(v).all() for v in weights.values() if getattr(v, "dtype", None) == np.float32)
 
 
-def test_running_out_of_memory_names_the_batch_size(records_dir, small_config, tmp_path):
+def test_running_out_of_memory_names_the_batch_size(records_dir, tmp_path):
     import resource
 
     def limited_memory():
-        # An address-space limit, so that the first large tensor fails to allocate rather than the machine swapping.
+        # A guard only: should TensorFlow ignore its allocator cap below, the run fails here rather than swapping.
         resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
 
-    command = [sys.executable, "-m", "bert.pretrain", *pretrain_args(records_dir, small_config, tmp_path / "run", "--do_train",
-                                                                   "--num_train_steps=2", "--train_batch_size=200000")]
-    # Few malloc arenas and no GPU runtime, which reserve address space of their own.
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MALLOC_ARENA_MAX="2", CUDA_VISIBLE_DEVICES="")
+    # One-wide attention heads, so that the first attention scores (2 GiB) are far over the cap below while the input
+    # batches (2 MiB a feature), the weights and every other activation fit well within it. TensorFlow's CPU kernels
+    # do not all survive a failed allocation (the input parser writes through it, the allocator's own bookkeeping
+    # throws), and each failed allocation waits 10 s for memory to be freed, so one op alone must fail.
+    narrow_heads = tmp_path / "narrow_heads.json"
+    narrow_heads.write_text(json.dumps({**SMALL_MODEL, "num_hidden_layers": 1, "num_attention_heads": 32}))
+    command = [sys.executable, "-m", "bert.pretrain", *pretrain_args(records_dir, narrow_heads, tmp_path / "run",
+                                                                   "--do_train", "--num_train_steps=2",
+                                                                   "--train_batch_size=4000")]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_MKL_ALLOC_MAX_BYTES=str(1 << 30), MALLOC_ARENA_MAX="2",
+               CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, preexec_fn=limited_memory,
                             timeout=600)
     assert_clean_failure(result, "out of memory", "lower the batch size (--train_batch_size")
