@@ -33,6 +33,9 @@ def fail(message, status=1):
 def _parse_flags(argv):
     try:
         return FLAGS(argv)
+    except SystemExit:
+        # Only absl's help flags exit while parsing, and they exit 1 after printing the help that was asked for.
+        sys.exit(0)
     except (flags.Error, ValueError) as e:
         # ValueError: absl's own for a value given to a negated boolean (--nodo_lower_case=true).
         fail(str(e).splitlines()[0].removeprefix("ERROR:: "), status=2)
@@ -92,7 +95,8 @@ def define_tokenizer_flags():
     flags.DEFINE_bool(
         "do_lower_case",
         True,
-        "Lower-case and strip accents. True for uncased models, False for cased ones.",
+        "Lower-case and strip accents. True for uncased models, False for cased ones. A SentencePiece model "
+        "cases text by its own normalizer; a value that contradicts it is refused.",
     )
     flags.DEFINE_string(
         "spm_model_file",
@@ -285,10 +289,24 @@ def make_tokenizer(required_tokens=("[CLS]", "[SEP]")):
 
     check_tokenizer_flags()
     tokenizer = tokenization.make_tokenizer(FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
+    check_case(tokenizer)
     for token in required_tokens:
         if token not in tokenizer.vocab:
             raise InputError(f"{vocabulary_source()}: the vocabulary has no {token} token")
     return tokenizer
+
+
+def check_case(tokenizer):
+    """Refuses a --do_lower_case given with a SentencePiece model that cases text the other way: the model's own
+    normalizer decides, so the flag would be silently ignored."""
+    if FLAGS.spm_model_file and FLAGS["do_lower_case"].present and FLAGS.do_lower_case != tokenizer.lower_cases:
+        raise InputError(f"--do_lower_case={FLAGS.do_lower_case}: the SentencePiece model {FLAGS.spm_model_file} "
+                         f"{'folds case' if tokenizer.lower_cases else 'keeps case'} itself; leave the flag out")
+
+
+def lower_cases(tokenizer):
+    """Whether the tokenizer lower-cases: the SentencePiece model's own normalizer, else --do_lower_case."""
+    return tokenizer.lower_cases if FLAGS.spm_model_file else FLAGS.do_lower_case
 
 
 def check_tokenizer_flags():

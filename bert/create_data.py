@@ -172,6 +172,7 @@ def main(argv):
     make_tokenizer = functools.partial(tokenization.make_tokenizer, FLAGS.vocab_file, FLAGS.spm_model_file,
                                        FLAGS.do_lower_case)
     tokenizer = make_tokenizer()
+    cli.check_case(tokenizer)
     pretraining_data.SpecialIds(tokenizer, cli.vocabulary_source())
     output_paths, output_dir = _output_paths(input_files)
 
@@ -233,7 +234,7 @@ def main(argv):
                 "size": tokenizer.vocab_size,
             },
             "flags": {
-                "do_lower_case": FLAGS.do_lower_case,
+                "do_lower_case": cli.lower_cases(tokenizer),
                 "do_whole_word_mask": options.do_whole_word_mask,
                 "dupe_factor": options.dupe_factor,
                 "masked_lm_prob": options.masked_lm_prob,

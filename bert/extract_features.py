@@ -186,11 +186,13 @@ def main(argv):
         raise InputError(f"--batch_size must be at least 1, got {FLAGS.batch_size}")
     input_path = one_input_file(FLAGS.input_file)
     fileio.check_output_file(FLAGS.output_file, "--output_file", [input_path, FLAGS.bert_config_file, *cli.tokenizer_files()])
+    examples = read_examples(input_path)
+    if not examples:
+        raise InputError(f"--input_file: {input_path} is empty; there are no lines to extract features from")
     tokenizer = cli.make_tokenizer()
     config, encoder, unused = load_encoder(FLAGS.bert_config_file, FLAGS.init_checkpoint, tokenizer.vocab_size,
                                            FLAGS.max_seq_length)
     layers = parse_layers(FLAGS.layers, config.num_hidden_layers)
-    examples = read_examples(input_path)
     cli.rank_log()(checkpoints.initialised_line(FLAGS.init_checkpoint, unused))
 
     forward = make_forward(encoder, layers)

@@ -56,10 +56,12 @@ def plot(curves, path, title):
 
 
 def main(argv):
+    output = FLAGS.output or os.path.join(FLAGS.logdir, "loss_curve.png")
+    if FLAGS.output:
+        fileio.check_output_file(output, "--output")
     curves = read_scalars(FLAGS.logdir)
     if not curves:
         raise InputError(f"--logdir: {FLAGS.logdir} has no loss scalars")
-    output = FLAGS.output or os.path.join(FLAGS.logdir, "loss_curve.png")
     plot(curves, output, FLAGS.title or os.path.basename(os.path.abspath(FLAGS.logdir)))
     first, last = curves["loss"][0], curves["loss"][-1]
     print(f"bert-loss-curve: loss {first[1]:.3f} at step {first[0]} -> {last[1]:.3f} at step {last[0]}; {output}")

@@ -300,6 +300,8 @@ class SentencePieceTokenizer:
         self.vocab = {self.processor.IdToPiece(i): i for i in range(self.processor.GetPieceSize())}
         self.inv_vocab = {v: k for k, v in self.vocab.items()}
         self.vocab_size = self.processor.GetPieceSize()
+        # The model's normalizer decides the casing (bert-vocab's nmt_nfkc_cf folds case), not --do_lower_case.
+        self.lower_cases = self.processor.Normalize("BERT") == self.processor.Normalize("bert")
 
     def tokenize(self, text):
         # Characters the model never saw come back as themselves; they are its unknown piece.

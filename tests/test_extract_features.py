@@ -178,6 +178,9 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
     (tmp_path / "input2.txt").write_text("another line\n")
     assert_clean_failure(extract(model_dir, tmp_path / "input*.txt", output_file, "--max_seq_length=40"),
                          "--input_file", "names 2 files")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert_clean_failure(extract(model_dir, empty, output_file, "--max_seq_length=40"), "--input_file", "empty.txt is empty")
     no_cls = tmp_path / "no_cls_vocab.txt"
     no_cls.write_text("[PAD]\n[UNK]\n[SEP]\nhello\nworld\n")
     assert_clean_failure(extract(model_dir, input_file, output_file, f"--vocab_file={no_cls}", "--max_seq_length=40"),

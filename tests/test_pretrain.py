@@ -66,6 +66,13 @@ def test_train_eval_export(records_dir, small_config, tmp_path):
             tags.update(v.tag for v in event.summary.value)
     assert {"loss", "masked_lm_accuracy", "learning_rate", "sequences_per_second", "loss_scale"} <= tags
 
+    curve = run_cli("loss_curve", f"--logdir={out}", f"--output={tmp_path / 'curve.png'}")
+    assert curve.returncode == 0, curve.stderr
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_clean_failure(run_cli("loss_curve", f"--logdir={out}", f"--output={tmp_path / 'nowhere' / 'curve.png'}"),
+                         "--output", "directory does not exist")
+    assert_clean_failure(run_cli("loss_curve", f"--logdir={records_dir}"), "--logdir", "no TensorBoard event files")
+
     # Evaluating the exported model from another directory gives the same figures; as in the reference,
     # whose global_step is its own run's, an --init_checkpoint alone is evaluated at step 0.
     elsewhere = tmp_path / "eval_only"

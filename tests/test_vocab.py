@@ -1,5 +1,8 @@
 """bert-vocab: learned vocabularies work with FullTokenizer and bert-create-data unchanged."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from bert import tokenization
@@ -89,6 +92,27 @@ def test_sentencepiece_model_drives_create_data(tmp_path, wikitext_docs, sentenc
                      "--do_whole_word_mask=True", f"--output_file={out}")
     assert result.returncode == 0, result.stderr
     assert out.stat().st_size > 100_000
+    # bert-vocab's model folds case itself (nmt_nfkc_cf): the manifest says so, and a contrary flag is refused.
+    assert tokenizer.lower_cases and tokenizer.tokenize("The TOWER") == tokenizer.tokenize("the tower")
+    manifest = json.loads(Path(f"{out}.manifest.json").read_text())
+    assert manifest["flags"]["do_lower_case"] is True
+    refused = tmp_path / "refused.tfrecord"
+    assert_clean_failure(run_cli("create_data", f"--input_file={wikitext_docs}", f"--spm_model_file={model}",
+                                 "--nodo_lower_case", f"--output_file={refused}"),
+                         "--do_lower_case=False", "folds case itself")
+    assert not refused.exists()
+
+
+def test_a_cased_sentencepiece_model_keeps_case_whatever_the_default(tmp_path, wikitext_docs):
+    model = tmp_path / "cased.model"
+    learned = run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={model}", "--vocab_size=2000",
+                      "--model_type=sentencepiece", "--nodo_lower_case")
+    assert learned.returncode == 0, learned.stderr
+    tokenizer = tokenization.SentencePieceTokenizer(model)
+    assert not tokenizer.lower_cases and tokenizer.tokenize("The") != tokenizer.tokenize("the")
+    assert_clean_failure(run_cli("create_data", f"--input_file={wikitext_docs}", f"--spm_model_file={model}",
+                                 "--do_lower_case", f"--output_file={tmp_path / 'r.tfrecord'}"),
+                         "--do_lower_case=True", "keeps case itself")
 
 
 def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
