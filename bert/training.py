@@ -237,6 +237,11 @@ class Trainer:
         return report
 
 
+# A fine-tuning run's train_data is a hash of these: the refusal says where to look.
+_TRAIN_DATA_INPUTS = (" (a hash of the training file, the vocabulary, --do_lower_case and the flags that shape "
+                      "the examples)")
+
+
 def check_run_directory(output_dir, description, replicas, init_checkpoint=None):
     """Refuses an output directory that another training process is using, that holds a run of another
     model or data shape, or a model whose export would be replaced (a released model's directory given as
@@ -278,8 +283,9 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
         if not isinstance(previous, dict):
             raise InputError(f"--output_dir: {path} is not a record of a run (a JSON object)")
         for key, was, now in _differences(previous, description):
+            what = _TRAIN_DATA_INPUTS if key == "train_data" else ""
             raise InputError(
-                f"--output_dir: {output_dir} holds a run with a different {key} ({json.dumps(was)}, now "
+                f"--output_dir: {output_dir} holds a run with a different {key}{what} ({json.dumps(was)}, now "
                 f"{json.dumps(now)}); resume it with its own flags or use another --output_dir"
             )
         return

@@ -216,7 +216,8 @@ def test_a_tsv_run_is_bound_to_its_columns(small_config, uncased_vocab, tmp_path
     # The second sentence added: other inputs, so neither this run to resume nor its cached features.
     paired = run_cli("classify", *classify_args(data, small_config, uncased_vocab, out, "--do_train", "--num_train_epochs=1",
                                                 *columns, "--text_b_column=4", task="tsv"))
-    assert_clean_failure(paired, f"--output_dir: {out} holds a run with a different train_data")
+    assert_clean_failure(paired, f"--output_dir: {out} holds a run with a different train_data (a hash of the training "
+                                 "file, the vocabulary, --do_lower_case")
     assert snapshot(out) == before
 
 
