@@ -173,3 +173,14 @@ def test_ctrl_c_while_tensorflow_loads_ends_the_command_with_one_line():
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines() == ["bert-pretrain: error: interrupted while starting; nothing was written"], stderr
+
+
+def test_the_horovod_extra_pins_the_release_bin_setup_builds():
+    import configparser
+    import re
+
+    setup_cfg = configparser.ConfigParser()
+    setup_cfg.read(ROOT / "setup.cfg")
+    extra = setup_cfg["options.extras_require"]["horovod"].split()
+    built = set(re.findall(r"horovod==[\w.]+", (ROOT / "bin" / "setup").read_text()))
+    assert extra == ["horovod==0.28.1"] and built == set(extra)
