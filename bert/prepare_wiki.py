@@ -59,6 +59,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import blingfire
@@ -190,11 +191,14 @@ def _run_wikiextractor(path, text_dir, log_path, num_workers, raw, text, head):
         sys.executable, "-m", "wikiextractor.WikiExtractor", "/dev/stdin", "--templates", path,
         "--json", "--processes", str(num_workers), "--quiet", "-o", text_dir,
     ]
-    bar = progress.bar(total=os.path.getsize(path), unit="B", unit_scale=True, desc="wikiextractor")
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, encoding="utf-8"
         )
+        finished = threading.Event()
+        watcher = threading.Thread(target=_show_template_pass, args=(process.pid, path, finished), daemon=True)
+        watcher.start()
+        bar = progress.bar(total=os.path.getsize(path), unit="B", unit_scale=True, desc="wikiextractor")
         try:
             for block in _whole_lines(head, text, path):
                 process.stdin.write(_HEADING.sub(_keep_text_tags, block))
@@ -211,11 +215,48 @@ def _run_wikiextractor(path, text_dir, log_path, num_workers, raw, text, head):
             except BrokenPipeError:
                 pass
             status = process.wait()
+            finished.set()
+            watcher.join()
     if status != 0:
         with open(log_path, encoding="utf-8", errors="replace") as log:
             lines = [line.strip() for line in log if line.strip()]
         reason = lines[-1] if lines else f"exit status {status}"
         raise InputError(f"--input_file: wikiextractor failed on {path}: {reason}")
+
+
+def _show_template_pass(pid, path, finished):
+    """Shows wikiextractor's first pass, its own read of the whole dump for templates, which it makes before
+    it reads the text we feed it (hours for a full English dump); ends when the pass or `finished` does."""
+    bar = progress.bar(total=os.path.getsize(path), unit="B", unit_scale=True, desc="templates", leave=False)
+    seen = False
+    while not finished.wait(0.5):
+        position = read_position(pid, path)
+        if position is None and seen:
+            bar.update(bar.total - bar.n)
+            break
+        if position is not None:
+            seen = True
+            bar.update(position - bar.n)
+    bar.close()
+
+
+def read_position(pid, path):
+    """How far process `pid` has read into the file at `path` (from Linux's /proc), or None where it does not
+    have it open."""
+    target = os.path.realpath(path)
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    for descriptor in descriptors:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{descriptor}") != target:
+                continue
+            with open(f"/proc/{pid}/fdinfo/{descriptor}", encoding="ascii") as info:
+                return next(int(line.split()[1]) for line in info if line.startswith("pos:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+    return None
 
 
 def _keep_text_tags(match):

@@ -299,3 +299,41 @@ def test_a_second_run_on_an_output_dir_in_use_is_refused_and_sweeps_nothing(tmp_
     assert_clean_failure(result, f"--output_dir: {tmp_path} is in use by another bert-prepare-wiki run (it holds "
                                  f"{tmp_path / '.lock'})")
     assert staged.read_text(encoding="utf-8") == "Its first shard.\n"
+
+
+def test_the_template_pass_shows_how_far_wikiextractor_has_read_the_dump(tmp_path):
+    import threading
+
+    from bert import prepare_wiki
+
+    dump = tmp_path / "dump.xml"
+    dump.write_bytes(b"x" * 10_000)
+    # A reader as wikiextractor's template pass is one: it opens the dump, reads it through and closes it.
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import sys\n"
+         f"dump = open({str(dump)!r}, 'rb', buffering=0)\n"
+         "for size in (1234, 766):\n"
+         "    dump.read(size); print('read', flush=True); sys.stdin.readline()\n"
+         "dump.close(); print('closed', flush=True); sys.stdin.readline()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    finished = threading.Event()
+    watcher = threading.Thread(target=prepare_wiki._show_template_pass, args=(reader.pid, str(dump), finished))
+    try:
+        watcher.start()
+        for expected in (1234, 2000, None):
+            reader.stdout.readline()
+            assert prepare_wiki.read_position(reader.pid, str(dump)) == expected
+            if expected:
+                watcher.join(1.0)  # the watcher polls twice a second
+                assert watcher.is_alive()
+            reader.stdin.write("\n")
+            reader.stdin.flush()
+        # The pass is over once the dump is closed, before wikiextractor ends.
+        watcher.join(10)
+        assert not watcher.is_alive()
+        assert prepare_wiki.read_position(os.getpid(), str(dump)) is None
+    finally:
+        finished.set()
+        reader.kill()
+        reader.wait()
