@@ -101,14 +101,14 @@ def resolve_task():
     return glue.tsv_task(columns, labels)
 
 
-def _training_set(task):
+def _training_set(task, tokenizer):
     """The training examples, and a fingerprint of everything their encoding depends on."""
     (path,) = glue.split_paths(task, FLAGS.data_dir, "train", FLAGS.xnli_language)
     examples, skipped = glue.read_examples(task, path, "train", FLAGS.xnli_language)
     fingerprint = fileio.fingerprint(
         [path, cli.vocabulary_source()],
         {"task": task.name, "labels": task.labels, "max_seq_length": FLAGS.max_seq_length,
-         "do_lower_case": FLAGS.do_lower_case, "language": FLAGS.xnli_language,
+         "do_lower_case": tokenizer.lower_cases, "language": FLAGS.xnli_language,
          # Columns other than the defaults (a GLUE task's, or a tsv task's as given by default, keep the
          # fingerprint they had before the columns counted).
          **({"columns": dataclasses.astuple(task.labeled)} if _custom_columns(task) else {})},
@@ -218,7 +218,7 @@ def main(argv):
     summary = []
     step = None
     if FLAGS.do_train:
-        examples, skipped, fingerprint = _training_set(task)
+        examples, skipped, fingerprint = _training_set(task, tokenizer)
         if skipped:
             log(f"train.tsv: skipped {skipped} row(s) with missing fields")
         options, rank_batch, global_batch = cli.fine_tuning_options(FLAGS.output_dir, len(examples), replicas)

@@ -95,8 +95,9 @@ def define_tokenizer_flags():
     flags.DEFINE_bool(
         "do_lower_case",
         True,
-        "Lower-case and strip accents. True for uncased models, False for cased ones. A SentencePiece model "
-        "cases text by its own normalizer; a value that contradicts it is refused.",
+        "Lower-case and strip accents. True for uncased models, False for cased ones. With --spm_model_file, "
+        "left out: the model's normalizer decides; True lower-cases first for a model that keeps case; False is "
+        "refused for a model that folds case.",
     )
     flags.DEFINE_string(
         "spm_model_file",
@@ -288,25 +289,19 @@ def make_tokenizer(required_tokens=("[CLS]", "[SEP]")):
     from bert import tokenization
 
     check_tokenizer_flags()
-    tokenizer = tokenization.make_tokenizer(FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
-    check_case(tokenizer)
+    tokenizer = tokenization.make_tokenizer(FLAGS.vocab_file, FLAGS.spm_model_file, tokenizer_lower_case())
     for token in required_tokens:
         if token not in tokenizer.vocab:
             raise InputError(f"{vocabulary_source()}: the vocabulary has no {token} token")
     return tokenizer
 
 
-def check_case(tokenizer):
-    """Refuses a --do_lower_case given with a SentencePiece model that cases text the other way: the model's own
-    normalizer decides, so the flag would be silently ignored."""
-    if FLAGS.spm_model_file and FLAGS["do_lower_case"].present and FLAGS.do_lower_case != tokenizer.lower_cases:
-        raise InputError(f"--do_lower_case={FLAGS.do_lower_case}: the SentencePiece model {FLAGS.spm_model_file} "
-                         f"{'folds case' if tokenizer.lower_cases else 'keeps case'} itself; leave the flag out")
-
-
-def lower_cases(tokenizer):
-    """Whether the tokenizer lower-cases: the SentencePiece model's own normalizer, else --do_lower_case."""
-    return tokenizer.lower_cases if FLAGS.spm_model_file else FLAGS.do_lower_case
+def tokenizer_lower_case():
+    """--do_lower_case as the tokenizer takes it: with a SentencePiece model, only where it is given (its model's
+    normalizer cases text otherwise; see tokenization.SentencePieceTokenizer)."""
+    if FLAGS.spm_model_file and not FLAGS["do_lower_case"].present:
+        return None
+    return FLAGS.do_lower_case
 
 
 def check_tokenizer_flags():

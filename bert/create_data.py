@@ -170,9 +170,8 @@ def main(argv):
     input_files = fileio.expand_inputs(FLAGS.input_file)
     cli.check_tokenizer_flags()
     make_tokenizer = functools.partial(tokenization.make_tokenizer, FLAGS.vocab_file, FLAGS.spm_model_file,
-                                       FLAGS.do_lower_case)
+                                       cli.tokenizer_lower_case())
     tokenizer = make_tokenizer()
-    cli.check_case(tokenizer)
     pretraining_data.SpecialIds(tokenizer, cli.vocabulary_source())
     output_paths, output_dir = _output_paths(input_files)
 
@@ -234,7 +233,7 @@ def main(argv):
                 "size": tokenizer.vocab_size,
             },
             "flags": {
-                "do_lower_case": cli.lower_cases(tokenizer),
+                "do_lower_case": tokenizer.lower_cases,
                 "do_whole_word_mask": options.do_whole_word_mask,
                 "dupe_factor": options.dupe_factor,
                 "masked_lm_prob": options.masked_lm_prob,

@@ -57,8 +57,7 @@ def plot(curves, path, title):
 
 def main(argv):
     output = FLAGS.output or os.path.join(FLAGS.logdir, "loss_curve.png")
-    if FLAGS.output:
-        fileio.check_output_file(output, "--output")
+    fileio.check_output_file(output, "--output" if FLAGS.output else "--logdir")
     curves = read_scalars(FLAGS.logdir)
     if not curves:
         raise InputError(f"--logdir: {FLAGS.logdir} has no loss scalars")

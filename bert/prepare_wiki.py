@@ -214,9 +214,11 @@ def _run_wikiextractor(path, text_dir, log_path, num_workers, raw, text, head):
                 process.stdin.close()
             except BrokenPipeError:
                 pass
-            status = process.wait()
-            finished.set()
-            watcher.join()
+            try:
+                status = process.wait()
+            finally:
+                finished.set()
+                watcher.join()
     if status != 0:
         with open(log_path, encoding="utf-8", errors="replace") as log:
             lines = [line.strip() for line in log if line.strip()]
@@ -226,18 +228,23 @@ def _run_wikiextractor(path, text_dir, log_path, num_workers, raw, text, head):
 
 def _show_template_pass(pid, path, finished):
     """Shows wikiextractor's first pass, its own read of the whole dump for templates, which it makes before
-    it reads the text we feed it (hours for a full English dump); ends when the pass or `finished` does."""
-    bar = progress.bar(total=os.path.getsize(path), unit="B", unit_scale=True, desc="templates", leave=False)
-    seen = False
+    it reads the text we feed it (hours for a full English dump); ends when the pass or `finished` does.
+    Shows nothing where the pass cannot be seen (no Linux /proc) or passes unseen (a small dump)."""
+    if not os.path.isdir("/proc/self/fdinfo"):
+        return
+    bar = None
     while not finished.wait(0.5):
         position = read_position(pid, path)
-        if position is None and seen:
+        if position is None and bar is not None:
             bar.update(bar.total - bar.n)
             break
         if position is not None:
-            seen = True
+            if bar is None:
+                bar = progress.bar(total=os.path.getsize(path), unit="B", unit_scale=True, desc="templates",
+                                   leave=False)
             bar.update(position - bar.n)
-    bar.close()
+    if bar is not None:
+        bar.close()
 
 
 def read_position(pid, path):

@@ -258,6 +258,7 @@ class FullTokenizer:
         # Ids are line numbers: a token repeated in the file leaves fewer tokens than ids.
         self.vocab_size = max(self.vocab.values()) + 1
         self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
+        self.lower_cases = do_lower_case
         self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
         self._cache = {}
 
@@ -283,11 +284,16 @@ class FullTokenizer:
 
 
 class SentencePieceTokenizer:
-    """A SentencePiece model as a drop-in for FullTokenizer; its pieces are its vocabulary."""
+    """A SentencePiece model as a drop-in for FullTokenizer; its pieces are its vocabulary.
+
+    The model's normalizer cases text (bert-vocab's nmt_nfkc_cf folds case). `lower_case` True lower-cases the
+    text first for a model that does not fold case itself, as ALBERT's tokenizer does for its models; False keeps
+    case, which a case-folding model cannot; None leaves the casing to the model.
+    """
 
     WORD_START = "\u2581"
 
-    def __init__(self, model_file):
+    def __init__(self, model_file, lower_case=None):
         import sentencepiece
 
         self.processor = sentencepiece.SentencePieceProcessor()
@@ -300,13 +306,20 @@ class SentencePieceTokenizer:
         self.vocab = {self.processor.IdToPiece(i): i for i in range(self.processor.GetPieceSize())}
         self.inv_vocab = {v: k for k, v in self.vocab.items()}
         self.vocab_size = self.processor.GetPieceSize()
-        # The model's normalizer decides the casing (bert-vocab's nmt_nfkc_cf folds case), not --do_lower_case.
-        self.lower_cases = self.processor.Normalize("BERT") == self.processor.Normalize("bert")
+        folds_case = self.processor.Normalize("BERT \u00c9T\u00c9") == self.processor.Normalize("bert \u00e9t\u00e9")
+        if lower_case is False and folds_case:
+            raise VocabError(f"SentencePiece model {model_file}: it folds case itself, so it cannot keep case "
+                             f"(--do_lower_case=False)")
+        self.lower_input = bool(lower_case) and not folds_case
+        self.lower_cases = folds_case or self.lower_input
 
     def tokenize(self, text):
+        text = convert_to_unicode(text)
+        if self.lower_input:
+            text = text.lower()
         # Characters the model never saw come back as themselves; they are its unknown piece.
         vocab, unknown = self.vocab, self.processor.IdToPiece(self.processor.unk_id())
-        return [p if p in vocab else unknown for p in self.processor.EncodeAsPieces(convert_to_unicode(text))]
+        return [p if p in vocab else unknown for p in self.processor.EncodeAsPieces(text)]
 
     def convert_tokens_to_ids(self, tokens):
         return [self.vocab[token] for token in tokens]
@@ -320,7 +333,8 @@ class SentencePieceTokenizer:
 
 
 def make_tokenizer(vocab_file, spm_model_file=None, do_lower_case=True):
-    """The SentencePiece tokenizer of `spm_model_file` if one is given, else the WordPiece one of `vocab_file`."""
+    """The SentencePiece tokenizer of `spm_model_file` if one is given, else the WordPiece one of `vocab_file`
+    (`do_lower_case` None: see SentencePieceTokenizer's `lower_case`)."""
     if spm_model_file:
-        return SentencePieceTokenizer(spm_model_file)
+        return SentencePieceTokenizer(spm_model_file, lower_case=do_lower_case)
     return FullTokenizer(vocab_file, do_lower_case=do_lower_case)

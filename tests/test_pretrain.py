@@ -731,6 +731,11 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(records_di
 def test_running_out_of_memory_names_the_batch_size(records_dir, tmp_path):
     import resource
 
+    from tensorflow.python.util import _pywrap_util_port
+
+    if not _pywrap_util_port.IsMklEnabled():
+        pytest.skip("this TensorFlow has no oneDNN allocator, whose cap (TF_MKL_ALLOC_MAX_BYTES) the test sets")
+
     def limited_memory():
         # A guard only: should TensorFlow ignore its allocator cap below, the run fails here rather than swapping.
         resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
@@ -744,8 +749,10 @@ def test_running_out_of_memory_names_the_batch_size(records_dir, tmp_path):
     command = [sys.executable, "-m", "bert.pretrain", *pretrain_args(records_dir, narrow_heads, tmp_path / "run",
                                                                    "--do_train", "--num_train_steps=2",
                                                                    "--train_batch_size=4000")]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_MKL_ALLOC_MAX_BYTES=str(1 << 30), MALLOC_ARENA_MAX="2",
-               CUDA_VISIBLE_DEVICES="")
+    # The cap is oneDNN's allocator's; few threads, few malloc arenas and no GPU runtime keep the address space
+    # that is not TensorFlow's tensors small on a machine of many cores.
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_ENABLE_ONEDNN_OPTS="1", TF_MKL_ALLOC_MAX_BYTES=str(1 << 30),
+               TF_NUM_INTRAOP_THREADS="2", TF_NUM_INTEROP_THREADS="2", MALLOC_ARENA_MAX="2", CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, preexec_fn=limited_memory,
                             timeout=600)
     assert_clean_failure(result, "out of memory", "lower the batch size (--train_batch_size")

@@ -99,21 +99,26 @@ def test_sentencepiece_model_drives_create_data(tmp_path, wikitext_docs, sentenc
     refused = tmp_path / "refused.tfrecord"
     assert_clean_failure(run_cli("create_data", f"--input_file={wikitext_docs}", f"--spm_model_file={model}",
                                  "--nodo_lower_case", f"--output_file={refused}"),
-                         "--do_lower_case=False", "folds case itself")
+                         str(model), "folds case itself", "(--do_lower_case=False)")
     assert not refused.exists()
 
 
-def test_a_cased_sentencepiece_model_keeps_case_whatever_the_default(tmp_path, wikitext_docs):
+def test_a_cased_sentencepiece_model_keeps_case_unless_told_to_lower_case(tmp_path, wikitext_docs):
     model = tmp_path / "cased.model"
     learned = run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={model}", "--vocab_size=2000",
                       "--model_type=sentencepiece", "--nodo_lower_case")
     assert learned.returncode == 0, learned.stderr
-    tokenizer = tokenization.SentencePieceTokenizer(model)
-    assert not tokenizer.lower_cases and tokenizer.tokenize("The") != tokenizer.tokenize("the")
-    assert_clean_failure(run_cli("create_data", f"--input_file={wikitext_docs}", f"--spm_model_file={model}",
-                                 "--do_lower_case", f"--output_file={tmp_path / 'r.tfrecord'}"),
-                         "--do_lower_case=True", "keeps case itself")
-
+    cased, lowered = tokenization.SentencePieceTokenizer(model), tokenization.SentencePieceTokenizer(model, lower_case=True)
+    assert not cased.lower_cases and cased.tokenize("The Tower") != cased.tokenize("the tower")
+    # As ALBERT's tokenizer does for its models, which keep case: the text is lower-cased before the model.
+    assert lowered.lower_cases and lowered.tokenize("The Tower") == cased.tokenize("the tower")
+    for flags, lower_cases in (((), False), (("--do_lower_case",), True)):
+        out = tmp_path / f"lower-{lower_cases}.tfrecord"
+        result = run_cli("create_data", f"--input_file={wikitext_docs}", f"--spm_model_file={model}", "--dupe_factor=1",
+                         *flags, f"--output_file={out}")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(Path(f"{out}.manifest.json").read_text())["flags"]["do_lower_case"] is lower_cases
+    assert (tmp_path / "lower-False.tfrecord").read_bytes() != (tmp_path / "lower-True.tfrecord").read_bytes()
 
 def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
     empty = tmp_path / "empty.txt"
