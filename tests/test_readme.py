@@ -1,5 +1,6 @@
 """The README's runnable command blocks, run as written in a copy of the repository: the quick start first."""
 
+import hashlib
 import os
 import re
 import shutil
@@ -28,6 +29,11 @@ def repository_copy(tmp_path_factory):
         if source.is_file():
             (copy / os.fsdecode(name)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy / os.fsdecode(name))
+    # The copy's bin/setup would install the package from the copy into the shared .venv, should its set-up
+    # files differ from those bin/setup last installed from (edited during the run).
+    digest = hashlib.sha256(b"".join((copy / name).read_bytes() for name in ("setup.cfg", "pyproject.toml", "bin/setup")))
+    if not list((ROOT / ".venv").glob(f".bert-setup-{digest.hexdigest()[:16]}-*")):
+        pytest.fail("setup.cfg, pyproject.toml or bin/setup changed since bin/setup last ran: run bin/setup (or bin/test)")
     (copy / ".venv").symlink_to(ROOT / ".venv")
     return copy
 
