@@ -213,6 +213,14 @@ def check_fine_tuning_flags():
         raise InputError(f"--warmup_proportion must be in [0, 1], got {FLAGS.warmup_proportion}")
 
 
+def print_summary(line, *outputs):
+    """Prints a command's summary line to stdout, or to stderr where one of its outputs is stdout itself
+    (--output_file=/dev/stdout), whose content the line would otherwise join."""
+    from bert.fileio import is_stdout
+
+    print(line, file=sys.stderr if any(is_stdout(path) for path in outputs) else sys.stdout)
+
+
 def rank_log():
     """A function printing `<command>: message` to stderr on whichever rank calls it."""
 

@@ -200,9 +200,9 @@ def main(argv):
     with fileio.AtomicFile(FLAGS.output_file) as out:
         extract(examples, tokenizer, forward, layers, FLAGS.max_seq_length, FLAGS.batch_size, out.write)
     elapsed = time.time() - start
-    print(
+    cli.print_summary(
         f"bert-extract-features: {len(examples)} examples, layers {','.join(map(str, layers))} -> "
-        f"{FLAGS.output_file} ({elapsed:.1f}s)"
+        f"{FLAGS.output_file} ({elapsed:.1f}s)", FLAGS.output_file
     )
 
 

@@ -7,7 +7,10 @@ import glob
 import hashlib
 import json
 import os
+import re
 import signal
+import stat
+import sys
 import tempfile
 import zipfile
 
@@ -31,25 +34,64 @@ class CommitOrAbort:
         return False
 
 
+# The names Linux gives a process's open file descriptors: /dev/stdout, /dev/fd/3, /proc/self/fd/1.
+_DESCRIPTOR_ALIAS = re.compile(r"/dev/(stdin|stdout|stderr|fd/\d+)|/proc/(self|thread-self|\d+)/fd/\d+")
+
+
+def is_stream(path):
+    """Whether `path` names a stream rather than a file: an existing pipe, terminal, socket or device, or
+    an open file descriptor (/dev/stdout, /dev/fd/3), which its reader or the shell holds open.
+
+    A stream is written in place: renaming a finished file over it would replace the pipe, the device or
+    the /dev/stdout link itself, and hand the reader nothing.
+    """
+    if _DESCRIPTOR_ALIAS.fullmatch(os.path.abspath(path)):
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def is_stdout(path):
+    """Whether `path` is this process's standard output (--output_file=/dev/stdout): where a summary line
+    printed to stdout would land inside the output."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 class AtomicFile(CommitOrAbort):
     """A file written under a temporary name beside its destination and renamed into place on commit.
 
     Until `commit()` the destination is untouched: an existing file keeps its content and a crash
-    leaves at most a hidden `.<name>.tmp-*` file, never a truncated file under the final name.
+    leaves at most a hidden `.<name>.tmp-*` file, never a truncated file under the final name. A
+    symbolic link stays a link: the file it points to is the one replaced. A stream (`is_stream`) is
+    written in place, appending, as a shell's `>>` would; it cannot be taken back.
     """
 
     def __init__(self, path, mode="w"):
         self.path = os.fspath(path)
         if os.path.isdir(self.path):
             raise InputError(f"cannot write {self.path}: it is a directory")
-        directory = os.path.dirname(os.path.abspath(self.path))
+        encoding = None if "b" in mode else "utf-8"
+        self.done = False
+        if is_stream(self.path):
+            self.temp_path = None
+            try:
+                self._file = open(self.path, mode.replace("w", "a"), encoding=encoding)
+            except OSError as e:
+                raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
+            return
+        self._destination = os.path.realpath(self.path)
+        directory = os.path.dirname(self._destination)
         try:
-            fd, self.temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.tmp-")
+            fd, self.temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self._destination)}.tmp-")
         except OSError as e:
             raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
-        encoding = None if "b" in mode else "utf-8"
         self._file = os.fdopen(fd, mode, encoding=encoding)
-        self.done = False
 
     def write(self, data):
         try:
@@ -76,7 +118,9 @@ class AtomicFile(CommitOrAbort):
             return
         try:
             self._file.flush()
-            os.fsync(self._file.fileno())
+            # A pipe or terminal has nothing to put on disk (fsync fails there).
+            if self.temp_path is not None:
+                os.fsync(self._file.fileno())
             self._file.close()
         except OSError as e:
             # A full disk.
@@ -86,9 +130,12 @@ class AtomicFile(CommitOrAbort):
         if self.done:
             return
         self.sync()
+        if self.temp_path is None:
+            self.done = True
+            return
         try:
             os.chmod(self.temp_path, 0o644)
-            os.replace(self.temp_path, self.path)
+            os.replace(self.temp_path, self._destination)
         except OSError as e:
             # A destination that became a directory.
             raise self._write_error(e) from None
@@ -100,8 +147,9 @@ class AtomicFile(CommitOrAbort):
         self.done = True
         with contextlib.suppress(OSError):
             self._file.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.temp_path)
+        if self.temp_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp_path)
 
 
 def expand_inputs(patterns, flag="--input_file"):
@@ -207,7 +255,8 @@ def check_output_file(path, flag, inputs=()):
     """Raises InputError naming the flag unless `path` can be written as a file that is none of `inputs`."""
     if os.path.isdir(path):
         raise InputError(f"{flag}: {path} is a directory")
-    check_writable_dir(os.path.dirname(os.path.abspath(path)), flag)
+    if not is_stream(path):
+        check_writable_dir(os.path.dirname(os.path.realpath(path)), flag)
     for source in inputs:
         if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
             raise InputError(f"{flag}: {path} is an input file too; writing it would replace the input")

@@ -77,8 +77,9 @@ def learn_wordpiece(input_files, scratch_dir, vocab_size, do_lower_case, num_unu
     if vocab_size <= len(reserved):
         raise InputError(f"--vocab_size ({vocab_size}) must exceed the {len(reserved)} special and unused tokens")
     basic = tokenization.BasicTokenizer(do_lower_case=do_lower_case)
-    # The basic tokens go to a scratch file beside the output: the trainer reads them after the
-    # alphabet is known, and the corpus need not fit in memory.
+    # The basic tokens go to a scratch file in `scratch_dir` (beside the output; the system's temporary
+    # directory where there is none): the trainer reads them after the alphabet is known, and the corpus
+    # need not fit in memory.
     with tempfile.TemporaryDirectory(dir=scratch_dir, prefix=".vocab-") as scratch:
         words_file = os.path.join(scratch, "words.txt")
         characters = collections.Counter()
@@ -171,6 +172,9 @@ def main(argv):
     input_files = fileio.expand_inputs(FLAGS.input_file)
     outputs = [FLAGS.output_file]
     if FLAGS.model_type != "wordpiece":
+        if fileio.is_stream(FLAGS.output_file):
+            raise InputError(f"--output_file: {FLAGS.output_file} is a stream; a SentencePiece model is a file with its "
+                             f"piece list beside it: name a file")
         if sentencepiece_vocab_path(FLAGS.output_file) == FLAGS.output_file:
             raise InputError(f"--output_file: {FLAGS.output_file} is where the model's piece list goes; name the model "
                              f"file .model")
@@ -187,8 +191,11 @@ def main(argv):
         raise InputError(f"--spm_max_sentences must be 0 (all) or more, got {FLAGS.spm_max_sentences}")
     start = time.perf_counter()
     if FLAGS.model_type == "wordpiece":
+        # A vocabulary written to a pipe or /dev/stdout has no directory of its own to work in.
+        stream = fileio.is_stream(FLAGS.output_file)
+        scratch_dir = None if stream else os.path.dirname(os.path.realpath(FLAGS.output_file))
         tokens = learn_wordpiece(
-            input_files, os.path.dirname(os.path.abspath(FLAGS.output_file)), FLAGS.vocab_size,
+            input_files, scratch_dir, FLAGS.vocab_size,
             FLAGS.do_lower_case, FLAGS.num_unused, FLAGS.min_frequency, FLAGS.limit_alphabet,
         )
         with fileio.AtomicFile(FLAGS.output_file, "w") as f:
@@ -199,9 +206,9 @@ def main(argv):
             input_files, FLAGS.output_file, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.spm_model_type,
             FLAGS.spm_max_sentences,
         )
-    print(
+    cli.print_summary(
         f"bert-vocab: {FLAGS.model_type} vocabulary of {size} tokens -> {FLAGS.output_file} "
-        f"({time.perf_counter() - start:.1f}s)"
+        f"({time.perf_counter() - start:.1f}s)", FLAGS.output_file
     )
 
 

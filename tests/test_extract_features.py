@@ -121,6 +121,21 @@ def test_sentencepiece_model_tokenizes_in_place_of_a_vocab_file_and_no_pooler_is
             np.testing.assert_allclose(feature["layers"][0]["values"], layers[-1][0, position], **FLOAT32_TOLERANCE)
 
 
+def test_features_written_to_stdout_reach_it_alone(model_dir, mrpc_lines, tmp_path):
+    # --output_file=/dev/stdout piped into jq: the JSON lines go to the pipe, the summary to stderr. Our own
+    # descriptor's name (/proc/self/fd/1) is used, as it is /dev/stdout's target on Linux: replacing
+    # the shared /dev/stdout link, as root, is what an output renamed into place did.
+    input_file = tmp_path / "input.txt"
+    input_file.write_text("\n".join(mrpc_lines[:3]) + "\n", encoding="utf-8")
+    into_file = extract(model_dir, input_file, tmp_path / "features.jsonl", "--max_seq_length=40", "--layers=-1")
+    assert into_file.returncode == 0, into_file.stderr
+    result = extract(model_dir, input_file, "/proc/self/fd/1", "--max_seq_length=40", "--layers=-1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (tmp_path / "features.jsonl").read_text(encoding="utf-8")
+    assert [json.loads(line)["linex_index"] for line in result.stdout.splitlines()] == [0, 1, 2]
+    assert "bert-extract-features: 3 examples" in result.stderr
+
+
 def test_a_model_with_one_token_type_reads_pairs_as_the_reference_does(model_dir, mrpc_lines, tmp_path):
     # Converted models may have type_vocab_size 1; the reference's one-hot lookup gives the second
     # segment no token-type embedding rather than failing.

@@ -1,6 +1,8 @@
 """Atomic output files: the destination holds its old content or the whole new one, and no temporary file stays."""
 
+import os
 import resource
+import stat
 
 import numpy as np
 import pytest
@@ -82,3 +84,32 @@ def test_an_output_dir_is_made_with_its_parents_unless_a_file_or_an_unwritable_d
     with pytest.raises(InputError, match=rf"^--output_dir: {unwritable}$"):
         make_output_dir("/proc/bert/run", "--output_dir")
     assert blocker.read_text() == "mine\n" and not (tmp_path / "a").exists()
+
+
+def test_a_symbolic_link_stays_a_link_and_the_file_it_points_to_is_replaced(tmp_path):
+    (tmp_path / "models").mkdir()
+    target = tmp_path / "models" / "features.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(os.path.join("models", "features.jsonl"))
+    check_output_file(str(link), "--output_file")
+    with AtomicFile(link) as f:
+        f.write("new\n")
+    assert link.is_symlink() and target.read_text() == "new\n"
+    assert leftovers(tmp_path) == leftovers(tmp_path / "models") == []
+
+
+def test_a_pipe_is_written_in_place_and_stays_a_pipe(tmp_path):
+    fifo = tmp_path / "features.fifo"
+    os.mkfifo(fifo)
+    # The reader holds the pipe open, as `bert-extract-features --output_file=fifo` with `jq < fifo` does.
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        check_output_file(str(fifo), "--output_file")
+        with AtomicFile(fifo) as f:
+            f.write("line 1\n")
+            f.write("line 2\n")
+        assert os.read(reader, 1 << 16) == b"line 1\nline 2\n"
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and leftovers(tmp_path) == []

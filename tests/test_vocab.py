@@ -120,6 +120,17 @@ def test_a_cased_sentencepiece_model_keeps_case_unless_told_to_lower_case(tmp_pa
         assert json.loads(Path(f"{out}.manifest.json").read_text())["flags"]["do_lower_case"] is lower_cases
     assert (tmp_path / "lower-False.tfrecord").read_bytes() != (tmp_path / "lower-True.tfrecord").read_bytes()
 
+def test_a_vocabulary_written_to_stdout_reaches_it_alone(tmp_path, wikitext_docs):
+    into_file = tmp_path / "vocab.txt"
+    assert run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={into_file}", "--vocab_size=500").returncode == 0
+    result = run_cli("vocab", f"--input_file={wikitext_docs}", "--output_file=/proc/self/fd/1", "--vocab_size=500")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == into_file.read_text(encoding="utf-8")
+    assert "500 tokens -> /proc/self/fd/1" in result.stderr
+    assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", "--output_file=/proc/self/fd/1",
+                                 "--model_type=sentencepiece"), "--output_file: /proc/self/fd/1 is a stream")
+
+
 def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n", encoding="utf-8")
