@@ -120,6 +120,10 @@ def _output_paths(input_files):
         paths = [p.strip() for p in FLAGS.output_file.split(",") if p.strip()]
         if not paths:
             raise InputError(f"--output_file: no file named in '{FLAGS.output_file}'")
+        stream = next((path for path in paths if fileio.is_stream(path)), None)
+        if stream:
+            raise InputError(f"--output_file: {stream} is a stream; records are files, read back by bert-pretrain with "
+                             f"their manifest beside them: name a file")
         for path in [*paths, records.manifest_path_for(paths)]:
             fileio.check_output_file(path, "--output_file", [*input_files, *cli.tokenizer_files()])
         named = [os.path.realpath(path) for path in paths]

@@ -333,6 +333,9 @@ def test_bad_inputs_fail_cleanly(tmp_path, uncased_vocab):
          ("--num_output_shards applies to --output_dir",)),
         ((f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_file={out},{tmp_path}/./out.tfrecord"),
          ("--output_file", f"{out} is named twice")),
+        # /dev/stdout's target on Linux: a run of code that renamed its output over /dev/stdout would replace that link.
+        ((f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", "--output_file=/proc/self/fd/1"),
+         ("--output_file", "/proc/self/fd/1 is a stream")),
     ]
     for args, fragments in cases:
         assert_clean_failure(run_cli("create_data", *args), *fragments)
