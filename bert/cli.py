@@ -9,6 +9,7 @@ running out of memory names the batch-size flags.
 
 import math
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -41,6 +42,26 @@ def _parse_flags(argv):
         fail(str(e).splitlines()[0].removeprefix("ERROR:: "), status=2)
 
 
+# The flags that name files or directories, and what a remote one (gs://bucket/...) looks like. The
+# reference reads and writes through tf.gfile, which also reaches Cloud Storage; here everything is a local
+# path, and a remote one would otherwise name a local directory "gs:" for the files Python writes while
+# TensorFlow's own writes went to the bucket.
+PATH_FLAGS = ("bert_config_file", "data_dir", "init_checkpoint", "input", "input_file", "logdir", "output",
+              "output_dir", "output_file", "predict_file", "spm_model_file", "train_file", "vocab_file")
+_REMOTE_PATH = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _refuse_remote_paths():
+    for name in PATH_FLAGS:
+        value = FLAGS[name].value if name in FLAGS else None
+        if not isinstance(value, str):
+            continue
+        remote = next((path.strip() for path in value.split(",") if _REMOTE_PATH.match(path.strip())), None)
+        if remote:
+            fail(f"--{name}: {remote} is a remote path; this tool reads and writes local paths only (copy to or "
+                 f"from the bucket with gsutil cp or aws s3 cp, or mount it with gcsfuse)")
+
+
 def run_command(main, required=()):
     """Runs `main(argv)` as a command: parses flags, checks `required` ones, reports bad input."""
 
@@ -48,6 +69,7 @@ def run_command(main, required=()):
         missing = [name for name in required if FLAGS[name].value in (None, "")]
         if missing:
             fail(f"--{missing[0]} is required")
+        _refuse_remote_paths()
         if len(argv) > 1:
             fail(f"unexpected argument '{argv[1]}'", status=2)
         logging.set_verbosity(logging.WARNING)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bert import config as bert_config
-from tests.conftest import ROOT
+from tests.conftest import ROOT, assert_clean_failure, run_cli
 
 RECIPES = sorted((ROOT / "configs").glob("*.flags"))
 COMMAND_OF = {"pretrain": "bert.pretrain", "glue": "bert.classify", "squad": "bert.squad"}
@@ -153,6 +153,27 @@ def test_help_lists_the_commands_own_flags(module):
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     for flag in COMMAND_FLAGS[module]:
         assert f"  {flag}:" in result.stdout or f"  --[no]{flag[2:]}:" in result.stdout, (command, flag)
+
+
+@pytest.mark.parametrize("module, args, remote", [
+    ("pretrain", ["--bert_config_file=tiny", "--input_file=records.tfrecord", "--output_dir=gs://bucket/run"],
+     "--output_dir: gs://bucket/run"),
+    ("create_data", ["--input_file=corpus.txt,gs://bucket/more.txt", "--output_file=out.tfrecord"],
+     "--input_file: gs://bucket/more.txt"),
+    ("extract_features", ["--input_file=in.txt", "--output_file=out.jsonl", "--bert_config_file=tiny",
+                          "--init_checkpoint=gs://bucket/bert_model.ckpt"], "--init_checkpoint: gs://bucket/bert_model.ckpt"),
+    ("classify", ["--data_dir=s3://bucket/glue/MRPC", "--task_name=mrpc", "--bert_config_file=tiny", "--output_dir=run"],
+     "--data_dir: s3://bucket/glue/MRPC"),
+    ("squad", ["--vocab_file=vocab.txt", "--bert_config_file=tiny", "--output_dir=run",
+               "--train_file=hdfs://cluster/train-v1.1.json"], "--train_file: hdfs://cluster/train-v1.1.json"),
+    ("vocab", ["--input_file=corpus.txt", "--output_file=gs://bucket/vocab.txt"], "--output_file: gs://bucket/vocab.txt"),
+])
+def test_a_remote_path_is_refused_before_anything_is_written(tmp_path, module, args, remote):
+    # The reference's tf.gfile reaches Cloud Storage; a gs:// output dir here made a local "gs:" directory
+    # for Python's writes and ended in a traceback from TensorFlow's.
+    result = run_cli(module, *args, cwd=tmp_path)
+    assert_clean_failure(result, f"{remote} is a remote path", "local paths only")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_ctrl_c_while_tensorflow_loads_ends_the_command_with_one_line():
