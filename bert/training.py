@@ -121,6 +121,11 @@ class Trainer:
         self._update = tf.function(self._apply, jit_compile=True, autograph=False)
         self.train_step = tf.function(self._train_step, autograph=False)
 
+    @tf.function(autograph=False)
+    def weights_are_finite(self):
+        """Whether no weight holds an Inf or NaN: a step that overflowed them checked only its gradients."""
+        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in self.variables_by_name.values()])
+
     def state(self):
         """The trackable objects of a training checkpoint."""
         return {
@@ -545,6 +550,12 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                 scheduled = step % options.save_checkpoints_steps == 0 or step == total
                 # A skipped float16 step leaves the step where it was: nothing new to save.
                 if step != saved_step and (scheduled or stop):
+                    if not trainer.weights_are_finite():
+                        raise InputError(
+                            f"the weights are not finite after step {step} (is --learning_rate "
+                            f"{options.learning_rate:g} too high?); stopped without saving; the last good checkpoint "
+                            f"is {manager.latest_checkpoint or 'none'}"
+                        )
                     if position:
                         with _writing(step, manager, checkpoint=position.prefix(step)):
                             position.save(step)

@@ -728,6 +728,18 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(records_di
     assert all(np.isfinite(v).all() for v in weights.values() if getattr(v, "dtype", None) == np.float32)
 
 
+def test_weights_that_overflow_are_never_saved_as_a_good_checkpoint(records_dir, small_config, tmp_path):
+    # A learning rate so high that the first update overflows the weights, though its gradients were finite.
+    out = tmp_path / "run"
+    result = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4",
+                                                "--save_checkpoints_steps=1", "--num_warmup_steps=0",
+                                                "--learning_rate=3e38"))
+    assert_clean_failure(result, "the weights are not finite after step 1", "--learning_rate 3e+38",
+                         "the last good checkpoint is none")
+    assert tf.train.latest_checkpoint(str(out)) is None
+    assert not (out / "bert_model.ckpt.index").exists()
+
+
 def test_running_out_of_memory_names_the_batch_size(records_dir, tmp_path):
     import resource
 
