@@ -242,9 +242,11 @@ class Trainer:
         return report
 
 
-# A fine-tuning run's train_data is a hash of these: the refusal says where to look.
-_TRAIN_DATA_INPUTS = (" (a hash of the training file, the vocabulary, --do_lower_case and the flags that shape "
-                      "the examples)")
+# What the refusal of a run.json key that is not a flag's name says the key is made of.
+_KEY_SOURCES = {
+    "train_data": " (a hash of the training file, the vocabulary, --do_lower_case and the flags that shape the examples)",
+    "rank_batch_size": " (--train_batch_size times --num_accumulation_steps)",
+}
 
 
 def check_run_directory(output_dir, description, replicas, init_checkpoint=None):
@@ -287,11 +289,13 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
             raise InputError(f"--output_dir: cannot read {path}: {e}") from None
         if not isinstance(previous, dict):
             raise InputError(f"--output_dir: {path} is not a record of a run (a JSON object)")
+        # Runs recorded before the batch was pinned as a whole pinned its split.
+        if "rank_batch_size" not in previous and {"micro_batch_size", "num_accumulation_steps"} <= set(previous):
+            previous["rank_batch_size"] = previous.pop("micro_batch_size") * previous.pop("num_accumulation_steps")
         for key, was, now in _differences(previous, description):
-            what = _TRAIN_DATA_INPUTS if key == "train_data" else ""
             raise InputError(
-                f"--output_dir: {output_dir} holds a run with a different {key}{what} ({json.dumps(was)}, now "
-                f"{json.dumps(now)}); resume it with its own flags or use another --output_dir"
+                f"--output_dir: {output_dir} holds a run with a different {key}{_KEY_SOURCES.get(key, '')} "
+                f"({json.dumps(was)}, now {json.dumps(now)}); resume it with its own flags or use another --output_dir"
             )
         return
     if saved:
@@ -641,11 +645,14 @@ def training_summary(step, replicas, global_batch, report, export):
 
 
 def describe(options, **shape):
-    """What a run directory pins: the model and data shape, the optimizer and the batch arrangement."""
+    """What a run directory pins: the model and data shape, the optimizer and each rank's batch per step.
+
+    The batch is pinned as a whole, not its split into micro-batches: a run resumed where memory is
+    short may take the same batch in more, smaller micro-batches, as the out-of-memory message advises.
+    """
     return {
         "optimizer_type": options.optimizer_type,
-        "micro_batch_size": options.micro_batch_size,
-        "num_accumulation_steps": options.num_accumulation_steps,
+        "rank_batch_size": options.micro_batch_size * options.num_accumulation_steps,
         **shape,
     }
 

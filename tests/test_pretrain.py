@@ -327,7 +327,29 @@ def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_conf
     lamb = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4",
                                               "--optimizer_type=lamb"))
     assert_clean_failure(lamb, "optimizer_type")
+    smaller = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4",
+                                                 "--train_batch_size=4"))
+    assert_clean_failure(smaller, "a different rank_batch_size (--train_batch_size times --num_accumulation_steps) (8, now 4)")
     assert snapshot(out) == before
+
+
+def test_a_run_resumes_with_its_batch_split_into_more_micro_batches(records_dir, small_config, tmp_path):
+    # As the out-of-memory message advises: the same batch per step in smaller pieces.
+    out = tmp_path / "run"
+    first = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=2"))
+    assert first.returncode == 0, first.stderr
+    split = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4",
+                                               "--train_batch_size=4", "--num_accumulation_steps=2"))
+    assert split.returncode == 0, split.stderr
+    assert "resuming from" in split.stderr and "trained to step 4" in split.stdout
+    # A run recorded before the batch was pinned as a whole, with its split, resumes too.
+    record = json.loads((out / "run.json").read_text())
+    del record["rank_batch_size"]
+    (out / "run.json").write_text(json.dumps({**record, "micro_batch_size": 8, "num_accumulation_steps": 1}))
+    again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=6",
+                                               "--train_batch_size=2", "--num_accumulation_steps=4"))
+    assert again.returncode == 0, again.stderr
+    assert "trained to step 6" in again.stdout
 
 
 def test_an_init_checkpoint_that_the_export_would_replace_is_refused_and_left(records_dir, small_config, tmp_path):
@@ -375,7 +397,7 @@ def test_damaged_or_deleted_checkpoints_are_named_or_passed_over(records_dir, sm
     fresh_again = run_cli("pretrain", *pretrain_args(records_dir, small_config, fresh, "--do_train", "--num_train_steps=2",
                                                      "--train_batch_size=4", f"--init_checkpoint={run / 'ckpt-4'}"))
     assert fresh_again.returncode == 0, fresh_again.stderr
-    assert json.loads((fresh / "run.json").read_text())["micro_batch_size"] == 4
+    assert json.loads((fresh / "run.json").read_text())["rank_batch_size"] == 4
 
     # Deleting the newest checkpoint goes back to the one before it.
     for path in truncated.glob("ckpt-4.*"):
