@@ -168,22 +168,31 @@ def _read_manifest(path):
     return frozenset(entry.get("path") for entry in files), manifest
 
 
-def _manifest_for(path):
+def _manifests_in(directory):
+    """Every bert-create-data manifest in `directory`: (its mtime in ns, its path, the files it lists, its body)."""
+    candidates = [os.path.join(directory, records.MANIFEST_NAME),
+                  *glob.glob(os.path.join(glob.escape(directory), "*.manifest.json"))]
+    found = []
+    for candidate in candidates:
+        manifest = _read_manifest(candidate) if os.path.isfile(candidate) else None
+        if manifest:
+            found.append((os.stat(candidate).st_mtime_ns, candidate, *manifest))
+    return found
+
+
+def _manifest_for(path, manifests_in):
     """The bert-create-data manifest that speaks for `path`, if any: the newest beside it that lists it.
 
     None when that one is older than the file: the records were made again since, by the reference's
     script (which writes no manifest) or over a manifest of their own, and are checked without it. (So are
     records copied without their times after their manifest, as `cp -r` may: their records are checked
-    all the same, only the manifest's shorter message is lost.)
+    all the same, only the manifest's shorter message is lost.) `manifests_in` lists a directory's
+    manifests; a caching one lets thousands of shards in one directory list it once.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    candidates = [os.path.join(directory, records.MANIFEST_NAME),
-                  *glob.glob(os.path.join(glob.escape(directory), "*.manifest.json"))]
-    listing = []
-    for candidate in candidates:
-        found = _read_manifest(candidate) if os.path.isfile(candidate) else None
-        if found and os.path.basename(path) in found[0]:
-            listing.append((os.stat(candidate).st_mtime_ns, candidate, found[1]))
+    name = os.path.basename(path)
+    listing = [(written, candidate, manifest)
+               for written, candidate, names, manifest in manifests_in(os.path.dirname(os.path.abspath(path)))
+               if name in names]
     if not listing:
         return None, None
     written, candidate, manifest = max(listing, key=lambda entry: entry[:2])
@@ -216,13 +225,14 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
     limits = _value_limits(config, max_seq_length)
     parse = _parser(max_seq_length, max_predictions_per_seq, config)
     holding_records = []
+    manifests_in = functools.lru_cache(maxsize=None)(_manifests_in)
     shown = progress.bar(files, desc="checking records", unit="file", leave=False, disable=not every_record)
     for index, path in enumerate(shown):
         if every_record:
             sample = None
         else:
             sample = CHECKED_RECORDS_FIRST_FILES if index < FIRST_FILES else CHECKED_RECORDS_OTHER_FILES
-        manifest_path, manifest = _manifest_for(path)
+        manifest_path, manifest = _manifest_for(path, manifests_in)
         if manifest:
             for key, want in (("max_seq_length", max_seq_length), ("max_predictions_per_seq", max_predictions_per_seq)):
                 if manifest.get(key) != want:
