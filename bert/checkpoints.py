@@ -289,6 +289,9 @@ def initialised_line(path, unused):
     return f"initialised from {path}" + (f"; {len(unused)} checkpoint variable(s) not used: {shown}" if unused else "")
 
 
+VOCAB_NAME = "vocab.txt"
+
+
 def export_checkpoint(variables_by_name, prefix, config=None, extra=None):
     """Writes a name-based checkpoint at `prefix` (`.index` + `.data-00000-of-00001`), as released ones are.
 
@@ -313,6 +316,16 @@ def export_checkpoint(variables_by_name, prefix, config=None, extra=None):
     if config is not None:
         with AtomicFile(os.path.join(directory, "bert_config.json")) as f:
             f.write(config.to_json_string())
+
+
+def export_tokenizer_file(source, kind, directory):
+    """Copies the tokenizer's file beside a model exported to `directory`, as released models carry theirs: a
+    WordPiece vocabulary as vocab.txt, a SentencePiece model (`kind` "sentencepiece") under its own name."""
+    target = os.path.join(directory, os.path.basename(source) if kind == "sentencepiece" else VOCAB_NAME)
+    if os.path.exists(target) and os.path.samefile(source, target):
+        return
+    with open(source, "rb") as f, AtomicFile(target, "wb") as out:
+        out.write(f.read())
 
 
 def write_error_reason(error):

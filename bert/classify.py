@@ -174,6 +174,7 @@ def _keep_best(model, config, evaluator, log):
         if best is None or results[metric] > best["value"]:
             os.makedirs(directory, exist_ok=True)
             checkpoints.export_checkpoint(model.variables_by_name, os.path.join(directory, "bert_model.ckpt"), config=config)
+            checkpoints.export_tokenizer_file(*cli.tokenizer_file(), directory)
             best = {"metric": metric, "value": float(results[metric]), "step": step}
             log(f"step {step}: dev {metric} {results[metric]:.4f}, the best so far -> {directory}")
         else:
@@ -241,7 +242,7 @@ def main(argv):
             log=log, optional_init=classifier.OPTIONAL_INIT, on_save=on_save,
         )
         if chief:
-            export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step)
+            export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step, cli.tokenizer_file())
             summary.append(training.training_summary(step, replicas, global_batch, report, export))
     if not chief or not (FLAGS.do_eval or FLAGS.do_predict):
         if chief:

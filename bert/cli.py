@@ -346,6 +346,11 @@ def tokenizer_files():
     return [path for path in (FLAGS.vocab_file, FLAGS.spm_model_file) if path]
 
 
+def tokenizer_file():
+    """(the tokenizer's file, its kind: "wordpiece" or "sentencepiece"), as an exported model carries it."""
+    return (FLAGS.spm_model_file, "sentencepiece") if FLAGS.spm_model_file else (FLAGS.vocab_file, "wordpiece")
+
+
 def vocabulary_source():
     """The file the tokenizer's vocabulary comes from, for messages."""
     return FLAGS.spm_model_file or FLAGS.vocab_file

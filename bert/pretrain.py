@@ -106,7 +106,11 @@ def main(argv):
                 global_batch_size=global_batch, log=log, input_files=files,
             )
         if chief:
-            export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step)
+            vocabulary = pretraining.records_vocabulary(files)
+            if vocabulary is None:
+                log("note: the records' manifests name no one vocabulary file as it was when they were made, so "
+                    "none is exported beside the model: copy the vocab.txt they were made with there")
+            export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step, vocabulary)
             summary.append(training.training_summary(step, replicas, global_batch, report, export))
     if FLAGS.do_eval and chief:
         if step is None:

@@ -201,6 +201,24 @@ def _manifest_for(path, manifests_in):
     return candidate, manifest
 
 
+def records_vocabulary(files):
+    """(the vocabulary file, its kind) the records in `files` were all made with, as their manifests say,
+    while that file still holds what it held then; else None (records of the reference's script, a
+    vocabulary since changed or moved, records of several)."""
+    manifests_in = functools.lru_cache(maxsize=None)(_manifests_in)
+    named = set()
+    for path in files:
+        vocab = (_manifest_for(path, manifests_in)[1] or {}).get("vocab", {})
+        named.add((vocab.get("file"), vocab.get("kind"), vocab.get("sha256")))
+    if len(named) != 1:
+        return None
+    ((source, kind, digest),) = named
+    if not (isinstance(source, str) and kind in ("wordpiece", "sentencepiece") and os.path.isfile(source)
+            and records.file_sha256(source) == digest):
+        return None
+    return source, kind
+
+
 def _is_manifest(path):
     """Whether `path` is a manifest bert-create-data wrote beside its records (judged by name first: records are large)."""
     name = os.path.basename(path)

@@ -222,7 +222,7 @@ def main(argv):
             log=log, optional_init=OPTIONAL_INIT,
         )
         if chief:
-            export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step)
+            export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step, cli.tokenizer_file())
             summary.append(training.training_summary(step, replicas, global_batch, report, export))
     if chief and (FLAGS.do_predict or FLAGS.do_eval):
         if step is None:

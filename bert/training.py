@@ -628,11 +628,17 @@ def _stop_requested(received, step, total, output_dir):
                          status)
 
 
-def export_model(variables_by_name, output_dir, config, step):
-    """The trained model as OUTPUT_DIR/bert_model.ckpt (+ bert_config.json) in the reference's names; its path."""
+def export_model(variables_by_name, output_dir, config, step, tokenizer_file=None):
+    """The trained model as OUTPUT_DIR/bert_model.ckpt (+ bert_config.json) in the reference's names; its path.
+
+    With `tokenizer_file` ((path, kind), kind "wordpiece" or "sentencepiece") the directory is a release:
+    the vocabulary goes beside the model (checkpoints.export_tokenizer_file).
+    """
     path = os.path.join(output_dir, EXPORT_NAME)
     try:
         checkpoints.export_checkpoint(variables_by_name, path, config=config, extra={"global_step": tf.constant(step, tf.int64)})
+        if tokenizer_file:
+            checkpoints.export_tokenizer_file(*tokenizer_file, output_dir)
     except InputError as e:
         raise InputError(f"{e}; the trained model is saved as {os.path.join(output_dir, f'ckpt-{step}')}: run the same "
                          f"command again to export it") from None

@@ -62,6 +62,9 @@ def test_train_eval_predict_with_best_checkpoint(small_config, uncased_vocab, tm
     # 3668 examples / 32 x 0.06 epochs = 6 steps; checkpoints at 2, 4, 6, each scored on dev.
     best = json.loads((out / "best" / "best.json").read_text())
     assert best["metric"] == "eval_accuracy" and best["step"] in (2, 4, 6)
+    # Each export is a release: model, config and the vocabulary.
+    for directory in (out, out / "best"):
+        assert (directory / "vocab.txt").read_bytes() == uncased_vocab.read_bytes()
     results = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
     assert sorted(results) == ["eval_accuracy", "eval_f1", "eval_loss", "global_step", "loss"]
     assert int(results["global_step"]) == best["step"]

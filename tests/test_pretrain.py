@@ -16,7 +16,8 @@ import tensorflow as tf
 from bert import checkpoints, distributed, modeling, pretraining, progress, records, training
 from bert.config import BertConfig
 from bert.errors import DamagedRecordError, InputError, StopRequested
-from tests.conftest import PROGRESS_LINE, ROOT, assert_clean_failure, message_lines, run_cli, run_with_random_kills, wait_for
+from tests.conftest import (PROGRESS_LINE, ROOT, assert_clean_failure, message_lines, run_cli, run_with_random_kills, shared_file,
+                            wait_for)
 from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL, pretrain_args
 from tests.test_modeling import reference_shapes
 
@@ -45,6 +46,8 @@ def test_train_eval_export(records_dir, small_config, tmp_path):
     config = BertConfig.from_dict(SMALL_MODEL)
     assert {k: list(v.shape) for k, v in exported.items()} == reference_shapes(config)
     assert json.loads((out / "bert_config.json").read_text()) == config.to_dict()
+    # The vocabulary the records' manifest names goes beside them, as in a released model's directory.
+    assert (out / "vocab.txt").read_bytes() == shared_file("vocab", "uncased_vocab.txt").read_bytes()
     # Kept: the last two training checkpoints (12 is the final one), their input positions and one before: a
     # position is saved before its checkpoint, and a run killed in between resumes from the one before.
     assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-10.index", "ckpt-12.index"]
@@ -470,6 +473,27 @@ def test_a_record_that_is_not_an_example_nor_text_is_named(records_dir, tmp_path
     for every_record in (False, True):
         with pytest.raises(InputError, match=f"^{re.escape(str(path))}: record 0 is not a tf.train.Example"):
             pretraining.check_records([str(path)], SEQ, PREDICTIONS, BertConfig.from_dict(SMALL_MODEL), every_record)
+
+
+def test_the_vocabulary_exported_is_the_one_every_manifest_names_as_it_was(records_dir, tmp_path):
+    shards = [str(p) for p in sorted(records_dir.glob("part-*.tfrecord"))]
+    assert pretraining.records_vocabulary(shards) == (str(shared_file("vocab", "uncased_vocab.txt")), "wordpiece")
+    # Records of the reference's script (no manifest) beside ours: no one vocabulary is named.
+    bare = tmp_path / "bare.tfrecord"
+    shutil.copyfile(shards[0], bare)
+    assert pretraining.records_vocabulary([*shards, str(bare)]) is None
+    # A vocabulary file changed since the records were made is not theirs.
+    made = tmp_path / "made"
+    made.mkdir()
+    vocab = made / "vocab.txt"
+    vocab.write_bytes(shared_file("vocab", "uncased_vocab.txt").read_bytes())
+    manifest = json.loads((records_dir / records.MANIFEST_NAME).read_text())
+    shutil.copyfile(shards[0], made / "records.tfrecord")
+    (made / "records.tfrecord.manifest.json").write_text(json.dumps(
+        {**manifest, "files": [{"path": "records.tfrecord"}], "vocab": {**manifest["vocab"], "file": str(vocab)}}))
+    assert pretraining.records_vocabulary([str(made / "records.tfrecord")]) == (str(vocab), "wordpiece")
+    vocab.write_text("[PAD]\n", encoding="utf-8")
+    assert pretraining.records_vocabulary([str(made / "records.tfrecord")]) is None
 
 
 def test_a_manifest_of_another_shape_is_not_taken_for_ours(records_dir, tmp_path):

@@ -56,6 +56,7 @@ def test_v2_train_predict_eval(squad_config, uncased_vocab, squad_files, tmp_pat
     null_odds = json.loads((out / "null_odds.json").read_text())
     assert set(predictions) == set(nbest) == set(null_odds) == set(GOLD) | {"obs-misplaced", "obs-closed", "canal-founder"}
     want_predictions, want_nbest, want_null_odds = _recomputed_predictions(out, squad_files["v2"], uncased_vocab, True)
+    assert (out / "vocab.txt").read_bytes() == uncased_vocab.read_bytes()  # a release: model, config and vocabulary
     assert predictions == want_predictions
     for qid in predictions:
         assert [e["text"] for e in nbest[qid]] == [e["text"] for e in want_nbest[qid]]
