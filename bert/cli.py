@@ -260,7 +260,7 @@ def chief_log(replicas):
 def start_training_run():
     """The data-parallel replicas the flags ask for, with TensorFlow seeded (deterministic, TF32 if asked).
 
-    Warns when the flags ask for a half precision this machine can only emulate.
+    Warns when the flags ask for a half precision this machine can only emulate, or name one that is not used.
     """
     from bert import distributed, training
     from bert.tf import tf
@@ -274,6 +274,9 @@ def start_training_run():
                                                   has_gpu=bool(tf.config.list_physical_devices("GPU")))
     if warning:
         chief_log(replicas)(warning)
+    if FLAGS["amp_dtype"].present and not FLAGS.auto_mixed_precision:
+        chief_log(replicas)(f"warning: --amp_dtype={FLAGS.amp_dtype} has no effect without --auto_mixed_precision; "
+                            f"computing in float32")
     return replicas
 
 

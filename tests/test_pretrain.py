@@ -774,6 +774,14 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(records_di
     assert all(np.isfinite(v).all() for v in weights.values() if getattr(v, "dtype", None) == np.float32)
 
 
+def test_a_precision_named_without_mixed_precision_is_said_to_be_unused(records_dir, small_config, tmp_path):
+    result = run_cli("pretrain", *pretrain_args(records_dir, small_config, tmp_path / "run", "--do_train",
+                                                "--num_train_steps=1", "--amp_dtype=bfloat16"))
+    assert result.returncode == 0, result.stderr
+    assert ("bert-pretrain: warning: --amp_dtype=bfloat16 has no effect without --auto_mixed_precision; computing "
+            "in float32") in result.stderr.splitlines()
+
+
 def test_weights_that_overflow_are_never_saved_as_a_good_checkpoint(records_dir, small_config, tmp_path):
     # A learning rate so high that the first update overflows the weights, though its gradients were finite.
     out = tmp_path / "run"
