@@ -25,7 +25,7 @@ from bert.tf import error_text, tf
 from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
 from bert.errors import InputError
-from bert.fileio import AtomicFile
+from bert.fileio import AtomicFile, copy_file
 
 _OBJECT_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -324,8 +324,10 @@ def export_tokenizer_file(source, kind, directory):
     target = os.path.join(directory, os.path.basename(source) if kind == "sentencepiece" else VOCAB_NAME)
     if os.path.exists(target) and os.path.samefile(source, target):
         return
-    with open(source, "rb") as f, AtomicFile(target, "wb") as out:
-        out.write(f.read())
+    # The export is the directory's own file: a link there to some other vocabulary is replaced, not written through.
+    if os.path.islink(target):
+        os.unlink(target)
+    copy_file(source, target)
 
 
 def write_error_reason(error):

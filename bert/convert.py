@@ -15,7 +15,6 @@ its "gelu_new" is the reference's tanh "gelu".
 import json
 import os
 import re
-import shutil
 import sys
 
 import numpy as np
@@ -229,11 +228,6 @@ def _find_vocab(config, *directories):
     return found
 
 
-def _copy(source, destination):
-    with open(source, "rb") as f, fileio.AtomicFile(destination, "wb") as out:
-        shutil.copyfileobj(f, out)
-
-
 def from_hf(directory, output):
     if not os.path.isdir(directory):
         raise InputError(f"--input: not a directory: {directory}")
@@ -244,7 +238,7 @@ def from_hf(directory, output):
     checkpoints.export_checkpoint(weights, os.path.join(output, "bert_model.ckpt"), config=config)
     notes = []
     if vocab:
-        _copy(vocab, os.path.join(output, "vocab.txt"))
+        fileio.copy_file(vocab, os.path.join(output, "vocab.txt"))
     else:
         notes.append("no vocab.txt found (give --vocab_file)")
     if "bert/pooler/dense/kernel" not in weights:
@@ -311,7 +305,7 @@ def to_hf(checkpoint, output):
         json.dump({"do_lower_case": FLAGS.do_lower_case, "tokenizer_class": "BertTokenizer"}, f, indent=2)
         f.write("\n")
     if vocab:
-        _copy(vocab, os.path.join(output, "vocab.txt"))
+        fileio.copy_file(vocab, os.path.join(output, "vocab.txt"))
     return f"{len(tensors)} tensors ({hf_config['architectures'][0]}) -> {output}/model.safetensors" + ("" if vocab else "; no vocab.txt found (give --vocab_file)")
 
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import sys
@@ -35,7 +36,19 @@ class CommitOrAbort:
 
 
 # The names Linux gives a process's open file descriptors: /dev/stdout, /dev/fd/3, /proc/self/fd/1.
-_DESCRIPTOR_ALIAS = re.compile(r"/dev/(stdin|stdout|stderr|fd/\d+)|/proc/(self|thread-self|\d+)/fd/\d+")
+_DESCRIPTOR_ALIAS = re.compile(r"/dev/(?P<std>stdout|stderr)|/dev/fd/(?P<fd>\d+)|/proc/(?P<pid>self|thread-self|\d+)/fd/(?P<pfd>\d+)")
+
+
+def _own_descriptor(path):
+    """The number of this process's open file descriptor that `path` names (/dev/stdout: 1), else None."""
+    match = _DESCRIPTOR_ALIAS.fullmatch(os.path.abspath(path))
+    if not match:
+        return None
+    if match["std"]:
+        return 1 if match["std"] == "stdout" else 2
+    if match["fd"]:
+        return int(match["fd"])
+    return int(match["pfd"]) if match["pid"] in ("self", "thread-self", str(os.getpid())) else None
 
 
 def is_stream(path):
@@ -54,6 +67,18 @@ def is_stream(path):
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+def _check_stream(path, flag):
+    """Raises InputError naming the flag unless the stream `path` can take an output: an open descriptor,
+    a pipe or a character device (a terminal, /dev/null), not a socket or a disk."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise InputError(f"{flag}: {path} is not open (no such file descriptor, pipe or device)") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        kind = "socket" if stat.S_ISSOCK(mode) else "block device" if stat.S_ISBLK(mode) else "special file"
+        raise InputError(f"{flag}: {path} is a {kind}, not a file, pipe or terminal to write to")
+
+
 def is_stdout(path):
     """Whether `path` is this process's standard output (--output_file=/dev/stdout): where a summary line
     printed to stdout would land inside the output."""
@@ -69,7 +94,9 @@ class AtomicFile(CommitOrAbort):
     Until `commit()` the destination is untouched: an existing file keeps its content and a crash
     leaves at most a hidden `.<name>.tmp-*` file, never a truncated file under the final name. A
     symbolic link stays a link: the file it points to is the one replaced. A stream (`is_stream`) is
-    written in place, appending, as a shell's `>>` would; it cannot be taken back.
+    written in place and cannot be taken back: this process's own descriptors (/dev/stdout) through a
+    copy that shares their position, as the shell's redirection set it, others opened to append.
+    Text goes to a stream a line at a time, so a run that fails midway leaves no half line.
     """
 
     def __init__(self, path, mode="w"):
@@ -80,10 +107,7 @@ class AtomicFile(CommitOrAbort):
         self.done = False
         if is_stream(self.path):
             self.temp_path = None
-            try:
-                self._file = open(self.path, mode.replace("w", "a"), encoding=encoding)
-            except OSError as e:
-                raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
+            self._file = self._open_stream(mode, encoding)
             return
         self._destination = os.path.realpath(self.path)
         directory = os.path.dirname(self._destination)
@@ -92,6 +116,18 @@ class AtomicFile(CommitOrAbort):
         except OSError as e:
             raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
         self._file = os.fdopen(fd, mode, encoding=encoding)
+
+    def _open_stream(self, mode, encoding):
+        buffering = -1 if "b" in mode else 1
+        descriptor = _own_descriptor(self.path)
+        try:
+            if descriptor is None:
+                return open(self.path, mode.replace("w", "a"), buffering=buffering, encoding=encoding)
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            return os.fdopen(os.dup(descriptor), mode, buffering=buffering, encoding=encoding)
+        except OSError as e:
+            raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     def write(self, data):
         try:
@@ -150,6 +186,12 @@ class AtomicFile(CommitOrAbort):
         if self.temp_path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.temp_path)
+
+
+def copy_file(source, target):
+    """Copies `source` to `target` atomically (through AtomicFile)."""
+    with open(source, "rb") as f, AtomicFile(target, "wb") as out:
+        out.write_with(lambda stream: shutil.copyfileobj(f, stream))
 
 
 def expand_inputs(patterns, flag="--input_file"):
@@ -255,7 +297,9 @@ def check_output_file(path, flag, inputs=()):
     """Raises InputError naming the flag unless `path` can be written as a file that is none of `inputs`."""
     if os.path.isdir(path):
         raise InputError(f"{flag}: {path} is a directory")
-    if not is_stream(path):
+    if is_stream(path):
+        _check_stream(path, flag)
+    else:
         check_writable_dir(os.path.dirname(os.path.realpath(path)), flag)
     for source in inputs:
         if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):

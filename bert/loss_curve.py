@@ -63,7 +63,8 @@ def main(argv):
         raise InputError(f"--logdir: {FLAGS.logdir} has no loss scalars")
     plot(curves, output, FLAGS.title or os.path.basename(os.path.abspath(FLAGS.logdir)))
     first, last = curves["loss"][0], curves["loss"][-1]
-    print(f"bert-loss-curve: loss {first[1]:.3f} at step {first[0]} -> {last[1]:.3f} at step {last[0]}; {output}")
+    cli.print_summary(f"bert-loss-curve: loss {first[1]:.3f} at step {first[0]} -> {last[1]:.3f} at step {last[0]}; {output}",
+                      output)
 
 
 def run():

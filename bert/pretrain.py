@@ -17,7 +17,7 @@ import time
 
 from absl import flags
 
-from bert import cli, config as bert_config, fileio, modeling, pretraining, training
+from bert import checkpoints, cli, config as bert_config, fileio, modeling, pretraining, training
 from bert.errors import InputError
 
 FLAGS = flags.FLAGS
@@ -108,8 +108,10 @@ def main(argv):
         if chief:
             vocabulary = pretraining.records_vocabulary(files)
             if vocabulary is None:
-                log("note: the records' manifests name no one vocabulary file as it was when they were made, so "
-                    "none is exported beside the model: copy the vocab.txt they were made with there")
+                earlier = os.path.exists(os.path.join(FLAGS.output_dir, checkpoints.VOCAB_NAME))
+                advice = "the vocab.txt there is an earlier export's" if earlier else "copy there the vocab.txt they were made with"
+                log(f"note: the records' manifests name no one vocabulary file as it was when they were made, so none is "
+                    f"exported beside the model; {advice}")
             export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step, vocabulary)
             summary.append(training.training_summary(step, replicas, global_batch, report, export))
     if FLAGS.do_eval and chief:

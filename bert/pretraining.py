@@ -208,7 +208,11 @@ def records_vocabulary(files):
     manifests_in = functools.lru_cache(maxsize=None)(_manifests_in)
     named = set()
     for path in files:
-        vocab = (_manifest_for(path, manifests_in)[1] or {}).get("vocab", {})
+        try:
+            vocab = (_manifest_for(path, manifests_in)[1] or {}).get("vocab", {})
+        except OSError:
+            # A record file deleted since training read it.
+            return None
         named.add((vocab.get("file"), vocab.get("kind"), vocab.get("sha256")))
     if len(named) != 1:
         return None

@@ -290,8 +290,10 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
         if not isinstance(previous, dict):
             raise InputError(f"--output_dir: {path} is not a record of a run (a JSON object)")
         # Runs recorded before the batch was pinned as a whole pinned its split.
-        if "rank_batch_size" not in previous and {"micro_batch_size", "num_accumulation_steps"} <= set(previous):
-            previous["rank_batch_size"] = previous.pop("micro_batch_size") * previous.pop("num_accumulation_steps")
+        split = (previous.get("micro_batch_size"), previous.get("num_accumulation_steps"))
+        if "rank_batch_size" not in previous and all(type(n) is int for n in split):
+            del previous["micro_batch_size"], previous["num_accumulation_steps"]
+            previous["rank_batch_size"] = split[0] * split[1]
         for key, was, now in _differences(previous, description):
             raise InputError(
                 f"--output_dir: {output_dir} holds a run with a different {key}{_KEY_SOURCES.get(key, '')} "

@@ -16,7 +16,6 @@ user-defined pieces, for `bert-create-data --spm_model_file`.
 
 import collections
 import os
-import shutil
 import tempfile
 import time
 
@@ -157,8 +156,7 @@ def learn_sentencepiece(input_files, output_file, vocab_size, do_lower_case, mod
                 raise InputError(f"--input_file: no text to learn from in {', '.join(input_files)}") from None
             raise InputError(f"sentencepiece training failed: {str(e).splitlines()[-1]}") from None
         for source, target in ((prefix + ".model", output_file), (prefix + ".vocab", sentencepiece_vocab_path(output_file))):
-            with open(source, "rb") as src, fileio.AtomicFile(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            fileio.copy_file(source, target)
     return tokenization.SentencePieceTokenizer(output_file).processor.GetPieceSize()
 
 

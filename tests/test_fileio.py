@@ -2,6 +2,7 @@
 
 import os
 import resource
+import socket
 import stat
 
 import numpy as np
@@ -113,3 +114,30 @@ def test_a_pipe_is_written_in_place_and_stays_a_pipe(tmp_path):
     finally:
         os.close(reader)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode) and leftovers(tmp_path) == []
+
+
+def test_this_processs_own_descriptor_is_written_at_its_position_which_it_leaves_after_the_output(tmp_path):
+    # `{ bert-vocab --output_file=/dev/stdout; echo done; } > out`: the shell's later writes follow the output.
+    path = tmp_path / "redirected.txt"
+    with open(path, "w") as redirected:
+        descriptor = redirected.fileno()
+        os.write(descriptor, b"before\n")
+        with AtomicFile(f"/proc/self/fd/{descriptor}") as f:
+            f.write("the output\n")
+        os.write(descriptor, b"done\n")
+    assert path.read_text() == "before\nthe output\ndone\n" and leftovers(tmp_path) == []
+
+
+def test_a_stream_that_cannot_take_the_output_is_refused_naming_the_flag(tmp_path):
+    closed = os.open(tmp_path, os.O_RDONLY)
+    os.close(closed)
+    with pytest.raises(InputError, match=f"^--output_file: /dev/fd/{closed} is not open"):
+        check_output_file(f"/dev/fd/{closed}", "--output_file")
+    listening = socket.socket(socket.AF_UNIX)
+    try:
+        listening.bind(str(tmp_path / "socket"))
+        with pytest.raises(InputError, match="^--output_file: .*/socket is a socket, not a file, pipe or terminal"):
+            check_output_file(str(tmp_path / "socket"), "--output_file")
+    finally:
+        listening.close()
+    check_output_file("/dev/null", "--output_file")

@@ -72,6 +72,11 @@ def test_train_eval_export(records_dir, small_config, tmp_path):
     curve = run_cli("loss_curve", f"--logdir={out}", f"--output={tmp_path / 'curve.png'}")
     assert curve.returncode == 0, curve.stderr
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Written to stdout (a pipe here), the image alone goes there, byte for byte, and the summary to stderr.
+    piped = subprocess.run([sys.executable, "-m", "bert.loss_curve", f"--logdir={out}", "--output=/proc/self/fd/1"],
+                           capture_output=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=600)
+    assert piped.returncode == 0 and piped.stdout == (tmp_path / "curve.png").read_bytes(), piped.stderr
+    assert b"bert-loss-curve: loss" in piped.stderr
     assert_clean_failure(run_cli("loss_curve", f"--logdir={out}", f"--output={tmp_path / 'nowhere' / 'curve.png'}"),
                          "--output", "directory does not exist")
     assert_clean_failure(run_cli("loss_curve", f"--logdir={records_dir}"), "--logdir", "no TensorBoard event files")
@@ -494,6 +499,38 @@ def test_the_vocabulary_exported_is_the_one_every_manifest_names_as_it_was(recor
     assert pretraining.records_vocabulary([str(made / "records.tfrecord")]) == (str(vocab), "wordpiece")
     vocab.write_text("[PAD]\n", encoding="utf-8")
     assert pretraining.records_vocabulary([str(made / "records.tfrecord")]) is None
+    (made / "records.tfrecord").unlink()  # deleted since training read it
+    assert pretraining.records_vocabulary([str(made / "records.tfrecord")]) is None
+
+
+def test_the_exported_vocabulary_replaces_a_link_to_another_rather_than_writing_through_it(tmp_path):
+    other = tmp_path / "someone-elses-vocab.txt"
+    other.write_text("[PAD]\n", encoding="utf-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "vocab.txt").symlink_to(other)
+    source = shared_file("vocab", "uncased_vocab.txt")
+    checkpoints.export_tokenizer_file(str(source), "wordpiece", str(run))
+    assert not (run / "vocab.txt").is_symlink() and (run / "vocab.txt").read_bytes() == source.read_bytes()
+    assert other.read_text(encoding="utf-8") == "[PAD]\n"
+    # A link to the vocabulary itself is left as it is.
+    (run / "vocab.txt").unlink()
+    (run / "vocab.txt").symlink_to(source)
+    checkpoints.export_tokenizer_file(str(source), "wordpiece", str(run))
+    assert (run / "vocab.txt").is_symlink()
+
+
+def test_the_manifests_of_a_directory_of_shards_are_listed_once(records_dir, tmp_path, monkeypatch):
+    shards = []
+    for i in range(20):
+        shards.append(tmp_path / f"part-{i:05d}.tfrecord")
+        shutil.copyfile(next(records_dir.glob("part-*.tfrecord")), shards[-1])
+    listings = []
+    real_glob = pretraining.glob.glob
+    monkeypatch.setattr(pretraining.glob, "glob", lambda pattern, **kw: listings.append(pattern) or real_glob(pattern, **kw))
+    config = BertConfig.from_dict(SMALL_MODEL)
+    assert pretraining.check_records([str(p) for p in shards], SEQ, PREDICTIONS, config) == [str(p) for p in shards]
+    assert listings == [os.path.join(str(tmp_path), "*.manifest.json")]
 
 
 def test_a_manifest_of_another_shape_is_not_taken_for_ours(records_dir, tmp_path):

@@ -120,6 +120,7 @@ def test_a_cased_sentencepiece_model_keeps_case_unless_told_to_lower_case(tmp_pa
         assert json.loads(Path(f"{out}.manifest.json").read_text())["flags"]["do_lower_case"] is lower_cases
     assert (tmp_path / "lower-False.tfrecord").read_bytes() != (tmp_path / "lower-True.tfrecord").read_bytes()
 
+
 def test_a_vocabulary_written_to_stdout_reaches_it_alone(tmp_path, wikitext_docs):
     into_file = tmp_path / "vocab.txt"
     assert run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={into_file}", "--vocab_size=500").returncode == 0
