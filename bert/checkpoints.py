@@ -12,6 +12,7 @@ are returned for the caller to report.
 """
 
 import contextlib
+import filecmp
 import glob
 import os
 import re
@@ -328,6 +329,27 @@ def export_tokenizer_file(source, kind, directory):
     if os.path.islink(target):
         os.unlink(target)
     copy_file(source, target)
+
+
+def warn_if_vocabulary_differs(init_checkpoint, tokenizer_file, log):
+    """Warns (to `log`) when the model at `init_checkpoint` has its vocabulary beside it (as a release has,
+    and our exports) and `tokenizer_file` ((path, kind), as export_tokenizer_file takes) holds another.
+
+    Only a warning: a vocabulary whose [unused] tokens were given domain words on purpose differs too. By
+    mistake (a cased vocabulary with an uncased model) every id means another word than the model learned,
+    and nothing else would say so.
+    """
+    if not (init_checkpoint and tokenizer_file and tokenizer_file[0]):
+        return
+    source, kind = tokenizer_file
+    try:
+        directory = os.path.dirname(resolve_checkpoint(init_checkpoint))
+    except InputError:
+        return  # loading it says what is wrong
+    beside = os.path.join(directory, os.path.basename(source) if kind == "sentencepiece" else VOCAB_NAME)
+    if os.path.isfile(beside) and os.path.isfile(source) and not filecmp.cmp(beside, source, shallow=False):
+        log(f"warning: the vocabulary {source} is not the one beside --init_checkpoint ({beside}): its token ids "
+            f"mean other words than the model learned")
 
 
 def write_error_reason(error):

@@ -207,7 +207,7 @@ def main(argv):
     chief = replicas.rank == 0
     log = cli.chief_log(replicas)
     task = resolve_task()
-    config, tokenizer = cli.load_config_and_tokenizer()
+    config, tokenizer = cli.load_config_and_tokenizer(log)
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
 
     model = classifier.BertClassifier(config, task.num_labels, seed=FLAGS.seed, dropout=FLAGS.classifier_dropout)

@@ -359,15 +359,17 @@ def vocabulary_source():
     return FLAGS.spm_model_file or FLAGS.vocab_file
 
 
-def load_config_and_tokenizer():
+def load_config_and_tokenizer(log):
     """The model config of --bert_config_file and the tokenizer of --spm_model_file or --vocab_file, checked
-    against each other."""
+    against each other and (a warning to `log`) against the vocabulary beside --init_checkpoint."""
+    from bert import checkpoints
     from bert import config as bert_config
 
     config = bert_config.load_config(FLAGS.bert_config_file)
     bert_config.check_seq_length(config, FLAGS.max_seq_length)
     tokenizer = make_tokenizer()
     bert_config.check_vocab(config, tokenizer.vocab_size, vocabulary_source())
+    checkpoints.warn_if_vocabulary_differs(FLAGS.init_checkpoint, tokenizer_file(), log)
     return config, tokenizer
 
 

@@ -193,7 +193,9 @@ def main(argv):
     config, encoder, unused = load_encoder(FLAGS.bert_config_file, FLAGS.init_checkpoint, tokenizer.vocab_size,
                                            FLAGS.max_seq_length)
     layers = parse_layers(FLAGS.layers, config.num_hidden_layers)
-    cli.rank_log()(checkpoints.initialised_line(FLAGS.init_checkpoint, unused))
+    log = cli.rank_log()
+    log(checkpoints.initialised_line(FLAGS.init_checkpoint, unused))
+    checkpoints.warn_if_vocabulary_differs(FLAGS.init_checkpoint, cli.tokenizer_file(), log)
 
     forward = make_forward(encoder, layers)
     start = time.time()

@@ -68,6 +68,7 @@ def main(argv):
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
     files = pretraining.check_records(files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config)
     record_check = (files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config, cli.rank_log())
+    checkpoints.warn_if_vocabulary_differs(FLAGS.init_checkpoint, pretraining.records_vocabulary(files), log)
 
     model = modeling.BertPretrainer(config, seed=FLAGS.seed)
     task = pretraining.PretrainingTask(model)

@@ -178,7 +178,7 @@ def main(argv):
     replicas = cli.start_training_run()
     chief = replicas.rank == 0
     log = cli.chief_log(replicas)
-    config, tokenizer = cli.load_config_and_tokenizer()
+    config, tokenizer = cli.load_config_and_tokenizer(log)
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
     model = BertSquad(config, seed=FLAGS.seed)
     if FLAGS.do_predict or FLAGS.do_eval:

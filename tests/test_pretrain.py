@@ -87,6 +87,7 @@ def test_train_eval_export(records_dir, small_config, tmp_path):
     evaluated = run_cli("pretrain", *pretrain_args(records_dir, small_config, elsewhere, "--do_eval",
                                                    f"--init_checkpoint={out / 'bert_model.ckpt'}", "--max_eval_steps=5"))
     assert evaluated.returncode == 0, evaluated.stderr
+    assert "vocabulary" not in evaluated.stderr  # the records' vocabulary is the one exported beside the model
     elsewhere_values = dict(line.split(" = ") for line in (elsewhere / "eval_results.txt").read_text().splitlines())
     assert elsewhere_values == {**values, "global_step": "0"}
 
@@ -518,6 +519,36 @@ def test_the_exported_vocabulary_replaces_a_link_to_another_rather_than_writing_
     (run / "vocab.txt").symlink_to(source)
     checkpoints.export_tokenizer_file(str(source), "wordpiece", str(run))
     assert (run / "vocab.txt").is_symlink()
+
+
+def test_a_vocabulary_other_than_the_one_beside_the_initial_model_is_warned_of(tmp_path):
+    model = tmp_path / "uncased_L-2_H-128_A-2"
+    model.mkdir()
+    (model / "bert_model.ckpt.index").write_bytes(b"")  # where the checkpoint is, all resolve_checkpoint reads
+    uncased, cased = shared_file("vocab", "uncased_vocab.txt"), shared_file("vocab", "cased_vocab.txt")
+    warnings = []
+    checkpoints.warn_if_vocabulary_differs(str(model / "bert_model.ckpt"), (str(uncased), "wordpiece"), warnings.append)
+    assert warnings == []  # no vocabulary beside it: nothing to compare
+    shutil.copyfile(uncased, model / "vocab.txt")
+    for vocab in (uncased, model / "vocab.txt"):
+        checkpoints.warn_if_vocabulary_differs(str(model), (str(vocab), "wordpiece"), warnings.append)
+    assert warnings == []
+    checkpoints.warn_if_vocabulary_differs(str(model / "bert_model.ckpt"), (str(cased), "wordpiece"), warnings.append)
+    assert warnings == [f"warning: the vocabulary {cased} is not the one beside --init_checkpoint ({model / 'vocab.txt'}): "
+                        f"its token ids mean other words than the model learned"]
+
+
+def test_features_of_a_model_read_with_another_vocabulary_than_its_own_are_warned_of(records_dir, small_config, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("pretrain", *pretrain_args(records_dir, small_config, run, "--do_train", "--num_train_steps=1")).returncode == 0
+    cased = shared_file("vocab", "cased_vocab.txt")
+    lines = tmp_path / "lines.txt"
+    lines.write_text("The cat sat on the mat.\n", encoding="utf-8")
+    result = run_cli("extract_features", f"--input_file={lines}", f"--output_file={tmp_path / 'features.jsonl'}",
+                     f"--vocab_file={cased}", "--nodo_lower_case", f"--bert_config_file={run / 'bert_config.json'}",
+                     f"--init_checkpoint={run / 'bert_model.ckpt'}", "--max_seq_length=16", "--layers=-1")
+    assert result.returncode == 0, result.stderr
+    assert f"warning: the vocabulary {cased} is not the one beside --init_checkpoint ({run / 'vocab.txt'})" in result.stderr
 
 
 def test_the_manifests_of_a_directory_of_shards_are_listed_once(records_dir, tmp_path, monkeypatch):
