@@ -319,10 +319,15 @@ def export_checkpoint(variables_by_name, prefix, config=None, extra=None):
             f.write(config.to_json_string())
 
 
+def _tokenizer_file_beside(directory, source, kind):
+    """Where a model in `directory` carries its tokenizer's file: a WordPiece vocabulary as vocab.txt, a
+    SentencePiece model (`kind` "sentencepiece") under its own name."""
+    return os.path.join(directory, os.path.basename(source) if kind == "sentencepiece" else VOCAB_NAME)
+
+
 def export_tokenizer_file(source, kind, directory):
-    """Copies the tokenizer's file beside a model exported to `directory`, as released models carry theirs: a
-    WordPiece vocabulary as vocab.txt, a SentencePiece model (`kind` "sentencepiece") under its own name."""
-    target = os.path.join(directory, os.path.basename(source) if kind == "sentencepiece" else VOCAB_NAME)
+    """Copies the tokenizer's file beside a model exported to `directory`, as released models carry theirs."""
+    target = _tokenizer_file_beside(directory, source, kind)
     if os.path.exists(target) and os.path.samefile(source, target):
         return
     # The export is the directory's own file: a link there to some other vocabulary is replaced, not written through.
@@ -346,7 +351,7 @@ def warn_if_vocabulary_differs(init_checkpoint, tokenizer_file, log):
         directory = os.path.dirname(resolve_checkpoint(init_checkpoint))
     except InputError:
         return  # loading it says what is wrong
-    beside = os.path.join(directory, os.path.basename(source) if kind == "sentencepiece" else VOCAB_NAME)
+    beside = _tokenizer_file_beside(directory, source, kind)
     if os.path.isfile(beside) and os.path.isfile(source) and not filecmp.cmp(beside, source, shallow=False):
         log(f"warning: the vocabulary {source} is not the one beside --init_checkpoint ({beside}): its token ids "
             f"mean other words than the model learned")

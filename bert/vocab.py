@@ -190,8 +190,7 @@ def main(argv):
     start = time.perf_counter()
     if FLAGS.model_type == "wordpiece":
         # A vocabulary written to a pipe or /dev/stdout has no directory of its own to work in.
-        stream = fileio.is_stream(FLAGS.output_file)
-        scratch_dir = None if stream else os.path.dirname(os.path.realpath(FLAGS.output_file))
+        scratch_dir = None if fileio.is_stream(FLAGS.output_file) else os.path.dirname(os.path.realpath(FLAGS.output_file))
         tokens = learn_wordpiece(
             input_files, scratch_dir, FLAGS.vocab_size,
             FLAGS.do_lower_case, FLAGS.num_unused, FLAGS.min_frequency, FLAGS.limit_alphabet,
