@@ -17,6 +17,7 @@ SIGTERM loses nothing: it saves a checkpoint at the next step's end and exits (`
 import contextlib
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -249,6 +250,18 @@ _KEY_SOURCES = {
 }
 
 
+def _own_checkpoint(output_dir):
+    """The newest checkpoint of this tool's run in `output_dir`, or None. A `checkpoint` file naming another
+    program's (the reference's model.ckpt-N) is refused: this run could neither resume from it nor keep it."""
+    newest = checkpoints.newest_checkpoint(output_dir)
+    if newest and not (re.fullmatch(r"ckpt-\d+", os.path.basename(newest))
+                       and os.path.samefile(os.path.dirname(newest), output_dir)):
+        raise InputError(f"--output_dir: {output_dir} holds another program's training run: its {checkpoints.STATE_FILE} "
+                         f"file names {newest}; to start from that checkpoint give it as --init_checkpoint, with another "
+                         f"--output_dir")
+    return newest
+
+
 def check_run_directory(output_dir, description, replicas, init_checkpoint=None):
     """Refuses an output directory that another training process is using, that holds a run of another
     model or data shape, or a model whose export would be replaced (a released model's directory given as
@@ -259,8 +272,9 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
     its first checkpoint left nothing to resume or lose, so its record is replaced.
     """
     chief = replicas.rank == 0
+    resumable = _own_checkpoint(output_dir)
     # A run resuming from its own checkpoint does not read --init_checkpoint.
-    if init_checkpoint and not checkpoints.newest_checkpoint(output_dir):
+    if init_checkpoint and not resumable:
         start = checkpoints.resolve_checkpoint(init_checkpoint)
         if os.path.basename(start) == EXPORT_NAME and os.path.samefile(os.path.dirname(start) or ".", output_dir):
             raise InputError(f"--init_checkpoint: {start} is where this run exports its model, which would replace "
@@ -528,7 +542,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                 # float16 skips a non-finite step and halves the loss scale; once the scale is down to 1
                 # nothing is left to lower, and skipping on would loop forever.
                 if not report["applied"] and (not trainer.dynamic_scaling or loss_scale <= 1.0):
-                    last = manager.latest_checkpoint or "none"
+                    last = _last_good_checkpoint(options.output_dir)
                     at_scale = " at loss scale 1" if trainer.dynamic_scaling else ""
                     raise InputError(
                         f"loss is {report['loss']} (non-finite gradients{at_scale}) at step {step + 1}; stopped "
@@ -560,7 +574,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                         raise InputError(
                             f"the weights are not finite after step {step} (is --learning_rate "
                             f"{options.learning_rate:g} too high?); stopped without saving; the last good checkpoint "
-                            f"is {manager.latest_checkpoint or 'none'}"
+                            f"is {_last_good_checkpoint(options.output_dir)}"
                         )
                     if position:
                         with _writing(step, manager, checkpoint=position.prefix(step)):
@@ -574,10 +588,9 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                     # of an uninterrupted run.
                     if on_save and scheduled:
                         on_save(step)
-            if stop:
-                # Launchers (horovodrun, mpirun) kill every rank once one has exited: none leaves before the
-                # chief's checkpoint is written.
-                replicas.barrier()
+            # Launchers (horovodrun, mpirun) kill every rank once one has exited: none leaves before the
+            # chief's last checkpoint is written, also a rank stopping for a signal that came in the last step.
+            replicas.barrier()
             if writer is not None:
                 with _writing(step, manager, what=events):
                     writer.close()
@@ -600,6 +613,11 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     if stop or signals.received is not None:
         raise _stop_requested(signals.received, step, total, options.output_dir if saved_step else None)
     return step, report
+
+
+def _last_good_checkpoint(output_dir):
+    # From the disk: only the chief's checkpoint manager saves, and so knows of any.
+    return checkpoints.newest_checkpoint(output_dir) or "none"
 
 
 @contextlib.contextmanager

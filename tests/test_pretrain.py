@@ -19,7 +19,7 @@ from bert.errors import DamagedRecordError, InputError, StopRequested
 from tests.conftest import (PROGRESS_LINE, ROOT, assert_clean_failure, message_lines, run_cli, run_with_random_kills, shared_file,
                             wait_for)
 from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL, pretrain_args
-from tests.test_modeling import reference_shapes
+from tests.test_modeling import random_weights, reference_shapes, write_tf1_checkpoint
 
 
 def tensors(prefix):
@@ -286,6 +286,35 @@ def test_fit_stops_at_the_end_of_the_step_after_a_signal_and_saves_it(records_di
     assert signal.getsignal(signal.SIGTERM) == handler
 
 
+def test_a_rank_signalled_in_the_last_step_leaves_only_after_the_chief_s_last_checkpoint(records_dir, tmp_path):
+    # horovodrun ends every rank once one has exited: leaving at once would kill the chief while it saves.
+    collectives = []
+
+    class ChiefOfTwo(distributed.Single):  # the order of the barriers and the chief's saves is what is checked
+        size = 2
+
+        def barrier(self):
+            collectives.append("barrier")
+
+    config = BertConfig.from_dict(SMALL_MODEL)
+    trainer = _trainer(config, output_dir=str(tmp_path), num_train_steps=2, save_checkpoints_steps=2, micro_batch_size=4)
+    files = sorted(str(p) for p in records_dir.glob("*.tfrecord"))
+    dataset = pretraining.training_dataset(files, 4, SEQ, PREDICTIONS, seed=1)
+    train_step = trainer.train_step
+
+    def signalled_during_the_last_step(features, requests):
+        report = train_step(features, requests)
+        if int(trainer.step.numpy()) == 2:
+            signal.raise_signal(signal.SIGTERM)
+        return report
+
+    trainer.train_step = signalled_during_the_last_step
+    with pytest.raises(StopRequested, match="stopped by SIGTERM after step 2 of 2"):
+        training.fit(trainer, dataset, trainer.options, ChiefOfTwo(), log=lambda _: None,
+                     on_save=lambda step: collectives.append(f"saved ckpt-{step}"), input_files=files)
+    assert collectives == ["barrier", "saved ckpt-2", "barrier"]
+
+
 def test_without_a_terminal_fit_and_evaluate_log_progress_lines_and_then_the_time_left(records_dir, tmp_path,
                                                                                      monkeypatch):
     monkeypatch.setattr(progress, "PLAIN_SECONDS", 0)  # a line at every step
@@ -381,6 +410,27 @@ def test_an_init_checkpoint_that_the_export_would_replace_is_refused_and_left(re
         assert_clean_failure(result, f"--output_dir: {released} holds a model (bert_model.ckpt) of another run (no run.json), "
                                      "which this run's export would replace; use another --output_dir")
     assert snapshot(released) == before
+
+
+def test_an_output_dir_of_the_reference_s_training_is_refused_and_left(records_dir, small_config, tmp_path):
+    # As run_pretraining.py leaves it: model.ckpt-N with global_step and Adam slots, named by `checkpoint`.
+    reference_run = tmp_path / "pretraining_output"
+    reference_run.mkdir()
+    weights = random_weights(BertConfig.from_json_file(small_config))
+    slots = {f"{name}/adam_{slot}": np.zeros_like(value) for name, value in weights.items() for slot in "mv"}
+    for named in ("model.ckpt-1000", "model.ckpt"):
+        write_tf1_checkpoint(reference_run / named, {**weights, **slots, "global_step": np.int64(1000)})
+    for named in ("model.ckpt-1000", "model.ckpt"):
+        (reference_run / "checkpoint").write_text(f'model_checkpoint_path: "{named}"\n'
+                                                  f'all_model_checkpoint_paths: "{named}"\n')
+        before = snapshot(reference_run)
+        result = run_cli("pretrain", *pretrain_args(records_dir, small_config, reference_run, "--do_train",
+                                                    "--num_train_steps=2",
+                                                    f"--init_checkpoint={reference_run / 'model.ckpt-1000'}"))
+        assert_clean_failure(result, f"--output_dir: {reference_run} holds another program's training run: its checkpoint "
+                                     f"file names {reference_run / named}; to start from that checkpoint give it as "
+                                     "--init_checkpoint, with another --output_dir")
+        assert snapshot(reference_run) == before
 
 
 def test_damaged_or_deleted_checkpoints_are_named_or_passed_over(records_dir, small_config, tmp_path):
