@@ -80,6 +80,23 @@ def _addresses(tasks):
     return dict(tasks) if isinstance(tasks, dict) else dict(enumerate(tasks))
 
 
+# The most bytes of variables one collective of MirroredWorkers.broadcast sends.
+BROADCAST_GROUP_BYTES = 256 << 20
+
+
+def byte_groups(variables, limit):
+    """`variables` in order, in consecutive groups of one dtype and at most `limit` bytes (a larger variable alone)."""
+    groups, size = [], 0
+    for variable in variables:
+        nbytes = variable.shape.num_elements() * variable.dtype.size
+        if not groups or size + nbytes > limit or variable.dtype != groups[-1][-1].dtype:
+            groups.append([])
+            size = 0
+        groups[-1].append(variable)
+        size += nbytes
+    return groups
+
+
 class MirroredWorkers:
     def __init__(self):
         try:
@@ -95,6 +112,8 @@ class MirroredWorkers:
         self._strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
         self.size = self._strategy.num_replicas_in_sync
         self.name = f"MultiWorkerMirroredStrategy, {self.size} workers"
+        # For the broadcast's groups, of any length: traced for a first length, then for any, per dtype.
+        self._sum_vector = tf.function(lambda vector: self._all_sum([vector])[0], autograph=False, reduce_retracing=True)
 
     def all_sum(self, tensors):
         if tf.executing_eagerly():  # eager collectives are slow and warn; one small function instead
@@ -112,12 +131,19 @@ class MirroredWorkers:
         return [self._strategy.experimental_local_results(t)[0] for t in summed]
 
     def broadcast(self, variables):
-        variables = list(variables)
-        keep = 1.0 if self.rank == 0 else 0.0
-
-        summed = self.all_sum([tf.cast(v, tf.float64) * keep for v in variables])
-        for variable, value in zip(variables, summed):
-            variable.assign(tf.cast(value, variable.dtype))
+        # Rank 0's values plus the others' zeros: exact in a floating variable's own dtype, and in float64 for
+        # the integer counters. A group of variables at a time, packed into one vector, so that a large model's
+        # weights and optimizer slots are not all copied at once.
+        for group in byte_groups(list(variables), BROADCAST_GROUP_BYTES):
+            wire = group[0].dtype if group[0].dtype.is_floating else tf.float64
+            sizes = [v.shape.num_elements() for v in group]
+            if self.rank == 0:
+                packed = tf.concat([tf.reshape(tf.cast(v, wire), [-1]) for v in group], 0)
+            else:
+                packed = tf.zeros([sum(sizes)], wire)
+            summed = self._sum_vector(packed)
+            for variable, value in zip(group, tf.split(summed, sizes)):
+                variable.assign(tf.cast(tf.reshape(value, variable.shape), variable.dtype))
 
     def barrier(self):
         self.all_sum([tf.constant(0.0)])

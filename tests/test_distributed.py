@@ -83,6 +83,7 @@ def test_multi_worker_mirrored_two_workers_equal_single_process_on_the_union(rec
     outputs = [p.communicate(timeout=600)[0] for p in processes]
     for p, output in zip(processes, outputs):
         assert p.returncode == 0, output[-3000:]
+        assert "retracing" not in output  # the broadcast's many groups share their traced collectives
     _assert_ranks_agree_with_union(tmp_path, records_dir)
 
 
@@ -157,6 +158,18 @@ def test_a_worker_takes_its_rank_from_tf_config_and_the_gpu_of_its_place_on_its_
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": task[0], "index": task[1]}}))
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     assert distributed.cluster_position(resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id) == position
+
+
+def test_broadcast_groups_keep_the_order_and_stay_within_the_byte_limit():
+    import tensorflow as tf
+
+    variables = [tf.Variable(tf.zeros(shape, dtype)) for shape, dtype in
+                 [([4], tf.float32), ([3], tf.float32), ([2], tf.int64), ([], tf.int64), ([10], tf.float32), ([1], tf.float32),
+                  ([2], tf.float32), ([0], tf.float32)]]
+    groups = distributed.byte_groups(variables, limit=32)
+    position = {id(v): i for i, v in enumerate(variables)}
+    assert [[position[id(v)] for v in group] for group in groups] == [[0, 1], [2, 3], [4], [5, 6, 7]]
+    assert distributed.byte_groups([], limit=32) == []
 
 
 def test_a_process_beyond_its_machines_gpu_count_is_warned_that_it_shares_one():
