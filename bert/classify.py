@@ -224,7 +224,7 @@ def main(argv):
             log(f"train.tsv: skipped {skipped} row(s) with missing fields")
         options, rank_batch, global_batch = cli.fine_tuning_options(FLAGS.output_dir, len(examples), replicas)
         description = training.describe(
-            options, bert_config=config.to_dict(), max_seq_length=FLAGS.max_seq_length, task=task.name,
+            options, replicas, bert_config=config.to_dict(), max_seq_length=FLAGS.max_seq_length, task=task.name,
             labels=task.labels, train_data=fingerprint,
         )
         training.check_run_directory(FLAGS.output_dir, description, replicas, FLAGS.init_checkpoint)

@@ -79,6 +79,7 @@ def main(argv):
     if FLAGS.do_train:
         description = training.describe(
             options,
+            replicas,
             bert_config=config.to_dict(),
             max_seq_length=FLAGS.max_seq_length,
             max_predictions_per_seq=FLAGS.max_predictions_per_seq,
@@ -90,17 +91,20 @@ def main(argv):
         uneven = pretraining.uneven_files_warning(len(files), replicas.size)
         if uneven:
             log(uneven)
-        dataset = pretraining.training_dataset(
-            files,
-            rank_batch,
-            FLAGS.max_seq_length,
-            FLAGS.max_predictions_per_seq,
-            seed=FLAGS.seed,
-            rank=replicas.rank,
-            size=replicas.size,
-            shuffle_buffer_size=FLAGS.shuffle_buffer_size,
-            config=config,
-        )
+
+        def dataset(start_step):
+            return pretraining.training_dataset(
+                files,
+                rank_batch,
+                FLAGS.max_seq_length,
+                FLAGS.max_predictions_per_seq,
+                seed=FLAGS.seed + start_step,
+                rank=replicas.rank,
+                size=replicas.size,
+                shuffle_buffer_size=FLAGS.shuffle_buffer_size,
+                config=config,
+            )
+
         with pretraining.damage_located(*record_check):
             step, report = training.fit(
                 trainer, dataset, options, replicas, init_checkpoint=FLAGS.init_checkpoint,

@@ -204,7 +204,8 @@ def main(argv):
             {"do_lower_case": FLAGS.do_lower_case, "version_2_with_negative": FLAGS.version_2_with_negative, **_window_settings()},
         )
         options, rank_batch, global_batch = cli.fine_tuning_options(FLAGS.output_dir, len(examples), replicas)
-        description = training.describe(options, bert_config=config.to_dict(), task="squad", train_data=fingerprint, **_window_settings())
+        description = training.describe(options, replicas, bert_config=config.to_dict(), task="squad", train_data=fingerprint,
+                                        **_window_settings())
         training.check_run_directory(FLAGS.output_dir, description, replicas, FLAGS.init_checkpoint)
         arrays = fileio.cached_arrays(
             os.path.join(FLAGS.output_dir, f"train-features-{fingerprint}.npz"),

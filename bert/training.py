@@ -246,7 +246,7 @@ class Trainer:
 # What the refusal of a run.json key that is not a flag's name says the key is made of.
 _KEY_SOURCES = {
     "train_data": " (a hash of the training file, the vocabulary, --do_lower_case and the flags that shape the examples)",
-    "rank_batch_size": " (--train_batch_size times --num_accumulation_steps)",
+    "global_batch_size": " (--train_batch_size times --num_accumulation_steps times the number of ranks)",
 }
 
 
@@ -303,11 +303,7 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
             raise InputError(f"--output_dir: cannot read {path}: {e}") from None
         if not isinstance(previous, dict):
             raise InputError(f"--output_dir: {path} is not a record of a run (a JSON object)")
-        # Runs recorded before the batch was pinned as a whole pinned its split.
-        split = (previous.get("micro_batch_size"), previous.get("num_accumulation_steps"))
-        if "rank_batch_size" not in previous and all(type(n) is int for n in split):
-            del previous["micro_batch_size"], previous["num_accumulation_steps"]
-            previous["rank_batch_size"] = split[0] * split[1]
+        _pin_global_batch(previous, replicas.size)
         for key, was, now in _differences(previous, description):
             raise InputError(
                 f"--output_dir: {output_dir} holds a run with a different {key}{_KEY_SOURCES.get(key, '')} "
@@ -320,6 +316,17 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
         with AtomicFile(path) as f:
             json.dump(description, f, indent=2, sort_keys=True)
             f.write("\n")
+
+
+def _pin_global_batch(record, ranks):
+    """A run record of an earlier version, which pinned each rank's batch (or its split into micro-batches)
+    without the number of ranks, read as pinning the global batch of that batch on `ranks` ranks."""
+    split = (record.get("micro_batch_size"), record.get("num_accumulation_steps"))
+    if "rank_batch_size" not in record and all(type(n) is int for n in split):
+        del record["micro_batch_size"], record["num_accumulation_steps"]
+        record["rank_batch_size"] = split[0] * split[1]
+    if "global_batch_size" not in record and type(record.get("rank_batch_size")) is int:
+        record["global_batch_size"] = record.pop("rank_batch_size") * ranks
 
 
 def _differences(previous, current, prefix=""):
@@ -344,15 +351,20 @@ class DataPosition:
     def __init__(self, output_dir, rank, iterator, keep, inputs, resume_step):
         self.directory = os.path.join(output_dir, "data", f"rank-{rank}")
         self.inputs = json.dumps(inputs, sort_keys=True)
-        self.checkpoint = tf.train.Checkpoint(iterator=iterator, inputs=tf.Variable(self.inputs, trainable=False))
+        self.keep = keep
         resumed = self.prefix(resume_step)
         checkpoints.forget_missing_checkpoints(
             self.directory, resumed if resume_step and os.path.exists(f"{resumed}.index") else None, "data"
         )
+        self.track(iterator)
+
+    def track(self, iterator):
+        """Makes `iterator` the one whose position is saved (and restored)."""
+        self.checkpoint = tf.train.Checkpoint(iterator=iterator, inputs=tf.Variable(self.inputs, trainable=False))
         # One more than the model's checkpoints: a position is saved before its model checkpoint, and TensorFlow
         # deletes the oldest at once, which with --keep_checkpoints=1 would be the one a run killed while writing
         # the model checkpoint resumes from.
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep + 1,
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=self.keep + 1,
                                                   checkpoint_name="data")
 
     def prefix(self, step):
@@ -465,8 +477,10 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         optional_init=(), on_save=None, input_files=None):
     """Trains `trainer` on `dataset` to options.num_train_steps, resuming from OUTPUT_DIR when it can.
 
-    `dataset` is a tf.data.Dataset (its iterator is checkpointed per rank, and restored on resuming
-    only if it reads the same `input_files` with as many ranks) or an IndexedBatches.
+    `dataset` is an IndexedBatches, or a function of a step giving a tf.data.Dataset: its iterator is
+    checkpointed per rank, and restored on resuming only if it reads the same `input_files` with as many
+    ranks; otherwise the input restarts from `dataset(resume_step)`, so that it is not shuffled as at the
+    start of the run, whose first batches the model has already seen.
     `optional_init` names variables (a new task head) that --init_checkpoint may lack; `on_save(step)`
     runs on every rank after each scheduled checkpoint, and again when a run resumes from one. The chief
     shows progress (bert.progress: a bar, or plain lines in a log). Returns the final step and the last
@@ -484,7 +498,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         model_checkpoint, options.output_dir, max_to_keep=options.keep_checkpoints, checkpoint_name="ckpt"
     )
     indexed = isinstance(dataset, IndexedBatches)
-    iterator = None if indexed else iter(dataset)
+    iterator = None if indexed else iter(dataset(0))
     position = None
     if not indexed:
         # Sizes too: shards made again under the same names are other input.
@@ -504,8 +518,10 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                              f"its files ({os.path.basename(path)}.*) to resume from the one before it") from None
         unrestored = position.restore(resume_step) if position else None
         if unrestored:
+            iterator = iter(dataset(resume_step))
+            position.track(iterator)
             log(f"warning: the input position of rank {replicas.rank} at step {resume_step} is not restored "
-                f"({unrestored}); its input restarts")
+                f"({unrestored}); its input restarts, shuffled anew")
         log(f"resuming from {path} (step {resume_step})")
     elif init_checkpoint:
         unused, fresh = checkpoints.load_weights(trainer.variables_by_name, init_checkpoint, optional=optional_init)
@@ -670,15 +686,16 @@ def training_summary(step, replicas, global_batch, report, export):
     return f"trained to step {step} ({replicas.name}, global batch {global_batch}{loss}); exported {export}"
 
 
-def describe(options, **shape):
-    """What a run directory pins: the model and data shape, the optimizer and each rank's batch per step.
+def describe(options, replicas, **shape):
+    """What a run directory pins: the model and data shape, the optimizer and the global batch per step.
 
-    The batch is pinned as a whole, not its split into micro-batches: a run resumed where memory is
-    short may take the same batch in more, smaller micro-batches, as the out-of-memory message advises.
+    The global batch is pinned, not its split among ranks and micro-batches: a run may resume on another
+    number of ranks (after losing a machine), or where memory is short in more, smaller micro-batches,
+    as the out-of-memory message advises.
     """
     return {
         "optimizer_type": options.optimizer_type,
-        "rank_batch_size": options.micro_batch_size * options.num_accumulation_steps,
+        "global_batch_size": options.micro_batch_size * options.num_accumulation_steps * replicas.size,
         **shape,
     }
 

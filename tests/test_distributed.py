@@ -110,6 +110,17 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
     assert "resuming from" in second.stderr and "(step 4)" in second.stderr
     assert "not restored" not in second.stderr  # each rank's input goes on where it was
     assert "trained to step 6" in second.stdout
+    # On one rank (a machine lost) the run goes on with the same global batch, not with half of it.
+    alone = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=8",
+                                               "--train_batch_size=8"))
+    assert_clean_failure(alone, "a different global_batch_size (--train_batch_size times --num_accumulation_steps times "
+                                "the number of ranks) (16, now 8)")
+    alone = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=8",
+                                               "--train_batch_size=16"))
+    assert alone.returncode == 0, alone.stderr
+    assert ("input position of rank 0 at step 6 is not restored (it was taken on other input files or another number "
+            "of ranks); its input restarts, shuffled anew") in alone.stderr
+    assert "trained to step 8 (single process, global batch 16" in alone.stdout
 
 
 def _start_mirrored_pretrain(records_dir, config, out, *flags, chief_max_file_size=None):

@@ -275,8 +275,8 @@ def test_fit_stops_at_the_end_of_the_step_after_a_signal_and_saves_it(records_di
             signal.raise_signal(signal.SIGTERM)
 
     with pytest.raises(StopRequested) as stopped:
-        training.fit(trainer, dataset, trainer.options, distributed.Single(), log=lambda _: None, on_save=on_save,
-                     input_files=files)
+        training.fit(trainer, lambda _: dataset, trainer.options, distributed.Single(), log=lambda _: None,
+                     on_save=on_save, input_files=files)
     assert stopped.value.status == 128 + signal.SIGTERM
     assert str(stopped.value) == (f"stopped by SIGTERM after step {stopped_at} of 8; saved {tmp_path / f'ckpt-{stopped_at}'}; "
                                   "run the same command again to resume")
@@ -310,7 +310,7 @@ def test_a_rank_signalled_in_the_last_step_leaves_only_after_the_chief_s_last_ch
 
     trainer.train_step = signalled_during_the_last_step
     with pytest.raises(StopRequested, match="stopped by SIGTERM after step 2 of 2"):
-        training.fit(trainer, dataset, trainer.options, ChiefOfTwo(), log=lambda _: None,
+        training.fit(trainer, lambda _: dataset, trainer.options, ChiefOfTwo(), log=lambda _: None,
                      on_save=lambda step: collectives.append(f"saved ckpt-{step}"), input_files=files)
     assert collectives == ["barrier", "saved ckpt-2", "barrier"]
 
@@ -326,7 +326,7 @@ def test_without_a_terminal_fit_and_evaluate_log_progress_lines_and_then_the_tim
     log = tmp_path / "stderr.log"
     with open(log, "w") as no_terminal:  # whatever runs pytest
         monkeypatch.setattr(sys, "stderr", no_terminal)
-        training.fit(trainer, pretraining.training_dataset(files, 4, SEQ, PREDICTIONS, seed=1), trainer.options,
+        training.fit(trainer, lambda _: pretraining.training_dataset(files, 4, SEQ, PREDICTIONS, seed=1), trainer.options,
                      distributed.Single(), global_batch_size=4, input_files=files)
         training.evaluate(trainer.task, pretraining.evaluation_dataset(files, 4, SEQ, PREDICTIONS), 3)
         monkeypatch.undo()
@@ -367,7 +367,8 @@ def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_conf
     assert_clean_failure(lamb, "optimizer_type")
     smaller = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4",
                                                  "--train_batch_size=4"))
-    assert_clean_failure(smaller, "a different rank_batch_size (--train_batch_size times --num_accumulation_steps) (8, now 4)")
+    assert_clean_failure(smaller, "a different global_batch_size (--train_batch_size times --num_accumulation_steps times "
+                                  "the number of ranks) (8, now 4)")
     assert snapshot(out) == before
 
 
@@ -380,14 +381,19 @@ def test_a_run_resumes_with_its_batch_split_into_more_micro_batches(records_dir,
                                                "--train_batch_size=4", "--num_accumulation_steps=2"))
     assert split.returncode == 0, split.stderr
     assert "resuming from" in split.stderr and "trained to step 4" in split.stdout
-    # A run recorded before the batch was pinned as a whole, with its split, resumes too.
+    # Runs recorded by earlier versions, with each rank's batch or its split, resume too.
     record = json.loads((out / "run.json").read_text())
-    del record["rank_batch_size"]
+    del record["global_batch_size"]
     (out / "run.json").write_text(json.dumps({**record, "micro_batch_size": 8, "num_accumulation_steps": 1}))
     again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=6",
                                                "--train_batch_size=2", "--num_accumulation_steps=4"))
     assert again.returncode == 0, again.stderr
     assert "trained to step 6" in again.stdout
+    (out / "run.json").write_text(json.dumps({**record, "rank_batch_size": 8}))
+    refused = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=8",
+                                                 "--train_batch_size=4"))
+    assert_clean_failure(refused, "a different global_batch_size (--train_batch_size times --num_accumulation_steps times "
+                                  "the number of ranks) (8, now 4)")
 
 
 def test_an_init_checkpoint_that_the_export_would_replace_is_refused_and_left(records_dir, small_config, tmp_path):
@@ -456,7 +462,7 @@ def test_damaged_or_deleted_checkpoints_are_named_or_passed_over(records_dir, sm
     fresh_again = run_cli("pretrain", *pretrain_args(records_dir, small_config, fresh, "--do_train", "--num_train_steps=2",
                                                      "--train_batch_size=4", f"--init_checkpoint={run / 'ckpt-4'}"))
     assert fresh_again.returncode == 0, fresh_again.stderr
-    assert json.loads((fresh / "run.json").read_text())["rank_batch_size"] == 4
+    assert json.loads((fresh / "run.json").read_text())["global_batch_size"] == 4
 
     # Deleting the newest checkpoint goes back to the one before it.
     for path in truncated.glob("ckpt-4.*"):
@@ -841,6 +847,40 @@ def test_empty_record_files_are_passed_over_but_no_records_at_all_is_refused(rec
         pretraining.check_records(empty[:1], SEQ, PREDICTIONS, config)
 
 
+def test_an_input_that_restarts_on_resuming_is_not_the_one_the_run_began_with(records_dir, tmp_path):
+    config = BertConfig.from_dict(SMALL_MODEL)
+    files = sorted(str(p) for p in records_dir.glob("*.tfrecord"))
+    starts, batches = [], {}
+
+    def dataset(start_step):
+        starts.append(start_step)
+        return pretraining.training_dataset(files, 4, SEQ, PREDICTIONS, seed=1 + start_step)
+
+    def fit_to(steps):
+        trainer = _trainer(config, output_dir=str(tmp_path), num_train_steps=steps, save_checkpoints_steps=2,
+                           micro_batch_size=4)
+        train_step = trainer.train_step
+
+        def recorded(features, requests):
+            batches[int(trainer.step.numpy()) + 1] = features["input_ids"].numpy()
+            return train_step(features, requests)
+
+        trainer.train_step = recorded
+        lines = []
+        training.fit(trainer, dataset, trainer.options, distributed.Single(), log=lines.append, input_files=files)
+        return lines
+
+    fit_to(2)
+    for path in (tmp_path / "data" / "rank-0").glob("data-2.*"):
+        path.unlink()
+    lines = fit_to(4)
+    assert ("warning: the input position of rank 0 at step 2 is not restored (none was saved); its input restarts, "
+            "shuffled anew") in lines
+    assert starts == [0, 0, 2]
+    # Not the batches of steps 1 and 2 again, which a restart from the run's own start would repeat.
+    assert not np.array_equal(batches[3], batches[1]) and not np.array_equal(batches[4], batches[2])
+
+
 def test_resuming_on_other_input_files_restarts_the_input_instead_of_failing(records_dir, small_config, tmp_path):
     out = tmp_path / "run"
     common = (f"--output_dir={out}", f"--bert_config_file={small_config}", f"--max_seq_length={SEQ}",
@@ -857,7 +897,7 @@ def test_resuming_on_other_input_files_restarts_the_input_instead_of_failing(rec
                    "--num_train_steps=4")
     assert more.returncode == 0, more.stderr
     assert ("input position of rank 0 at step 2 is not restored (it was taken on other input files or another "
-            "number of ranks)") in more.stderr
+            "number of ranks); its input restarts, shuffled anew") in more.stderr
     assert "resuming from" in more.stderr and "trained to step 4" in more.stdout
     position = tf.train.load_checkpoint(str(out / "data" / "rank-0" / "data-4"))
     recorded = json.loads(position.get_tensor(training.DataPosition.INPUTS_KEY).decode())
