@@ -63,8 +63,6 @@ def cluster_position(cluster, task_type, task_id):
     Ranks follow TensorFlow's collectives: the chief first, then the workers in order. The local rank counts
     the tasks before it on the same host, so that each process on a machine takes a GPU of its own.
     """
-    if task_type is None:
-        return 0, 0
     if task_type not in ("chief", "worker"):
         raise InputError(f"TF_CONFIG: task type {task_type!r} does not train; use chief or worker")
     tasks = [(kind, index, address) for kind in ("chief", "worker")
@@ -99,10 +97,16 @@ def byte_groups(variables, limit):
 
 class MirroredWorkers:
     def __init__(self):
+        text = os.environ.get("TF_CONFIG", "")
         try:
-            json.loads(os.environ.get("TF_CONFIG") or "{}")
+            tf_config = json.loads(text) if text.strip() else {}
         except ValueError as e:
             raise InputError(f"TF_CONFIG: not valid JSON ({e})") from None
+        # Without a task TensorFlow trains this process alone, and several started so would meet in --output_dir.
+        if not (isinstance(tf_config, dict) and isinstance(tf_config.get("task"), dict)):
+            raise InputError('--distribution_strategy=multi_worker_mirrored: TF_CONFIG names no cluster and task; set '
+                             'it for each worker, e.g. {"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
+                             '"task": {"type": "worker", "index": 0}}')
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
         self.rank, self.local_rank = cluster_position(resolver.cluster_spec().as_dict(), resolver.task_type,
                                                       resolver.task_id)

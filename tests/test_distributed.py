@@ -204,6 +204,14 @@ def test_a_tf_config_task_that_does_not_train_or_is_not_in_the_cluster_is_refuse
     assert not (tmp_path / "run").exists()
 
 
+def test_multi_worker_mirrored_without_a_cluster_in_tf_config_is_refused(records_dir, small_config, tmp_path):
+    for tf_config in ("", "[]", json.dumps({"cluster": {"worker": NODES[:2]}}), json.dumps({"task": "worker"})):
+        result = run_cli("pretrain", "--distribution_strategy=multi_worker_mirrored",
+                         *pretrain_args(records_dir, small_config, tmp_path / "run", "--do_train"), env={"TF_CONFIG": tf_config})
+        assert_clean_failure(result, "--distribution_strategy=multi_worker_mirrored: TF_CONFIG names no cluster and task")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_tf_config_that_is_not_json_is_refused(records_dir, small_config, tmp_path):
     result = run_cli("pretrain", "--distribution_strategy=multi_worker_mirrored",
                      *pretrain_args(records_dir, small_config, tmp_path / "run", "--do_train"), env={"TF_CONFIG": "{bad"})
