@@ -231,8 +231,13 @@ class CheckpointReader:
                 continue
             name = key
             if key.endswith(_OBJECT_SUFFIX):
-                name = _unescape(key[: -len(_OBJECT_SUFFIX)].rsplit("/", 1)[-1])
+                path = key[: -len(_OBJECT_SUFFIX)].split("/")
+                # Ours keep the TF1 names as keys of `weights` and `slots`; other object paths stay as they are.
+                name = _unescape(path[1]) if len(path) == 2 and path[0] in ("weights", "slots") else "/".join(path)
             self._keys[name] = (key, list(shape))
+        # Object-based, from another program: TF Model Garden's and TF Hub's TF2 BERTs name their variables otherwise.
+        self.other_object_graph = "_CHECKPOINTABLE_OBJECT_GRAPH" in shapes and not any(
+            key.startswith("weights/") for key in shapes)
 
     def names(self):
         return sorted(self._keys)
@@ -267,10 +272,7 @@ def load_weights(variables_by_name, path, flag="--init_checkpoint", optional=())
             fresh.append(name)
             continue
         if name not in reader:
-            raise InputError(
-                f"{flag}: checkpoint {reader.prefix} has no variable '{name}' "
-                f"(it has {len(reader.names())} variables; is it a BERT checkpoint of this model?)"
-            )
+            raise InputError(f"{flag}: checkpoint {reader.prefix} has no variable '{name}' ({_missing_hint(reader, name)})")
         if reader.shape(name) != expected:
             hint = ("does --bert_config_file match the checkpoint?" if name.startswith(("bert/", "cls/"))
                     else "is it a model of another task or number of labels?")
@@ -282,6 +284,16 @@ def load_weights(variables_by_name, path, flag="--init_checkpoint", optional=())
     for name, value in values.items():
         variables_by_name[name].assign(value.astype(np.float32))
     return sorted(set(reader.names()) - set(values)), fresh
+
+
+def _missing_hint(reader, name):
+    """Why a checkpoint may lack the variable `name`."""
+    if reader.other_object_graph:
+        return ("it is a TF2 object-based checkpoint, as TF Model Garden and TF Hub save, not one in the reference's "
+                "TF1 variable names")
+    if name.startswith("cls/") and "bert/embeddings/word_embeddings" in reader:
+        return "it holds an encoder without the pre-training heads (cls/...), as a fine-tuned or encoder-only model does"
+    return f"it has {len(reader.names())} variables; is it a BERT checkpoint of this model?"
 
 
 def initialised_line(path, unused):

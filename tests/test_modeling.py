@@ -254,6 +254,30 @@ def test_missing_variable_is_named_and_model_untouched(tmp_path):
     assert (model.variables_by_name["bert/embeddings/word_embeddings"].numpy() == before).all()
 
 
+def test_an_encoder_without_pre_training_heads_is_named_as_such(tmp_path):
+    prefix = write_tf1_checkpoint(tmp_path / "encoder.ckpt", random_weights(CONFIG, heads=False))
+    with pytest.raises(InputError, match=r"no variable 'cls/.*' \(it holds an encoder without the pre-training heads"):
+        checkpoints.load_weights(modeling.BertPretrainer(CONFIG).variables_by_name, prefix)
+    encoder = modeling.BertModel(CONFIG)
+    checkpoints.load_weights(encoder.weights, prefix)
+
+
+def test_a_tf2_object_based_checkpoint_of_another_program_is_named_as_such(tmp_path):
+    # As TF Model Garden's BERT encoders: variables under object paths, several ending in the same attribute name.
+    encoder = tf.Module()
+    encoder.word_embeddings = tf.Module()
+    encoder.word_embeddings.embeddings = tf.Variable(tf.zeros([CONFIG.vocab_size, CONFIG.hidden_size]))
+    encoder.layers = [tf.Module() for _ in range(2)]
+    for layer in encoder.layers:
+        layer.kernel = tf.Variable(tf.zeros([CONFIG.hidden_size, CONFIG.hidden_size]))
+    path = tf.train.Checkpoint(encoder=encoder).write(str(tmp_path / "bert_model.ckpt"))
+    reader = checkpoints.CheckpointReader(path)
+    assert len(reader.names()) == 3  # two `kernel`s, each under its own path
+    with pytest.raises(InputError, match=r"no variable 'bert/embeddings/word_embeddings' \(it is a TF2 object-based "
+                                         r"checkpoint, as TF Model Garden and TF Hub save"):
+        checkpoints.load_weights(modeling.BertModel(CONFIG).weights, path)
+
+
 def test_wrong_shape_is_named(tmp_path):
     weights = random_weights(CONFIG)
     weights["bert/encoder/layer_0/intermediate/dense/kernel"] = np.zeros([32, 64], np.float32)
