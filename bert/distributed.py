@@ -22,6 +22,7 @@ class Single:
     rank = 0
     size = 1
     local_rank = 0
+    local_size = 1
     name = "single process"
 
     def all_sum(self, tensors):
@@ -44,7 +45,7 @@ class HorovodReplicas:
             ) from None
         hvd.init()
         self._hvd = hvd
-        self.rank, self.size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
+        self.rank, self.size, self.local_rank, self.local_size = hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size()
         self.name = f"Horovod, {self.size} ranks"
 
     def all_sum(self, tensors):
@@ -58,10 +59,11 @@ class HorovodReplicas:
 
 
 def cluster_position(cluster, task_type, task_id):
-    """(rank, local rank) of a task in a TF_CONFIG cluster ({"chief": [...], "worker": ["host:port", ...]}).
+    """(rank, local rank, local size) of a task in a TF_CONFIG cluster ({"chief": [...], "worker": ["host:port", ...]}).
 
     Ranks follow TensorFlow's collectives: the chief first, then the workers in order. The local rank counts
-    the tasks before it on the same host, so that each process on a machine takes a GPU of its own.
+    the tasks before it on the same host, so that each process on a machine takes a GPU of its own; the local
+    size counts the tasks on that host.
     """
     if task_type not in ("chief", "worker"):
         raise InputError(f"TF_CONFIG: task type {task_type!r} does not train; use chief or worker")
@@ -70,8 +72,8 @@ def cluster_position(cluster, task_type, task_id):
     position = next((i for i, (kind, index, _) in enumerate(tasks) if (kind, index) == (task_type, task_id)), None)
     if position is None:
         raise InputError(f"TF_CONFIG: task {task_type} {task_id} is not in its cluster")
-    host = tasks[position][2].rsplit(":", 1)[0]
-    return position, sum(address.rsplit(":", 1)[0] == host for _, _, address in tasks[:position])
+    hosts = [address.rsplit(":", 1)[0] for _, _, address in tasks]
+    return position, hosts[:position].count(hosts[position]), hosts.count(hosts[position])
 
 
 def _addresses(tasks):
@@ -108,11 +110,11 @@ class MirroredWorkers:
                              'it for each worker, e.g. {"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
                              '"task": {"type": "worker", "index": 0}}')
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-        self.rank, self.local_rank = cluster_position(resolver.cluster_spec().as_dict(), resolver.task_type,
-                                                      resolver.task_id)
+        self.rank, self.local_rank, self.local_size = cluster_position(
+            resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id)
         # The strategy starts TensorFlow's runtime, after which the visible devices are fixed; it would otherwise
         # take every GPU of the machine as a replica of this process.
-        use_one_gpu(self.local_rank)
+        use_one_gpu(self.local_rank, self.local_size)
         self._strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
         self.size = self._strategy.num_replicas_in_sync
         self.name = f"MultiWorkerMirroredStrategy, {self.size} workers"
@@ -157,26 +159,31 @@ def make_replicas(strategy):
     """The `Replicas` for --distribution_strategy (or --use_horovod)."""
     if strategy == "horovod":
         replicas = HorovodReplicas()
-        use_one_gpu(replicas.local_rank)
+        use_one_gpu(replicas.local_rank, replicas.local_size)
         return replicas
     if strategy == "multi_worker_mirrored":
         return MirroredWorkers()
     return Single()
 
 
-def use_one_gpu(local_rank):
-    """Shows this process one GPU, its machine's `local_rank`-th, before TensorFlow's runtime starts."""
+def use_one_gpu(local_rank, local_size):
+    """Shows this process one GPU, its machine's `local_rank`-th of the `local_size` processes there, before
+    TensorFlow's runtime starts."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         tf.config.set_visible_devices(gpus[local_rank % len(gpus)], "GPU")
-        warning = shared_gpu_warning(local_rank, len(gpus))
+        warning = gpu_use_warning(local_rank, local_size, len(gpus))
         if warning:
             print(warning, file=sys.stderr)
 
 
-def shared_gpu_warning(local_rank, gpu_count):
-    """A warning when the process of `local_rank` has to share a GPU: more processes than GPUs on its machine."""
-    if local_rank < gpu_count:
-        return None
-    return (f"warning: local rank {local_rank} shares GPU {local_rank % gpu_count} with another process: this "
-            f"machine has {gpu_count} GPU(s); start one process per GPU")
+def gpu_use_warning(local_rank, local_size, gpu_count):
+    """A warning when the processes on a machine do not match its GPUs one to one: the process of `local_rank`
+    shares a GPU with another, or (said once, by local rank 0) some GPUs are left idle."""
+    if local_rank >= gpu_count:
+        return (f"warning: local rank {local_rank} shares GPU {local_rank % gpu_count} with another process: this "
+                f"machine has {gpu_count} GPU(s); start one process per GPU")
+    if local_rank == 0 and local_size < gpu_count:
+        return (f"warning: {local_size} process(es) on this machine use {local_size} of its {gpu_count} GPUs, one "
+                f"each; start one process per GPU")
+    return None

@@ -156,11 +156,11 @@ NODES = ["node1:2222", "node1:2223", "node2:2222"]
 
 
 @pytest.mark.parametrize("cluster, task, position", [
-    ({"worker": NODES}, ("worker", 0), (0, 0)),
-    ({"worker": NODES}, ("worker", 1), (1, 1)),
-    ({"worker": NODES}, ("worker", 2), (2, 0)),
-    ({"chief": NODES[:1], "worker": NODES[2:] + NODES[1:2]}, ("worker", 1), (2, 1)),
-    ({"chief": NODES[:1], "worker": NODES[1:]}, ("chief", 0), (0, 0)),
+    ({"worker": NODES}, ("worker", 0), (0, 0, 2)),
+    ({"worker": NODES}, ("worker", 1), (1, 1, 2)),
+    ({"worker": NODES}, ("worker", 2), (2, 0, 1)),
+    ({"chief": NODES[:1], "worker": NODES[2:] + NODES[1:2]}, ("worker", 1), (2, 1, 2)),
+    ({"chief": NODES[:1], "worker": NODES[1:]}, ("chief", 0), (0, 0, 2)),
 ])
 def test_a_worker_takes_its_rank_from_tf_config_and_the_gpu_of_its_place_on_its_machine(cluster, task, position,
                                                                                           monkeypatch):
@@ -183,10 +183,14 @@ def test_broadcast_groups_keep_the_order_and_stay_within_the_byte_limit():
     assert distributed.byte_groups([], limit=32) == []
 
 
-def test_a_process_beyond_its_machines_gpu_count_is_warned_that_it_shares_one():
-    assert distributed.shared_gpu_warning(7, 8) is None
-    assert distributed.shared_gpu_warning(9, 8) == ("warning: local rank 9 shares GPU 1 with another process: this "
-                                                    "machine has 8 GPU(s); start one process per GPU")
+def test_processes_that_do_not_match_their_machines_gpus_one_to_one_are_warned():
+    assert distributed.gpu_use_warning(7, 8, 8) is None
+    assert distributed.gpu_use_warning(9, 10, 8) == ("warning: local rank 9 shares GPU 1 with another process: this "
+                                                     "machine has 8 GPU(s); start one process per GPU")
+    # One worker per machine, as tf.distribute is often run: seven of eight GPUs would idle without a word.
+    assert distributed.gpu_use_warning(0, 1, 8) == ("warning: 1 process(es) on this machine use 1 of its 8 GPUs, one each; "
+                                                    "start one process per GPU")
+    assert distributed.gpu_use_warning(1, 2, 8) is None  # said once per machine, by its local rank 0
 
 
 @pytest.mark.parametrize("cluster, task, message", [
