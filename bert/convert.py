@@ -148,7 +148,10 @@ def read_hf_weights(directory):
             import torch
         except ImportError:
             raise InputError(f"{bin_path}: reading PyTorch files needs torch (pip install torch), or give model.safetensors") from None
-        state = torch.load(bin_path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(bin_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError... for a damaged file
+            raise InputError(f"{bin_path}: cannot read: {e}") from None
         return {name: tensor.float().numpy() for name, tensor in state.items()}
     raise InputError(f"--input: {directory} has neither model.safetensors nor pytorch_model.bin")
 
@@ -245,6 +248,8 @@ def from_hf(directory, output):
         notes.append("no pooler weights (fine-tuning starts the pooler fresh)")
     if unused:
         notes.append(f"{len(unused)} tensor(s) not converted: {', '.join(unused[:4])}{', ...' if len(unused) > 4 else ''}")
+    if config.hidden_act == "gelu_exact":
+        notes.append("Google's reference knows only its tanh \"gelu\", not gelu_exact: it cannot run this model as trained")
     lower = _hf_lower_case(directory)
     if lower is not None:
         notes.append(f"its tokenizer {'lower-cases' if lower else 'keeps case'}: use --do_lower_case={str(lower).lower()}")
