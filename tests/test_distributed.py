@@ -292,13 +292,21 @@ def test_a_signal_to_one_worker_stops_every_worker_after_the_same_step_and_saves
     assert "trained to step 40" in outputs[0][0]
 
 
-def test_ctrl_c_to_horovodrun_stops_the_ranks_after_one_step_and_saves_it(records_dir, small_config, tmp_path):
+def test_ctrl_c_to_horovodrun_stops_the_ranks_after_one_step_and_the_resumed_run_is_bit_identical(records_dir, small_config,
+                                                                                                   tmp_path):
+    import tensorflow as tf
+
     runner = horovodrun()
     out = tmp_path / "run"
-    command = [runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, "-m", "bert.pretrain", "--use_horovod",
-               *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=40",
-                              "--save_checkpoints_steps=10")]
-    process = subprocess.Popen(command, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def command(output_dir):
+        return [runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, "-m", "bert.pretrain", "--use_horovod",
+                *pretrain_args(records_dir, small_config, output_dir, "--do_train", "--num_train_steps=40",
+                               "--save_checkpoints_steps=10", "--deterministic", "--seed=7")]
+
+    straight = subprocess.run(command(tmp_path / "straight"), capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
+    process = subprocess.Popen(command(out), env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(out / "ckpt-10.index", process)
     # horovodrun passes it on to each rank as SIGTERM, and kills every rank once one has exited.
     process.send_signal(signal.SIGINT)
@@ -310,11 +318,17 @@ def test_ctrl_c_to_horovodrun_stops_the_ranks_after_one_step_and_saves_it(record
     step = steps.pop()
     _assert_stop_saved(out, step)
 
-    again = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    again = subprocess.run(command(out), capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert f"resuming from {out}/ckpt-{step} (step {step})" in again.stderr
     assert "not restored" not in again.stderr
     assert "trained to step 40" in again.stdout
+    # Each rank's weights and input went on where they were: the same model as a run never stopped.
+    resumed, uninterrupted = (tf.train.load_checkpoint(str(d / "bert_model.ckpt")) for d in (out, tmp_path / "straight"))
+    names = sorted(uninterrupted.get_variable_to_shape_map())
+    assert names == sorted(resumed.get_variable_to_shape_map())
+    for name in names:
+        assert np.array_equal(resumed.get_tensor(name), uninterrupted.get_tensor(name)), name
 
 
 def test_horovod_classify_equals_one_process_with_the_global_batch(small_config, uncased_vocab, tmp_path):

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -805,6 +806,36 @@ def test_the_newest_manifest_listing_records_speaks_for_them_unless_they_were_ma
     # Made again since by the reference's script, which writes no manifest: the records alone are checked.
     os.utime(remade, ns=(made + 4 * 10**9,) * 2)
     assert pretraining.check_records([str(remade)], SEQ, PREDICTIONS, config) == [str(remade)]
+
+
+def _record_key(input_ids, masked_lm_positions):
+    return np.asarray(input_ids, np.int32).tobytes() + np.asarray(masked_lm_positions, np.int32).tobytes()
+
+
+def test_each_rank_reads_its_own_share_and_together_the_ranks_read_what_one_process_would(records_dir):
+    files = sorted(str(p) for p in records_dir.glob("*.tfrecord"))
+    spec = pretraining.feature_spec(SEQ, PREDICTIONS)
+
+    def file_records(path):
+        parsed = (tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(path))
+        return Counter(_record_key(p["input_ids"], p["masked_lm_positions"]) for p in parsed)
+
+    def share(rank, size, count):
+        # Unshuffled batches of one record: the order of the files and of the records in them alone.
+        batches = pretraining.training_dataset(files, 1, SEQ, PREDICTIONS, seed=3, rank=rank, size=size,
+                                               shuffle_buffer_size=1).take(count)
+        return Counter(_record_key(b["input_ids"][0], b["masked_lm_positions"][0]) for b in batches)
+
+    in_files = [file_records(path) for path in files]
+    sizes = [in_file.total() for in_file in in_files]
+    assert len(files) == 2 and min(sizes) > 10
+    # As many ranks as files: each rank its own file, all of it.
+    assert [share(rank, 2, sizes[rank]) for rank in range(2)] == in_files
+    # More ranks than files: each rank every third record of the one process's stream, none twice.
+    total = sum(sizes)
+    shares = [share(rank, 3, len(range(rank, total, 3))) for rank in range(3)]
+    assert sum(shares, Counter()) == share(0, 1, total)
+    assert sum(shares, Counter()).total() == total
 
 
 @pytest.mark.parametrize("num_files, size, uneven", [(5, 4, True), (8, 4, False), (3, 4, False), (2, 1, False)])
