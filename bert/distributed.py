@@ -21,8 +21,6 @@ STRATEGIES = ("none", "horovod", "multi_worker_mirrored")
 class Single:
     rank = 0
     size = 1
-    local_rank = 0
-    local_size = 1
     name = "single process"
 
     def all_sum(self, tensors):

@@ -303,19 +303,35 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
             raise InputError(f"--output_dir: cannot read {path}: {e}") from None
         if not isinstance(previous, dict):
             raise InputError(f"--output_dir: {path} is not a record of a run (a JSON object)")
-        _pin_global_batch(previous, replicas.size)
+        legacy = "global_batch_size" not in previous
+        if legacy:
+            _pin_global_batch(previous, _ranks_of_saved_input(output_dir) or replicas.size)
         for key, was, now in _differences(previous, description):
             raise InputError(
                 f"--output_dir: {output_dir} holds a run with a different {key}{_KEY_SOURCES.get(key, '')} "
                 f"({json.dumps(was)}, now {json.dumps(now)}); resume it with its own flags or use another --output_dir"
             )
-        return
-    if saved:
+        if not legacy:
+            return
+    elif saved:
         raise InputError(f"--output_dir: {output_dir} holds checkpoints of another run (no {RUN_FILE}); use another --output_dir")
     if chief:
         with AtomicFile(path) as f:
             json.dump(description, f, indent=2, sort_keys=True)
             f.write("\n")
+
+
+def _ranks_of_saved_input(output_dir):
+    """The number of ranks rank 0's newest saved input position was taken with, or None."""
+    newest = checkpoints.newest_checkpoint(os.path.join(output_dir, "data", "rank-0"), checkpoint_name="data")
+    if newest is None:
+        return None
+    try:
+        inputs = json.loads(tf.train.load_checkpoint(newest).get_tensor(DataPosition.INPUTS_KEY).decode())
+    except checkpoints.READ_ERRORS:
+        return None
+    ranks = inputs.get("ranks") if isinstance(inputs, dict) else None
+    return ranks if type(ranks) is int and ranks > 0 else None
 
 
 def _pin_global_batch(record, ranks):
@@ -325,7 +341,7 @@ def _pin_global_batch(record, ranks):
     if "rank_batch_size" not in record and all(type(n) is int for n in split):
         del record["micro_batch_size"], record["num_accumulation_steps"]
         record["rank_batch_size"] = split[0] * split[1]
-    if "global_batch_size" not in record and type(record.get("rank_batch_size")) is int:
+    if type(record.get("rank_batch_size")) is int:
         record["global_batch_size"] = record.pop("rank_batch_size") * ranks
 
 
@@ -343,29 +359,20 @@ class DataPosition:
     """Each rank's input iterator, checkpointed under OUTPUT_DIR/data/rank-N at the same steps as the model.
 
     A position belongs to the input it was taken on (the files, the number of ranks), which each
-    checkpoint records beside the iterator's state; it is restored only into the same input.
+    checkpoint records beside the iterator's state with the step its stream started at (the stream
+    itself depends on it, see `fit`); it is restored only into the same input, on a stream started there.
     """
 
     INPUTS_KEY = "inputs/.ATTRIBUTES/VARIABLE_VALUE"
 
-    def __init__(self, output_dir, rank, iterator, keep, inputs, resume_step):
+    def __init__(self, output_dir, rank, keep, inputs, resume_step):
         self.directory = os.path.join(output_dir, "data", f"rank-{rank}")
-        self.inputs = json.dumps(inputs, sort_keys=True)
+        self.inputs = inputs
         self.keep = keep
         resumed = self.prefix(resume_step)
         checkpoints.forget_missing_checkpoints(
             self.directory, resumed if resume_step and os.path.exists(f"{resumed}.index") else None, "data"
         )
-        self.track(iterator)
-
-    def track(self, iterator):
-        """Makes `iterator` the one whose position is saved (and restored)."""
-        self.checkpoint = tf.train.Checkpoint(iterator=iterator, inputs=tf.Variable(self.inputs, trainable=False))
-        # One more than the model's checkpoints: a position is saved before its model checkpoint, and TensorFlow
-        # deletes the oldest at once, which with --keep_checkpoints=1 would be the one a run killed while writing
-        # the model checkpoint resumes from.
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=self.keep + 1,
-                                                  checkpoint_name="data")
 
     def prefix(self, step):
         return os.path.join(self.directory, f"data-{step}")
@@ -373,21 +380,51 @@ class DataPosition:
     def save(self, step):
         self.manager.save(checkpoint_number=step)
 
-    def restore(self, step):
-        """Puts the iterator back where it was at `step`; returns None, or why it cannot."""
+    def open(self, dataset, resume_step):
+        """(The iterator of `dataset`, a function of a start step, for a run at `resume_step`; None, or why the
+        position saved there is not restored). The iterator goes on where the saved one was, or else is a new
+        stream started at `resume_step`."""
+        start, unrestored = self._saved_start(resume_step) if resume_step else (0, None)
+        if unrestored is None:
+            self._track(iter(dataset(start)), start)
+            if resume_step:
+                try:
+                    self.checkpoint.restore(self.prefix(resume_step)).assert_existing_objects_matched()
+                except checkpoints.READ_ERRORS as e:
+                    unrestored = f"{self.prefix(resume_step)} is damaged: {error_text(e)}"
+        if unrestored is not None:
+            self._track(iter(dataset(resume_step)), resume_step)
+        return self.iterator, unrestored
+
+    def _track(self, iterator, start):
+        """Makes `iterator`, of a stream started at step `start`, the one whose position is saved."""
+        self.iterator = iterator
+        record = tf.Variable(json.dumps({**self.inputs, "start_step": start}, sort_keys=True), trainable=False)
+        self.checkpoint = tf.train.Checkpoint(iterator=iterator, inputs=record)
+        # One more than the model's checkpoints: a position is saved before its model checkpoint, and TensorFlow
+        # deletes the oldest at once, which with --keep_checkpoints=1 would be the one a run killed while writing
+        # the model checkpoint resumes from.
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=self.keep + 1,
+                                                  checkpoint_name="data")
+
+    def _saved_start(self, step):
+        """(The start step of the stream whose position was saved at `step`, None) if it was taken on this
+        input, else (None, why not)."""
         path = self.prefix(step)
         if not os.path.exists(path + ".index"):
-            return "none was saved"
+            return None, "none was saved"
         try:
             reader = tf.train.load_checkpoint(path)
             if not reader.has_tensor(self.INPUTS_KEY):
-                return "an earlier version saved it without its input"
-            if reader.get_tensor(self.INPUTS_KEY).decode() != self.inputs:
-                return "it was taken on other input files or another number of ranks"
-            self.checkpoint.restore(path).assert_existing_objects_matched()
-        except checkpoints.READ_ERRORS as e:
-            return f"{path} is damaged: {error_text(e)}"
-        return None
+                return None, "an earlier version saved it without its input"
+            saved = json.loads(reader.get_tensor(self.INPUTS_KEY).decode())
+        except (*checkpoints.READ_ERRORS, ValueError) as e:
+            return None, f"{path} is damaged: {error_text(e)}"
+        # Saved before streams were started anywhere but at the run's start.
+        start = saved.pop("start_step", 0) if isinstance(saved, dict) else None
+        if saved != self.inputs or type(start) is not int:
+            return None, "it was taken on other input files or another number of ranks"
+        return start, None
 
 
 class IndexedBatches:
@@ -498,14 +535,13 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         model_checkpoint, options.output_dir, max_to_keep=options.keep_checkpoints, checkpoint_name="ckpt"
     )
     indexed = isinstance(dataset, IndexedBatches)
-    iterator = None if indexed else iter(dataset(0))
-    position = None
+    iterator, unrestored, position = None, None, None
     if not indexed:
         # Sizes too: shards made again under the same names are other input.
         files = [[os.path.abspath(path), os.path.getsize(path)] for path in input_files or ()]
-        inputs = {"files": files, "ranks": replicas.size}
-        position = DataPosition(options.output_dir, replicas.rank, iterator, options.keep_checkpoints, inputs,
-                                resume_step)
+        position = DataPosition(options.output_dir, replicas.rank, options.keep_checkpoints,
+                                {"files": files, "ranks": replicas.size}, resume_step)
+        iterator, unrestored = position.open(dataset, resume_step)
 
     if resume_step:
         path = os.path.join(options.output_dir, f"ckpt-{resume_step}")
@@ -516,10 +552,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         except checkpoints.READ_ERRORS as e:
             raise InputError(f"--output_dir: checkpoint {path} is damaged or incomplete ({error_text(e)}); delete "
                              f"its files ({os.path.basename(path)}.*) to resume from the one before it") from None
-        unrestored = position.restore(resume_step) if position else None
         if unrestored:
-            iterator = iter(dataset(resume_step))
-            position.track(iterator)
             log(f"warning: the input position of rank {replicas.rank} at step {resume_step} is not restored "
                 f"({unrestored}); its input restarts, shuffled anew")
         log(f"resuming from {path} (step {resume_step})")

@@ -115,9 +115,14 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
                                                "--train_batch_size=8"))
     assert_clean_failure(alone, "a different global_batch_size (--train_batch_size times --num_accumulation_steps times "
                                 "the number of ranks) (16, now 8)")
+    # So does a run recorded by an earlier version with each rank's batch: its input positions say on how many ranks.
+    record = json.loads((out / "run.json").read_text())
+    legacy = {key: value for key, value in record.items() if key != "global_batch_size"}
+    (out / "run.json").write_text(json.dumps({**legacy, "rank_batch_size": 8}))
     alone = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=8",
                                                "--train_batch_size=16"))
     assert alone.returncode == 0, alone.stderr
+    assert json.loads((out / "run.json").read_text()) == record
     assert ("input position of rank 0 at step 6 is not restored (it was taken on other input files or another number "
             "of ranks); its input restarts, shuffled anew") in alone.stderr
     assert "trained to step 8 (single process, global batch 16" in alone.stdout

@@ -211,11 +211,11 @@ def test_an_unreadable_input_position_is_reported_and_its_input_restarts(tmp_pat
     ranks.mkdir(parents=True)
     (ranks / "checkpoint").write_bytes(b"")
     (ranks / "data-4.index").write_bytes(bytes(100))
-    iterator = iter(tf.data.Dataset.range(10))
-    position = training.DataPosition(str(tmp_path), 0, iterator, 3, {"files": [], "ranks": 1}, resume_step=4)
+    position = training.DataPosition(str(tmp_path), 0, 3, {"files": [], "ranks": 1}, resume_step=4)
     assert not (ranks / "checkpoint").exists()  # nothing readable to list, so the manager starts a new list
-    assert position.restore(4).startswith(f"{ranks / 'data-4'} is damaged: ")
-    assert int(next(iterator)) == 0
+    iterator, unrestored = position.open(lambda start: tf.data.Dataset.range(start, 10), 4)
+    assert unrestored.startswith(f"{ranks / 'data-4'} is damaged: ")
+    assert int(next(iterator)) == 4  # a stream started at the step resumed
 
 
 def test_a_second_training_process_on_a_run_in_progress_is_refused(records_dir, small_config, tmp_path):
@@ -878,7 +878,7 @@ def test_empty_record_files_are_passed_over_but_no_records_at_all_is_refused(rec
         pretraining.check_records(empty[:1], SEQ, PREDICTIONS, config)
 
 
-def test_an_input_that_restarts_on_resuming_is_not_the_one_the_run_began_with(records_dir, tmp_path):
+def test_an_input_that_restarts_on_resuming_is_not_the_one_the_run_began_with_and_resumes_as_itself(records_dir, tmp_path):
     config = BertConfig.from_dict(SMALL_MODEL)
     files = sorted(str(p) for p in records_dir.glob("*.tfrecord"))
     starts, batches = [], {}
@@ -907,9 +907,15 @@ def test_an_input_that_restarts_on_resuming_is_not_the_one_the_run_began_with(re
     lines = fit_to(4)
     assert ("warning: the input position of rank 0 at step 2 is not restored (none was saved); its input restarts, "
             "shuffled anew") in lines
-    assert starts == [0, 0, 2]
     # Not the batches of steps 1 and 2 again, which a restart from the run's own start would repeat.
     assert not np.array_equal(batches[3], batches[1]) and not np.array_equal(batches[4], batches[2])
+    # Resumed again, the restarted stream goes on where it was, as if never stopped.
+    lines = fit_to(6)
+    assert not [line for line in lines if "not restored" in line]
+    assert starts == [0, 2, 2]
+    restarted = pretraining.training_dataset(files, 4, SEQ, PREDICTIONS, seed=1 + 2).take(4)
+    for step, batch in zip(range(3, 7), restarted):
+        assert np.array_equal(batches[step], batch["input_ids"].numpy()), step
 
 
 def test_resuming_on_other_input_files_restarts_the_input_instead_of_failing(records_dir, small_config, tmp_path):
@@ -933,7 +939,7 @@ def test_resuming_on_other_input_files_restarts_the_input_instead_of_failing(rec
     position = tf.train.load_checkpoint(str(out / "data" / "rank-0" / "data-4"))
     recorded = json.loads(position.get_tensor(training.DataPosition.INPUTS_KEY).decode())
     shards = sorted(records_dir.glob("part-*.tfrecord"))
-    assert recorded == {"files": [[str(p), p.stat().st_size] for p in shards], "ranks": 1}
+    assert recorded == {"files": [[str(p), p.stat().st_size] for p in shards], "ranks": 1, "start_step": 2}
     again = run_cli("pretrain", f"--input_file={records_dir}/part-*.tfrecord", *common, "--num_train_steps=6")
     assert again.returncode == 0 and "not restored" not in again.stderr, again.stderr
     # A damaged position is a warning too, not a failure.
