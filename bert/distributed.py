@@ -136,8 +136,8 @@ class MirroredWorkers:
 
     def broadcast(self, variables):
         # Rank 0's values plus the others' zeros: exact (but for the sign of a zero) in a floating variable's
-        # own dtype, and in float64 for the integer counters. A group of variables at a time, packed into one vector, so that a large model's
-        # weights and optimizer slots are not all copied at once.
+        # own dtype, and in float64 for the integer counters. A group of variables at a time, packed into one
+        # vector, so that a large model's weights and optimizer slots are not all copied at once.
         for group in byte_groups(list(variables), BROADCAST_GROUP_BYTES):
             wire = group[0].dtype if group[0].dtype.is_floating else tf.float64
             sizes = [v.shape.num_elements() for v in group]
