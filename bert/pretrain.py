@@ -105,7 +105,7 @@ def main(argv):
                 config=config,
             )
 
-        with pretraining.damage_located(*record_check):
+        with pretraining.damage_located(*record_check, read=pretraining.rank_files(files, replicas.rank, replicas.size)):
             step, report = training.fit(
                 trainer, dataset, options, replicas, init_checkpoint=FLAGS.init_checkpoint,
                 global_batch_size=global_batch, log=log, input_files=files,

@@ -117,8 +117,9 @@ def training_dataset(files, batch_size, max_seq_length, max_predictions_per_seq,
     With `config`, a batch holding an id the model cannot take is an error (see `_parser`).
     """
     by_file = len(files) >= size
-    d = tf.data.Dataset.from_tensor_slices(files[rank::size] if by_file else files)
-    num_files = len(files[rank::size]) if by_file else len(files)
+    read = rank_files(files, rank, size)
+    d = tf.data.Dataset.from_tensor_slices(read)
+    num_files = len(read)
     d = d.shuffle(num_files, seed=seed, reshuffle_each_iteration=True).repeat()
     d = d.interleave(
         lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES), cycle_length=min(4, num_files), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
@@ -129,6 +130,11 @@ def training_dataset(files, batch_size, max_seq_length, max_predictions_per_seq,
     d = d.batch(batch_size, drop_remainder=True)
     d = d.map(_parser(max_seq_length, max_predictions_per_seq, config), num_parallel_calls=tf.data.AUTOTUNE)
     return d.prefetch(2)
+
+
+def rank_files(files, rank, size):
+    """The files rank `rank` of `size` reads: every size-th, or all of them when there are fewer files than ranks."""
+    return files[rank::size] if len(files) >= size else files
 
 
 def uneven_files_warning(num_files, size):
@@ -294,20 +300,23 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
 
 
 @contextlib.contextmanager
-def damage_located(files, max_seq_length, max_predictions_per_seq, config, log):
+def damage_located(files, max_seq_length, max_predictions_per_seq, config, log, read=None):
     """Names the file and record when tf.data stops at a damaged or mismatched record past the checked ones.
 
     TensorFlow's error gives a byte offset at best, never a file; every record of every file is then
-    checked, and the first fault in file order is raised instead. Checking runs at about 50 MB/s, so
-    above LONG_CHECK_BYTES it is announced with `log` first.
+    checked, and the first fault in file order is raised instead, in the files `read` by this rank first
+    (where a rank's own share is a fraction of the input, the fault is there). Checking runs at about
+    50 MB/s, so above LONG_CHECK_BYTES it is announced with `log` first.
     """
     try:
         yield
     except DamagedRecordError as e:
-        total = sum(os.path.getsize(path) for path in files)
+        first = read or files
+        ordered = first + sorted(set(files) - set(first), key=files.index)
+        total = sum(os.path.getsize(path) for path in first)
         if total > LONG_CHECK_BYTES:
-            log(f"{e}; checking every record of {len(files)} file(s) ({total / 2**30:.1f} GiB) to name it")
-        check_records(files, max_seq_length, max_predictions_per_seq, config, every_record=True)
+            log(f"{e}; checking every record of {len(first)} file(s) ({total / 2**30:.1f} GiB) to name it")
+        check_records(ordered, max_seq_length, max_predictions_per_seq, config, every_record=True)
         raise InputError(f"{e} (yet every record of the {len(files)} input file(s) checks out now: did one change "
                          "while the run read it?)") from None
 

@@ -757,6 +757,15 @@ def test_a_stop_mid_run_names_the_first_bad_record_or_says_every_record_checks_o
     assert str(error.value) == (f"{damaged}: corrupt or truncated TFRecord file: record 1500 at byte {offset}: "
                                 "the checksum of its data does not match")
     assert len(notices) == 1 and notices[0].startswith(f"{stopped}; checking every record of 3 file(s)")
+    # A rank's own share of the files is checked first: the fault that stopped it is there.
+    mislabelled = tmp_path / "mislabelled.tfrecord"
+    _rewritten(records_dir / "part-00001-of-00002.tfrecord", mislabelled, 7, edit=_set_label)
+    with pytest.raises(InputError) as error:
+        with pretraining.damage_located([*good, str(damaged), str(mislabelled)], SEQ, PREDICTIONS, config, notices.append,
+                                        read=[str(mislabelled)]):
+            raise stopped
+    assert str(error.value) == f"{mislabelled}: record 7: next-sentence label 2 is neither 0 nor 1"
+    assert notices[-1].startswith(f"{stopped}; checking every record of 1 file(s)")
 
 
 OUTSIDE_VOCABULARY = "is outside the model's vocabulary: the config's key 'vocab_size' is 30522 (the reference would train into NaN)"
