@@ -312,7 +312,8 @@ def damage_located(files, max_seq_length, max_predictions_per_seq, config, log, 
         yield
     except DamagedRecordError as e:
         first = read or files
-        ordered = first + sorted(set(files) - set(first), key=files.index)
+        own = set(first)
+        ordered = first + [path for path in files if path not in own]
         total = sum(os.path.getsize(path) for path in first)
         if total > LONG_CHECK_BYTES:
             log(f"{e}; checking every record of {len(first)} file(s) ({total / 2**30:.1f} GiB) to name it")

@@ -272,9 +272,9 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
     its first checkpoint left nothing to resume or lose, so its record is replaced.
     """
     chief = replicas.rank == 0
-    resumable = _own_checkpoint(output_dir)
+    saved = _own_checkpoint(output_dir)
     # A run resuming from its own checkpoint does not read --init_checkpoint.
-    if init_checkpoint and not resumable:
+    if init_checkpoint and not saved:
         start = checkpoints.resolve_checkpoint(init_checkpoint)
         if os.path.basename(start) == EXPORT_NAME and os.path.samefile(os.path.dirname(start) or ".", output_dir):
             raise InputError(f"--init_checkpoint: {start} is where this run exports its model, which would replace "
@@ -294,7 +294,6 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
     # Every rank stops with the chief rather than wait for it in the first collective of training.
     if int(replicas.all_sum([tf.constant(1 if busy else 0, tf.int64)])[0]):
         raise busy or InputError(f"--output_dir: {output_dir} is in use by another training process (rank 0 found it locked)")
-    saved = checkpoints.newest_checkpoint(output_dir)
     if (saved or exported) and os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as f:
@@ -327,7 +326,7 @@ def _ranks_of_saved_input(output_dir):
     if newest is None:
         return None
     try:
-        inputs = json.loads(tf.train.load_checkpoint(newest).get_tensor(DataPosition.INPUTS_KEY).decode())
+        inputs = DataPosition.recorded_inputs(newest)
     except checkpoints.READ_ERRORS:
         return None
     ranks = inputs.get("ranks") if isinstance(inputs, dict) else None
@@ -407,6 +406,13 @@ class DataPosition:
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=self.keep + 1,
                                                   checkpoint_name="data")
 
+    @classmethod
+    def recorded_inputs(cls, path):
+        """The input recorded beside the position saved at checkpoint `path` (decoded JSON), or None where an
+        earlier version saved none; raises one of checkpoints.READ_ERRORS where it cannot be read."""
+        reader = tf.train.load_checkpoint(path)
+        return json.loads(reader.get_tensor(cls.INPUTS_KEY).decode()) if reader.has_tensor(cls.INPUTS_KEY) else None
+
     def _saved_start(self, step):
         """(The start step of the stream whose position was saved at `step`, None) if it was taken on this
         input, else (None, why not)."""
@@ -414,12 +420,11 @@ class DataPosition:
         if not os.path.exists(path + ".index"):
             return None, "none was saved"
         try:
-            reader = tf.train.load_checkpoint(path)
-            if not reader.has_tensor(self.INPUTS_KEY):
-                return None, "an earlier version saved it without its input"
-            saved = json.loads(reader.get_tensor(self.INPUTS_KEY).decode())
-        except (*checkpoints.READ_ERRORS, ValueError) as e:
+            saved = self.recorded_inputs(path)
+        except checkpoints.READ_ERRORS as e:
             return None, f"{path} is damaged: {error_text(e)}"
+        if saved is None:
+            return None, "an earlier version saved it without its input"
         # Saved before streams were started anywhere but at the run's start.
         start = saved.pop("start_step", 0) if isinstance(saved, dict) else None
         if saved != self.inputs or type(start) is not int:
