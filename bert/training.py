@@ -581,10 +581,10 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         iterator = dataset.from_step(step + int(trainer.skipped_batches.numpy()))
     total = options.num_train_steps
     progress_bar = progress.bar(total=total, initial=step, desc="train", unit="step", disable=not chief)
-    window, window_start, window_steps = {}, time.perf_counter(), 0
+    window, window_start, window_steps, window_batches = {}, time.perf_counter(), 0, 0
     report = {}
     loss_scale = float(trainer.loss_scale.numpy())
-    saved_step = step
+    saved_step = reported_step = step
     stop = False
     with StopSignals() as signals:
         try:
@@ -605,13 +605,19 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                 loss_scale = report["loss_scale"]
                 step = int(trainer.step.numpy())
                 stop = report.pop("stop_requests") > 0
-                for key, value in report.items():
-                    window[key] = window.get(key, 0.0) + value
-                window_steps += 1
-                if chief and (step % options.num_report_steps == 0 or step == total):
+                window_batches += 1
+                # A skipped float16 step is no step: its loss and gradient norm (infinite) are not averaged in,
+                # and it reports nothing at the step it left unchanged, which has been reported already.
+                if report["applied"]:
+                    for key, value in report.items():
+                        window[key] = window.get(key, 0.0) + value
+                    window_steps += 1
+                if chief and step != reported_step and (step % options.num_report_steps == 0 or step == total):
                     elapsed = time.perf_counter() - window_start
                     means = {key: value / window_steps for key, value in window.items()}
-                    means["sequences_per_second"] = window_steps * (global_batch_size or 0) / elapsed if elapsed else 0.0
+                    means["sequences_per_second"] = window_batches * (global_batch_size or 0) / elapsed if elapsed else 0.0
+                    if trainer.dynamic_scaling:
+                        means["skipped_steps"] = window_batches - window_steps
                     progress_bar.set_postfix(loss=f"{means['loss']:.4f}", seq_s=f"{means['sequences_per_second']:.1f}")
                     with _writing(step, manager, what=events):
                         with writer.as_default(step=step):
@@ -619,7 +625,8 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                                 if key != "applied":
                                     tf.summary.scalar(key, value)
                         writer.flush()
-                    window, window_start, window_steps = {}, time.perf_counter(), 0
+                    window, window_start, window_steps, window_batches = {}, time.perf_counter(), 0, 0
+                    reported_step = step
                 progress_bar.update(step - progress_bar.n)
                 scheduled = step % options.save_checkpoints_steps == 0 or step == total
                 # A skipped float16 step leaves the step where it was: nothing new to save.

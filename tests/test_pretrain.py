@@ -1093,11 +1093,11 @@ def test_float16_skips_non_finite_steps_and_lowers_the_scale(records_dir):
     assert all(v.dtype == tf.float32 for v in trainer.optimizer.slots.values())
 
 
-def _fit_in_process(records_dir, out, compute_dtype, steps, loss_scale=None):
+def _fit_in_process(records_dir, out, compute_dtype, steps, loss_scale=None, **options):
     """Trains the small model on 16 real records, 4 a step in a fixed shuffled order, to `steps`, resuming from `out`."""
     arrays = {key: value.numpy() for key, value in _batch(records_dir, 16).items()}
     trainer = _trainer(BertConfig.from_dict(SMALL_MODEL), output_dir=str(out), num_train_steps=steps, micro_batch_size=4,
-                       compute_dtype=compute_dtype, save_checkpoints_steps=2)
+                       compute_dtype=compute_dtype, save_checkpoints_steps=2, **options)
     if loss_scale:
         trainer.loss_scale.assign(loss_scale)
     training.fit(trainer, training.IndexedBatches(arrays, 4, seed=5), trainer.options, distributed.Single(), log=lambda line: None)
@@ -1117,6 +1117,21 @@ def test_float16_steps_skipped_before_a_checkpoint_do_not_change_the_batches_of_
     assert float(resumed.loss_scale.numpy()) == float(whole.loss_scale.numpy())
     for name, variable in whole.variables_by_name.items():
         assert np.array_equal(resumed.variables_by_name[name].numpy(), variable.numpy()), name
+
+
+def test_skipped_float16_steps_are_counted_in_tensorboard_not_averaged_into_a_step_or_reported_twice(records_dir, tmp_path):
+    trainer = _fit_in_process(records_dir, tmp_path, "float16", 3, loss_scale=2.0**40, num_report_steps=1)
+    skipped = int(trainer.skipped_batches.numpy())
+    assert skipped > 0
+    points = {}
+    for event_file in tmp_path.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            for value in event.summary.value:
+                points.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+    for tag in ("loss", "gradient_norm", "masked_lm_accuracy", "skipped_steps"):
+        assert [step for step, _ in points[tag]] == [1, 2, 3], tag
+        assert all(np.isfinite(value) for _, value in points[tag]), tag
+    assert sum(value for _, value in points["skipped_steps"]) == skipped
 
 
 def test_a_run_resumed_in_another_precision_takes_up_its_own_loss_scaling(records_dir, tmp_path):
