@@ -182,7 +182,8 @@ def define_training_flags():
         "Data parallelism engine: none, horovod (same as --use_horovod), or multi_worker_mirrored (tf.distribute, "
         "cluster in TF_CONFIG).",
     )
-    flags.DEFINE_bool("scale_lr_by_world_size", False, "Multiply --learning_rate by the number of ranks.")
+    flags.DEFINE_bool("scale_lr_by_world_size", False, "Multiply --learning_rate by the number of ranks (those the run "
+                      "started on, when it resumes on another number: its global batch stays theirs).")
     flags.DEFINE_bool("auto_mixed_precision", False, "Compute in --amp_dtype; weights and optimizer state stay float32.")
     flags.DEFINE_enum("amp_dtype", "float16", ["float16", "bfloat16"], "float16 (dynamic loss scaling) or bfloat16.")
     flags.DEFINE_bool(
@@ -284,7 +285,7 @@ def compute_dtype():
     return FLAGS.amp_dtype if FLAGS.auto_mixed_precision else "float32"
 
 
-def training_options(output_dir, num_train_steps, num_warmup_steps, replicas):
+def training_options(output_dir, num_train_steps, num_warmup_steps):
     """The TrainOptions of the training flags for a run of `num_train_steps`."""
     from bert import training
 
@@ -292,7 +293,8 @@ def training_options(output_dir, num_train_steps, num_warmup_steps, replicas):
         output_dir=output_dir,
         num_train_steps=num_train_steps,
         num_warmup_steps=num_warmup_steps,
-        learning_rate=FLAGS.learning_rate * (replicas.size if FLAGS.scale_lr_by_world_size else 1),
+        learning_rate=FLAGS.learning_rate,
+        scale_learning_rate_by_ranks=FLAGS.scale_lr_by_world_size,
         optimizer_type=FLAGS.optimizer_type,
         micro_batch_size=FLAGS.train_batch_size,
         num_accumulation_steps=FLAGS.num_accumulation_steps,
@@ -314,7 +316,7 @@ def fine_tuning_options(output_dir, num_examples, replicas):
     global_batch = rank_batch * replicas.size
     num_train_steps = max(1, int(num_examples / global_batch * FLAGS.num_train_epochs))
     num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
-    return training_options(output_dir, num_train_steps, num_warmup_steps, replicas), rank_batch, global_batch
+    return training_options(output_dir, num_train_steps, num_warmup_steps), rank_batch, global_batch
 
 
 def make_tokenizer(required_tokens=("[CLS]", "[SEP]")):

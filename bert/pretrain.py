@@ -72,7 +72,7 @@ def main(argv):
 
     model = modeling.BertPretrainer(config, seed=FLAGS.seed)
     task = pretraining.PretrainingTask(model)
-    options = cli.training_options(FLAGS.output_dir, FLAGS.num_train_steps, FLAGS.num_warmup_steps, replicas)
+    options = cli.training_options(FLAGS.output_dir, FLAGS.num_train_steps, FLAGS.num_warmup_steps)
     start = time.perf_counter()
     step = None
     summary = []

@@ -79,6 +79,8 @@ class TrainOptions:
     seed: int = 12345
     compute_dtype: str = "float32"
     use_xla: bool = False
+    # --scale_lr_by_world_size: learning_rate times the number of ranks the run started on (its global batch's).
+    scale_learning_rate_by_ranks: bool = False
 
 
 def with_epsilon(task, counts):
@@ -111,6 +113,8 @@ class Trainer:
         self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="good_steps")
         # Batches whose step float16 skipped: in-memory input (IndexedBatches) resumes past them.
         self.skipped_batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_batches")
+        # A run resumed on fewer or more ranks keeps its global batch, and so the learning rate scaled for it.
+        self.starting_ranks = tf.Variable(replicas.size, dtype=tf.int64, trainable=False, name="starting_ranks")
         self.dtype = COMPUTE_DTYPES[options.compute_dtype]
         # autograph=False, here and at every tf.function of the package: the model's control flow is plain Python
         # over configuration values, which tracing runs as it is, and AutoGraph's rewriting of the whole call
@@ -136,17 +140,21 @@ class Trainer:
             "loss_scale": self.loss_scale,
             "good_steps": self.good_steps,
             "skipped_batches": self.skipped_batches,
+            "starting_ranks": self.starting_ranks,
         }
 
     def state_variables(self):
         return [*self.variables_by_name.values(), *self.optimizer.slots.values(), self.step, self.loss_scale, self.good_steps,
-                self.skipped_batches]
+                self.skipped_batches, self.starting_ranks]
 
     def restore(self, path):
-        """Restores a training checkpoint; one written before `skipped_batches` existed counts none."""
+        """Restores a training checkpoint; one written before `skipped_batches` existed counts none, and one
+        written before `starting_ranks` existed is taken as started on this run's number of ranks."""
         state = self.state()
-        if not any(name.startswith("skipped_batches/") for name, _ in tf.train.list_variables(path)):
-            del state["skipped_batches"]
+        saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+        for later in ("skipped_batches", "starting_ranks"):
+            if later not in saved:
+                del state[later]
         tf.train.Checkpoint(**state).restore(path).assert_existing_objects_matched()
         self._take_up_loss_scaling()
 
@@ -197,9 +205,10 @@ class Trainer:
         scale = CLIP_NORM * tf.minimum(1.0 / norm, 1.0 / CLIP_NORM)
         if self.dynamic_scaling:
             scale = scale / self.loss_scale
-        rate = optimization.learning_rate(
-            self.step, self.options.learning_rate, self.options.num_train_steps, self.options.num_warmup_steps
-        )
+        base_rate = self.options.learning_rate
+        if self.options.scale_learning_rate_by_ranks:
+            base_rate = base_rate * tf.cast(self.starting_ranks, tf.float32)
+        rate = optimization.learning_rate(self.step, base_rate, self.options.num_train_steps, self.options.num_warmup_steps)
         # An Inf or NaN anywhere makes the norm non-finite: one scalar test instead of one per weight.
         applied = tf.cond(tf.math.is_finite(norm), lambda: self._update(gradients, scale, rate), self._skip)
         return applied, rate, norm

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bert import distributed
 from tests import distributed_worker
@@ -95,7 +96,7 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
         return subprocess.run(
             [runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, "-m", "bert.pretrain", "--use_horovod",
              *pretrain_args(records_dir, small_config, out, "--do_train", "--do_eval", f"--num_train_steps={steps}",
-                            "--save_checkpoints_steps=2", "--max_eval_steps=2")],
+                            "--save_checkpoints_steps=2", "--max_eval_steps=2", "--scale_lr_by_world_size")],
             capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
 
     first = pretrain(4)
@@ -103,6 +104,8 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
     assert first.stdout.count("trained to step 4 (Horovod, 2 ranks, global batch 16") == 1
     assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
     assert len(list(out.glob("events.out.tfevents.*"))) == 1
+    # --learning_rate=1e-3 --num_warmup_steps=3, times 2 ranks: the mean rate of steps 1-4.
+    assert _learning_rates(out)[4] == pytest.approx(2e-3 * (0 / 3 + 1 / 3 + 2 / 3 + (1 - 3 / 4)) / 4)
     assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0", "rank-1"]
     assert (out / "eval_results.txt").read_text().count("global_step = 4") == 1
     second = pretrain(6)
@@ -120,12 +123,22 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
     legacy = {key: value for key, value in record.items() if key != "global_batch_size"}
     (out / "run.json").write_text(json.dumps({**legacy, "rank_batch_size": 8}))
     alone = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=8",
-                                               "--train_batch_size=16"))
+                                               "--train_batch_size=16", "--scale_lr_by_world_size"))
     assert alone.returncode == 0, alone.stderr
+    # Scaled for the 2 ranks whose global batch it keeps, not for 1.
+    assert _learning_rates(out)[8] == pytest.approx(2e-3 * ((1 - 6 / 8) + (1 - 7 / 8)) / 2)
     assert json.loads((out / "run.json").read_text()) == record
     assert ("input position of rank 0 at step 6 is not restored (it was taken on other input files or another number "
             "of ranks); its input restarts, shuffled anew") in alone.stderr
     assert "trained to step 8 (single process, global batch 16" in alone.stdout
+
+
+def _learning_rates(out):
+    """The TensorBoard learning_rate points of every run in `out`, by step."""
+    return {event.step: float(tf.make_ndarray(value.tensor))
+            for event_file in out.glob("events.out.tfevents.*")
+            for event in tf.compat.v1.train.summary_iterator(str(event_file))
+            for value in event.summary.value if value.tag == "learning_rate"}
 
 
 def _start_mirrored_pretrain(records_dir, config, out, *flags, chief_max_file_size=None):

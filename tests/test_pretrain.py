@@ -1142,10 +1142,10 @@ def test_a_run_resumed_in_another_precision_takes_up_its_own_loss_scaling(record
     _fit_in_process(records_dir, tmp_path / "to_float32", "float16", 2)
     resumed = _fit_in_process(records_dir, tmp_path / "to_float32", "float32", 3)
     assert float(resumed.loss_scale.numpy()) == 1.0
-    # A float32 checkpoint of an earlier version: no skipped_batches.
+    # A float32 checkpoint of an earlier version: no skipped_batches, no starting_ranks.
     earlier = _fit_in_process(records_dir, tmp_path / "earlier", "float32", 2)
     state = earlier.state()
-    del state["skipped_batches"]
+    del state["skipped_batches"], state["starting_ranks"]
     tf.train.CheckpointManager(tf.train.Checkpoint(**state), str(tmp_path / "earlier"), max_to_keep=5,
                                checkpoint_name="ckpt").save(checkpoint_number=2)
     resumed = _fit_in_process(records_dir, tmp_path / "earlier", "float16", 3)
