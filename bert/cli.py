@@ -51,15 +51,20 @@ PATH_FLAGS = ("bert_config_file", "data_dir", "init_checkpoint", "input", "input
 _REMOTE_PATH = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def _refuse_remote_paths():
+def _check_paths():
+    """Refuses remote paths, and expands a leading ~ as the shell does not in --flag=~/path (a directory
+    named "~" in the working directory would get the output)."""
     for name in PATH_FLAGS:
         value = FLAGS[name].value if name in FLAGS else None
         if not isinstance(value, str):
             continue
-        remote = next((path.strip() for path in value.split(",") if _REMOTE_PATH.match(path.strip())), None)
+        paths = value.split(",")
+        remote = next((path.strip() for path in paths if _REMOTE_PATH.match(path.strip())), None)
         if remote:
             fail(f"--{name}: {remote} is a remote path; this tool reads and writes local paths only (copy to or "
                  f"from the bucket with gsutil cp or aws s3 cp, or mount it with gcsfuse)")
+        if any(path.startswith("~") for path in paths):
+            setattr(FLAGS, name, ",".join(os.path.expanduser(path) for path in paths))
 
 
 def run_command(main, required=()):
@@ -69,7 +74,7 @@ def run_command(main, required=()):
         missing = [name for name in required if FLAGS[name].value in (None, "")]
         if missing:
             fail(f"--{missing[0]} is required")
-        _refuse_remote_paths()
+        _check_paths()
         if len(argv) > 1:
             fail(f"unexpected argument '{argv[1]}'", status=2)
         logging.set_verbosity(logging.WARNING)

@@ -205,3 +205,15 @@ def test_the_horovod_extra_pins_the_release_bin_setup_builds():
     extra = setup_cfg["options.extras_require"]["horovod"].split()
     built = set(re.findall(r"horovod==[\w.]+", (ROOT / "bin" / "setup").read_text()))
     assert extra == ["horovod==0.28.1"] and built == set(extra)
+
+
+def test_a_path_flag_starting_with_a_tilde_is_under_home_not_a_directory_named_tilde(tmp_path):
+    # The shell expands ~ only where a word starts with it, not in --flag=~/path.
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    shutil.copy(ROOT / "data" / "sample_corpus.txt", home / "corpus.txt")
+    result = run_cli("vocab", "--input_file=~/corpus.txt", "--output_file=~/vocab.txt", "--vocab_size=500",
+                     cwd=work, env={"HOME": str(home)})
+    assert result.returncode == 0, result.stderr
+    assert "[CLS]" in (home / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    assert list(work.iterdir()) == []
