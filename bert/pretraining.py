@@ -12,6 +12,7 @@ import functools
 import glob
 import itertools
 import json
+import math
 import os
 
 from google.protobuf.message import DecodeError
@@ -102,6 +103,10 @@ def _parser(max_seq_length, max_predictions_per_seq, config=None):
             checks.append(tf.debugging.assert_non_negative(parsed[name], message=f"{name}: negative {what}"))
             checks.append(tf.debugging.assert_less(parsed[name], tf.constant(limit, tf.int64),
                                                    message=f"{name}: {what} too large"))
+        if limits:
+            weights = parsed["masked_lm_weights"]
+            checks.append(tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(weights) & (weights >= 0.0)),
+                                              ["masked_lm_weights: a negative or non-finite weight"]))
         with tf.control_dependencies(checks):
             return {k: tf.identity(v) if v.dtype == tf.float32 else tf.cast(v, tf.int32) for k, v in parsed.items()}
 
@@ -334,7 +339,13 @@ def _value_limits(config, max_seq_length):
          "token-type embedding (the reference trains on regardless)"),
         ("masked_lm_positions", "masked position", max_seq_length, f"is outside --max_seq_length={max_seq_length}"),
         ("next_sentence_labels", "next-sentence label", 2, "is neither 0 nor 1"),
+        ("input_mask", "input mask value", 2, "is neither 0 nor 1 (the attention mask would add to the scores)"),
     )
+
+
+def _is_weight(value):
+    """Whether `value` can weigh a masked position's loss: finite and not negative (NaN is neither)."""
+    return math.isfinite(value) and value >= 0
 
 
 def _chunks(iterable, size):
@@ -368,3 +379,7 @@ def _check_record(path, index, serialized, spec, limits):
         low, high = min(values[name]), max(values[name])
         if low < 0 or high >= limit:
             raise InputError(f"{path}: record {index}: {what} {low if low < 0 else high} {complaint}")
+    bad_weight = next((value for value in values["masked_lm_weights"] if not _is_weight(value)), None)
+    if bad_weight is not None:
+        raise InputError(f"{path}: record {index}: masked-LM weight {bad_weight} is not a finite, non-negative number "
+                         "(it would make the loss NaN or reward wrong predictions)")

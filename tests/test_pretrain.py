@@ -780,7 +780,16 @@ OUTSIDE_VOCABULARY = "is outside the model's vocabulary: the config's key 'vocab
     (_set_label, "record 3: next-sentence label 2 is neither 0 nor 1"),
     (lambda f: f["masked_lm_weights"].CopyFrom(tf.train.Feature(int64_list=tf.train.Int64List(value=[1] * PREDICTIONS))),
      "record 3: feature 'masked_lm_weights' holds int64 values, expected float"),
-], ids=["input_id", "masked_lm_id", "segment_id", "position", "label", "value_type"])
+    (lambda f: f["input_mask"].int64_list.value.__setitem__(0, 7),
+     "record 3: input mask value 7 is neither 0 nor 1 (the attention mask would add to the scores)"),
+    (lambda f: f["masked_lm_weights"].float_list.value.__setitem__(0, -1.0),
+     "record 3: masked-LM weight -1.0 is not a finite, non-negative number (it would make the loss NaN or reward wrong "
+     "predictions)"),
+    (lambda f: f["masked_lm_weights"].float_list.value.__setitem__(2, float("nan")),
+     "record 3: masked-LM weight nan is not a finite, non-negative number (it would make the loss NaN or reward wrong "
+     "predictions)"),
+], ids=["input_id", "masked_lm_id", "segment_id", "position", "label", "value_type", "input_mask", "negative_weight",
+        "nan_weight"])
 def test_record_values_the_model_cannot_take_are_refused_naming_the_record(records_dir, tmp_path, edit, message):
     path = tmp_path / "edited.tfrecord"
     _rewritten(records_dir / "part-00000-of-00002.tfrecord", path, 3, edit=edit)
@@ -789,6 +798,10 @@ def test_record_values_the_model_cannot_take_are_refused_naming_the_record(recor
         with pytest.raises(InputError) as error:
             pretraining.check_records([str(path)], SEQ, PREDICTIONS, config, every_record=every_record)
         assert str(error.value) == f"{path}: {message}"
+    # The training input's own parser stops at such a record too (past the records checked before training).
+    batches = pretraining.training_dataset([str(path)], 8, SEQ, PREDICTIONS, seed=1, shuffle_buffer_size=1, config=config)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        next(iter(batches))
 
 
 def test_the_newest_manifest_listing_records_speaks_for_them_unless_they_were_made_again(records_dir, tmp_path):
