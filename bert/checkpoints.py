@@ -348,9 +348,9 @@ def export_tokenizer_file(source, kind, directory):
     copy_file(source, target)
 
 
-def warn_if_vocabulary_differs(init_checkpoint, tokenizer_file, log):
-    """Warns (to `log`) when the model at `init_checkpoint` has its vocabulary beside it (as a release has,
-    and our exports) and `tokenizer_file` ((path, kind), as export_tokenizer_file takes) holds another.
+def warn_if_vocabulary_differs(init_checkpoint, tokenizer_file, log, flag="--init_checkpoint"):
+    """Warns (to `log`) when the model at `init_checkpoint` (given as `flag`) has its vocabulary beside it (as
+    a release has, and our exports) and `tokenizer_file` ((path, kind), as export_tokenizer_file takes) holds another.
 
     Only a warning: a vocabulary whose [unused] tokens were given domain words on purpose differs too. By
     mistake (a cased vocabulary with an uncased model) every id means another word than the model learned,
@@ -365,7 +365,7 @@ def warn_if_vocabulary_differs(init_checkpoint, tokenizer_file, log):
         return  # loading it says what is wrong
     beside = _tokenizer_file_beside(directory, source, kind)
     if os.path.isfile(beside) and os.path.isfile(source) and not filecmp.cmp(beside, source, shallow=False):
-        log(f"warning: the vocabulary {source} is not the one beside --init_checkpoint ({beside}): its token ids "
+        log(f"warning: the vocabulary {source} is not the one beside {flag} ({beside}): its token ids "
             f"mean other words than the model learned")
 
 

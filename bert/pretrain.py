@@ -68,7 +68,15 @@ def main(argv):
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
     files = pretraining.check_records(files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config)
     record_check = (files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config, cli.rank_log())
-    checkpoints.warn_if_vocabulary_differs(FLAGS.init_checkpoint, pretraining.records_vocabulary(files), log)
+    mixed = pretraining.vocabulary_mix_warning(files)
+    if mixed:
+        log(mixed)
+    vocabulary = pretraining.records_vocabulary(files)
+    checkpoints.warn_if_vocabulary_differs(FLAGS.init_checkpoint, vocabulary, log)
+    # A run trained on, and exported, with records of another vocabulary.
+    if FLAGS.do_train and os.path.exists(os.path.join(FLAGS.output_dir, f"{training.EXPORT_NAME}.index")):
+        checkpoints.warn_if_vocabulary_differs(os.path.join(FLAGS.output_dir, training.EXPORT_NAME), vocabulary, log,
+                                               flag="--output_dir")
 
     model = modeling.BertPretrainer(config, seed=FLAGS.seed)
     task = pretraining.PretrainingTask(model)

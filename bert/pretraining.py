@@ -167,7 +167,12 @@ def _read_manifest(path):
     try:
         with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
-    except (OSError, ValueError):
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    except OSError as e:
+        # Passed over, every check it speaks for would be skipped without a word.
+        raise InputError(f"{path}: cannot read this manifest of records: {e.strerror}") from None
+    except ValueError:
         return None
     if not isinstance(manifest, dict) or manifest.get("format") != records.MANIFEST_FORMAT:
         return None
@@ -232,6 +237,27 @@ def records_vocabulary(files):
             and records.file_sha256(source) == digest):
         return None
     return source, kind
+
+
+def vocabulary_mix_warning(files):
+    """A warning when the manifests of `files` name vocabularies of different contents, else None.
+
+    Only a warning, as for a checkpoint's vocabulary: records made again after [unused] tokens were given
+    domain words keep every other id. By mistake (cased and uncased records), an id means two words.
+    """
+    manifests_in = functools.lru_cache(maxsize=None)(_manifests_in)
+    first_by_digest = {}
+    for path in files:
+        vocab = (_manifest_for(path, manifests_in)[1] or {}).get("vocab", {})
+        digest = vocab.get("sha256")
+        if isinstance(digest, str):
+            first_by_digest.setdefault(digest, (path, vocab.get("file")))
+    if len(first_by_digest) < 2:
+        return None
+    (path_a, vocab_a), (path_b, vocab_b) = list(first_by_digest.values())[:2]
+    return (f"warning: --input_file: {path_a} and {path_b} were made with vocabularies of different contents "
+            f"({vocab_a} and {vocab_b}, as their manifests say): a token id means other words in each, unless only "
+            f"[unused] tokens changed")
 
 
 def _is_manifest(path):

@@ -595,6 +595,36 @@ def test_a_vocabulary_other_than_the_one_beside_the_initial_model_is_warned_of(t
                         f"its token ids mean other words than the model learned"]
 
 
+def test_records_of_another_vocabulary_than_the_runs_export_or_each_other_are_warned_of(records_dir, small_config, tmp_path):
+    # Records whose manifest names the cased vocabulary (as bert-create-data writes it), beside the uncased ones.
+    cased = shared_file("vocab", "cased_vocab.txt")
+    other = tmp_path / "cased_records"
+    other.mkdir()
+    shutil.copyfile(records_dir / "part-00000-of-00002.tfrecord", other / "part-00000-of-00001.tfrecord")
+    manifest = json.loads((records_dir / records.MANIFEST_NAME).read_text())
+    uncased = manifest["vocab"]["file"]
+    manifest["files"] = [{"path": "part-00000-of-00001.tfrecord", "num_instances": manifest["files"][0]["num_instances"]}]
+    manifest["vocab"] = {**manifest["vocab"], "file": str(cased), "sha256": records.file_sha256(str(cased)), "size": 28996}
+    (other / records.MANIFEST_NAME).write_text(json.dumps(manifest))
+    run = tmp_path / "run"
+
+    def pretrain(steps, *inputs):
+        result = run_cli("pretrain", *pretrain_args(records_dir, small_config, run, "--do_train", f"--num_train_steps={steps}"),
+                         f"--input_file={','.join(map(str, inputs))}")
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    uncased_records = records_dir / "part-00000-of-00002.tfrecord"
+    assert "warning" not in pretrain(1, uncased_records)
+    assert (run / "vocab.txt").read_bytes() == Path(uncased).read_bytes()
+    mixed = other / "part-00000-of-00001.tfrecord"
+    assert (f"warning: --input_file: {uncased_records} and {mixed} were made with vocabularies of different contents "
+            f"({uncased} and {cased}, as their manifests say): a token id means other words in each, unless only "
+            f"[unused] tokens changed") in pretrain(2, uncased_records, mixed)
+    assert (f"warning: the vocabulary {cased} is not the one beside --output_dir ({run / 'vocab.txt'}): its token ids "
+            f"mean other words than the model learned") in pretrain(3, mixed)
+
+
 def test_features_of_a_model_read_with_another_vocabulary_than_its_own_are_warned_of(records_dir, small_config, tmp_path):
     run = tmp_path / "run"
     assert run_cli("pretrain", *pretrain_args(records_dir, small_config, run, "--do_train", "--num_train_steps=1")).returncode == 0
@@ -802,6 +832,20 @@ def test_record_values_the_model_cannot_take_are_refused_naming_the_record(recor
     batches = pretraining.training_dataset([str(path)], 8, SEQ, PREDICTIONS, seed=1, shuffle_buffer_size=1, config=config)
     with pytest.raises(tf.errors.InvalidArgumentError):
         next(iter(batches))
+
+
+def test_a_manifest_that_cannot_be_read_is_refused_not_passed_over(records_dir, tmp_path):
+    shutil.copyfile(records_dir / "part-00000-of-00002.tfrecord", tmp_path / "part-00000-of-00002.tfrecord")
+    manifest = tmp_path / records.MANIFEST_NAME
+    if os.geteuid() == 0:
+        manifest.symlink_to("/proc/self/mem")  # a file even root cannot read from its start
+    else:
+        shutil.copyfile(records_dir / records.MANIFEST_NAME, manifest)
+        manifest.chmod(0)
+    with pytest.raises(InputError) as error:
+        pretraining.check_records([str(tmp_path / "part-00000-of-00002.tfrecord")], SEQ, PREDICTIONS,
+                                  BertConfig.from_dict(SMALL_MODEL))
+    assert str(error.value).startswith(f"{manifest}: cannot read this manifest of records: ")
 
 
 def test_the_newest_manifest_listing_records_speaks_for_them_unless_they_were_made_again(records_dir, tmp_path):
