@@ -569,7 +569,9 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         if unrestored:
             log(f"warning: the input position of rank {replicas.rank} at step {resume_step} is not restored "
                 f"({unrestored}); its input restarts, shuffled anew")
-        log(f"resuming from {path} (step {resume_step})")
+        # Whether or not it still exists, as a run resumed with its own command gives it again.
+        unread = f"; --init_checkpoint {init_checkpoint} is not read" if init_checkpoint else ""
+        log(f"resuming from {path} (step {resume_step}){unread}")
     elif init_checkpoint:
         unused, fresh = checkpoints.load_weights(trainer.variables_by_name, init_checkpoint, optional=optional_init)
         if chief:
@@ -772,6 +774,8 @@ def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()
             log(f"warning: --init_checkpoint {init_checkpoint} holds no {', '.join(fresh)} of this model's shape: "
                 f"evaluated as initialised, at random")
         return 0
+    if init_checkpoint and log:
+        log(f"evaluating {run_checkpoint}, the run's newest checkpoint; --init_checkpoint {init_checkpoint} is not read")
     # A run's own checkpoint holds its whole model: a head missing or of another shape is another task's.
     checkpoints.load_weights(variables_by_name, run_checkpoint, flag="--output_dir")
     reader = checkpoints.CheckpointReader(run_checkpoint, flag="--output_dir")

@@ -91,13 +91,22 @@ def test_train_eval_export(records_dir, small_config, tmp_path):
     assert "vocabulary" not in evaluated.stderr  # the records' vocabulary is the one exported beside the model
     elsewhere_values = dict(line.split(" = ") for line in (elsewhere / "eval_results.txt").read_text().splitlines())
     assert elsewhere_values == {**values, "global_step": "0"}
+    # Where the run has checkpoints, its newest is evaluated, and an --init_checkpoint (a typo here) is said to be unread.
+    unread = tmp_path / "no_such_model" / "bert_model.ckpt"
+    evaluated = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_eval", f"--init_checkpoint={unread}",
+                                                   "--max_eval_steps=5"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert (f"evaluating {out / 'ckpt-12'}, the run's newest checkpoint; --init_checkpoint {unread} is not read"
+            in evaluated.stderr)
+    assert dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines()) == values
 
     # Running the finished command again does no more steps and changes no checkpoint.
     final = out / "ckpt-12.index"
     before = final.stat().st_mtime_ns, final.stat().st_size
-    again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train",
+    again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", f"--init_checkpoint={unread}",
                                                "--num_train_steps=12", "--save_checkpoints_steps=5"))
     assert again.returncode == 0, again.stderr
+    assert f"resuming from {out / 'ckpt-12'} (step 12); --init_checkpoint {unread} is not read" in again.stderr
     assert (final.stat().st_mtime_ns, final.stat().st_size) == before
 
 
