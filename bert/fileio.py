@@ -170,7 +170,7 @@ class AtomicFile(CommitOrAbort):
             self.done = True
             return
         try:
-            os.chmod(self.temp_path, 0o644)
+            os.chmod(self.temp_path, _replacement_mode(self._destination))
             os.replace(self.temp_path, self._destination)
         except OSError as e:
             # A destination that became a directory.
@@ -186,6 +186,24 @@ class AtomicFile(CommitOrAbort):
         if self.temp_path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.temp_path)
+
+
+def _replacement_mode(destination):
+    """The permissions a file written at `destination` gets: those of the file it replaces (a private one
+    stays private), or else what the shell's redirection would give a new one (0666 less the umask)."""
+    try:
+        return stat.S_IMODE(os.stat(destination).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def _umask():
+    """This process's umask, read without setting it (os.umask sets it, for every thread meanwhile)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0o022
 
 
 def copy_file(source, target):

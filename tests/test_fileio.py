@@ -29,6 +29,23 @@ def test_the_destination_changes_only_when_the_whole_file_is_written(tmp_path):
     assert path.read_text() == "new\n" and leftovers(tmp_path) == []
 
 
+def test_a_replaced_file_keeps_its_permissions_and_a_new_one_gets_the_umasks(tmp_path):
+    private, protected, new = tmp_path / "private.txt", tmp_path / "protected.txt", tmp_path / "new.txt"
+    for path, mode in ((private, 0o600), (protected, 0o444)):
+        path.write_text("old\n")
+        path.chmod(mode)
+    previous = os.umask(0o027)
+    try:
+        for path in (private, protected, new):
+            with AtomicFile(path) as f:
+                f.write("new\n")
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (private, protected, new)}
+    assert modes == {"private.txt": 0o600, "protected.txt": 0o444, "new.txt": 0o640}
+    assert private.read_text() == "new\n"
+
+
 def test_a_rename_that_fails_is_one_error_and_leaves_no_temporary_file(tmp_path):
     path = tmp_path / "out.txt"
     with pytest.raises(InputError, match=f"^cannot write {path}: Is a directory$"), AtomicFile(path) as f:
