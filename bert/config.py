@@ -121,7 +121,8 @@ class BertConfig:
         """A validated config read from the JSON file at `path`."""
         source = os.fspath(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            # utf-8-sig: a byte-order mark, as some Windows editors write, is no error.
+            text = Path(path).read_text(encoding="utf-8-sig")
         except OSError as e:
             raise InputError(f"{source}: cannot read model config: {e.strerror or e}") from None
         except UnicodeDecodeError as e:
@@ -180,6 +181,11 @@ def resolve_config_path(name_or_path):
     path = Path(text)
     if path.is_file():
         return path
+    # A released model's directory, as --init_checkpoint may name its checkpoint.
+    if path.is_dir():
+        if (path / "bert_config.json").is_file():
+            return path / "bert_config.json"
+        raise InputError(f"{text}: a directory without a bert_config.json; name the model config file")
     if text in ALIASES:
         return CONFIG_DIR / f"{ALIASES[text]}.json"
     # Only a bare stem is looked up, so that a mistyped path is not answered with a bundled config.

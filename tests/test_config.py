@@ -246,6 +246,23 @@ def test_directory_is_refused(tmp_path):
     assert_refused(directory, "cannot read")
 
 
+def test_a_models_directory_names_the_bert_config_json_in_it(tmp_path):
+    model = tmp_path / "uncased_L-2_H-128_A-2"
+    model.mkdir()
+    with pytest.raises(InputError, match=f"^{re.escape(str(model))}: a directory without a bert_config.json; name the "
+                                         "model config file$"):
+        load_config(str(model))
+    (model / "bert_config.json").write_text(json.dumps(VALID))
+    assert resolve_config_path(str(model)) == model / "bert_config.json"
+    assert load_config(str(model)) == BertConfig.from_dict(VALID)
+
+
+def test_a_byte_order_mark_before_the_json_is_read_past(tmp_path):
+    path = tmp_path / "bert_config.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(VALID).encode())
+    assert BertConfig.from_json_file(path) == BertConfig.from_dict(VALID)
+
+
 def test_non_utf8_file_is_refused(tmp_path):
     path = tmp_path / "latin1.json"
     path.write_bytes(b'{"hidden_act": "g\xe9lu"}')
