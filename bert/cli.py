@@ -39,7 +39,29 @@ def _parse_flags(argv):
         sys.exit(0)
     except (flags.Error, ValueError) as e:
         # ValueError: absl's own for a value given to a negated boolean (--nodo_lower_case=true).
-        fail(str(e).splitlines()[0].removeprefix("ERROR:: "), status=2)
+        message = str(e).splitlines()[0].removeprefix("ERROR:: ")
+        unknown = re.match(r"Unknown command line flag '([^']+)'", message)
+        source = unknown and _flagfile_defining(unknown.group(1), argv[1:])
+        fail(message + (f" (in --flagfile {source})" if source else ""), status=2)
+
+
+def _flagfile_defining(name, arguments, seen=()):
+    """The flag file among `arguments` (or the files those include) with a line setting --`name`, or None."""
+    for argument in arguments:
+        path = argument.removeprefix("--flagfile=") if argument.startswith("--flagfile=") else None
+        if not path or path in seen:
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = [line.strip() for line in f]
+        except (OSError, UnicodeDecodeError):
+            continue
+        if any(re.match(rf"--(no)?{re.escape(name)}(=|$)", line) for line in lines):
+            return path
+        nested = _flagfile_defining(name, lines, (*seen, path))
+        if nested:
+            return nested
+    return None
 
 
 # The flags that name files or directories, and what a remote one (gs://bucket/...) looks like. The

@@ -217,3 +217,12 @@ def test_a_path_flag_starting_with_a_tilde_is_under_home_not_a_directory_named_t
     assert result.returncode == 0, result.stderr
     assert "[CLS]" in (home / "vocab.txt").read_text(encoding="utf-8").split("\n")
     assert list(work.iterdir()) == []
+
+
+def test_an_unknown_flag_in_a_flag_file_is_refused_naming_the_file(tmp_path):
+    inner, outer = tmp_path / "inner.flags", tmp_path / "outer.flags"
+    inner.write_text("--vocab_size=500\n--min_frequncy=2\n")
+    outer.write_text(f"--flagfile={inner}\n--output_file={tmp_path / 'vocab.txt'}\n")
+    result = run_cli("vocab", f"--flagfile={outer}", "--input_file=corpus.txt")
+    assert_clean_failure(result, f"Unknown command line flag 'min_frequncy'. Did you mean: min_frequency ? (in --flagfile {inner})")
+    assert not (tmp_path / "vocab.txt").exists()
