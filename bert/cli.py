@@ -117,11 +117,34 @@ def run_command(main, required=()):
                 raise
             allocation = next((line.strip() for line in str(e).splitlines() if "OOM when allocating" in line), None)
             detail = f" ({allocation[:200]})" if allocation else ""
+            tensor_bytes, memory_bytes = _tensor_bytes(allocation or ""), _memory_bytes()
+            if tensor_bytes and memory_bytes and tensor_bytes > memory_bytes:
+                fail(f"out of memory{detail}: that one tensor ({tensor_bytes / 2**30:,.0f} GiB) is larger than this "
+                     f"machine's whole memory ({memory_bytes / 2**30:,.0f} GiB); check the sizes in the model config "
+                     f"(--bert_config_file) and the batch size")
             fail(f"out of memory{detail}; lower the batch size (--train_batch_size, raising --num_accumulation_steps "
                  f"to keep the update, or --eval_batch_size, --predict_batch_size, --batch_size)")
 
     _list_command_flags_in_help()
     app.run(checked_main, flags_parser=_parse_flags)
+
+
+_DTYPE_BYTES = {"half": 2, "bfloat16": 2, "float": 4, "int32": 4, "double": 8, "int64": 8}
+
+
+def _tensor_bytes(allocation):
+    """The size of the tensor TensorFlow's "OOM when allocating tensor with shape[...] and type ..." names, or None."""
+    found = re.search(r"shape\[([\d,]*)\] and type (\w+)", allocation)
+    if not found or found.group(2) not in _DTYPE_BYTES:
+        return None
+    return math.prod(int(n) for n in found.group(1).split(",") if n) * _DTYPE_BYTES[found.group(2)]
+
+
+def _memory_bytes():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
 
 
 def _out_of_memory(error):

@@ -1094,6 +1094,15 @@ def test_running_out_of_memory_names_the_batch_size(records_dir, tmp_path):
     assert_clean_failure(result, "out of memory", "lower the batch size (--train_batch_size")
 
 
+def test_a_model_config_whose_one_tensor_outgrows_the_machine_is_named_not_the_batch_size(records_dir, tmp_path):
+    vast = tmp_path / "vast.json"
+    vast.write_text(json.dumps({**SMALL_MODEL, "hidden_size": 10**12, "num_attention_heads": 1}))
+    result = run_cli("pretrain", *pretrain_args(records_dir, vast, tmp_path / "run", "--do_train", "--num_train_steps=1"))
+    assert_clean_failure(result, "out of memory", f"shape[{SMALL_MODEL['vocab_size']},{10**12}]",
+                         "is larger than this machine's whole memory", "check the sizes in the model config "
+                         "(--bert_config_file) and the batch size")
+
+
 def _trainer(config, **options):
     model = modeling.BertPretrainer(config, seed=3)
     defaults = dict(output_dir="unused", num_train_steps=10, num_warmup_steps=0, learning_rate=1e-3)
