@@ -106,10 +106,15 @@ def read_squad_examples(path, is_training, version_2_with_negative):
     articles = read_squad_json(path)["data"]
     examples = []
     skipped = 0
+    first_with_id = {}
     for paragraph, paragraph_where in _paragraphs(articles, f"{source}: data"):
         context = _field(paragraph, "context", str, paragraph_where)
         doc_tokens, char_to_word = _split_context(context)
         for qa, where in _questions(paragraph, paragraph_where):
+            # Predictions are written, and scored, by id: a second question of one id would replace the first's.
+            if not is_training and first_with_id.setdefault(qa["id"], where) != where:
+                raise InputError(f"{where}: id {qa['id']!r} is {first_with_id[qa['id']].removeprefix(source + ': ')}'s "
+                                 f"too; each question needs its own, as predictions are written by id")
             question_text = _field(qa, "question", str, where)
             answers = _gold_texts(qa, where) if "answers" in qa else []
             example = SquadExample(
@@ -135,7 +140,9 @@ def _set_training_answer(example, qa, where, version_2_with_negative, context, c
         return True
     answers = _field(qa, "answers", list, where)
     if len(answers) != 1:
-        raise InputError(f"{where}: a training question needs exactly 1 answer, got {len(answers)}")
+        hint = ("; is this SQuAD 2.0 data? give --version_2_with_negative"
+                if not answers and not version_2_with_negative and qa.get("is_impossible") is True else "")
+        raise InputError(f"{where}: a training question needs exactly 1 answer, got {len(answers)}{hint}")
     answer_where = f"{where}.answers[0]"
     answer_text = _answer_text(answers[0], answer_where)
     answer_start = _field(answers[0], "answer_start", int, answer_where)

@@ -211,6 +211,18 @@ def test_prediction_examples_keep_every_question_without_positions(squad_files, 
     assert examples[0].answers == ["Zürich", "above Zürich"]
 
 
+def test_questions_to_predict_sharing_an_id_are_refused_naming_both(tmp_path):
+    asked = {"question": "How high?", "answers": [{"text": "2,310", "answer_start": 14}]}
+    path = paragraph_file(tmp_path, [{**asked, "id": "q1"}, {**asked, "id": "q2"}, {**asked, "id": "q1"}])
+    with pytest.raises(InputError) as error:
+        read_squad_examples(path, is_training=False, version_2_with_negative=False)
+    assert str(error.value) == (f"{path}: data[0].paragraphs[0].qas[2]: id 'q1' is data[0].paragraphs[0].qas[0]'s too; "
+                                "each question needs its own, as predictions are written by id")
+    # Training reads no id.
+    examples, _ = read_squad_examples(path, is_training=True, version_2_with_negative=False)
+    assert len(examples) == 3
+
+
 def test_v2_training_marks_unanswerable_questions(squad_files):
     examples, skipped = read_squad_examples(squad_files["v2"], is_training=True, version_2_with_negative=True)
     assert skipped == 1
@@ -256,6 +268,8 @@ def test_unreadable_files_raise_one_line_naming_the_file(tmp_path, content, frag
     ({"id": "a", "question": "How high?", "answers": [{"text": "2,310", "answer_start": 14}]}, True,
      "qas[0]: missing key 'is_impossible'"),
     ({"question": "How high?", "answers": []}, False, "qas[0]: missing key 'id'"),
+    ({"id": "a", "question": "How high?", "answers": [], "is_impossible": True}, False,
+     "qas[0]: a training question needs exactly 1 answer, got 0; is this SQuAD 2.0 data? give --version_2_with_negative"),
 ])
 def test_bad_training_questions_raise(tmp_path, qa, version_2, fragment):
     path = paragraph_file(tmp_path, [qa])
