@@ -142,6 +142,9 @@ def define_flags():
     )
 
 
+_CLOSING_TAG = "</mediawiki>"
+
+
 def _open_dump(path):
     """(raw binary file, decoded text stream); the raw file's position measures progress."""
     raw = open(path, "rb")
@@ -186,7 +189,9 @@ def _read_head(text, path):
 
 
 def _run_wikiextractor(path, text_dir, log_path, num_workers, raw, text, head):
-    """Feeds the dump, headings removed, to wikiextractor; raises InputError if it fails."""
+    """Feeds the dump, headings removed, to wikiextractor; raises InputError if it fails. Returns whether
+    the dump ended with its closing </mediawiki> tag (not, when cut short)."""
+    tail = ""
     command = [
         sys.executable, "-m", "wikiextractor.WikiExtractor", "/dev/stdin", "--templates", path,
         "--json", "--processes", str(num_workers), "--quiet", "-o", text_dir,
@@ -201,6 +206,7 @@ def _run_wikiextractor(path, text_dir, log_path, num_workers, raw, text, head):
         bar = progress.bar(total=os.path.getsize(path), unit="B", unit_scale=True, desc="wikiextractor")
         try:
             for block in _whole_lines(head, text, path):
+                tail = (tail + block)[-len(_CLOSING_TAG) - 64:]
                 process.stdin.write(_HEADING.sub(_keep_text_tags, block))
                 bar.update(raw.tell() - bar.n)
         except BrokenPipeError:
@@ -224,6 +230,7 @@ def _run_wikiextractor(path, text_dir, log_path, num_workers, raw, text, head):
             lines = [line.strip() for line in log if line.strip()]
         reason = lines[-1] if lines else f"exit status {status}"
         raise InputError(f"--input_file: wikiextractor failed on {path}: {reason}")
+    return tail.rstrip().endswith(_CLOSING_TAG)
 
 
 def _show_template_pass(pid, path, finished):
@@ -414,9 +421,12 @@ def main(argv):
         try:
             with tempfile.TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=output_dir) as work_dir:
                 text_dir = os.path.join(work_dir, "text")
-                _run_wikiextractor(
+                whole = _run_wikiextractor(
                     path, text_dir, os.path.join(work_dir, "wikiextractor.log"), FLAGS.num_workers, raw, text, head
                 )
+                if not whole:
+                    cli.rank_log()(f"warning: --input_file: {path} ends before its closing {_CLOSING_TAG} tag: cut short "
+                                   f"(an interrupted download?), it yields only the pages before the cut")
                 articles_in, articles, sentences = _write_shards(text_dir, shards)
             if not articles:
                 raise InputError(f"--input_file: no article with text in {path}")

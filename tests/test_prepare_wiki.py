@@ -97,6 +97,7 @@ def enwiki(tmp_path_factory):
 
 def test_every_article_with_text_comes_out(enwiki):
     out, result, articles = enwiki
+    assert "warning" not in result.stderr  # a whole dump, closed by </mediawiki>
     expected = articles_in_dump(dump(ENWIKI))
     assert len(expected) == 106  # 206 pages, 100 of them redirects
     assert without_prose(expected) == ENWIKI_EMPTY
@@ -199,7 +200,9 @@ def test_table_markup_leaves_no_residue(tmp_path):
 def test_truncated_viwiki_dump_still_yields_its_articles(tmp_path):
     path = dump(VIWIKI)
     assert not path.read_text(encoding="utf-8").rstrip().endswith("</mediawiki>")
-    prepare(path, tmp_path, "--num_workers=2")
+    result = prepare(path, tmp_path, "--num_workers=2")
+    assert (f"bert-prepare-wiki: warning: --input_file: {path} ends before its closing </mediawiki> tag: cut short (an "
+            "interrupted download?), it yields only the pages before the cut") in result.stderr.splitlines()
     articles = read_articles(tmp_path)
     expected = articles_in_dump(path)
     assert without_prose(expected) == VIWIKI_EMPTY
