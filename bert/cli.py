@@ -14,6 +14,7 @@ import sys
 
 from absl import app, flags, logging
 
+from bert import fileio
 from bert.errors import InputError, StopRequested
 
 FLAGS = flags.FLAGS
@@ -28,6 +29,7 @@ def _program():
 
 def fail(message, status=1):
     print(f"{_program()}: error: {message}", file=sys.stderr)
+    fileio.remove_empty_created_dirs()
     sys.exit(status)
 
 

@@ -252,7 +252,25 @@ def make_output_dir(directory, flag):
             os.makedirs(directory, exist_ok=True)
         except OSError as e:
             raise InputError(f"{flag}: cannot create {directory}: {e.strerror or e}") from None
+        _created_dirs.append((os.path.abspath(directory), nearest))
     check_writable_dir(directory, flag)
+
+
+# (directory, the existing one it was made under) for each output directory this process made.
+_created_dirs = []
+
+
+def remove_empty_created_dirs():
+    """Removes the output directories this process made, and the parents it made for them, that are still
+    empty: a command refusing its input after making them leaves nothing behind."""
+    for directory, existing in reversed(_created_dirs):
+        while directory != existing:
+            try:
+                os.rmdir(directory)
+            except OSError:
+                break
+            directory = os.path.dirname(directory)
+    _created_dirs.clear()
 
 
 LOCK_FILE = ".lock"

@@ -281,7 +281,7 @@ def test_bad_inputs_fail_cleanly_and_leave_the_output_dir(small_config, uncased_
     for args, fragments in cases:
         assert_clean_failure(run_cli("classify", *args), *fragments)
     assert snapshot(out) == before
-    assert not (tmp_path / "new" / "run.json").exists()
+    assert not (tmp_path / "new").exists()  # made for the run, left empty by its refusal: removed
 
     # The cached training features, damaged, are only a cache: made again.
     cache = next(out.glob("train-features-*.npz"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bert.errors import InputError
-from bert.fileio import AtomicFile, check_output_file, make_output_dir
+from bert.fileio import AtomicFile, check_output_file, make_output_dir, remove_empty_created_dirs
 
 
 def leftovers(directory):
@@ -102,6 +102,18 @@ def test_an_output_dir_is_made_with_its_parents_unless_a_file_or_an_unwritable_d
     with pytest.raises(InputError, match=rf"^--output_dir: {unwritable}$"):
         make_output_dir("/proc/bert/run", "--output_dir")
     assert blocker.read_text() == "mine\n" and not (tmp_path / "a").exists()
+
+
+def test_output_dirs_made_and_left_empty_are_removed_with_their_made_parents_and_no_other(tmp_path):
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    make_output_dir(str(existing), "--output_dir")
+    make_output_dir(str(tmp_path / "a" / "b" / "run"), "--output_dir")
+    make_output_dir(str(tmp_path / "kept" / "run"), "--output_dir")
+    (tmp_path / "kept" / "run" / "eval_results.txt").write_text("written\n")
+    remove_empty_created_dirs()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing", "kept"]
+    assert (tmp_path / "kept" / "run" / "eval_results.txt").read_text() == "written\n"
 
 
 def test_a_symbolic_link_stays_a_link_and_the_file_it_points_to_is_replaced(tmp_path):
