@@ -143,6 +143,8 @@ def define_flags():
 
 
 _CLOSING_TAG = "</mediawiki>"
+# Enough of the dump's end to find its closing tag behind trailing whitespace.
+_TAIL_CHARS = len(_CLOSING_TAG) + 64
 
 
 def _open_dump(path):
@@ -206,7 +208,8 @@ def _run_wikiextractor(path, text_dir, log_path, num_workers, raw, text, head):
         bar = progress.bar(total=os.path.getsize(path), unit="B", unit_scale=True, desc="wikiextractor")
         try:
             for block in _whole_lines(head, text, path):
-                tail = (tail + block)[-len(_CLOSING_TAG) - 64:]
+                # Not tail + block: a copy of every block of the dump, to keep its last few characters.
+                tail = (tail + block[-_TAIL_CHARS:])[-_TAIL_CHARS:]
                 process.stdin.write(_HEADING.sub(_keep_text_tags, block))
                 bar.update(raw.tell() - bar.n)
         except BrokenPipeError:

@@ -73,8 +73,8 @@ def main(argv):
         log(mixed)
     vocabulary = pretraining.records_vocabulary(files)
     checkpoints.warn_if_vocabulary_differs(FLAGS.init_checkpoint, vocabulary, log)
-    # A run trained on, and exported, with records of another vocabulary.
-    if FLAGS.do_train and os.path.exists(os.path.join(FLAGS.output_dir, f"{training.EXPORT_NAME}.index")):
+    # A run that exported its model, trained on further with records of another vocabulary.
+    if FLAGS.do_train:
         checkpoints.warn_if_vocabulary_differs(os.path.join(FLAGS.output_dir, training.EXPORT_NAME), vocabulary, log,
                                                flag="--output_dir")
 

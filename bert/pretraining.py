@@ -217,19 +217,22 @@ def _manifest_for(path, manifests_in):
     return candidate, manifest
 
 
+def _manifest_vocabularies(files):
+    """(record file, the "vocab" entry of the manifest speaking for it, {} if none) for each of `files`."""
+    manifests_in = functools.lru_cache(maxsize=None)(_manifests_in)
+    for path in files:
+        yield path, (_manifest_for(path, manifests_in)[1] or {}).get("vocab", {})
+
+
 def records_vocabulary(files):
     """(the vocabulary file, its kind) the records in `files` were all made with, as their manifests say,
     while that file still holds what it held then; else None (records of the reference's script, a
     vocabulary since changed or moved, records of several)."""
-    manifests_in = functools.lru_cache(maxsize=None)(_manifests_in)
-    named = set()
-    for path in files:
-        try:
-            vocab = (_manifest_for(path, manifests_in)[1] or {}).get("vocab", {})
-        except OSError:
-            # A record file deleted since training read it.
-            return None
-        named.add((vocab.get("file"), vocab.get("kind"), vocab.get("sha256")))
+    try:
+        named = {(vocab.get("file"), vocab.get("kind"), vocab.get("sha256")) for _, vocab in _manifest_vocabularies(files)}
+    except OSError:
+        # A record file deleted since training read it.
+        return None
     if len(named) != 1:
         return None
     ((source, kind, digest),) = named
@@ -245,10 +248,8 @@ def vocabulary_mix_warning(files):
     Only a warning, as for a checkpoint's vocabulary: records made again after [unused] tokens were given
     domain words keep every other id. By mistake (cased and uncased records), an id means two words.
     """
-    manifests_in = functools.lru_cache(maxsize=None)(_manifests_in)
     first_by_digest = {}
-    for path in files:
-        vocab = (_manifest_for(path, manifests_in)[1] or {}).get("vocab", {})
+    for path, vocab in _manifest_vocabularies(files):
         digest = vocab.get("sha256")
         if isinstance(digest, str):
             first_by_digest.setdefault(digest, (path, vocab.get("file")))

@@ -606,7 +606,8 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                 report = {key: float(value) for key, value in trainer.train_step(features, requests).items()}
                 # float16 skips a non-finite step and halves the loss scale; once the scale is down to 1
                 # nothing is left to lower, and skipping on would loop forever.
-                if not report["applied"] and (not trainer.dynamic_scaling or loss_scale <= 1.0):
+                applied = report.pop("applied")
+                if not applied and (not trainer.dynamic_scaling or loss_scale <= 1.0):
                     last = _last_good_checkpoint(options.output_dir)
                     at_scale = " at loss scale 1" if trainer.dynamic_scaling else ""
                     raise InputError(
@@ -619,7 +620,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                 window_batches += 1
                 # A skipped float16 step is no step: its loss and gradient norm (infinite) are not averaged in,
                 # and it reports nothing at the step it left unchanged, which has been reported already.
-                if report["applied"]:
+                if applied:
                     for key, value in report.items():
                         window[key] = window.get(key, 0.0) + value
                     window_steps += 1
@@ -633,8 +634,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                     with _writing(step, manager, what=events):
                         with writer.as_default(step=step):
                             for key, value in means.items():
-                                if key != "applied":
-                                    tf.summary.scalar(key, value)
+                                tf.summary.scalar(key, value)
                         writer.flush()
                     window, window_start, window_steps, window_batches = {}, time.perf_counter(), 0, 0
                     reported_step = step
