@@ -372,12 +372,13 @@ def fine_tuning_options(output_dir, num_examples, replicas):
 
 
 def make_tokenizer(required_tokens=("[CLS]", "[SEP]")):
-    """The tokenizer of --spm_model_file, else of --vocab_file; its vocabulary must hold `required_tokens`."""
+    """The tokenizer of --spm_model_file, else of --vocab_file; its vocabulary must hold `required_tokens` and the
+    token it gives to what it cannot match."""
     from bert import tokenization
 
     check_tokenizer_flags()
     tokenizer = tokenization.make_tokenizer(FLAGS.vocab_file, FLAGS.spm_model_file, tokenizer_lower_case())
-    for token in required_tokens:
+    for token in (*required_tokens, tokenizer.unk_token):
         if token not in tokenizer.vocab:
             raise InputError(f"{vocabulary_source()}: the vocabulary has no {token} token")
     return tokenizer

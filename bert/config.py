@@ -169,7 +169,10 @@ def _checked_value(source, key, value):
         if not (math.isfinite(value) and value > 0):
             raise InputError(f"{prefix} must be a positive number, got {value}")
         return float(value)
-    # The only key left is hidden_act, whose name the reference reads in any case ("GELU" is "gelu").
+    # The only key left is hidden_act, whose name the reference reads in any case ("GELU" is "gelu"), and
+    # empty or null as no activation at all.
+    if value is None or value == "":
+        return "linear"
     if not isinstance(value, str) or value.lower() not in HIDDEN_ACTS:
         raise InputError(f"{prefix} must be one of {', '.join(HIDDEN_ACTS)}, got {json.dumps(value)}")
     return value.lower()

@@ -149,7 +149,7 @@ class SpecialIds:
 
     def __init__(self, tokenizer, vocab_name="the vocabulary"):
         vocab = tokenizer.vocab
-        missing = [t for t in REQUIRED_TOKENS if t not in vocab]
+        missing = [t for t in (*REQUIRED_TOKENS, tokenizer.unk_token) if t not in vocab]
         if missing:
             raise InputError(f"{vocab_name} has no {missing[0]} token")
         self.cls_id = vocab["[CLS]"]
@@ -281,13 +281,20 @@ class InstanceMaker:
 
 
 def truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
-    """Trims the longer list (B on a tie) from a random end until the pair fits."""
-    while len(tokens_a) + len(tokens_b) > max_num_tokens:
-        longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
-        if rng.random() < 0.5:
-            del longer[0]
+    """Trims the longer list (B on a tie) from a random end until the pair fits, in place.
+
+    One draw per token removed, as the reference; the draws move the lists' ends and each list is cut once,
+    since deleting a list's first token one at a time is quadratic in a long line.
+    """
+    a_start, a_end, b_start, b_end = 0, len(tokens_a), 0, len(tokens_b)
+    while (a_end - a_start) + (b_end - b_start) > max_num_tokens:
+        from_front = rng.random() < 0.5
+        if a_end - a_start > b_end - b_start:
+            a_start, a_end = (a_start + 1, a_end) if from_front else (a_start, a_end - 1)
         else:
-            longer.pop()
+            b_start, b_end = (b_start + 1, b_end) if from_front else (b_start, b_end - 1)
+    tokens_a[:] = tokens_a[a_start:a_end]
+    tokens_b[:] = tokens_b[b_start:b_end]
 
 
 def read_lines(path):

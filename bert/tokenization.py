@@ -260,6 +260,7 @@ class FullTokenizer:
         self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
         self.lower_cases = do_lower_case
         self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
+        self.unk_token = self.wordpiece_tokenizer.unk_token
         self._cache = {}
 
     def tokenize(self, text):
@@ -306,6 +307,7 @@ class SentencePieceTokenizer:
         self.vocab = {self.processor.IdToPiece(i): i for i in range(self.processor.GetPieceSize())}
         self.inv_vocab = {v: k for k, v in self.vocab.items()}
         self.vocab_size = self.processor.GetPieceSize()
+        self.unk_token = self.processor.IdToPiece(self.processor.unk_id())
         folds_case = self.processor.Normalize("BERT \u00c9T\u00c9") == self.processor.Normalize("bert \u00e9t\u00e9")
         if lower_case is False and folds_case:
             raise VocabError(f"SentencePiece model {model_file}: it folds case itself, so it cannot keep case "
@@ -318,7 +320,7 @@ class SentencePieceTokenizer:
         if self.lower_input:
             text = text.lower()
         # Characters the model never saw come back as themselves; they are its unknown piece.
-        vocab, unknown = self.vocab, self.processor.IdToPiece(self.processor.unk_id())
+        vocab, unknown = self.vocab, self.unk_token
         return [p if p in vocab else unknown for p in self.processor.EncodeAsPieces(text)]
 
     def convert_tokens_to_ids(self, tokens):

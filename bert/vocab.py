@@ -26,6 +26,9 @@ from bert.errors import InputError
 
 FLAGS = flags.FLAGS
 
+# SentencePiece takes vocab_size as an int32, and the reference casts token ids to int32.
+MAX_VOCAB_SIZE = 2**31 - 1
+
 
 def define_flags():
     flags.DEFINE_string("input_file", None, "Text to learn from (comma list or globs), e.g. bert-prepare-wiki output.")
@@ -55,20 +58,35 @@ def special_tokens(num_unused):
     return [*tokenization.SPECIAL_TOKENS, *(f"[unused{i}]" for i in range(num_unused))]
 
 
-def iter_lines(input_files, desc):
-    """Non-blank lines of the input files, with a progress bar over bytes read."""
-    total = sum(os.path.getsize(p) for p in input_files)
-    with progress.bar(total=total, desc=desc, unit="B", unit_scale=True) as bar:
-        for path in input_files:
-            with open(path, "rb") as f:
-                for raw in f:
-                    bar.update(len(raw))
-                    line = raw.decode("utf-8", "ignore").strip()
-                    if line:
-                        yield line
+class Corpus:
+    """The non-blank lines of the input files, read with a progress bar over bytes; invalid UTF-8 bytes are
+    dropped, as bert-create-data drops them, and counted."""
+
+    def __init__(self, input_files):
+        self.files = input_files
+        self.invalid_bytes = 0
+
+    def __iter__(self):
+        total = sum(os.path.getsize(p) for p in self.files)
+        with progress.bar(total=total, desc="reading", unit="B", unit_scale=True) as bar:
+            for path in self.files:
+                with open(path, "rb") as f:
+                    for raw in f:
+                        bar.update(len(raw))
+                        try:
+                            line = raw.decode("utf-8")
+                        except UnicodeDecodeError:
+                            line = raw.decode("utf-8", "ignore")
+                            self.invalid_bytes += len(raw) - len(line.encode("utf-8"))
+                        line = line.strip()
+                        if line:
+                            yield line
+
+    def no_text_error(self):
+        return InputError(f"--input_file: no text to learn from in {', '.join(self.files)}")
 
 
-def learn_wordpiece(input_files, scratch_dir, vocab_size, do_lower_case, num_unused, min_frequency, limit_alphabet):
+def learn_wordpiece(corpus, scratch_dir, vocab_size, do_lower_case, num_unused, min_frequency, limit_alphabet):
     """The vocabulary as a list of tokens, in id order: the same list for the same input, every run."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
@@ -83,13 +101,13 @@ def learn_wordpiece(input_files, scratch_dir, vocab_size, do_lower_case, num_unu
         words_file = os.path.join(scratch, "words.txt")
         characters = collections.Counter()
         with fileio.AtomicFile(words_file) as f:
-            for line in iter_lines(input_files, "reading"):
+            for line in corpus:
                 words = " ".join(basic.tokenize(line))
                 characters.update(words)
                 f.write(words + "\n")
         characters.pop(" ", None)
         if not characters:
-            raise InputError(f"--input_file: no text to learn from in {', '.join(input_files)}")
+            raise corpus.no_text_error()
         alphabet = _alphabet(characters, min(limit_alphabet, (vocab_size - len(reserved)) // 2))
         # The trainer numbers characters (and their ## forms) in hash order and breaks ties between
         # equally frequent pairs by those numbers, so the same text gave a different vocabulary on
@@ -119,7 +137,7 @@ def _alphabet(characters, limit):
     return sorted(c for c, _ in kept)
 
 
-def learn_sentencepiece(input_files, output_file, vocab_size, do_lower_case, model_type, max_sentences):
+def learn_sentencepiece(corpus, output_file, vocab_size, do_lower_case, model_type, max_sentences):
     import sentencepiece
 
     directory = os.path.dirname(os.path.abspath(output_file))
@@ -127,7 +145,7 @@ def learn_sentencepiece(input_files, output_file, vocab_size, do_lower_case, mod
 
     def counted_lines():
         nonlocal lines
-        for line in iter_lines(input_files, "reading"):
+        for line in corpus:
             lines += 1
             yield line
 
@@ -153,7 +171,7 @@ def learn_sentencepiece(input_files, output_file, vocab_size, do_lower_case, mod
             )
         except RuntimeError as e:
             if not lines:
-                raise InputError(f"--input_file: no text to learn from in {', '.join(input_files)}") from None
+                raise corpus.no_text_error() from None
             raise InputError(f"sentencepiece training failed: {str(e).splitlines()[-1]}") from None
         for source, target in ((prefix + ".model", output_file), (prefix + ".vocab", sentencepiece_vocab_path(output_file))):
             fileio.copy_file(source, target)
@@ -179,20 +197,23 @@ def main(argv):
         outputs.append(sentencepiece_vocab_path(FLAGS.output_file))
     for path in outputs:
         fileio.check_output_file(path, "--output_file", input_files)
-    if FLAGS.vocab_size < 8:
-        raise InputError(f"--vocab_size must be at least 8, got {FLAGS.vocab_size}")
+    if not 8 <= FLAGS.vocab_size <= MAX_VOCAB_SIZE:
+        raise InputError(f"--vocab_size must be in [8, {MAX_VOCAB_SIZE}], got {FLAGS.vocab_size}")
+    if FLAGS.min_frequency < 0:
+        raise InputError(f"--min_frequency must be 0 or more, got {FLAGS.min_frequency}")
     if FLAGS.num_unused < 0:
         raise InputError(f"--num_unused must be 0 or more, got {FLAGS.num_unused}")
     if FLAGS.limit_alphabet < 1:
         raise InputError(f"--limit_alphabet must be at least 1, got {FLAGS.limit_alphabet}")
     if FLAGS.spm_max_sentences < 0:
         raise InputError(f"--spm_max_sentences must be 0 (all) or more, got {FLAGS.spm_max_sentences}")
+    corpus = Corpus(input_files)
     start = time.perf_counter()
     if FLAGS.model_type == "wordpiece":
         # A vocabulary written to a pipe or /dev/stdout has no directory of its own to work in.
         scratch_dir = None if fileio.is_stream(FLAGS.output_file) else os.path.dirname(os.path.realpath(FLAGS.output_file))
         tokens = learn_wordpiece(
-            input_files, scratch_dir, FLAGS.vocab_size,
+            corpus, scratch_dir, FLAGS.vocab_size,
             FLAGS.do_lower_case, FLAGS.num_unused, FLAGS.min_frequency, FLAGS.limit_alphabet,
         )
         with fileio.AtomicFile(FLAGS.output_file, "w") as f:
@@ -200,12 +221,13 @@ def main(argv):
         size = len(tokens)
     else:
         size = learn_sentencepiece(
-            input_files, FLAGS.output_file, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.spm_model_type,
+            corpus, FLAGS.output_file, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.spm_model_type,
             FLAGS.spm_max_sentences,
         )
+    dropped = f", dropped {corpus.invalid_bytes} invalid UTF-8 bytes" if corpus.invalid_bytes else ""
     cli.print_summary(
         f"bert-vocab: {FLAGS.model_type} vocabulary of {size} tokens -> {FLAGS.output_file} "
-        f"({time.perf_counter() - start:.1f}s)", FLAGS.output_file
+        f"({time.perf_counter() - start:.1f}s{dropped})", FLAGS.output_file
     )
 
 

@@ -165,7 +165,8 @@ def test_bad_value_is_refused(tmp_path, key, value, expected):
     assert_refused(write(tmp_path, {**VALID, key: value}), f"'{key}'", expected)
 
 
-@pytest.mark.parametrize("written,read", [("GELU", "gelu"), ("Linear", "linear"), ("tanh", "tanh")])
+@pytest.mark.parametrize("written,read", [("GELU", "gelu"), ("Linear", "linear"), ("tanh", "tanh"), ("", "linear"),
+                                          (None, "linear")])
 def test_activation_name_is_read_in_any_case_as_the_reference_reads_it(tmp_path, written, read):
     assert BertConfig.from_json_file(write(tmp_path, {**VALID, "hidden_act": written})).hidden_act == read
 

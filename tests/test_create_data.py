@@ -96,6 +96,23 @@ def test_cased_many_inputs_and_outputs_equal_the_reference(tmp_path, wikitext_do
     assert interleave(per_file) == expected
 
 
+def test_paragraph_per_line_text_is_truncated_as_the_reference_truncates(tmp_path, wikitext_docs, uncased_vocab):
+    # Whole paragraphs on one line: every pair is far over --max_seq_length and trimmed at both ends.
+    documents = wikitext_docs.read_text(encoding="utf-8").split("\n\n")[:40]
+    lines = []
+    for document in documents:
+        sentences = document.split("\n")
+        lines += [" ".join(sentences[i:i + 12]) for i in range(0, len(sentences), 12)] + [""]
+    text = tmp_path / "paragraphs.txt"
+    text.write_text("\n".join(lines), encoding="utf-8")
+    assert max(map(len, lines)) > 2000
+    create(tmp_path, f"--input_file={text}", f"--vocab_file={uncased_vocab}", "--dupe_factor=2",
+           "--max_seq_length=24", "--max_predictions_per_seq=4", "--short_seq_prob=0.5")
+    expected = oracle.reference_instances([lines], oracle.read_vocab(uncased_vocab), True, 12345, dupe_factor=2,
+                                          max_seq_length=24, max_predictions_per_seq=4, short_seq_prob=0.5)
+    assert read_records([tmp_path / "out.tfrecord"]) == expected != []
+
+
 def test_carriage_returns_are_dropped_as_the_reference_reader_drops_them(tmp_path, wikitext_docs, uncased_vocab):
     import tensorflow as tf
 
@@ -356,6 +373,22 @@ def test_bad_inputs_fail_cleanly(tmp_path, uncased_vocab):
     assert_clean_failure(run_cli("create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_file={out}"),
                          "--output_file", "out.tfrecord.manifest.json is a directory")
     assert not out.exists()
+
+
+def test_a_vocabulary_without_unk_is_refused_before_anything_is_written(tmp_path, uncased_vocab):
+    # WordPiece gives [UNK] to every word it cannot match: without it, the first such word had no id.
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("".join(line for line in uncased_vocab.read_text(encoding="utf-8").splitlines(keepends=True)
+                             if line != "[UNK]\n"), encoding="utf-8")
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("Hello world \U0001f99c here.\nSecond line.\n\nDoc two.\nIt ends.\n", encoding="utf-8")
+    out = tmp_path / "out.tfrecord"
+    out.write_bytes(b"previous run")
+    for mode in (f"--output_file={out}", f"--output_dir={tmp_path / 'shards'}"):
+        result = run_cli("create_data", f"--input_file={corpus}", f"--vocab_file={vocab}", mode, "--dupe_factor=1")
+        assert_clean_failure(result, str(vocab), "no [UNK] token")
+    assert out.read_bytes() == b"previous run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "out.tfrecord", "vocab.txt"]
 
 
 def test_unwritable_output_location(tmp_path, uncased_vocab):

@@ -200,6 +200,10 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
     no_cls.write_text("[PAD]\n[UNK]\n[SEP]\nhello\nworld\n")
     assert_clean_failure(extract(model_dir, input_file, output_file, f"--vocab_file={no_cls}", "--max_seq_length=40"),
                          str(no_cls), "no [CLS] token")
+    no_unk = tmp_path / "no_unk_vocab.txt"
+    no_unk.write_text("[PAD]\n[CLS]\n[SEP]\nhello\nworld\n")
+    assert_clean_failure(extract(model_dir, input_file, output_file, f"--vocab_file={no_unk}", "--max_seq_length=40"),
+                         str(no_unk), "no [UNK] token")
     no_vocab = run_cli("extract_features", f"--input_file={input_file}", f"--output_file={output_file}",
                        f"--bert_config_file={directory / 'bert_config.json'}",
                        f"--init_checkpoint={directory / 'bert_model.ckpt'}")

@@ -132,6 +132,22 @@ def test_a_vocabulary_written_to_stdout_reaches_it_alone(tmp_path, wikitext_docs
                                  "--model_type=sentencepiece"), "--output_file: /proc/self/fd/1 is a stream")
 
 
+def first_lines(path, count):
+    return b"".join(path.read_bytes().splitlines(keepends=True)[:count])
+
+
+def test_invalid_utf8_is_dropped_and_counted_as_create_data_does(tmp_path, wikitext_docs):
+    text = first_lines(wikitext_docs, 300)
+    clean, mangled = tmp_path / "clean.txt", tmp_path / "mangled.txt"
+    clean.write_bytes(text)
+    mangled.write_bytes(text.replace(b"the ", b"th\xffe ", 2).replace(b"of ", b"o\x80\xfef ", 1))
+    runs = [run_cli("vocab", f"--input_file={path}", f"--output_file={tmp_path / (path.stem + '.vocab.txt')}",
+                    "--vocab_size=600") for path in (clean, mangled)]
+    assert [r.returncode for r in runs] == [0, 0], runs[1].stderr
+    assert "invalid UTF-8" not in runs[0].stdout and "dropped 4 invalid UTF-8 bytes" in runs[1].stdout
+    assert (tmp_path / "clean.vocab.txt").read_bytes() == (tmp_path / "mangled.vocab.txt").read_bytes()
+
+
 def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n", encoding="utf-8")
@@ -142,9 +158,11 @@ def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
                                  "--num_unused=100"), "--vocab_size")
     assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}",
                                  "--model_type=bpe"), "model_type")
-    for flag in ("--limit_alphabet=0", "--limit_alphabet=-20"):
-        assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}", flag),
-                             "--limit_alphabet must be at least 1")
+    for flag, fragment in (("--limit_alphabet=0", "--limit_alphabet must be at least 1"),
+                           ("--limit_alphabet=-20", "--limit_alphabet must be at least 1"),
+                           ("--min_frequency=-1", "--min_frequency must be 0 or more"),
+                           ("--vocab_size=5000000000000000000000", "--vocab_size must be in [8, 2147483647]")):
+        assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}", flag), fragment)
     assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={tmp_path / 'm.model'}",
                                  "--model_type=sentencepiece", "--spm_max_sentences=-1"), "--spm_max_sentences")
     assert_clean_failure(run_cli("vocab", f"--input_file={empty}", f"--output_file={tmp_path / 'm.model'}",
