@@ -8,6 +8,7 @@ those without Horovod. Each process keeps plain `tf.Variable`s and updates them 
 gradients, so every engine gives the same update.
 """
 
+import functools
 import json
 import os
 import sys
@@ -18,10 +19,33 @@ from bert.tf import tf
 STRATEGIES = ("none", "horovod", "multi_worker_mirrored")
 
 
+LOST_CONTACT = ("lost contact with another worker: its own output says why it stopped; run the same command again "
+                "on every worker to resume from the newest checkpoint")
+
+
+def _collective(method):
+    """Makes a collective that fails because another process of the run has ended raise one line instead."""
+
+    @functools.wraps(method)
+    def run(self, *args):
+        try:
+            return method(self, *args)
+        except tf.errors.OpError as e:
+            lost = self.lost_contact(e)
+            if lost is None:
+                raise
+            raise lost from None
+
+    return run
+
+
 class Single:
     rank = 0
     size = 1
     name = "single process"
+
+    def lost_contact(self, error):
+        return None
 
     def all_sum(self, tensors):
         return list(tensors)
@@ -46,12 +70,20 @@ class HorovodReplicas:
         self.rank, self.size, self.local_rank, self.local_size = hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size()
         self.name = f"Horovod, {self.size} ranks"
 
+    def lost_contact(self, error):
+        """The error to raise for a collective's `error` if another rank has ended, else None."""
+        # A rank that exits shuts Horovod down on every rank, and the others' next collective fails so.
+        return InputError(LOST_CONTACT) if "Horovod has been shut down" in str(error) else None
+
+    @_collective
     def all_sum(self, tensors):
         return self._hvd.grouped_allreduce(list(tensors), op=self._hvd.Sum)
 
+    @_collective
     def broadcast(self, variables):
         self._hvd.broadcast_variables(list(variables), root_rank=0)
 
+    @_collective
     def barrier(self):
         self._hvd.allreduce(tf.constant(0.0), op=self._hvd.Sum, name="barrier")
 
@@ -119,6 +151,11 @@ class MirroredWorkers:
         # For the broadcast's groups, of any length: traced for a first length, then for any, per dtype.
         self._sum_vector = tf.function(lambda vector: self._all_sum([vector])[0], autograph=False, reduce_retracing=True)
 
+    def lost_contact(self, error):
+        """The error to raise for a collective's `error` if another worker has ended, else None."""
+        return InputError(LOST_CONTACT) if isinstance(error, tf.errors.UnavailableError) else None
+
+    @_collective
     def all_sum(self, tensors):
         if tf.executing_eagerly():  # eager collectives are slow and warn; one small function instead
             return tf.function(self._all_sum, autograph=False)(list(tensors))
@@ -134,6 +171,7 @@ class MirroredWorkers:
         summed = self._strategy.run(reduce, args=tuple(tensors))
         return [self._strategy.experimental_local_results(t)[0] for t in summed]
 
+    @_collective
     def broadcast(self, variables):
         # Rank 0's values plus the others' zeros: exact (but for the sign of a zero) in a floating variable's
         # own dtype, and in float64 for the integer counters. A group of variables at a time, packed into one

@@ -660,20 +660,18 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                     # of an uninterrupted run.
                     if on_save and scheduled:
                         on_save(step)
-            # Launchers (horovodrun, mpirun) kill every rank once one has exited: none leaves before the
+            # Launchers (horovodrun, mpirun) end every rank once one has exited: none leaves before the
             # chief's last checkpoint is written, also a rank stopping for a signal that came in the last step.
             replicas.barrier()
             if writer is not None:
                 with _writing(step, manager, what=events):
                     writer.close()
-        except tf.errors.UnavailableError:
-            # tf.distribute's collectives, when another worker's process has ended (Horovod's launcher ends
-            # the others itself).
-            if replicas.size == 1:
+        except tf.errors.OpError as e:
+            # The collectives of a training step, when another process of the run has ended.
+            lost = replicas.lost_contact(e)
+            if lost is None:
                 raise
-            raise InputError(f"lost contact with another worker after step {step}: its own output says why it "
-                             f"stopped; run the same command again on every worker to resume from the newest "
-                             f"checkpoint") from None
+            raise lost from None
         finally:
             progress_bar.close()
             if writer is not None:
