@@ -139,11 +139,11 @@ def _read_split(task, split):
 class Evaluator:
     """A split's files encoded once, and the reference's eval metrics of the model on them."""
 
-    def __init__(self, task, tokenizer, logits_function, split):
+    def __init__(self, task, tokenizer, logits_function, split, files):
         self.task = task
         self.logits_function = logits_function
         self.sets = []
-        for index, (path, examples) in enumerate(_read_split(task, split)):
+        for index, (path, examples) in enumerate(files):
             arrays = classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, f"encode {split}")
             self.sets.append((_suffix(index, path), arrays))
 
@@ -212,9 +212,11 @@ def main(argv):
 
     model = classifier.BertClassifier(config, task.num_labels, seed=FLAGS.seed, dropout=FLAGS.classifier_dropout)
     logits_function = classifier.make_logits_function(model, FLAGS.max_seq_length, training.COMPUTE_DTYPES[cli.compute_dtype()])
-    dev = Evaluator(task, tokenizer, logits_function, "dev") if (FLAGS.do_eval or FLAGS.keep_best) and chief else None
-    # Read now, so that a missing or malformed test file stops the run before training, not after it.
+    # Read now, and on every rank (the chief alone evaluates and predicts), so that a missing or malformed file stops
+    # every rank before training, not the chief alone or after training.
+    dev_files = _read_split(task, "dev") if FLAGS.do_eval or FLAGS.keep_best else None
     test = _read_split(task, "test") if FLAGS.do_predict else None
+    dev = Evaluator(task, tokenizer, logits_function, "dev", dev_files) if dev_files and chief else None
     start = time.perf_counter()
     summary = []
     step = None

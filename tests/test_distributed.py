@@ -404,3 +404,25 @@ def test_horovod_classify_equals_one_process_with_the_global_batch(small_config,
     assert int(got["global_step"]) == int(want["global_step"]) == 9
     for name in want:
         np.testing.assert_allclose(got[name], want[name], atol=2e-5, err_msg=name)
+
+
+def test_a_dev_file_missing_stops_every_horovod_rank_before_training(small_config, uncased_vocab, tmp_path):
+    import shutil
+
+    from tests.conftest import shared_file
+    from tests.test_classify import classify_args
+
+    runner = horovodrun()
+    data = tmp_path / "MRPC"
+    data.mkdir()
+    shutil.copyfile(shared_file("glue", "MRPC", "train.tsv"), data / "train.tsv")
+    result = subprocess.run(
+        [runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, "-m", "bert.classify", "--use_horovod",
+         *classify_args(data, small_config, uncased_vocab, tmp_path / "run", "--do_train", "--do_eval")],
+        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert result.returncode != 0
+    for rank in range(2):
+        lines = [line.split(":", 1)[1] for line in result.stderr.splitlines() if line.startswith(f"[{rank}]<stderr>:")]
+        assert [line for line in lines if line.startswith("bert-classify")] == [
+            f"bert-classify: error: --data_dir: {data / 'dev.tsv'} not found (task mrpc needs it for dev)"], result.stderr[-3000:]
+    assert not (tmp_path / "run").exists()
