@@ -241,7 +241,7 @@ def main(argv):
         log(f"{len(examples)} training examples, {options.num_train_steps} steps of {global_batch} ({options.num_warmup_steps} warmup)")
         step, report = training.fit(
             trainer, batches, options, replicas, init_checkpoint=FLAGS.init_checkpoint, global_batch_size=global_batch,
-            log=log, optional_init=classifier.OPTIONAL_INIT, on_save=on_save,
+            log=cli.rank_log(), optional_init=classifier.OPTIONAL_INIT, on_save=on_save,
         )
         if chief:
             export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step, cli.tokenizer_file())

@@ -116,7 +116,7 @@ def main(argv):
         with pretraining.damage_located(*record_check, read=pretraining.rank_files(files, replicas.rank, replicas.size)):
             step, report = training.fit(
                 trainer, dataset, options, replicas, init_checkpoint=FLAGS.init_checkpoint,
-                global_batch_size=global_batch, log=log, input_files=files,
+                global_batch_size=global_batch, log=cli.rank_log(), input_files=files,
             )
         if chief:
             vocabulary = pretraining.records_vocabulary(files)

@@ -220,7 +220,7 @@ def main(argv):
         batches = training.IndexedBatches(arrays, rank_batch, FLAGS.seed, replicas.rank, replicas.size)
         step, report = training.fit(
             trainer, batches, options, replicas, init_checkpoint=FLAGS.init_checkpoint, global_batch_size=global_batch,
-            log=log, optional_init=OPTIONAL_INIT,
+            log=cli.rank_log(), optional_init=OPTIONAL_INIT,
         )
         if chief:
             export = training.export_model(model.variables_by_name, FLAGS.output_dir, config, step, cli.tokenizer_file())

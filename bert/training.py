@@ -534,8 +534,8 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     start of the run, whose first batches the model has already seen.
     `optional_init` names variables (a new task head) that --init_checkpoint may lack; `on_save(step)`
     runs on every rank after each scheduled checkpoint, and again when a run resumes from one. The chief
-    shows progress (bert.progress: a bar, or plain lines in a log). Returns the final step and the last
-    report (Python floats).
+    shows progress (bert.progress: a bar, or plain lines in a log) and logs what the run does; `log` is called
+    on every other rank only for a warning of its own. Returns the final step and the last report (Python floats).
     """
     chief = replicas.rank == 0
     latest = checkpoints.newest_checkpoint(options.output_dir, log) if chief else None
@@ -559,25 +559,27 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
 
     if resume_step:
         path = os.path.join(options.output_dir, f"ckpt-{resume_step}")
-        try:
-            trainer.restore(path)
-        except ValueError as e:
-            raise InputError(f"--output_dir: cannot restore {path} into this model: {error_text(e)}") from None
-        except checkpoints.READ_ERRORS as e:
-            raise InputError(f"--output_dir: checkpoint {path} is damaged or incomplete ({error_text(e)}); delete "
-                             f"its files ({os.path.basename(path)}.*) to resume from the one before it") from None
+        # The chief alone reads the checkpoint it starts from (this one or --init_checkpoint), whose state the
+        # broadcast below gives every rank: the others need no copy of the run's checkpoints.
+        if chief:
+            try:
+                trainer.restore(path)
+            except ValueError as e:
+                raise InputError(f"--output_dir: cannot restore {path} into this model: {error_text(e)}") from None
+            except checkpoints.READ_ERRORS as e:
+                raise InputError(f"--output_dir: checkpoint {path} is damaged or incomplete ({error_text(e)}); "
+                                 f"delete its files ({os.path.basename(path)}.*) to resume from the one before it") from None
+            # Whether or not it still exists, as a run resumed with its own command gives it again.
+            unread = f"; --init_checkpoint {init_checkpoint} is not read" if init_checkpoint else ""
+            log(f"resuming from {path} (step {resume_step}){unread}")
         if unrestored:
             log(f"warning: the input position of rank {replicas.rank} at step {resume_step} is not restored "
                 f"({unrestored}); its input restarts, shuffled anew")
-        # Whether or not it still exists, as a run resumed with its own command gives it again.
-        unread = f"; --init_checkpoint {init_checkpoint} is not read" if init_checkpoint else ""
-        log(f"resuming from {path} (step {resume_step}){unread}")
-    elif init_checkpoint:
+    elif init_checkpoint and chief:
         unused, fresh = checkpoints.load_weights(trainer.variables_by_name, init_checkpoint, optional=optional_init)
-        if chief:
-            log(checkpoints.initialised_line(init_checkpoint, unused))
-            if fresh:
-                log(f"newly initialised (not in the checkpoint): {', '.join(fresh)}")
+        log(checkpoints.initialised_line(init_checkpoint, unused))
+        if fresh:
+            log(f"newly initialised (not in the checkpoint): {', '.join(fresh)}")
     replicas.broadcast(trainer.state_variables())
     # A run killed after a scheduled checkpoint but before `on_save` finished with it: `on_save` knows
     # whether it did, and does it now if not.

@@ -108,10 +108,15 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
     assert _learning_rates(out)[4] == pytest.approx(2e-3 * (0 / 3 + 1 / 3 + 2 / 3 + (1 - 3 / 4)) / 4)
     assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0", "rank-1"]
     assert (out / "eval_results.txt").read_text().count("global_step = 4") == 1
+    # Rank 1's input position lost (its disk, not the shared one): rank 1 says so, rank 0's input goes on where it was.
+    for path in (out / "data" / "rank-1").glob("data-4.*"):
+        path.unlink()
     second = pretrain(6)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming from" in second.stderr and "(step 4)" in second.stderr
-    assert "not restored" not in second.stderr  # each rank's input goes on where it was
+    assert [line for line in second.stderr.splitlines() if "not restored" in line] == [
+        "[1]<stderr>:bert-pretrain: warning: the input position of rank 1 at step 4 is not restored (none was saved); its "
+        "input restarts, shuffled anew"]
     assert "trained to step 6" in second.stdout
     # On one rank (a machine lost) the run goes on with the same global batch, not with half of it.
     alone = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=8",
@@ -141,17 +146,19 @@ def _learning_rates(out):
             for value in event.summary.value if value.tag == "learning_rate"}
 
 
-def _start_mirrored_pretrain(records_dir, config, out, *flags, chief_max_file_size=None):
+def _start_mirrored_pretrain(records_dir, config, out, *flags, chief_max_file_size=None, worker_out=None):
     """Two bert-pretrain workers under MultiWorkerMirroredStrategy on this machine; their Popen objects.
 
-    `chief_max_file_size` limits the files worker 0 writes (see conftest.file_size_limit)."""
+    `chief_max_file_size` limits the files worker 0 writes (see conftest.file_size_limit); `worker_out` is worker 1's
+    --output_dir where it is not `out` (as on a machine of its own)."""
     workers = [f"localhost:{_free_port()}" for _ in range(2)]
     processes = []
     for index in range(2):
         env = dict(_env(), TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+        output_dir = worker_out if index == 1 and worker_out else out
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "bert.pretrain", "--distribution_strategy=multi_worker_mirrored",
-             *pretrain_args(records_dir, config, out, "--do_train", *flags)],
+             *pretrain_args(records_dir, config, output_dir, "--do_train", *flags)],
             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             preexec_fn=file_size_limit(chief_max_file_size) if index == 0 else None))
     return processes
@@ -168,6 +175,20 @@ def test_multi_worker_mirrored_pretrain_cli(records_dir, small_config, tmp_path)
     assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
     assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0", "rank-1"]
     assert (out / "bert_model.ckpt.index").exists()
+
+
+def test_multi_worker_mirrored_workers_with_output_dirs_of_their_own_resume(records_dir, small_config, tmp_path):
+    # As on two machines with local disks: the chief's directory alone holds the checkpoints, which it broadcasts.
+    out, worker_out = tmp_path / "chief", tmp_path / "worker"
+    for steps in (4, 6):
+        processes = _start_mirrored_pretrain(records_dir, small_config, out, f"--num_train_steps={steps}",
+                                             "--save_checkpoints_steps=2", worker_out=worker_out)
+        outputs = [p.communicate(timeout=600) for p in processes]
+        assert [p.returncode for p in processes] == [0, 0], outputs
+    assert "resuming from" in outputs[0][1] and "(step 4)" in outputs[0][1]
+    assert "not restored" not in outputs[0][1] + outputs[1][1]
+    assert "trained to step 6" in outputs[0][0]
+    assert not list(worker_out.glob("ckpt-*")) and sorted(p.name for p in (worker_out / "data").iterdir()) == ["rank-1"]
 
 
 NODES = ["node1:2222", "node1:2223", "node2:2222"]
