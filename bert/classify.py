@@ -234,6 +234,7 @@ def main(argv):
             os.path.join(FLAGS.output_dir, f"train-features-{fingerprint}.npz"),
             lambda: classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, "encode train",
                                               show_progress=chief),
+            save=chief,  # the other ranks read the chief's once it is there, and write nothing
         )
         trainer = training.Trainer(classifier.ClassificationTask(model, task.is_regression), options, replicas)
         batches = training.IndexedBatches(arrays, rank_batch, FLAGS.seed, replicas.rank, replicas.size)

@@ -363,8 +363,9 @@ def fingerprint(paths, settings):
     return digest.hexdigest()[:16]
 
 
-def cached_arrays(path, build):
-    """The arrays saved at `path` (.npz), or `build()`'s, saved there atomically first (also over a damaged file)."""
+def cached_arrays(path, build, save=True):
+    """The arrays saved at `path` (.npz), or `build()`'s, saved there atomically first (also over a damaged file)
+    if `save`."""
     if os.path.isfile(path):
         try:
             with np.load(path) as data:
@@ -372,6 +373,7 @@ def cached_arrays(path, build):
         except (ValueError, EOFError, zipfile.BadZipFile):
             pass
     arrays = build()
-    with AtomicFile(path, "wb") as f:
-        f.write_with(lambda stream: np.savez(stream, **arrays))
+    if save:
+        with AtomicFile(path, "wb") as f:
+            f.write_with(lambda stream: np.savez(stream, **arrays))
     return arrays

@@ -214,6 +214,7 @@ def main(argv):
                                                         **_window_settings()),
                 training_positions=True,
             ),
+            save=chief,  # the other ranks read the chief's once it is there, and write nothing
         )
         log(f"{len(examples)} training questions in {len(arrays['input_ids'])} windows, {options.num_train_steps} steps of {global_batch}")
         trainer = training.Trainer(SquadTask(model), options, replicas)

@@ -276,16 +276,23 @@ def test_a_worker_stopped_by_a_failed_write_ends_the_other_with_one_line_each(re
     assert not list(out.glob("ckpt-*"))
 
 
+def _rank_with_file_size_limit(directory, command, rank, max_file_size):
+    """A script running `python -m bert.<command>` under horovodrun, with the files that rank `rank` writes limited
+    to `max_file_size` bytes (see conftest.file_size_limit)."""
+    (directory / "bin").mkdir(exist_ok=True)
+    script = directory / "bin" / f"{command}.py"
+    script.write_text("import os, resource, runpy\n"
+                      f"if os.environ['HOROVOD_RANK'] == '{rank}':\n"
+                      f"    resource.setrlimit(resource.RLIMIT_FSIZE, ({max_file_size}, {max_file_size}))\n"
+                      f"runpy.run_module('bert.{command}', run_name='__main__', alter_sys=True)\n")
+    return script
+
+
 def test_a_rank_stopped_by_a_failed_write_under_horovod_ends_the_other_with_one_line(records_dir, small_config, tmp_path):
     runner = horovodrun()
     out = tmp_path / "run"
-    # Rank 0's writes alone are limited (see conftest.file_size_limit): below a training checkpoint's size.
-    (tmp_path / "bin").mkdir()
-    rank = tmp_path / "bin" / "pretrain.py"
-    rank.write_text("import os, resource, runpy\n"
-                    "if os.environ['HOROVOD_RANK'] == '0':\n"
-                    f"    resource.setrlimit(resource.RLIMIT_FSIZE, ({2 << 20}, {2 << 20}))\n"
-                    "runpy.run_module('bert.pretrain', run_name='__main__', alter_sys=True)\n")
+    # Rank 0's writes alone are limited: below a training checkpoint's size.
+    rank = _rank_with_file_size_limit(tmp_path, "pretrain", 0, 2 << 20)
     result = subprocess.run(
         [runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, str(rank), "--use_horovod",
          *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=8", "--save_checkpoints_steps=2")],
@@ -416,10 +423,13 @@ def test_horovod_classify_equals_one_process_with_the_global_batch(small_config,
     single = subprocess.run([sys.executable, "-m", "bert.classify", *args(tmp_path / "single", 16)],
                             capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
     assert single.returncode == 0, single.stderr
-    ranks = subprocess.run([runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, "-m", "bert.classify",
+    # Rank 1 can write no file as large as the training features: only rank 0 writes them.
+    rank = _rank_with_file_size_limit(tmp_path, "classify", 1, 64 << 10)
+    ranks = subprocess.run([runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, str(rank),
                             "--use_horovod", *args(tmp_path / "ranks", 8)],
                            capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
     assert ranks.returncode == 0, ranks.stdout[-3000:] + ranks.stderr[-3000:]
+    assert len(list((tmp_path / "ranks").glob("train-features-*.npz"))) == 1
     assert ranks.stdout.count("trained to step 9 (Horovod, 2 ranks, global batch 16") == 1
     want, got = tensors(tmp_path / "single" / "bert_model.ckpt"), tensors(tmp_path / "ranks" / "bert_model.ckpt")
     assert int(got["global_step"]) == int(want["global_step"]) == 9
