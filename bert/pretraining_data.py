@@ -42,11 +42,6 @@ class InstanceOptions:
             raise InputError(f"--masked_lm_prob must be in (0, 1), got {self.masked_lm_prob}")
         if self.max_predictions_per_seq < 1:
             raise InputError(f"--max_predictions_per_seq must be at least 1, got {self.max_predictions_per_seq}")
-        if self.max_predictions_per_seq > self.max_seq_length:
-            raise InputError(
-                f"--max_predictions_per_seq ({self.max_predictions_per_seq}) cannot exceed "
-                f"--max_seq_length ({self.max_seq_length})"
-            )
         if not 0.0 <= self.short_seq_prob <= 1.0:
             raise InputError(f"--short_seq_prob must be in [0, 1], got {self.short_seq_prob}")
         if self.dupe_factor < 1:

@@ -58,8 +58,10 @@ def first_lines(path, count, tmp_path, name="part.txt"):
         {"dupe_factor": 1, "do_whole_word_mask": True, "max_seq_length": 64, "max_predictions_per_seq": 10,
          "random_seed": 7, "short_seq_prob": 0.3},
         {"dupe_factor": 1, "masked_lm_prob": 0.3, "max_seq_length": 512, "max_predictions_per_seq": 80},
+        # More predictions than tokens, as the reference allows: the default 20 with short sequences.
+        {"dupe_factor": 1, "max_seq_length": 16, "masked_lm_prob": 0.9},
     ],
-    ids=["defaults", "whole-word-short", "long"],
+    ids=["defaults", "whole-word-short", "long", "tiny"],
 )
 def test_records_equal_the_reference_algorithm(flags, tmp_path, wikitext_docs, uncased_vocab):
     result = create(tmp_path, f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}",
