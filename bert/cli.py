@@ -114,6 +114,9 @@ def run_command(main, required=()):
             sys.exit(e.status)
         except KeyboardInterrupt:
             fail("interrupted; no output was finalised", status=130)
+        except MemoryError:
+            fail("out of memory: this machine cannot hold what the flags ask for; lower the sizes they give "
+                 "(sequence length, batch size)")
         except Exception as e:
             if not _out_of_memory(e):
                 raise

@@ -393,6 +393,27 @@ def test_a_vocabulary_without_unk_is_refused_before_anything_is_written(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "out.tfrecord", "vocab.txt"]
 
 
+def test_sizes_past_this_machines_memory_fail_cleanly(tmp_path, uncased_vocab):
+    import resource
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("One sentence here.\nAnother one.\n\nA second document.\nIt ends.\n", encoding="utf-8")
+    out = tmp_path / "out.tfrecord"
+    out.write_bytes(b"previous run")
+    limit = 1 << 30
+    result = subprocess.run(
+        [sys.executable, "-m", "bert.create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}",
+         f"--output_file={out}", "--max_seq_length=2000000000"],
+        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=600,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    assert_clean_failure(result, "out of memory", "sequence length")
+    assert out.read_bytes() == b"previous run"
+
+
 def test_unwritable_output_location(tmp_path, uncased_vocab):
     corpus = tmp_path / "c.txt"
     corpus.write_text("One sentence here.\nAnother one.\n", encoding="utf-8")
