@@ -53,9 +53,11 @@ def extract(model_dir, input_file, output_file, *extra):
 
 def expected_tokens(tokenizer, text, max_seq_length):
     """The reference's tokens and segment ids of an input line: longest-first truncation of a pair."""
-    a, _, b = text.partition(" ||| ")
+    a, separator, b = text.rpartition(" ||| ")  # the reference's greedy pattern: the last separator splits
+    if not separator:
+        a, b = text, ""
     tokens_a, tokens_b = tokenizer.tokenize(a), tokenizer.tokenize(b) if b else None
-    if tokens_b is None:
+    if not tokens_b:
         tokens = ["[CLS]", *tokens_a[: max_seq_length - 2], "[SEP]"]
         return tokens, [0] * len(tokens)
     while len(tokens_a) + len(tokens_b) > max_seq_length - 3:
@@ -248,18 +250,21 @@ def test_carriage_returns_are_dropped_and_text_that_is_not_utf8_is_refused(model
 
 def test_lines_are_read_as_the_reference_reads_them(model_dir, tmp_path):
     input_file = tmp_path / "input.txt"
-    # CRLF endings, a blank line in the middle, a pair whose second text has no tokens, no final newline.
-    input_file.write_bytes("Hello world.\r\n\r\nfirst ||| \u200b\nlast line ||| its pair".encode("utf-8"))
+    # CRLF endings, a blank line in the middle, a pair whose second text has no tokens, a line with two separators
+    # (the reference's greedy pattern splits at the last), no final newline.
+    input_file.write_bytes("Hello world.\r\n\r\nfirst ||| \u200b\none ||| two ||| three\nlast line ||| its pair"
+                           .encode("utf-8"))
     output_file = tmp_path / "features.jsonl"
     result = extract(model_dir, input_file, output_file, "--layers=-1", "--max_seq_length=16")
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in output_file.read_text().splitlines()]
-    assert [r["linex_index"] for r in records] == [0, 1, 2, 3]
+    assert [r["linex_index"] for r in records] == [0, 1, 2, 3, 4]
     tokens = [[f["token"] for f in r["features"]] for r in records]
     assert tokens == [
         ["[CLS]", "hello", "world", ".", "[SEP]"],
         ["[CLS]", "[SEP]"],
         ["[CLS]", "first", "[SEP]"],
+        ["[CLS]", "one", "|", "|", "|", "two", "[SEP]", "three", "[SEP]"],
         ["[CLS]", "last", "line", "[SEP]", "its", "pair", "[SEP]"],
     ]
 
