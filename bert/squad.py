@@ -106,20 +106,17 @@ def _check_flags():
             raise InputError(f"--{name} must be at least 1, got {FLAGS[name].value}")
     if FLAGS.doc_stride < 1:
         raise InputError(f"--doc_stride must be at least 1, got {FLAGS.doc_stride}")
-    if FLAGS.max_seq_length <= FLAGS.max_query_length + 3:
-        raise InputError(
-            f"--max_seq_length ({FLAGS.max_seq_length}) must be greater than --max_query_length "
-            f"({FLAGS.max_query_length}) + 3: a window needs room for some context"
-        )
     if not (FLAGS.do_train or FLAGS.do_predict or FLAGS.do_eval):
         raise InputError("at least one of --do_train, --do_predict or --do_eval must be set")
     if FLAGS.do_train and not FLAGS.train_file:
         raise InputError("--train_file is required with --do_train")
     if (FLAGS.do_predict or FLAGS.do_eval) and not FLAGS.predict_file:
         raise InputError("--predict_file is required with --do_predict or --do_eval")
+    # One file each, named as it is (a comma or a * is part of its name), as the reference opens it.
     for flag in ("train_file", "predict_file"):
-        if FLAGS[flag].value:
-            fileio.expand_inputs(FLAGS[flag].value, f"--{flag}")
+        path = FLAGS[flag].value
+        if path and not os.path.isfile(path):
+            raise InputError(f"--{flag}: {path} " + ("is a directory" if os.path.isdir(path) else "not found"))
 
 
 def feature_arrays(features, training_positions):

@@ -8,14 +8,16 @@ Each step gives the output of Google's reference `run_squad.py`, and the scores 
   Unicode spaces stay inside words). In training every question needs exactly one answer (or, in
   v2.0, `is_impossible: true`, which gives positions -1 and answer text ""); an answer whose text
   is not found in the words its character offsets cover is skipped and counted in `skipped`, where
-  the reference logs a warning. Outside training no answer is read for positions: they are None and
+  the reference logs a warning, and so is an answer of whitespace alone (which the reference "finds"
+  at the start of its span and trains on that word). Outside training no answer is read for positions: they are None and
   `is_impossible` is False, as in the reference, and `answers` keeps the gold texts.
 * `convert_examples_to_features(...)` -> `SquadFeature`s, one per window ("doc span") of the
   WordPiece-tokenised context: `[CLS] question [SEP] window [SEP]`, zero-padded; windows start
   `doc_stride` sub-tokens apart and each sub-token is "max context" in exactly one of them. Unique
   ids count up from 1000000000 across all examples. Training targets are sub-token positions in the
   window, or 0, 0 (`[CLS]`) when the answer is not wholly inside it or the question is impossible;
-  outside training they are None.
+  outside training they are None. A question whose tokens (cut to `max_query_length`) leave no room
+  for context in `max_seq_length`, on which the reference would loop forever, is refused naming it.
 * `postprocess_predictions(...)` turns the model's `RawResult`s into the reference's three JSON
   objects (predictions, n-best lists, v2.0 null-odds) as dicts of plain Python values; the caller
   writes them.
@@ -148,7 +150,7 @@ def _set_training_answer(example, qa, where, version_2_with_negative, context, c
     answer_start = _field(answers[0], "answer_start", int, answer_where)
     cleaned_answer = " ".join(tokenization.whitespace_tokenize(answer_text))
     if not cleaned_answer:
-        raise InputError(f"{answer_where}: empty answer text")
+        return False  # an answer of whitespace alone is no answer to find in the context
     answer_end = answer_start + len(answer_text) - 1
     if not (0 <= answer_start and answer_end < len(context)):
         raise InputError(
@@ -243,11 +245,6 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride
 
     Ranks other than the chief pass show_progress=False.
     """
-    if max_seq_length <= max_query_length + 3:
-        raise InputError(
-            f"--max_seq_length ({max_seq_length}) must be greater than --max_query_length "
-            f"({max_query_length}) + 3"
-        )
     if doc_stride < 1:
         raise InputError(f"--doc_stride must be at least 1, got {doc_stride}")
     features = []
@@ -255,6 +252,12 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride
     shown = progress.bar(examples, desc="windows", unit="ex", disable=not show_progress)
     for example_index, example in enumerate(shown):
         query_tokens = tokenizer.tokenize(example.question_text)[:max_query_length]
+        # As the reference, a window holds what the question leaves; only a question that leaves nothing is refused.
+        if len(query_tokens) + 3 >= max_seq_length:
+            raise InputError(
+                f"question {example.qas_id}: its {len(query_tokens)} tokens (--max_query_length={max_query_length}) "
+                f"leave no room for its context in --max_seq_length={max_seq_length}; raise --max_seq_length or "
+                f"lower --max_query_length")
         sub_tokens, sub_token_to_word, word_to_first_sub_token = _tokenize_words(example.doc_tokens, tokenizer)
         if is_training and not example.is_impossible:
             answer_start, answer_end = _answer_sub_token_span(

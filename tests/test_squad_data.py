@@ -176,6 +176,17 @@ def test_training_examples_map_character_offsets_to_words_and_skip_misplaced_ans
     assert all(not e.is_impossible for e in examples)
 
 
+def test_a_training_answer_of_whitespace_alone_is_skipped_and_counted(tmp_path):
+    context = "The capital of France is Paris ."
+    path = write_json(tmp_path / "blank.json", {"data": [{"paragraphs": [{"context": context, "qas": [
+        {"id": "blank", "question": "Capital?", "answers": [{"text": " ", "answer_start": 3}]},
+        question("paris", "Capital?", context, "Paris"),
+    ]}]}]})
+    examples, skipped = read_squad_examples(path, is_training=True, version_2_with_negative=False)
+    assert skipped == 1
+    assert [e.qas_id for e in examples] == ["paris"]
+
+
 def test_context_splits_only_on_the_reference_whitespace(tmp_path):
     context = "Alpha\tbeta  gamma\u202fdelta\u00a0epsilon\nzeta"
     path = write_json(tmp_path / "spaces.json", {"data": [{"paragraphs": [{"context": context, "qas": [
@@ -394,9 +405,14 @@ def test_impossible_and_prediction_features(squad_files, tokenizer):
 
 
 def test_window_arguments_are_checked(tokenizer):
-    example = prediction_example("fox", "where", FOX)
-    with pytest.raises(InputError, match=r"--max_seq_length \(67\) must be greater than --max_query_length \(64\)"):
-        convert_examples_to_features([example], tokenizer, 67, 32, 64, is_training=False)
+    example = prediction_example("fox", "where does the quick brown fox jump", FOX)
+    # As the reference, the room a question leaves counts, not --max_query_length: 7 tokens and 3 markers leave 2.
+    features = convert_examples_to_features([example], tokenizer, 12, 32, 64, is_training=False)
+    assert max(len(f.tokens) for f in features) == 12 and {len(f.input_ids) for f in features} == {12}
+    with pytest.raises(InputError, match=r"question fox: its 7 tokens \(--max_query_length=64\) leave no room for its "
+                                         r"context in --max_seq_length=10"):
+        convert_examples_to_features([example], tokenizer, 10, 32, 64, is_training=False)
+    assert len(convert_examples_to_features([example], tokenizer, 10, 32, 6, is_training=False)) > 1
     with pytest.raises(InputError, match="--doc_stride must be at least 1"):
         convert_examples_to_features([example], tokenizer, 128, 0, 64, is_training=False)
 
