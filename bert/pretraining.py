@@ -322,6 +322,9 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
                         for offset, serialized in enumerate(chunk):
                             _check_record(path, count + offset, serialized, spec, limits)
                     count += len(chunk)
+        except records.CompressedRecordsError:
+            raise InputError(f"{path}: gzip-compressed; TFRecords are read uncompressed, as the reference reads them: "
+                             f"decompress it (gunzip)") from None
         except records.CorruptRecordError as e:
             raise InputError(f"{path}: corrupt or truncated TFRecord file: {e}") from None
         if count:

@@ -112,6 +112,13 @@ class CorruptRecordError(ValueError):
     """A TFRecord file that ends inside a record or whose checksums do not match."""
 
 
+class CompressedRecordsError(CorruptRecordError):
+    """A gzip-compressed TFRecord file, read as an uncompressed one."""
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 def read_records(stream):
     """The data of each TFRecord in a binary stream, both checksums of each frame verified.
 
@@ -128,6 +135,8 @@ def read_records(stream):
             raise CorruptRecordError(f"record {index} at byte {offset}: the file ends inside its length")
         length, length_crc = struct.unpack("<QI", header)
         if _masked_crc(header[:8]) != length_crc:
+            if offset == 0 and header.startswith(_GZIP_MAGIC):
+                raise CompressedRecordsError("the file is gzip-compressed")
             raise CorruptRecordError(f"record {index} at byte {offset}: the checksum of its length does not match")
         body = stream.read(length + 4)
         if len(body) < length + 4:

@@ -1,5 +1,6 @@
 """bert-pretrain end to end: outputs, exact resume after SIGKILL or SIGTERM, refusals, NaN stop, AMP, accumulation."""
 
+import gzip
 import json
 import os
 import re
@@ -720,6 +721,11 @@ def test_bad_inputs_fail_before_training(records_dir, small_config, tmp_path):
     bad = run_cli("pretrain", f"--input_file={truncated}", f"--output_dir={out}", f"--bert_config_file={small_config}",
                   f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}", "--do_train")
     assert_clean_failure(bad, "truncated.tfrecord", "corrupt or truncated TFRecord file", "the file ends inside")
+    compressed = tmp_path / "records.tfrecord.gz"
+    compressed.write_bytes(gzip.compress((records_dir / "part-00000-of-00002.tfrecord").read_bytes()))
+    gzipped = run_cli("pretrain", f"--input_file={compressed}", f"--output_dir={out}", f"--bert_config_file={small_config}",
+                      f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}", "--do_train")
+    assert_clean_failure(gzipped, f"{compressed}: gzip-compressed", "decompress it")
     assert_clean_failure(run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train",
                                                             "--train_batch_size=0")), "--train_batch_size")
     assert not list(out.glob("ckpt-*")) if out.exists() else True
