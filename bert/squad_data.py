@@ -9,8 +9,9 @@ Each step gives the output of Google's reference `run_squad.py`, and the scores 
   v2.0, `is_impossible: true`, which gives positions -1 and answer text ""); an answer whose text
   is not found in the words its character offsets cover is skipped and counted in `skipped`, where
   the reference logs a warning, and so is an answer of whitespace alone (which the reference "finds"
-  at the start of its span and trains on that word). Outside training no answer is read for positions: they are None and
-  `is_impossible` is False, as in the reference, and `answers` keeps the gold texts.
+  at the start of its span and trains on that word). Outside training no answer is read for
+  positions: they are None and `is_impossible` is False, as in the reference, and `answers` keeps
+  the gold texts.
 * `convert_examples_to_features(...)` -> `SquadFeature`s, one per window ("doc span") of the
   WordPiece-tokenised context: `[CLS] question [SEP] window [SEP]`, zero-padded; windows start
   `doc_stride` sub-tokens apart and each sub-token is "max context" in exactly one of them. Unique
