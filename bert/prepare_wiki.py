@@ -3,8 +3,9 @@
     bert-prepare-wiki --input_file=enwiki-latest-pages-articles.xml.bz2 --output_dir=wiki_text
 
 Output: shards OUTPUT_DIR/wiki_00000.txt, wiki_00001.txt, ... of about --shard_size_mb each, in the
-input format of bert-create-data: one sentence a line, one blank line between articles, no blank line
-at the start of a shard and a single newline at its end. Articles keep the dump's order, and the text
+input format of bert-create-data: one sentence a line, a blank line after every article, the last of a
+shard too (the reference's reader, and bert-create-data's reference mode, carry a document on into the
+next file until a blank line ends it). Articles keep the dump's order, and the text
 does not depend on --num_workers. The summary line counts as "articles in" the articles wikiextractor
 extracted (main-namespace pages that are no redirects) and as "written" those left with text.
 
@@ -351,11 +352,8 @@ class _Shards:
             self.paths.append(os.path.join(self.output_dir, f"wiki_{len(self.paths):05d}.txt"))
             self.current = fileio.AtomicFile(self._staged(self.paths[-1]), "w")
             self.size = 0
-        else:
-            self.current.write("\n")
-            size += 1
-        self.current.write(text)
-        self.size += size
+        self.current.write(text + "\n")
+        self.size += size + 1
         if self.size >= self.shard_bytes:
             self.current.commit()
             self.current = None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, assert_clean_failure, run_cli, wait_for
+from conftest import ROOT, assert_clean_failure, run_cli, shared_file, wait_for
 
 WIKI = Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki"
 ENWIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -78,9 +78,10 @@ def read_articles(output_dir):
     articles = []
     for path in shards(output_dir):
         text = path.read_text(encoding="utf-8")
-        assert text and not text.startswith("\n") and text.endswith("\n") and not text.endswith("\n\n"), path
+        # A blank line ends every article, the shard's last too: read in order as one text, shards join no articles.
+        assert text and not text.startswith("\n") and text.endswith("\n\n") and not text.endswith("\n\n\n"), path
         assert "\n\n\n" not in text, path
-        articles.extend(article.split("\n") for article in text[:-1].split("\n\n"))
+        articles.extend(article.split("\n") for article in text[:-2].split("\n\n"))
     return articles
 
 
@@ -109,6 +110,16 @@ def test_every_article_with_text_comes_out(enwiki):
     assert articles[-1][0].startswith("In mathematics and computer science, an algorithm")
 
 
+def test_bert_create_data_reads_the_shards_as_one_document_an_article(enwiki, tmp_path):
+    out, _, articles = enwiki
+    vocab = shared_file("vocab", "uncased_vocab.txt")
+    # Reference mode carries a document on into the next file, as the reference does: shards must not join articles.
+    result = run_cli("create_data", f"--input_file={out}/wiki_*.txt", f"--vocab_file={vocab}",
+                     f"--output_file={tmp_path / 'wiki.tfrecord'}", "--dupe_factor=1")
+    assert result.returncode == 0, result.stderr
+    assert len(shards(out)) == 3 and f"bert-create-data: {len(articles)} documents -> " in result.stdout
+
+
 def test_shards_are_about_the_size_asked_for(enwiki):
     out, _, _ = enwiki
     sizes = [path.stat().st_size for path in shards(out)]
@@ -121,7 +132,7 @@ def test_same_text_whatever_the_workers_and_shard_size(enwiki, tmp_path):
     out, _, _ = enwiki
     prepare(dump(ENWIKI), tmp_path, "--num_workers=1")
     assert len(shards(tmp_path)) == 1
-    assert shards(tmp_path)[0].read_text(encoding="utf-8") == "\n".join(
+    assert shards(tmp_path)[0].read_text(encoding="utf-8") == "".join(
         path.read_text(encoding="utf-8") for path in shards(out)
     )
 
