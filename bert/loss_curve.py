@@ -30,8 +30,20 @@ def read_scalars(logdir, tags=CURVES):
     found = {}
     for tag in tags:
         if tag in events.Tags()["tensors"]:
-            found[tag] = [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+            found[tag] = _as_rewritten([(e.step, float(tensor_util.make_ndarray(e.tensor_proto)))
+                                        for e in events.Tensors(tag)])
     return found
+
+
+def _as_rewritten(points):
+    """`points` in the order written, a point at a step already passed replacing the points from that step on:
+    a run resumed from an earlier checkpoint trains those steps again, in an event file of its own."""
+    kept = []
+    for step, value in points:
+        while kept and kept[-1][0] >= step:
+            kept.pop()
+        kept.append((step, value))
+    return kept
 
 
 def plot(curves, path, title):
