@@ -71,7 +71,8 @@ def define_flags():
     flags.DEFINE_string("output", None, "The directory to write.")
     flags.DEFINE_string("bert_config_file", None, "--to=hf: the model's bert_config.json (default: beside the checkpoint).")
     flags.DEFINE_string("vocab_file", None, "The vocab.txt to copy (default: the one in or beside --input).")
-    flags.DEFINE_bool("do_lower_case", True, "--to=hf: whether the tokenizer lower-cases (written to tokenizer_config.json).")
+    flags.DEFINE_bool("do_lower_case", None, "--to=hf: whether the tokenizer lower-cases (written to tokenizer_config.json; "
+                      "default: false for a vocabulary holding capitalised words, else true).")
 
 
 def _hf_weight_name(name):
@@ -171,6 +172,14 @@ def hf_to_reference(hf_weights, config):
             continue
         value = np.asarray(value, np.float32)
         weights[ours] = value.T.copy() if transpose else value
+    # BERT's masked-LM decoder is its word embeddings and the output bias: a model that trained them apart
+    # (tie_word_embeddings false) would lose its own decoder here.
+    for decoder, tied in (("cls.predictions.decoder.weight", "bert/embeddings/word_embeddings"),
+                          ("cls.predictions.decoder.bias", "cls/predictions/output_bias")):
+        value = hf_weights.get(decoder)
+        if value is not None and tied in weights and not np.array_equal(np.asarray(value, np.float32), weights[tied]):
+            raise InputError(f"--input: its masked-LM decoder ({decoder}) differs from {tied}; BERT ties the two, so "
+                             f"this model cannot be converted as it was trained")
     expected = modeling.BertModel(config).weights
     for name, variable in expected.items():
         if name.startswith("bert/pooler/") and name not in weights:
@@ -306,12 +315,22 @@ def to_hf(checkpoint, output):
     with fileio.AtomicFile(os.path.join(output, "config.json")) as f:
         json.dump(hf_config, f, indent=2, sort_keys=True)
         f.write("\n")
+    lower_case = FLAGS.do_lower_case if FLAGS.do_lower_case is not None else not (vocab and _is_cased(vocab))
     with fileio.AtomicFile(os.path.join(output, "tokenizer_config.json")) as f:
-        json.dump({"do_lower_case": FLAGS.do_lower_case, "tokenizer_class": "BertTokenizer"}, f, indent=2)
+        # Without model_max_length Hugging Face's tokenizer would not truncate to what the model's positions hold.
+        json.dump({"do_lower_case": lower_case, "model_max_length": config.max_position_embeddings,
+                   "tokenizer_class": "BertTokenizer"}, f, indent=2)
         f.write("\n")
     if vocab:
         fileio.copy_file(vocab, os.path.join(output, "vocab.txt"))
     return f"{len(tensors)} tensors ({hf_config['architectures'][0]}) -> {output}/model.safetensors" + ("" if vocab else "; no vocab.txt found (give --vocab_file)")
+
+
+def _is_cased(vocab_file):
+    """Whether a vocab.txt holds capitalised words (over 1% of its tokens; an uncased one, learned from
+    lower-cased text, holds none)."""
+    tokens = [t for t in tokenization.load_vocab(vocab_file) if not t.startswith(("[", "##"))]
+    return sum(t != t.lower() for t in tokens) > len(tokens) / 100
 
 
 def _architecture(weights):

@@ -167,3 +167,34 @@ def test_bad_hugging_face_directories_fail_cleanly(minilm_dir, tmp_path):
         assert_clean_failure(run_cli("convert", "--from=hf", f"--input={directory}", f"--output={out}"), *fragments)
     assert_clean_failure(run_cli("convert", f"--input={minilm_dir}", f"--output={out}"), "--from=hf or --to=hf")
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_a_pretraining_model_round_trips_with_its_heads_and_its_tokenizers_casing(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    from tests.pretrain_fixtures import SMALL_MODEL
+
+    config = bert_config.BertConfig.from_dict(SMALL_MODEL)
+    model = modeling.BertPretrainer(config, seed=3)
+    source = tmp_path / "model"
+    checkpoints.export_checkpoint({name: v.numpy() for name, v in model.variables_by_name.items()},
+                                  str(source / "bert_model.ckpt"), config=config)
+    for kind, lower_case in (("cased", False), ("uncased", True)):
+        hf = tmp_path / f"hf_{kind}"
+        result = run_cli("convert", "--to=hf", f"--input={source}", f"--vocab_file={shared_file('vocab', f'{kind}_vocab.txt')}",
+                         f"--output={hf}")
+        assert result.returncode == 0, result.stderr
+        assert json.loads((hf / "tokenizer_config.json").read_text()) == {
+            "do_lower_case": lower_case, "model_max_length": 64, "tokenizer_class": "BertTokenizer"}
+    back = tmp_path / "back"
+    assert run_cli("convert", "--from=hf", f"--input={hf}", f"--output={back}").returncode == 0
+    for name, variable in model.variables_by_name.items():
+        np.testing.assert_array_equal(tf.train.load_checkpoint(str(back / "bert_model.ckpt")).get_tensor(name),
+                                      variable.numpy(), err_msg=name)
+    # A decoder trained apart from the word embeddings (tie_word_embeddings false) is no BERT decoder.
+    tensors = load_file(str(hf / "model.safetensors"))
+    tensors["cls.predictions.decoder.weight"] = tensors["cls.predictions.decoder.weight"] + 1.0
+    save_file(tensors, str(hf / "model.safetensors"))
+    assert_clean_failure(run_cli("convert", "--from=hf", f"--input={hf}", f"--output={tmp_path / 'untied'}"),
+                         "cls.predictions.decoder.weight", "differs from bert/embeddings/word_embeddings")
+    assert not (tmp_path / "untied").exists()
