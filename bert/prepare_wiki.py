@@ -14,8 +14,11 @@ Two stages:
 1. wikiextractor (its command line, run as a subprocess with --processes) strips the wiki markup,
    tables, lists, redirects and pages outside the main namespace into JSON files in a temporary
    directory inside --output_dir (it is about as big as the output). We stream the dump into its
-   stdin rather than naming the file, to fix up three things it gets wrong with wikiextractor 3.1.0
+   stdin rather than naming the file, to fix up four things it gets wrong with wikiextractor 3.1.0
    (checked on Python 3.11, which it otherwise runs on without trouble):
+   - It keeps the newlines inside a paragraph wrapped over several lines of wikitext, which MediaWiki
+     joins, and ends paragraphs with a single newline too, so that a sentence came out cut at every
+     line of its source; such lines are joined on the way in.
    - It keeps every section heading as an ordinary line ("History.") with nothing to tell it from a
      one-sentence paragraph and no option to leave headings out, so heading lines are removed from
      the wikitext on the way in, where they are unambiguous; so are lines that are all bold, the
@@ -211,7 +214,7 @@ def _run_wikiextractor(path, text_dir, log_path, num_workers, raw, text, head):
             for block in _whole_lines(head, text, path):
                 # Not tail + block: a copy of every block of the dump, to keep its last few characters.
                 tail = (tail + block[-_TAIL_CHARS:])[-_TAIL_CHARS:]
-                process.stdin.write(_HEADING.sub(_keep_text_tags, block))
+                process.stdin.write(_prepared_wikitext(block))
                 bar.update(raw.tell() - bar.n)
         except BrokenPipeError:
             pass  # It stopped reading: its own message, read below, says why.
@@ -275,6 +278,20 @@ def read_position(pid, path):
         except (OSError, StopIteration, ValueError):
             continue
     return None
+
+
+# A line of running text (the first of a <text> element too) followed by another: MediaWiki joins them into
+# one paragraph, but wikiextractor keeps the newline, indistinguishable afterwards from a paragraph break. Not
+# running text: blank lines, lines starting with a space (preformatted), list, table, template or markup
+# characters (XML-escaped here: "<" is "&lt;"), or "-" (a rule, ----).
+_TEXT_START = r"[^\s*#:;{}|!=&<\-]"
+_WRAPPED_LINE = re.compile(rf"^((?:[ \t]*<text[^>\n]*>)?{_TEXT_START}[^\n]*)\n(?={_TEXT_START})", re.MULTILINE)
+
+
+def _prepared_wikitext(block):
+    """A block of the dump with its headings removed and its wrapped paragraphs joined (see _HEADING and
+    _WRAPPED_LINE)."""
+    return _WRAPPED_LINE.sub(r"\1 ", _HEADING.sub(_keep_text_tags, block))
 
 
 def _keep_text_tags(match):

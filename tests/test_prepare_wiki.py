@@ -177,6 +177,9 @@ def test_sentence_splits_are_sane(enwiki):
         "Washington, D.C.",
         "Before the 1940s, the CNT was the major force in Spanish working class politics, attracting 1.58 million "
         "members at one point and playing a major role in the Spanish Civil War.",
+        # Wrapped over four lines of wikitext, which MediaWiki joins into one paragraph.
+        "Example: Teaching experiments could be performed by a university department to find a good introductory "
+        "textbook, with each text considered a treatment.",
     ]:
         assert sentence in lines, sentence
     assert any(line.startswith("Dr. Samuel Jutzi, director of FAO's animal production") for line in lines)
