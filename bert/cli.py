@@ -166,7 +166,8 @@ def _list_command_flags_in_help():
                 FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
 
-def define_tokenizer_flags():
+def define_tokenizer_flags(spm_model_help="A SentencePiece model to tokenize with instead of --vocab_file (e.g. from "
+                                          "bert-vocab)."):
     """The flags that choose a tokenizer, shared by every command that reads text."""
     flags.DEFINE_string("vocab_file", None, "The vocab.txt the BERT model was trained on (WordPiece).")
     flags.DEFINE_bool(
@@ -176,11 +177,7 @@ def define_tokenizer_flags():
         "left out: the model's normalizer decides; True lower-cases first for a model that keeps case; False is "
         "refused for a model that folds case.",
     )
-    flags.DEFINE_string(
-        "spm_model_file",
-        None,
-        "A SentencePiece model to tokenize with instead of --vocab_file (e.g. from bert-vocab).",
-    )
+    flags.DEFINE_string("spm_model_file", None, spm_model_help)
 
 
 def define_model_flags(init_checkpoint_help="A checkpoint to initialise from (a released bert_model.ckpt or ours)."):

@@ -189,6 +189,9 @@ def resolve_config_path(name_or_path):
         if (path / "bert_config.json").is_file():
             return path / "bert_config.json"
         raise InputError(f"{text}: a directory without a bert_config.json; name the model config file")
+    if text in ALIASES and not CONFIG_DIR.is_dir():
+        raise InputError(f"{text}: an alias of a config under configs/models, which comes with the source checkout "
+                         f"(bin/setup installs from it) and this installation lacks; give a bert_config.json's path")
     if text in ALIASES:
         return CONFIG_DIR / f"{ALIASES[text]}.json"
     # Only a bare stem is looked up, so that a mistyped path is not answered with a bundled config.

@@ -76,7 +76,8 @@ class SquadTask:
 
 def define_flags():
     cli.define_model_flags("The pre-trained checkpoint to fine-tune (a released bert_model.ckpt, ours, or bert-convert's).")
-    cli.define_tokenizer_flags()
+    cli.define_tokenizer_flags(spm_model_help="Not for bert-squad, which maps answers back to the text through "
+                                              "WordPiece pieces: give --vocab_file.")
     flags.DEFINE_string("output_dir", None, "Where checkpoints, predictions and the fine-tuned model go.")
     flags.DEFINE_string("train_file", None, "SQuAD JSON to train on, e.g. train-v1.1.json.")
     flags.DEFINE_string("predict_file", None, "SQuAD JSON to predict (and, with --do_eval, to score), e.g. dev-v1.1.json.")
@@ -101,6 +102,8 @@ def _check_flags():
     if FLAGS.spm_model_file:
         raise InputError("--spm_model_file: bert-squad maps answers back to the text through WordPiece pieces; "
                          "give the model's --vocab_file")
+    if not FLAGS.vocab_file:
+        raise InputError("--vocab_file is required")
     for name in ("n_best_size", "max_answer_length", "max_query_length"):
         if FLAGS[name].value < 1:
             raise InputError(f"--{name} must be at least 1, got {FLAGS[name].value}")
@@ -248,7 +251,7 @@ def main(argv):
 
 def run():
     define_flags()
-    cli.run_command(main, required=("vocab_file", "bert_config_file", "output_dir"))
+    cli.run_command(main, required=("bert_config_file", "output_dir"))
 
 
 if __name__ == "__main__":

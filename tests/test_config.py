@@ -305,3 +305,13 @@ def test_check_seq_length():
     check_seq_length(config, 512)
     with pytest.raises(InputError, match=r"max_seq_length 513 .*'max_position_embeddings' \(512\)"):
         check_seq_length(config, 513)
+
+
+def test_an_alias_without_the_bundled_configs_says_what_is_missing(tmp_path, monkeypatch):
+    # A wheel installed without the source checkout has no configs/models.
+    from bert import config as bert_config
+
+    monkeypatch.setattr(bert_config, "CONFIG_DIR", tmp_path / "configs" / "models")
+    with pytest.raises(InputError, match=r"^mini: an alias of a config under configs/models, which comes with the source "
+                                         r"checkout"):
+        bert_config.resolve_config_path("mini")

@@ -105,6 +105,11 @@ def test_bad_inputs_fail_cleanly(squad_config, uncased_vocab, squad_files, tmp_p
         (squad_args(squad_config, uncased_vocab, out, "--do_predict", f"--predict_file={squad_files['v1']}", "--n_best_size=0"), ["--n_best_size"]),
         (squad_args(squad_config, uncased_vocab, out, "--do_predict", f"--predict_file={squad_files['v1']}",
                     f"--spm_model_file={tmp_path / 'spm.model'}"), ["--spm_model_file", "WordPiece"]),
+        # Given in place of --vocab_file, it is refused for what it is, not as a missing --vocab_file.
+        ([f"--bert_config_file={squad_config}", f"--output_dir={out}", "--do_predict", f"--predict_file={squad_files['v1']}",
+          f"--spm_model_file={tmp_path / 'spm.model'}"], ["--spm_model_file", "WordPiece"]),
+        ([f"--bert_config_file={squad_config}", f"--output_dir={out}", "--do_predict", f"--predict_file={squad_files['v1']}"],
+         ["--vocab_file is required"]),
         (squad_args(squad_config, uncased_vocab, out, "--do_predict", f"--predict_file={squad_files['v1']}", "--do_lower_case=False",
                     f"--init_checkpoint={tmp_path}/uncased_L-12_H-768_A-12/bert_model.ckpt"), ["--do_lower_case=False", "uncased model"]),
         # Scoring SQuAD v2.0 answers as v1.1 is found before training, not after.
