@@ -225,9 +225,11 @@ def main(argv):
             FLAGS.spm_max_sentences,
         )
     dropped = f", dropped {corpus.invalid_bytes} invalid UTF-8 bytes" if corpus.invalid_bytes else ""
+    short = (f", short of --vocab_size={FLAGS.vocab_size}: the text holds no more pieces seen --min_frequency="
+             f"{FLAGS.min_frequency} times" if size < FLAGS.vocab_size and FLAGS.model_type == "wordpiece" else "")
     cli.print_summary(
         f"bert-vocab: {FLAGS.model_type} vocabulary of {size} tokens -> {FLAGS.output_file} "
-        f"({time.perf_counter() - start:.1f}s{dropped})", FLAGS.output_file
+        f"({time.perf_counter() - start:.1f}s{dropped}{short})", FLAGS.output_file
     )
 
 

@@ -186,3 +186,15 @@ def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
     assert_clean_failure(run_cli("vocab", f"--input_file={corpus}", f"--output_file={tmp_path / 'spm.vocab'}",
                                  "--model_type=sentencepiece"), "--output_file", "is where the model's piece list goes")
     assert_clean_failure(run_cli("vocab", f"--input_file={corpus}", f"--output_file={tmp_path}"), "--output_file", "is a directory")
+
+
+def test_a_text_too_small_for_the_size_asked_says_so(tmp_path, wikitext_docs):
+    text = tmp_path / "small.txt"
+    text.write_bytes(first_lines(wikitext_docs, 50))
+    out = tmp_path / "vocab.txt"
+    result = run_cli("vocab", f"--input_file={text}", f"--output_file={out}", "--vocab_size=30522")
+    assert result.returncode == 0, result.stderr
+    size = len(out.read_text(encoding="utf-8").splitlines())
+    assert size < 30522
+    assert (f"vocabulary of {size} tokens -> {out}" in result.stdout
+            and "short of --vocab_size=30522: the text holds no more pieces seen --min_frequency=2 times" in result.stdout)
