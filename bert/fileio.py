@@ -306,6 +306,16 @@ def lock_directory(directory, flag, holder="training process"):
     _held_locks[key] = descriptor
 
 
+def decode_dropping_invalid(raw):
+    """(`raw` bytes as UTF-8 text with its invalid bytes dropped, as the reference's convert_to_unicode drops
+    them; how many bytes were dropped)."""
+    try:
+        return raw.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", "ignore")
+        return text, len(raw) - len(text.encode("utf-8"))
+
+
 def read_lines_as_gfile(path):
     """The lines of UTF-8 text `path` as TensorFlow's GFile, through which the reference reads its inputs, gives
     them: ended by a newline alone, every carriage return dropped wherever it is, no empty line after a final

@@ -82,11 +82,8 @@ def documents_from_lines(raw_lines, tokenizer, stats, documents=None):
         # As the reference's reader, TensorFlow's GFile, does.
         if b"\r" in raw:
             raw = raw.replace(b"\r", b"")
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            line = raw.decode("utf-8", "ignore")
-            stats.invalid_bytes += len(raw) - len(line.encode("utf-8"))
+        line, dropped = fileio.decode_dropping_invalid(raw)
+        stats.invalid_bytes += dropped
         line = line.strip()
         if not line:
             documents.append([])

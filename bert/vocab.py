@@ -73,11 +73,8 @@ class Corpus:
                 with open(path, "rb") as f:
                     for raw in f:
                         bar.update(len(raw))
-                        try:
-                            line = raw.decode("utf-8")
-                        except UnicodeDecodeError:
-                            line = raw.decode("utf-8", "ignore")
-                            self.invalid_bytes += len(raw) - len(line.encode("utf-8"))
+                        line, dropped = fileio.decode_dropping_invalid(raw)
+                        self.invalid_bytes += dropped
                         line = line.strip()
                         if line:
                             yield line
