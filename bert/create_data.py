@@ -53,9 +53,10 @@ def define_flags():
     flags.DEFINE_integer(
         "block_size_kb",
         256,
-        "Scale mode: the input is cut at document boundaries into blocks of about this much text; each block "
-        "has its own seed and draws its random next sentences from its own documents. A document longer than "
-        f"{pretraining_data.LONGEST_DOCUMENT_BLOCKS} blocks is cut at a line end.",
+        "Scale mode: the input is cut at document boundaries into blocks of about this much text (small files "
+        "share a block; a file's end ends a document); each block has its own seed and draws its random next "
+        "sentences from its own documents, or from a neighbouring block's when it holds only one. A document longer "
+        f"than {pretraining_data.LONGEST_DOCUMENT_BLOCKS} blocks is cut at a line end.",
     )
     flags.DEFINE_integer(
         "shuffle_buffer_size", 10000, "Scale mode: records held in the shuffle buffer in front of the writers."

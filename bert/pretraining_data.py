@@ -7,9 +7,10 @@ instance is held in memory, as there. Instances are built on token ids instead o
 bytes at once, which is what makes this mode fast.
 
 Scale mode cuts the input at document boundaries into blocks of about `block_size_kb` of text (a
-document of more than LONGEST_DOCUMENT_BLOCKS blocks at a line end too). Each
-block is an independent unit processed in a worker process, with its own seed derived from the run's
-seed and the block's index; its random next sentences come from its own documents. Records stream
+document of more than LONGEST_DOCUMENT_BLOCKS blocks at a line end too); small files share a block,
+and a file's end ends a document. Each block is an independent unit processed in a worker process,
+with its own seed derived from the run's seed and the block's index; its random next sentences come
+from its own documents, or from its neighbour block's when it holds a single one. Records stream
 through a bounded shuffle buffer into the output files, so memory stays flat in corpus size, and
 the result depends on the seed and block size, not on the number of workers.
 """
@@ -260,12 +261,14 @@ class InstanceMaker:
             chosen.extend(group)
         return chosen
 
-    def records_for_documents(self, documents, dupe_factor, encoder, rng, on_document=None):
-        """Encoded records of every document, `dupe_factor` passes, in the reference's order."""
+    def records_for_documents(self, documents, dupe_factor, encoder, rng, on_document=None, others=()):
+        """Encoded records of every document, `dupe_factor` passes, in the reference's order; random next
+        sentences are drawn from `documents` and `others`."""
         out = []
+        pool = [*documents, *others] if others else documents
         for _ in range(dupe_factor):
             for document_index in range(len(documents)):
-                for instance in self.from_document(documents, document_index, rng):
+                for instance in self.from_document(pool, document_index, rng):
                     out.append(encoder.encode(*instance))
                 if on_document is not None:
                     on_document()
@@ -324,22 +327,52 @@ LONGEST_DOCUMENT_BLOCKS = 16
 
 
 def iter_blocks(input_files, block_size, on_cut=None):
-    """Raw text blocks of about `block_size` bytes, cut only at blank lines and file ends, or at the end of
-    a line once a document runs to LONGEST_DOCUMENT_BLOCKS blocks (`on_cut()` is told of each such cut)."""
+    """Raw text in blocks of about `block_size` bytes, each a list of chunks, one per input file it holds part of.
+
+    A block ends at a blank line or a file end once it holds `block_size` bytes, so small files share blocks;
+    the end of a file ends a document. A document that runs to LONGEST_DOCUMENT_BLOCKS blocks is cut at a
+    line end, and `on_cut()` is told of each cut that splits it (one at the file's last line splits nothing).
+    """
+    chunks, lines, size = [], [], 0
     for path in input_files:
-        lines = []
-        size = 0
+        cut_pending = False
         for raw in read_lines(path):
+            blank = not raw.strip()
+            if cut_pending and not blank and on_cut:
+                on_cut()
+            cut_pending = False
             lines.append(raw)
             size += len(raw)
-            too_long = size >= LONGEST_DOCUMENT_BLOCKS * block_size
-            if size >= block_size and (too_long or not raw.strip()):
-                if too_long and raw.strip() and on_cut:
-                    on_cut()
-                yield b"".join(lines)
-                lines, size = [], 0
+            if size >= block_size and (blank or size >= LONGEST_DOCUMENT_BLOCKS * block_size):
+                cut_pending = not blank
+                yield [*chunks, b"".join(lines)]
+                chunks, lines, size = [], [], 0
         if lines:
-            yield b"".join(lines)
+            chunks.append(b"".join(lines))
+            lines = []
+        if chunks and size >= block_size:
+            yield chunks
+            chunks, size = [], 0
+    if chunks:
+        yield chunks
+
+
+def with_neighbours(blocks):
+    """(block, neighbour) pairs: each block with the one before it, the first with the one after it (None for a
+    lone block). A block of a single document draws its random next sentences from its neighbour's documents."""
+    blocks = iter(blocks)
+    first = next(blocks, None)
+    if first is None:
+        return
+    second = next(blocks, None)
+    yield first, second
+    previous = second
+    if second is None:
+        return
+    yield second, first
+    for block in blocks:
+        yield block, previous
+        previous = block
 
 
 _worker = {}
@@ -362,19 +395,29 @@ def block_seed(random_seed, block_index):
     return f"{random_seed}/{block_index}"
 
 
-def _process_block(block_index, data):
+def _block_documents(chunks, stats):
+    """The tokenized documents of a block's chunks; each chunk ends a document, as its file ends there."""
+    documents = [[]]
+    for chunk in chunks:
+        lines = chunk.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
+        documents = documents_from_lines(lines, _worker["tokenizer"], stats, documents)
+        documents.append([])
+    return finish_documents(documents, stats)
+
+
+def _process_block(block_index, chunks, neighbour):
     stats = InputStats()
-    lines = data.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-    documents = documents_from_lines(lines, _worker["tokenizer"], stats)
-    documents = finish_documents(documents, stats)
+    documents = _block_documents(chunks, stats)
     if not documents:
         return [], stats
+    # The reference draws a random next sentence from another document; a block of one has none of its own.
+    others = _block_documents(neighbour, InputStats()) if len(documents) == 1 and neighbour else []
     rng = random.Random(block_seed(_worker["random_seed"], block_index))
     rng.shuffle(documents)
     maker, options = _worker["maker"], _worker["options"]
-    block_records = maker.records_for_documents(documents, options.dupe_factor, _worker["encoder"], rng)
+    block_records = maker.records_for_documents(documents, options.dupe_factor, _worker["encoder"], rng, others=others)
     # Framed here, in parallel, so the parent only shuffles and writes.
     return [records.frame_record(r) for r in block_records], stats
 
@@ -420,7 +463,7 @@ def create_scale_records(input_files, make_tokenizer, options, random_seed, num_
         def count_cut():
             stats.documents_cut += 1
 
-        blocks = enumerate(iter_blocks(input_files, block_size, count_cut))
+        blocks = enumerate(with_neighbours(iter_blocks(input_files, block_size, count_cut)))
 
         def collect_one():
             nonlocal written
@@ -434,9 +477,9 @@ def create_scale_records(input_files, make_tokenizer, options, random_seed, num_
             if progress is not None:
                 progress.block_done(block_sizes.popleft(), len(block_records))
 
-        for index, data in blocks:
-            pending.append(pool.apply_async(_process_block, (index, data)))
-            block_sizes.append(len(data))
+        for index, (chunks, neighbour) in blocks:
+            pending.append(pool.apply_async(_process_block, (index, chunks, neighbour)))
+            block_sizes.append(sum(map(len, chunks)))
             if len(pending) >= 2 * num_workers:
                 collect_one()
         while pending:

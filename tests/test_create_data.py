@@ -261,7 +261,7 @@ def test_scale_mode_cuts_text_without_blank_lines_at_line_ends_and_says_so(tmp_p
     corpus = tmp_path / "no_breaks.txt"
     corpus.write_bytes(b"".join(lines)[:100_000].rsplit(b"\n", 1)[0] + b"\n")
     cuts = []
-    blocks = list(pretraining_data.iter_blocks([str(corpus)], 1024, lambda: cuts.append(1)))
+    blocks = [b"".join(chunks) for chunks in pretraining_data.iter_blocks([str(corpus)], 1024, lambda: cuts.append(1))]
     longest = pretraining_data.LONGEST_DOCUMENT_BLOCKS * 1024
     assert b"".join(blocks) == corpus.read_bytes()
     assert all(longest <= len(block) < longest + max(map(len, lines)) for block in blocks[:-1])
@@ -272,6 +272,82 @@ def test_scale_mode_cuts_text_without_blank_lines_at_line_ends_and_says_so(tmp_p
             "--block_size_kb without a blank line, and were cut at a line end into documents of their own (a blank line "
             "ends a document)") in result.stderr.splitlines()
     assert json.loads((out / "manifest.json").read_text())["num_documents"] == len(blocks)
+
+
+def test_a_line_that_ends_its_file_past_the_longest_document_is_no_cut(tmp_path):
+    corpus = tmp_path / "one_line.txt"
+    corpus.write_bytes(b"word " * 5000 + b"\n")
+    cuts = []
+    blocks = list(pretraining_data.iter_blocks([str(corpus)], 1024, lambda: cuts.append(1)))
+    assert blocks == [[corpus.read_bytes()]] and cuts == []
+
+
+def test_small_files_share_a_block_and_each_ends_a_document(tmp_path):
+    files = []
+    for name, text in [("a", b"one\ntwo\n"), ("b", b"three"), ("c", b"four\n\n"), ("d", b"five\n")]:
+        files.append(tmp_path / name)
+        files[-1].write_bytes(text)
+    blocks = list(pretraining_data.iter_blocks([str(f) for f in files], 10))
+    assert blocks == [[b"one\ntwo\n", b"three"], [b"four\n\n", b"five\n"]]
+
+
+def words_by_document(vocab_path, documents, words_per_document=150):
+    """Disjoint sets of whole words from the vocabulary, one per document, so a token tells its document."""
+    words = [w for w in vocab_path.read_text(encoding="utf-8").split("\n") if w.isalpha() and w.islower()]
+    words = words[2000:2000 + documents * words_per_document]
+    return [words[i * words_per_document:(i + 1) * words_per_document] for i in range(documents)]
+
+
+def random_next_sources(records, document_of):
+    """For each random-next record: (documents of segment A's tokens, documents of segment B's tokens), read
+    from the original ids (masked positions restored)."""
+    sources = []
+    for record in records:
+        if record["next_sentence_labels"] != [1]:
+            continue
+        ids = list(record["input_ids"])
+        for position, original, weight in zip(record["masked_lm_positions"], record["masked_lm_ids"],
+                                              record["masked_lm_weights"]):
+            if weight:
+                ids[position] = original
+        a_end = record["segment_ids"].index(1)
+        length = sum(record["input_mask"])
+        sources.append(({document_of[t] for t in ids[1:a_end - 1]}, {document_of[t] for t in ids[a_end:length - 1]}))
+    return sources
+
+
+@pytest.mark.parametrize("layout", ["a small document per file", "a document per block"])
+def test_scale_mode_draws_random_next_sentences_from_other_documents(tmp_path, uncased_vocab, layout):
+    import random
+
+    vocab = uncased_vocab.read_text(encoding="utf-8").split("\n")
+    word_sets = words_by_document(uncased_vocab, 4)
+    rng = random.Random(0)
+    documents = ["\n".join(" ".join(rng.choice(words) for _ in range(12)) + " ." for _ in range(40)) + "\n"
+                 for words in word_sets]
+    if layout == "a small document per file":
+        inputs = []
+        for i, document in enumerate(documents):
+            inputs.append(tmp_path / f"doc{i}.txt")
+            inputs[-1].write_text(document, encoding="utf-8")
+        block_flag = "--block_size_kb=64"
+    else:
+        inputs = [tmp_path / "docs.txt"]
+        inputs[0].write_text("\n".join(documents), encoding="utf-8")
+        block_flag = "--block_size_kb=1"
+        assert all(len(d) > 1024 for d in documents)
+    out = tmp_path / "records"
+    result = run_cli("create_data", f"--input_file={','.join(map(str, inputs))}", f"--vocab_file={uncased_vocab}",
+                     f"--output_dir={out}", "--num_workers=1", "--dupe_factor=3", "--max_seq_length=64", block_flag)
+    assert result.returncode == 0, result.stderr
+    document_of = {vocab.index(w): i for i, words in enumerate(word_sets) for w in words}
+    document_of[vocab.index(".")] = None
+    sources = random_next_sources(read_records(sorted(out.glob("*.tfrecord"))), document_of)
+    assert len(sources) > 20
+    for a_documents, b_documents in sources:
+        a_documents.discard(None)
+        b_documents.discard(None)
+        assert len(a_documents) == 1 and len(b_documents) == 1 and a_documents != b_documents
 
 
 def test_scale_mode_is_deterministic_in_its_seed(tmp_path, wikitext_docs, uncased_vocab):
