@@ -10,12 +10,13 @@ running out of memory names the batch-size flags.
 import math
 import os
 import re
+import signal
 import sys
 
 from absl import app, flags, logging
 
 from bert import fileio
-from bert.errors import InputError, StopRequested
+from bert.errors import InputError, StopRequested, Terminated
 
 FLAGS = flags.FLAGS
 
@@ -112,6 +113,8 @@ def run_command(main, required=()):
         except StopRequested as e:
             print(f"{_program()}: {e}", file=sys.stderr)
             sys.exit(e.status)
+        except Terminated:
+            fail("terminated; no output was finalised", status=128 + signal.SIGTERM)
         except KeyboardInterrupt:
             fail("interrupted; no output was finalised", status=130)
         except MemoryError:

@@ -10,6 +10,7 @@ Default mode reproduces google-research/bert's create_pretraining_data.py record
 import functools
 import glob
 import os
+import re
 import time
 
 from absl import flags
@@ -136,7 +137,13 @@ def _output_paths(input_files):
         raise InputError(f"--num_output_shards must be at least 1, got {FLAGS.num_output_shards}")
     directory = FLAGS.output_dir
     fileio.make_output_dir(directory, "--output_dir")
-    existing = _existing_outputs(directory)
+    existing, others = _existing_outputs(directory)
+    if others:
+        raise InputError(
+            f"--output_dir: {directory} holds {others[0]}, which bert-create-data did not write; records read from the "
+            "directory would include it, and --overwrite replaces only part-*-of-*.tfrecord and manifest.json: move "
+            "it or choose another directory"
+        )
     if existing and not FLAGS.overwrite:
         raise InputError(
             f"--output_dir: {directory} already holds records ({os.path.basename(existing[0])}); "
@@ -149,14 +156,35 @@ def _output_paths(input_files):
     return paths, directory
 
 
+SHARD_NAME = re.compile(r"part-\d{5}-of-\d{5}\.tfrecord")
+
+
 def _existing_outputs(directory):
-    names = sorted(glob.glob(os.path.join(glob.escape(directory), "*.tfrecord")))
+    """(the manifest and shards an earlier run left in `directory`, the names of its other TFRecord files)."""
+    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(directory), "*.tfrecord")))
+    ours = [os.path.join(directory, name) for name in names if SHARD_NAME.fullmatch(name)]
     manifest = os.path.join(directory, records.MANIFEST_NAME)
-    return ([manifest] if os.path.exists(manifest) else []) + names
+    return ([manifest] if os.path.exists(manifest) else []) + ours, [n for n in names if not SHARD_NAME.fullmatch(n)]
+
+
+def _remove_leftovers(output_paths, output_dir):
+    """Deletes what killed runs writing here left under temporary names (see fileio.AtomicFile)."""
+    if output_dir:
+        fileio.remove_leftover_temporaries(output_dir, "part-?????-of-?????.tfrecord")
+        fileio.remove_leftover_temporaries(output_dir, records.MANIFEST_NAME)
+        return
+    for path in [*output_paths, records.manifest_path_for(output_paths)]:
+        real = os.path.realpath(path)
+        fileio.remove_leftover_temporaries(os.path.dirname(real), glob.escape(os.path.basename(real)))
 
 
 def main(argv):
     del argv
+    with fileio.sigterm_interrupts():
+        _create_records()
+
+
+def _create_records():
     options = pretraining_data.InstanceOptions(
         max_seq_length=FLAGS.max_seq_length,
         max_predictions_per_seq=FLAGS.max_predictions_per_seq,
@@ -179,6 +207,7 @@ def main(argv):
     tokenizer = make_tokenizer()
     pretraining_data.SpecialIds(tokenizer, cli.vocabulary_source())
     output_paths, output_dir = _output_paths(input_files)
+    _remove_leftovers(output_paths, output_dir)
 
     start = time.perf_counter()
     progress = Progress(input_files)
@@ -210,7 +239,7 @@ def main(argv):
         progress.close()
     sink.commit()
     if output_dir:
-        for stale in _existing_outputs(output_dir):
+        for stale in _existing_outputs(output_dir)[0]:
             if stale not in output_paths and stale.endswith(".tfrecord"):
                 os.unlink(stale)
     elapsed = time.perf_counter() - start

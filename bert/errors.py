@@ -15,3 +15,7 @@ class StopRequested(Exception):
     def __init__(self, message, status):
         super().__init__(message)
         self.status = status
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, within `fileio.sigterm_interrupts()`: unwinds as Ctrl-C does, so output in progress is removed."""

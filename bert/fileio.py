@@ -17,7 +17,7 @@ import zipfile
 
 import numpy as np
 
-from bert.errors import InputError
+from bert.errors import InputError, Terminated
 
 
 class CommitOrAbort:
@@ -335,8 +335,35 @@ def read_lines_as_gfile(path):
 
 def ignore_interrupts():
     """In a worker process: Ctrl-C, which the terminal sends to every process of the job, is left to the parent,
-    which stops the workers and reports it in one line (a worker would print its own traceback)."""
+    which stops the workers and reports it in one line (a worker would print its own traceback). SIGTERM ends
+    a worker silently, whatever handler it inherited from the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """Within it SIGTERM (`docker stop`, Slurm, `kill`) raises `Terminated`, which unwinds as Ctrl-C does: files
+    written under temporary names are removed and the command says so in one line, instead of dying silently
+    and leaving them behind."""
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def remove_leftover_temporaries(directory, name_pattern):
+    """Deletes the hidden temporary files that writers of files named `name_pattern` (a glob) in `directory`
+    left there when they were killed (see AtomicFile): a killed run's are as large as its output."""
+    pattern = os.path.join(glob.escape(directory or "."), f".{name_pattern}.tmp-*")
+    for leftover in glob.glob(pattern):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leftover)
 
 
 def check_output_file(path, flag, inputs=()):

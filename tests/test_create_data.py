@@ -604,3 +604,70 @@ def test_interrupted_run_leaves_no_finished_looking_file(tmp_path, wikitext_docs
     proc.wait()
     assert out.read_bytes() == b"previous run"
     assert not (tmp_path / "out.tfrecord.manifest.json").exists()
+    leftovers = list(tmp_path.glob(".out.tfrecord.tmp-*"))
+    assert leftovers, "the killed run left no temporary file: nothing to check the next run against"
+    # The next run into the same place deletes what the killed one left, as large as its records.
+    create(tmp_path, f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}", "--dupe_factor=1")
+    assert not list(tmp_path.glob(".out.tfrecord*.tmp-*"))
+
+
+def test_sigterm_in_scale_mode_removes_the_output_in_progress_and_says_so(tmp_path, wikitext_docs, uncased_vocab):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    from conftest import ROOT, message_lines
+
+    out = tmp_path / "records"
+    args = (f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}", "--num_workers=2", "--block_size_kb=64",
+            f"--output_dir={out}")
+    assert run_cli("create_data", *args, "--dupe_factor=1").returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bert.create_data", *args, "--dupe_factor=100", "--overwrite"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    deadline = time.time() + 60
+    while len(psutil.Process(proc.pid).children()) < 2 or not list(out.glob(".part-*.tmp-*")):
+        assert proc.poll() is None and time.time() < deadline, "the workers did not start"
+        time.sleep(0.05)
+    workers = psutil.Process(proc.pid).children()
+    # As `docker stop` does: SIGTERM to the command alone.
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert message_lines(stderr) == ["bert-create-data: error: terminated; no output was finalised"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    psutil.wait_procs(workers, timeout=30)
+    assert not any(worker.is_running() for worker in workers)
+
+
+def test_output_dir_with_records_of_another_origin_is_refused_even_with_overwrite(tmp_path, uncased_vocab):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("One sentence here.\nAnother one.\n\nA new document.\nWith two lines.\n", encoding="utf-8")
+    out = tmp_path / "records"
+    out.mkdir()
+    (out / "my_eval.tfrecord").write_bytes(b"someone's records")
+    args = ("create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_dir={out}")
+    for extra in ((), ("--overwrite",)):
+        assert_clean_failure(run_cli(*args, *extra), f"{out} holds my_eval.tfrecord, which bert-create-data did not write")
+        assert sorted(p.name for p in out.iterdir()) == ["my_eval.tfrecord"]
+    assert (out / "my_eval.tfrecord").read_bytes() == b"someone's records"
+
+
+def test_output_dir_leftovers_of_a_killed_run_are_removed_and_nothing_else(tmp_path, uncased_vocab):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("One sentence here.\nAnother one.\n\nA new document.\nWith two lines.\n", encoding="utf-8")
+    out = tmp_path / "records"
+    out.mkdir()
+    leftovers = [".part-00001-of-00004.tfrecord.tmp-k3j2", ".manifest.json.tmp-x81"]
+    kept = [".part-00001-of-00004.tfrecord.keep", "notes.txt"]
+    for name in leftovers + kept:
+        (out / name).write_bytes(b"x" * 100)
+    result = run_cli("create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(kept + ["manifest.json", "part-00000-of-00001.tfrecord"])
+
