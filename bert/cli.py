@@ -177,8 +177,9 @@ def define_tokenizer_flags(spm_model_help="A SentencePiece model to tokenize wit
         "do_lower_case",
         True,
         "Lower-case and strip accents. True for uncased models, False for cased ones. With --spm_model_file, "
-        "left out: the model's normalizer decides; True lower-cases first for a model that keeps case; False is "
-        "refused for a model that folds case.",
+        "left out: the model's normalizer decides, and text is lower-cased first for a model without upper-case "
+        "pieces (as ALBERT's); True lower-cases first for a model that keeps case; False is refused for a model "
+        "that folds case.",
     )
     flags.DEFINE_string("spm_model_file", None, spm_model_help)
 

@@ -289,7 +289,8 @@ class SentencePieceTokenizer:
 
     The model's normalizer cases text (bert-vocab's nmt_nfkc_cf folds case). `lower_case` True lower-cases the
     text first for a model that does not fold case itself, as ALBERT's tokenizer does for its models; False keeps
-    case, which a case-folding model cannot; None leaves the casing to the model.
+    case, which a case-folding model cannot; None leaves the casing to the model, reading a model none of whose
+    text pieces holds an upper-case letter (ALBERT's, trained on lower-cased text) as one that needs it lower-cased.
     """
 
     WORD_START = "\u2581"
@@ -312,6 +313,8 @@ class SentencePieceTokenizer:
         if lower_case is False and folds_case:
             raise VocabError(f"SentencePiece model {model_file}: it folds case itself, so it cannot keep case "
                              f"(--do_lower_case=False)")
+        if lower_case is None:
+            lower_case = not _has_upper_case_pieces(self.processor)
         self.lower_input = bool(lower_case) and not folds_case
         self.lower_cases = folds_case or self.lower_input
 
@@ -332,6 +335,15 @@ class SentencePieceTokenizer:
     @classmethod
     def is_continuation(cls, token):
         return not token.startswith(cls.WORD_START)
+
+
+def _has_upper_case_pieces(processor):
+    """Whether a text piece of the model (not a control, user-defined or unknown symbol) has an upper-case letter."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    model = sentencepiece_model_pb2.ModelProto.FromString(processor.serialized_model_proto())
+    normal = sentencepiece_model_pb2.ModelProto.SentencePiece.NORMAL
+    return any(piece.type == normal and any(c.isupper() for c in piece.piece) for piece in model.pieces)
 
 
 def make_tokenizer(vocab_file, spm_model_file=None, do_lower_case=True):

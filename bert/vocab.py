@@ -8,14 +8,18 @@ that FullTokenizer can produce. Each learned character also gets its `##` contin
 character seen only at word starts in training does not turn a whole later word into [UNK].
 
 `--model_type=sentencepiece` trains a SentencePiece model (`<output_file>` is the model file, a
-`.vocab` is written beside it) with `[PAD]`=0, `[UNK]`=1 and `[CLS]`, `[SEP]`, `[MASK]` as
-user-defined pieces, for `bert-create-data --spm_model_file`.
+`.vocab` is written beside it) with `[PAD]`=0, `[UNK]`=1 and `[CLS]`, `[SEP]`, `[MASK]` as control
+symbols, which text never produces (as ALBERT's), for `bert-create-data --spm_model_file`. Sampling is
+seeded and the model holds no path, so the same text gives the same model bytes on every run.
 
     bert-vocab --input_file=corpus/*.txt --output_file=vocab.txt --vocab_size=30522
 """
 
 import collections
+import io
 import os
+import random
+import re
 import tempfile
 import time
 
@@ -28,6 +32,8 @@ FLAGS = flags.FLAGS
 
 # SentencePiece takes vocab_size as an int32, and the reference casts token ids to int32.
 MAX_VOCAB_SIZE = 2**31 - 1
+# The seed of the sampling of --spm_max_sentences.
+SAMPLE_SEED = 12345
 
 
 def define_flags():
@@ -137,42 +143,56 @@ def _alphabet(characters, limit):
 def learn_sentencepiece(corpus, output_file, vocab_size, do_lower_case, model_type, max_sentences):
     import sentencepiece
 
-    directory = os.path.dirname(os.path.abspath(output_file))
-    lines = 0
+    # Sampled here: SentencePiece's own sampling differs from one process to the next, whatever its seed.
+    sentences = sample_lines(corpus, max_sentences, random.Random(SAMPLE_SEED)) if max_sentences else list(corpus)
+    # Written to a stream, the model holds no path (a model_prefix would differ on every run).
+    model = io.BytesIO()
+    try:
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            normalization_rule_name="nmt_nfkc_cf" if do_lower_case else "nmt_nfkc",
+            pad_id=0,
+            pad_piece="[PAD]",
+            unk_id=1,
+            unk_piece="[UNK]",
+            bos_id=-1,
+            eos_id=-1,
+            control_symbols=["[CLS]", "[SEP]", "[MASK]"],
+            minloglevel=2,
+        )
+    except RuntimeError as e:
+        if not sentences:
+            raise corpus.no_text_error() from None
+        raise InputError(f"sentencepiece training failed: {_trainer_message(e)}") from None
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
+    pieces = "".join(f"{processor.IdToPiece(i)}\t{processor.GetScore(i):g}\n" for i in range(processor.GetPieceSize()))
+    with fileio.AtomicFile(output_file, "wb") as f:
+        f.write(model.getvalue())
+    with fileio.AtomicFile(sentencepiece_vocab_path(output_file), "w") as f:
+        f.write(pieces)
+    return processor.GetPieceSize()
 
-    def counted_lines():
-        nonlocal lines
-        for line in corpus:
-            lines += 1
-            yield line
 
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".spm-") as scratch:
-        prefix = os.path.join(scratch, "model")
-        try:
-            sentencepiece.SentencePieceTrainer.train(
-                sentence_iterator=counted_lines(),
-                model_prefix=prefix,
-                vocab_size=vocab_size,
-                model_type=model_type,
-                input_sentence_size=max_sentences,
-                shuffle_input_sentence=True,
-                normalization_rule_name="nmt_nfkc_cf" if do_lower_case else "nmt_nfkc",
-                pad_id=0,
-                pad_piece="[PAD]",
-                unk_id=1,
-                unk_piece="[UNK]",
-                bos_id=-1,
-                eos_id=-1,
-                user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"],
-                minloglevel=2,
-            )
-        except RuntimeError as e:
-            if not lines:
-                raise corpus.no_text_error() from None
-            raise InputError(f"sentencepiece training failed: {str(e).splitlines()[-1]}") from None
-        for source, target in ((prefix + ".model", output_file), (prefix + ".vocab", sentencepiece_vocab_path(output_file))):
-            fileio.copy_file(source, target)
-    return tokenization.SentencePieceTokenizer(output_file).processor.GetPieceSize()
+def sample_lines(lines, size, rng):
+    """`size` of the lines drawn uniformly (reservoir sampling, holding only the sample), in input order."""
+    sample = []
+    for index, line in enumerate(lines):
+        if index < size:
+            sample.append((index, line))
+        else:
+            slot = rng.randrange(index + 1)
+            if slot < size:
+                sample[slot] = (index, line)
+    return [line for _, line in sorted(sample)]
+
+
+def _trainer_message(error):
+    """The trainer's last line without its source location, in the words of bert-vocab's flags."""
+    message = re.sub(r"^(\w+: )?\S+\.cc\(\d+\) \[.*?\]\s*", "", str(error).strip().splitlines()[-1])
+    return message.replace(" or decrease character_coverage with --character_coverage option", "")
 
 
 def sentencepiece_vocab_path(model_file):

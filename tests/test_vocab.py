@@ -1,11 +1,12 @@
 """bert-vocab: learned vocabularies work with FullTokenizer and bert-create-data unchanged."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from bert import tokenization
+from bert import tokenization, vocab
 from conftest import assert_clean_failure, learn_vocabulary, run_cli
 
 
@@ -119,6 +120,60 @@ def test_a_cased_sentencepiece_model_keeps_case_unless_told_to_lower_case(tmp_pa
         assert result.returncode == 0, result.stderr
         assert json.loads(Path(f"{out}.manifest.json").read_text())["flags"]["do_lower_case"] is lower_cases
     assert (tmp_path / "lower-False.tfrecord").read_bytes() != (tmp_path / "lower-True.tfrecord").read_bytes()
+
+
+def test_special_tokens_written_in_text_are_text_to_a_learned_sentencepiece_model(sentencepiece_model):
+    tokenizer = tokenization.SentencePieceTokenizer(sentencepiece_model)
+    ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize("A [MASK] line [SEP] here [CLS]"))
+    assert not {tokenizer.vocab[t] for t in ("[CLS]", "[SEP]", "[MASK]")} & set(ids)
+
+
+def test_a_sentencepiece_model_is_the_same_on_every_run_even_when_sampled(tmp_path, wikitext_docs):
+    # Each in its own process: SentencePiece's own sampling differed from one process to the next.
+    runs = []
+    for name in ("a", "b"):
+        model = tmp_path / name / "spm.model"
+        model.parent.mkdir()
+        learned = run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={model}", "--vocab_size=1000",
+                          "--model_type=sentencepiece", "--spm_max_sentences=400")
+        assert learned.returncode == 0, learned.stderr
+        runs.append((model.read_bytes(), model.with_suffix(".vocab").read_bytes()))
+    assert runs[0] == runs[1]
+    assert str(tmp_path).encode() not in runs[0][0]
+    assert runs[0][1].decode("utf-8").split("\n")[:3] == ["[PAD]\t0", "[UNK]\t0", "[CLS]\t0"]
+
+
+def test_sample_lines_draws_uniformly_in_input_order():
+    import random
+
+    counts = Counter()
+    for seed in range(2000):
+        sample = vocab.sample_lines((str(i) for i in range(10)), 3, random.Random(seed))
+        assert len(sample) == 3 and sample == sorted(sample, key=int)
+        counts.update(sample)
+    assert all(abs(counts[str(i)] / 2000 - 0.3) < 0.05 for i in range(10))
+    assert vocab.sample_lines(iter(["x", "y"]), 5, random.Random(0)) == ["x", "y"]
+
+
+def test_a_sentencepiece_model_learned_on_lower_cased_text_lower_cases_its_input(tmp_path, wikitext_docs):
+    lowered = tmp_path / "lowered.txt"
+    lowered.write_text(wikitext_docs.read_text(encoding="utf-8").lower(), encoding="utf-8")
+    model = tmp_path / "albert_like.model"
+    # No case folding in the model, lower-cased text: how ALBERT's models are made.
+    learned = run_cli("vocab", f"--input_file={lowered}", f"--output_file={model}", "--vocab_size=2000",
+                      "--model_type=sentencepiece", "--nodo_lower_case")
+    assert learned.returncode == 0, learned.stderr
+    tokenizer = tokenization.SentencePieceTokenizer(model)
+    assert tokenizer.lower_cases and "[UNK]" not in tokenizer.tokenize("The Tower Was Built In Paris.")
+    assert tokenizer.tokenize("The Tower") == tokenizer.tokenize("the tower")
+
+
+def test_a_sentencepiece_training_failure_is_told_in_bert_vocab_terms(tmp_path, wikitext_docs):
+    result = run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={tmp_path / 'm.model'}",
+                     "--vocab_size=8", "--model_type=sentencepiece")
+    assert_clean_failure(result, "sentencepiece training failed: Vocabulary size is smaller than required_chars")
+    assert ".cc(" not in result.stderr and "character_coverage" not in result.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_vocabulary_written_to_stdout_reaches_it_alone(tmp_path, wikitext_docs):
