@@ -350,7 +350,8 @@ def export_tokenizer_file(source, kind, directory):
 
 def warn_if_vocabulary_differs(init_checkpoint, tokenizer_file, log, flag="--init_checkpoint"):
     """Warns (to `log`) when the model at `init_checkpoint` (given as `flag`) has its vocabulary beside it (as
-    a release has, and our exports) and `tokenizer_file` ((path, kind), as export_tokenizer_file takes) holds another.
+    a release has, and our exports) and `tokenizer_file` ((path, kind), as export_tokenizer_file takes) holds
+    another, or is of the other kind (a WordPiece vocabulary for a model that carries a SentencePiece one).
 
     Only a warning: a vocabulary whose [unused] tokens were given domain words on purpose differs too. By
     mistake (a cased vocabulary with an uncased model) every id means another word than the model learned,
@@ -363,10 +364,28 @@ def warn_if_vocabulary_differs(init_checkpoint, tokenizer_file, log, flag="--ini
         directory = os.path.dirname(resolve_checkpoint(init_checkpoint))
     except InputError:
         return  # loading it says what is wrong
-    beside = _tokenizer_file_beside(directory, source, kind)
-    if os.path.isfile(beside) and os.path.isfile(source) and not filecmp.cmp(beside, source, shallow=False):
-        log(f"warning: the vocabulary {source} is not the one beside {flag} ({beside}): its token ids "
+    beside = _tokenizer_files_beside(directory)
+    if not beside or not os.path.isfile(source) or any(filecmp.cmp(path, source, shallow=False) for path, _ in beside):
+        return
+    same_kind = [path for path, other_kind in beside if other_kind == kind]
+    if same_kind:
+        log(f"warning: the vocabulary {source} is not the one beside {flag} ({same_kind[0]}): its token ids "
             f"mean other words than the model learned")
+    else:
+        path, other_kind = beside[0]
+        log(f"warning: {source} is a {_KIND_NAMES[kind]}, but the model at {flag} carries a {_KIND_NAMES[other_kind]} "
+            f"({path}): its token ids mean other words than the model learned")
+
+
+_KIND_NAMES = {"wordpiece": "WordPiece vocabulary", "sentencepiece": "SentencePiece model"}
+
+
+def _tokenizer_files_beside(directory):
+    """(path, kind) of each tokenizer file a model in `directory` may carry: its vocab.txt and any *.model
+    (SentencePiece, under whatever name the release gave it)."""
+    found = [(os.path.join(directory, VOCAB_NAME), "wordpiece")]
+    found += [(path, "sentencepiece") for path in sorted(glob.glob(os.path.join(glob.escape(directory), "*.model")))]
+    return [(path, kind) for path, kind in found if os.path.isfile(path)]
 
 
 def write_error_reason(error):

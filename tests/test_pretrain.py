@@ -605,6 +605,28 @@ def test_a_vocabulary_other_than_the_one_beside_the_initial_model_is_warned_of(t
                         f"its token ids mean other words than the model learned"]
 
 
+def test_a_tokenizer_of_another_kind_or_name_than_the_one_beside_the_model_is_warned_of(tmp_path, sentencepiece_model):
+    model = tmp_path / "albert_like"
+    model.mkdir()
+    (model / "bert_model.ckpt.index").write_bytes(b"")
+    # Releases name their SentencePiece model as they like (ALBERT's is 30k-clean.model).
+    shutil.copyfile(sentencepiece_model, model / "30k-clean.model")
+    uncased = shared_file("vocab", "uncased_vocab.txt")
+    other = tmp_path / "other.model"
+    other.write_bytes(b"not the same model")
+    warnings = []
+    checkpoints.warn_if_vocabulary_differs(str(model), (str(sentencepiece_model), "sentencepiece"), warnings.append)
+    assert warnings == []
+    checkpoints.warn_if_vocabulary_differs(str(model), (str(other), "sentencepiece"), warnings.append)
+    checkpoints.warn_if_vocabulary_differs(str(model), (str(uncased), "wordpiece"), warnings.append)
+    assert warnings == [
+        f"warning: the vocabulary {other} is not the one beside --init_checkpoint ({model / '30k-clean.model'}): its "
+        f"token ids mean other words than the model learned",
+        f"warning: {uncased} is a WordPiece vocabulary, but the model at --init_checkpoint carries a SentencePiece model "
+        f"({model / '30k-clean.model'}): its token ids mean other words than the model learned",
+    ]
+
+
 def test_records_of_another_vocabulary_than_the_runs_export_or_each_other_are_warned_of(records_dir, small_config, tmp_path):
     # Records whose manifest names the cased vocabulary (as bert-create-data writes it), beside the uncased ones.
     cased = shared_file("vocab", "cased_vocab.txt")
