@@ -12,6 +12,7 @@ classification and question answering heads map to `cls/...`, `output_weights`/`
 its "gelu_new" is the reference's tanh "gelu".
 """
 
+import glob
 import json
 import os
 import re
@@ -231,6 +232,9 @@ def _find_vocab(config, *directories):
     if FLAGS.vocab_file:
         if not os.path.isfile(FLAGS.vocab_file):
             raise InputError(f"--vocab_file: file not found: {FLAGS.vocab_file}")
+        if FLAGS.vocab_file.endswith(".model"):
+            raise InputError(f"--vocab_file: {FLAGS.vocab_file} is a SentencePiece model; bert-convert carries only a "
+                             f"WordPiece vocab.txt, the one Hugging Face's BertTokenizer reads")
         found = FLAGS.vocab_file
     else:
         found = next((path for path in (os.path.join(d, "vocab.txt") for d in directories) if os.path.isfile(path)), None)
@@ -315,6 +319,12 @@ def to_hf(checkpoint, output):
     with fileio.AtomicFile(os.path.join(output, "config.json")) as f:
         json.dump(hf_config, f, indent=2, sort_keys=True)
         f.write("\n")
+    summary = f"{len(tensors)} tensors ({hf_config['architectures'][0]}) -> {output}/model.safetensors"
+    sentencepiece_models = sorted(glob.glob(os.path.join(glob.escape(checkpoint_dir), "*.model")))
+    if not vocab and sentencepiece_models:
+        # A BertTokenizer config with no vocab.txt would only fail later, in whoever loads it.
+        return (f"{summary}; its tokenizer, the SentencePiece model {sentencepiece_models[0]}, is not converted: "
+                f"Hugging Face's BertTokenizer reads only a WordPiece vocab.txt")
     lower_case = FLAGS.do_lower_case if FLAGS.do_lower_case is not None else not (vocab and _is_cased(vocab))
     with fileio.AtomicFile(os.path.join(output, "tokenizer_config.json")) as f:
         # Without model_max_length Hugging Face's tokenizer would not truncate to what the model's positions hold.
@@ -323,7 +333,7 @@ def to_hf(checkpoint, output):
         f.write("\n")
     if vocab:
         fileio.copy_file(vocab, os.path.join(output, "vocab.txt"))
-    return f"{len(tensors)} tensors ({hf_config['architectures'][0]}) -> {output}/model.safetensors" + ("" if vocab else "; no vocab.txt found (give --vocab_file)")
+    return summary + ("" if vocab else "; no vocab.txt found (give --vocab_file)")
 
 
 def _is_cased(vocab_file):

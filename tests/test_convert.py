@@ -131,6 +131,26 @@ def test_to_hf_refuses_a_config_or_vocabulary_the_checkpoint_does_not_match(mini
     assert not out.exists()
 
 
+def test_to_hf_says_a_sentencepiece_tokenizer_is_not_converted(minilm_checkpoint, sentencepiece_model, tmp_path):
+    model = tmp_path / "spm_model"
+    model.mkdir()
+    for path in minilm_checkpoint.iterdir():
+        if path.name != "vocab.txt":
+            shutil.copyfile(path, model / path.name)
+    shutil.copyfile(sentencepiece_model, model / "spm.model")
+    out = tmp_path / "hf"
+    result = run_cli("convert", "--to=hf", f"--input={model / 'bert_model.ckpt'}", f"--output={out}")
+    assert result.returncode == 0, result.stderr
+    assert (f"its tokenizer, the SentencePiece model {model / 'spm.model'}, is not converted: Hugging Face's "
+            f"BertTokenizer reads only a WordPiece vocab.txt") in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    refused = tmp_path / "refused"
+    assert_clean_failure(run_cli("convert", "--to=hf", f"--input={model / 'bert_model.ckpt'}", f"--output={refused}",
+                                 f"--vocab_file={model / 'spm.model'}"),
+                         "--vocab_file", "spm.model is a SentencePiece model")
+    assert not refused.exists()
+
+
 def test_bad_hugging_face_directories_fail_cleanly(minilm_dir, tmp_path):
     from safetensors.numpy import load_file, save_file
 
