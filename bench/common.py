@@ -85,12 +85,14 @@ def mkl_shim():
     return library
 
 
-def run_peer(script, name, size, warmup, steps, python=None):
-    """Seconds per step of a peer, measured by `script --peer name` in its own process; None when it fails."""
+def run_peer(script, name, size, warmup, steps, python=None, details=None):
+    """Seconds per step of a peer, measured by `script --peer name` in its own process, which prints a last line
+    of JSON: its seconds and what it ran (versions, settings), put into `details`; None when it fails."""
     env = dict(os.environ)
     # Each peer at its fastest on this CPU: keras-hub's TensorFlow with the oneDNN kernels ours use (TensorFlow
     # leaves them off on AVX2-only CPUs, where they make keras-hub 1.2-2x faster too), transformers with the shim.
     env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    env["KERAS_BACKEND"] = "tensorflow"
     if name == "transformers":
         try:
             env["LD_PRELOAD"] = str(mkl_shim())
@@ -107,12 +109,43 @@ def run_peer(script, name, size, warmup, steps, python=None):
         reason = (result.stderr.strip().splitlines() or ["failed"])[-1]
         print(f"  {name} {size}: skipped ({reason})")
         return None
-    return float(result.stdout.strip().splitlines()[-1])
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    if details is not None:
+        details.update(measured["details"], mkl_shim="LD_PRELOAD" in env)
+    return measured["seconds"]
 
 
 def write_results(path, results):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temp = f"{path}.tmp"
-    with open(temp, "w") as f:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.tmp-")
+    with os.fdopen(fd, "w") as f:
         json.dump(results, f, indent=2)
     os.replace(temp, path)
+
+
+def comma_list(parser, value, flag, choices):
+    """The items of a comma list `value`, each one of `choices`; anything else is a usage error naming `flag`."""
+    items = [item for item in value.split(",") if item]
+    wrong = next((item for item in items if item not in choices), None)
+    if wrong is not None or not items:
+        parser.error(f"{flag}: {wrong!r} is not one of {', '.join(choices)}" if wrong else f"{flag}: nothing named")
+    return items
+
+
+def check_positive(parser, args, *names):
+    """A usage error naming the first of `names` whose value in `args` is below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+
+
+def machine():
+    """The CPU model and count, and Python's version: what a figure was measured on."""
+    model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        pass
+    return {"cpu": model, "cpus": os.cpu_count(), "python": sys.version.split()[0]}

@@ -5,7 +5,8 @@ and concatenated ten times (10x); seq 128, dupe_factor 5, the uncased vocabulary
 `bert-create-data` subprocess; instances/s counts the whole command (start-up included), peak RSS
 is sampled over the process and all its children, summed. With --reference_script pointing at a
 checkout of google-research/bert's create_pretraining_data.py, the reference runs on the same input
-in the same session and the ratios are against it; otherwise they are against --reference_rate.
+in the same session and the ratios are against it; without it, no ratio is computed (a figure from
+another machine or session says nothing about this one).
 
     .venv/bin/python bench/create_data.py [--reference_script PATH] [--output bench/results/create_data.json]
 """
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 import psutil
-from common import ROOT, write_results
+from common import ROOT, check_positive, machine, write_results
 
 SHARED = ROOT.parent / "shared"
 
@@ -61,18 +62,17 @@ def count_records(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference_script", help="google-research/bert create_pretraining_data.py (TF2-runnable)")
-    parser.add_argument("--reference_rate", type=float, default=2900.0,
-                        help="reference instances/s to compare with when no script is given (issue #2 bearing)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dupe_factor", type=int, default=5)
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "create_data.json"))
     args = parser.parse_args()
+    check_positive(parser, args, "workers", "dupe_factor")
 
     raw = SHARED / "data" / "corpus" / "wikitext2_valid.raw.txt"
     vocab = SHARED / "data" / "vocab" / "uncased_vocab.txt"
     if not raw.exists():
         sys.exit(f"needs the real data: {raw} is missing")
-    results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "runs": []}
+    results = {"machine": machine(), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         one = tmp / "wikitext2_valid_1x.txt"
@@ -112,15 +112,15 @@ def main():
         return next(r["peak_rss_mb"] for r in results["runs"] if r["tool"].startswith(tool) and r["corpus"] == corpus)
 
     summary = {}
-    for corpus in ("1x", "10x"):
-        base = rate("google", corpus) if args.reference_script else args.reference_rate
-        summary[f"reference_mode_speedup_{corpus}"] = round(rate("reference mode", corpus) / base, 2)
-        summary[f"scale_mode_speedup_{corpus}"] = round(rate("scale mode", corpus) / base, 2)
-    summary["scale_mode_peak_rss_10x_over_1x"] = round(rss("scale mode", "10x") / rss("scale mode", "1x"), 2)
     if args.reference_script:
+        for corpus in ("1x", "10x"):
+            base = rate("google", corpus)
+            summary[f"reference_mode_speedup_{corpus}"] = round(rate("reference mode", corpus) / base, 2)
+            summary[f"scale_mode_speedup_{corpus}"] = round(rate("scale mode", corpus) / base, 2)
         summary["reference_peak_rss_10x_over_1x"] = round(rss("google", "10x") / rss("google", "1x"), 2)
-    summary["baseline"] = "google-research/bert measured in this run" if args.reference_script else (
-        f"{args.reference_rate:.0f} instances/s (reference bearing)")
+    summary["scale_mode_peak_rss_10x_over_1x"] = round(rss("scale mode", "10x") / rss("scale mode", "1x"), 2)
+    summary["baseline"] = ("google-research/bert measured in this run" if args.reference_script else
+                           "none (give --reference_script for the speedups over the reference)")
     results["summary"] = summary
     for key, value in summary.items():
         print(f"{key}: {value}")

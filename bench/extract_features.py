@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, fastest_of_rounds, steal_note, write_results
+from common import ROOT, check_positive, comma_list, fastest_of_rounds, machine, steal_note, write_results
 
 sys.path.insert(0, str(ROOT))
 
@@ -89,8 +89,11 @@ def main():
     parser.add_argument("--rounds", type=int, default=2, help="times each case is measured; the fastest round counts")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "extract_features.json"))
     args = parser.parse_args()
-
     from bert import config as bert_config
+
+    sizes = comma_list(parser, args.sizes, "--sizes", list(bert_config.ALIASES))
+    check_positive(parser, args, "examples", "max_seq_length", "batch_size", "rounds")
+
     from bert import extract_features, features, modeling, tokenization
 
     texts, vocab = inputs(args.examples)
@@ -107,8 +110,9 @@ def main():
                          for a, b in examples)
             datasets[name] = examples, tokens
 
-    results = {"seq": args.max_seq_length, "batch": args.batch_size, "rounds": args.rounds, "cases": []}
-    for size in args.sizes.split(","):
+    results = {"machine": machine(), "seq": args.max_seq_length, "batch": args.batch_size, "rounds": args.rounds,
+               "cases": []}
+    for size in sizes:
         config = bert_config.load_config(size)
         if config.vocab_size < tokenizer.vocab_size:
             config = bert_config.BertConfig(**{**config.__dict__, "vocab_size": tokenizer.vocab_size})

@@ -14,9 +14,11 @@ to bench/results/finetune.json.
 """
 
 import argparse
+import json
 import sys
 
-from common import ROOT, fastest_of_rounds, run_peer, steal_note, time_steps, write_results
+from common import (ROOT, check_positive, comma_list, fastest_of_rounds, machine, run_peer, steal_note, time_steps,
+                    write_results)
 
 sys.path.insert(0, str(ROOT))
 
@@ -92,7 +94,10 @@ def transformers_peer(size, warmup, steps):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
-    return time_steps(step, warmup, steps)
+    import transformers
+
+    return time_steps(step, warmup, steps), {"transformers": transformers.__version__, "torch": torch.__version__,
+                                             "threads": torch.get_num_threads()}
 
 
 def main():
@@ -108,22 +113,26 @@ def main():
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "finetune.json"))
     args = parser.parse_args()
-    sizes = args.sizes.split(",")
+    sizes = comma_list(parser, args.sizes, "--sizes", list(SIZES))
+    dtypes = comma_list(parser, args.dtypes, "--dtypes", ["float32", "bfloat16", "float16"])
+    check_positive(parser, args, "steps", "rounds")
     if args.peer:
-        print(transformers_peer(sizes[0], args.warmup, args.steps))
+        seconds, details = transformers_peer(sizes[0], args.warmup, args.steps)
+        print(json.dumps({"seconds": seconds, "details": details}))
         return
 
     data = mrpc_batch()[1]
-    dtypes = args.dtypes.split(",")
-    results = {"task": "MRPC", "data": data, "seq": SEQ, "batch": BATCH, "xla": args.xla, "rounds": args.rounds,
-               "cases": []}
+    results = {"machine": machine(), "task": "MRPC", "data": data, "seq": SEQ, "batch": BATCH, "xla": args.xla,
+               "rounds": args.rounds, "cases": []}
+    peer_details = {}
     cases = []
     for size in sizes:
         cases += [((size, dtype), lambda s=size, d=dtype: ours(s, d, args.xla, args.warmup, args.steps))
                   for dtype in dtypes]
         if args.compare:
             cases.append(((size, "transformers"), lambda s=size: run_peer(__file__, "transformers", s, args.warmup,
-                                                                          args.steps, args.transformers_python)))
+                                                                          args.steps, args.transformers_python,
+                                                                          peer_details)))
 
     def report(round_index, key, measured, steal):
         print(f"round {round_index + 1}/{args.rounds} {key[0]:7s} {key[1]:12s} {BATCH / measured:8.1f} examples/s"
@@ -146,6 +155,8 @@ def main():
                 row["ours_over_transformers"] = row["float32"]["examples_per_second"] / rate
             print(f"{size:7s} transformers {rate:8.1f} examples/s  (ours fp32 / transformers: {row.get('ours_over_transformers', 0):.2f}x)")
         results["cases"].append(row)
+    if args.compare:
+        results["peers"] = {"transformers": peer_details}
     write_results(args.output, results)
     print(f"bench/finetune.py: wrote {args.output}")
 

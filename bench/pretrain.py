@@ -14,19 +14,22 @@ also carries the CPU steal of its round (the share of the CPU the hypervisor gav
 when above 5%: a ratio between figures taken under different steal is not a property of the code.
 
 --compare runs, each in its own process, the peers a user would pick instead: keras-hub's
-BertMaskedLM (Keras 3 on TensorFlow, with TensorFlow's oneDNN kernels on, as ours) and transformers'
-BertForPreTraining (PyTorch CPU, with the `mkl_serv_intel_cpu_true` shim preloaded so MKL takes its fast
-path on AMD CPUs). Install them with `.venv/bin/pip install keras-hub transformers torch`, or point
+BertMaskedLM (Keras 3 on TensorFlow, with TensorFlow's oneDNN kernels on, as ours; timed with and without
+XLA, the faster kept) and transformers' BertForPreTraining (PyTorch CPU, with the `mkl_serv_intel_cpu_true`
+shim preloaded so MKL takes its fast path on AMD CPUs). Both clip gradients at global norm 1.0, as ours
+does, and the JSON records their versions and settings. Install them with `.venv/bin/pip install keras-hub transformers torch`, or point
 --keras_hub_python/--transformers_python at another environment's interpreter (torch need not share
 ours); a missing peer is reported as skipped.
 Results are printed and written to bench/results/pretrain.json.
 """
 
 import argparse
+import json
 import sys
 import time
 
-from common import ROOT, fastest_of_rounds, run_peer, steal_note, time_steps, write_results
+from common import (ROOT, check_positive, comma_list, fastest_of_rounds, machine, run_peer, steal_note, time_steps,
+                    write_results)
 
 sys.path.insert(0, str(ROOT))
 
@@ -81,7 +84,9 @@ def random_batch():
         "input_ids": rng.integers(1000, VOCAB, (BATCH, SEQ)).astype(np.int32),
         "input_mask": np.ones((BATCH, SEQ), np.int32),
         "segment_ids": (np.arange(SEQ)[None].repeat(BATCH, 0) >= SEQ // 2).astype(np.int32),
-        "masked_lm_positions": np.sort(rng.choice(np.arange(1, SEQ), (BATCH, PREDICTIONS)), -1).astype(np.int32),
+        # Distinct positions in each row, as in real records, so every peer predicts the same PREDICTIONS tokens.
+        "masked_lm_positions": np.sort(rng.permuted(np.tile(np.arange(1, SEQ), (BATCH, 1)), axis=1)[:, :PREDICTIONS],
+                                       -1).astype(np.int32),
         "masked_lm_ids": rng.integers(1000, VOCAB, (BATCH, PREDICTIONS)).astype(np.int32),
         "masked_lm_weights": np.ones((BATCH, PREDICTIONS), np.float32),
         "next_sentence_labels": rng.integers(0, 2, (BATCH, 1)).astype(np.int32),
@@ -104,20 +109,30 @@ def ours(size, dtype, xla, warmup, steps):
 
 
 def keras_hub_peer(size, warmup, steps):
+    """keras-hub at its faster on this machine: Keras leaves XLA off on a CPU-only machine, where it speeds up tiny
+    and slows mini and small; both are timed and the faster is kept."""
     import keras
     import keras_hub
     import numpy as np
 
     layers, hidden = SIZES[size]
-    backbone = keras_hub.models.BertBackbone(vocabulary_size=VOCAB, num_layers=layers, num_heads=hidden // 64,
-                                             hidden_dim=hidden, intermediate_dim=4 * hidden, max_sequence_length=512)
-    model = keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     batch = random_batch()
     x = {"token_ids": batch["input_ids"], "padding_mask": batch["input_mask"].astype(bool),
          "segment_ids": batch["segment_ids"], "mask_positions": batch["masked_lm_positions"]}
     y = batch["masked_lm_ids"]
-    return time_steps(lambda: model.train_on_batch(x, y, sample_weight=np.ones_like(y, np.float32)), warmup, steps)
+    timed = {}
+    for jit_compile in (False, True):
+        backbone = keras_hub.models.BertBackbone(vocabulary_size=VOCAB, num_layers=layers, num_heads=hidden // 64,
+                                                 hidden_dim=hidden, intermediate_dim=4 * hidden, max_sequence_length=512)
+        model = keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
+        # Clipped at global norm 1.0, as ours is.
+        model.compile(optimizer=keras.optimizers.AdamW(1e-4, global_clipnorm=1.0), jit_compile=jit_compile,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        timed[jit_compile] = time_steps(lambda: model.train_on_batch(x, y, sample_weight=np.ones_like(y, np.float32)),
+                                        warmup, steps)
+    xla = timed[True] < timed[False]
+    return timed[xla], {"keras_hub": keras_hub.__version__, "keras": keras.__version__, "xla": xla,
+                        "seconds_without_xla": timed[False], "seconds_with_xla": timed[True]}
 
 
 def transformers_peer(size, warmup, steps):
@@ -141,9 +156,13 @@ def transformers_peer(size, warmup, steps):
     def step():
         optimizer.zero_grad()
         model(**inputs).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
-    return time_steps(step, warmup, steps)
+    import transformers
+
+    return time_steps(step, warmup, steps), {"transformers": transformers.__version__, "torch": torch.__version__,
+                                             "threads": torch.get_num_threads()}
 
 
 def main():
@@ -161,26 +180,30 @@ def main():
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "pretrain.json"))
     args = parser.parse_args()
-    sizes = args.sizes.split(",")
+    sizes = comma_list(parser, args.sizes, "--sizes", list(SIZES))
+    dtypes = comma_list(parser, args.dtypes, "--dtypes", ["float32", "bfloat16", "float16"])
+    check_positive(parser, args, "steps", "rounds")
     if args.peer:
         peer = keras_hub_peer if args.peer == "keras_hub" else transformers_peer
-        print(peer(sizes[0], args.warmup, args.steps))
+        seconds, details = peer(sizes[0], args.warmup, args.steps)
+        print(json.dumps({"seconds": seconds, "details": details}))
         return
 
     if args.allow_tf32:
         from bert.tf import tf
 
         tf.config.experimental.enable_tensor_float_32_execution(True)
-    results = {"seq": SEQ, "batch": BATCH, "predictions": PREDICTIONS, "xla": args.xla, "allow_tf32": args.allow_tf32,
-               "rounds": args.rounds, "cases": []}
-    dtypes = args.dtypes.split(",")
+    results = {"machine": machine(), "seq": SEQ, "batch": BATCH, "predictions": PREDICTIONS, "xla": args.xla,
+               "allow_tf32": args.allow_tf32, "rounds": args.rounds, "cases": []}
     peers = ("keras_hub", "transformers") if args.compare else ()
     peer_python = {"keras_hub": args.keras_hub_python, "transformers": args.transformers_python}
+    peer_details = {peer: {} for peer in peers}
     cases = [(("peak", dtype), lambda d=dtype: matmul_seconds(d)) for dtype in dtypes]
     for size in sizes:
         cases += [((size, dtype), lambda s=size, d=dtype: ours(s, d, args.xla, args.warmup, args.steps))
                   for dtype in dtypes]
-        cases += [((size, peer), lambda s=size, p=peer: run_peer(__file__, p, s, args.warmup, args.steps, peer_python[p]))
+        cases += [((size, peer), lambda s=size, p=peer: run_peer(__file__, p, s, args.warmup, args.steps, peer_python[p],
+                                                                  peer_details[p]))
                   for peer in peers]
 
     def report(round_index, key, measured, steal):
@@ -210,13 +233,16 @@ def main():
             if (size, peer) not in seconds:
                 continue
             rate = BATCH / seconds[size, peer]
-            row[peer] = {"sequences_per_second": rate, "mfu": rate * flops / peaks.get("float32", 1.0),
-                         "cpu_steal": steals[size, peer]}
+            row[peer] = {"sequences_per_second": rate, "cpu_steal": steals[size, peer]}
+            ratio = ""
+            # The peers run in float32: their utilisation and our ratio to them need our float32 case.
             if "float32" in row:
+                row[peer]["mfu"] = rate * flops / peaks["float32"]
                 row[f"ours_over_{peer}"] = row["float32"]["sequences_per_second"] / rate
-            print(f"{size:6s} {peer:12s} {rate:8.1f} seq/s  (ours fp32 / {peer}: {row.get(f'ours_over_{peer}', 0):.2f}x)"
-                  f"{steal_note(steals[size, peer])}")
+                ratio = f"  (ours fp32 / {peer}: {row[f'ours_over_{peer}']:.2f}x)"
+            print(f"{size:6s} {peer:12s} {rate:8.1f} seq/s{ratio}{steal_note(steals[size, peer])}")
         results["cases"].append(row)
+    results["peers"] = peer_details
     write_results(args.output, results)
     print(f"bench/pretrain.py: wrote {args.output}")
 

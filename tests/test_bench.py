@@ -11,11 +11,14 @@ from tests.conftest import ROOT
 
 def test_pretrain_bench_writes_its_figures_with_the_rounds_cpu_steal(tmp_path):
     output = tmp_path / "pretrain.json"
+    # A bare file name is one in the working directory.
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "pretrain.py"), "--sizes=tiny", "--dtypes=float32",
-                             "--rounds=1", "--warmup=1", "--steps=2", f"--output={output}"],
-                            capture_output=True, text=True, cwd=ROOT)
+                             "--rounds=1", "--warmup=1", "--steps=2", "--output=pretrain.json"],
+                            capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pretrain.json"]
     results = json.loads(output.read_text())
+    assert results["machine"]["cpus"] >= 1
     (case,) = results["cases"]
     figures = case["float32"]
     assert case["size"] == "tiny" and figures["sequences_per_second"] > 0
@@ -23,7 +26,7 @@ def test_pretrain_bench_writes_its_figures_with_the_rounds_cpu_steal(tmp_path):
     assert figures["mfu"] > 0
     steal = figures["cpu_steal"]
     assert steal is None or 0 <= steal <= 1
-    assert "tiny   float32" in result.stdout and f"wrote {output}" in result.stdout
+    assert "tiny   float32" in result.stdout and "wrote pretrain.json" in result.stdout
 
 
 def test_extract_features_bench_writes_ours_and_the_reference_algorithms_figures(tmp_path):
@@ -43,3 +46,22 @@ def test_extract_features_bench_writes_ours_and_the_reference_algorithms_figures
         assert case["ours_over_reference_algorithm"] == pytest.approx(
             ours["examples_per_second"] / reference["examples_per_second"])
     assert f"wrote {output}" in result.stdout
+
+
+@pytest.mark.parametrize("script, flag, fragment", [
+    ("pretrain.py", "--sizes=huge", "--sizes: 'huge' is not one of tiny, mini, small, medium, base"),
+    ("pretrain.py", "--dtypes=float32,fp8", "--dtypes: 'fp8' is not one of float32, bfloat16, float16"),
+    ("pretrain.py", "--rounds=0", "--rounds must be at least 1, got 0"),
+    ("finetune.py", "--steps=0", "--steps must be at least 1, got 0"),
+    ("finetune.py", "--sizes=tiny", "--sizes: 'tiny' is not one of mini, minilm, small, base"),
+    ("extract_features.py", "--sizes=huge", "--sizes: 'huge' is not one of tiny, mini, small, medium, base, large"),
+    ("create_data.py", "--workers=0", "--workers must be at least 1, got 0"),
+])
+def test_a_bench_refuses_a_bad_flag_in_one_line_before_measuring(tmp_path, script, flag, fragment):
+    output = tmp_path / "out.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), flag, f"--output={output}"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"{script}: error: {fragment}"
+    assert not output.exists()
+
