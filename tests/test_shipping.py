@@ -109,7 +109,9 @@ def test_docker_pretrain_dry_run_shows_the_run_it_would_do():
     default = docker_pretrain("--dry-run")
     assert default.returncode == 0, default.stderr
     words = shlex.split(default.stdout.strip().splitlines()[1])
-    assert words[3:5] == ["--gpus", "all"] and "bert:cuda" in words
+    # --init, and the script ends by exec'ing horovodrun: docker stop's SIGTERM reaches it and so the ranks.
+    assert words[3:6] == ["--init", "--gpus", "all"] and "bert:cuda" in words and "--shm-size" not in " ".join(words)
+    assert "&& exec horovodrun --gloo" in words[-1]
     if shutil.which("nvidia-smi") is None:
         assert "-np 1 -H localhost:1" in words[-1]
     assert "--train_batch_size=32" in words[-1] and "--amp_dtype=float16" in words[-1]
@@ -118,6 +120,21 @@ def test_docker_pretrain_dry_run_shows_the_run_it_would_do():
     assert tf32.returncode == 0, tf32.stderr
     values = pretrain_flags_of(shlex.split(tf32.stdout.strip().splitlines()[1])[-1])
     assert values["allow_tf32"] and "auto_mixed_precision" not in values
+
+
+def test_docker_pretrain_counts_each_rocm_gpu_once(tmp_path):
+    # rocm-smi --showid as ROCm 6 prints it for two GPUs: several lines for each.
+    fake = tmp_path / "rocm-smi"
+    lines = ["=== ROCm System Management Interface ===", "=== ID ==="]
+    for gpu in (0, 1):
+        lines += [f"GPU[{gpu}]\t\t: Device Name: \t\tAMD Instinct MI210", f"GPU[{gpu}]\t\t: Device ID: \t\t0x740f",
+                  f"GPU[{gpu}]\t\t: Device Rev: \t\t0x02", f"GPU[{gpu}]\t\t: GUID: \t\t{1234 + gpu}"]
+    fake.write_text("#!/bin/sh\ncat <<'EOF'\n" + "\n".join(lines) + "\nEOF\n")
+    fake.chmod(0o755)
+    result = subprocess.run([str(ROOT / "bin" / "docker-pretrain"), "--dry-run", "--image=rocm"], capture_output=True,
+                            text=True, cwd=ROOT, env=dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}"))
+    assert result.returncode == 0, result.stderr
+    assert "horovodrun --gloo -np 2 -H localhost:2" in shlex.split(result.stdout.strip().splitlines()[1])[-1]
 
 
 @pytest.mark.parametrize("args, fragment", [
