@@ -124,7 +124,7 @@ def main():
     data = mrpc_batch()[1]
     results = {"machine": machine(), "task": "MRPC", "data": data, "seq": SEQ, "batch": BATCH, "xla": args.xla,
                "rounds": args.rounds, "cases": []}
-    peer_details = {}
+    peer_details = {size: {} for size in sizes}
     cases = []
     for size in sizes:
         cases += [((size, dtype), lambda s=size, d=dtype: ours(s, d, args.xla, args.warmup, args.steps))
@@ -132,7 +132,7 @@ def main():
         if args.compare:
             cases.append(((size, "transformers"), lambda s=size: run_peer(__file__, "transformers", s, args.warmup,
                                                                           args.steps, args.transformers_python,
-                                                                          peer_details)))
+                                                                          peer_details[s])))
 
     def report(round_index, key, measured, steal):
         print(f"round {round_index + 1}/{args.rounds} {key[0]:7s} {key[1]:12s} {BATCH / measured:8.1f} examples/s"
@@ -150,13 +150,12 @@ def main():
             row["bfloat16_over_float32"] = row["bfloat16"]["examples_per_second"] / row["float32"]["examples_per_second"]
         if (size, "transformers") in seconds:
             rate = BATCH / seconds[size, "transformers"]
-            row["transformers"] = {"examples_per_second": rate, "cpu_steal": steals[size, "transformers"]}
+            row["transformers"] = {"examples_per_second": rate, "cpu_steal": steals[size, "transformers"],
+                                   **peer_details[size]}
             if "float32" in row:
                 row["ours_over_transformers"] = row["float32"]["examples_per_second"] / rate
             print(f"{size:7s} transformers {rate:8.1f} examples/s  (ours fp32 / transformers: {row.get('ours_over_transformers', 0):.2f}x)")
         results["cases"].append(row)
-    if args.compare:
-        results["peers"] = {"transformers": peer_details}
     write_results(args.output, results)
     print(f"bench/finetune.py: wrote {args.output}")
 

@@ -17,9 +17,9 @@ when above 5%: a ratio between figures taken under different steal is not a prop
 BertMaskedLM (Keras 3 on TensorFlow, with TensorFlow's oneDNN kernels on, as ours; timed with and without
 XLA, the faster kept) and transformers' BertForPreTraining (PyTorch CPU, with the `mkl_serv_intel_cpu_true`
 shim preloaded so MKL takes its fast path on AMD CPUs). Both clip gradients at global norm 1.0, as ours
-does, and the JSON records their versions and settings. Install them with `.venv/bin/pip install keras-hub transformers torch`, or point
---keras_hub_python/--transformers_python at another environment's interpreter (torch need not share
-ours); a missing peer is reported as skipped.
+does, and the JSON records, for each case, their versions and settings. Install them with
+`.venv/bin/pip install keras-hub transformers torch`, or point --keras_hub_python/--transformers_python
+at another environment's interpreter (torch need not share ours); a missing peer is reported as skipped.
 Results are printed and written to bench/results/pretrain.json.
 """
 
@@ -197,13 +197,13 @@ def main():
                "allow_tf32": args.allow_tf32, "rounds": args.rounds, "cases": []}
     peers = ("keras_hub", "transformers") if args.compare else ()
     peer_python = {"keras_hub": args.keras_hub_python, "transformers": args.transformers_python}
-    peer_details = {peer: {} for peer in peers}
+    peer_details = {(size, peer): {} for size in sizes for peer in peers}
     cases = [(("peak", dtype), lambda d=dtype: matmul_seconds(d)) for dtype in dtypes]
     for size in sizes:
         cases += [((size, dtype), lambda s=size, d=dtype: ours(s, d, args.xla, args.warmup, args.steps))
                   for dtype in dtypes]
         cases += [((size, peer), lambda s=size, p=peer: run_peer(__file__, p, s, args.warmup, args.steps, peer_python[p],
-                                                                  peer_details[p]))
+                                                                  peer_details[s, p]))
                   for peer in peers]
 
     def report(round_index, key, measured, steal):
@@ -233,7 +233,7 @@ def main():
             if (size, peer) not in seconds:
                 continue
             rate = BATCH / seconds[size, peer]
-            row[peer] = {"sequences_per_second": rate, "cpu_steal": steals[size, peer]}
+            row[peer] = {"sequences_per_second": rate, "cpu_steal": steals[size, peer], **peer_details[size, peer]}
             ratio = ""
             # The peers run in float32: their utilisation and our ratio to them need our float32 case.
             if "float32" in row:
@@ -242,7 +242,6 @@ def main():
                 ratio = f"  (ours fp32 / {peer}: {row[f'ours_over_{peer}']:.2f}x)"
             print(f"{size:6s} {peer:12s} {rate:8.1f} seq/s{ratio}{steal_note(steals[size, peer])}")
         results["cases"].append(row)
-    results["peers"] = peer_details
     write_results(args.output, results)
     print(f"bench/pretrain.py: wrote {args.output}")
 

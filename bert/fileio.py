@@ -224,7 +224,11 @@ def expand_inputs(patterns, flag="--input_file"):
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not glob.has_magic(pattern) and os.path.isdir(pattern):
             raise InputError(f"{flag}: {pattern} is a directory; name its files (e.g. '{os.path.join(pattern, '*')}')")
+        directories = [m for m in matches if os.path.isdir(m)]
         matches = [m for m in matches if not os.path.isdir(m)]
+        if not matches and directories:
+            raise InputError(f"{flag}: '{pattern}' matches only directories ({directories[0]}); name their files "
+                             f"(e.g. '{os.path.join(directories[0], '*')}')")
         if not matches:
             raise InputError(f"{flag}: no file matches '{pattern}'")
         for path in matches:

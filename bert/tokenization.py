@@ -294,6 +294,9 @@ class SentencePieceTokenizer:
     """
 
     WORD_START = "\u2581"
+    # As ALBERT's whole-word masking reads SentencePiece pieces: these, and pieces opening a word or a <symbol>,
+    # start a word of their own.
+    WORD_PIECES = frozenset('!"#$%&()*+,-./:;?@[\\]^_`{|}~')
 
     def __init__(self, model_file, lower_case=None):
         import sentencepiece
@@ -334,7 +337,8 @@ class SentencePieceTokenizer:
 
     @classmethod
     def is_continuation(cls, token):
-        return not token.startswith(cls.WORD_START)
+        """Whether a piece continues the previous word (whole-word masking groups them), by ALBERT's rule."""
+        return not (token.startswith((cls.WORD_START, "<")) or token in cls.WORD_PIECES)
 
 
 def _has_upper_case_pieces(processor):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bert.errors import InputError
-from bert.fileio import AtomicFile, check_output_file, make_output_dir, remove_empty_created_dirs
+from bert.fileio import AtomicFile, check_output_file, expand_inputs, make_output_dir, remove_empty_created_dirs
 
 
 def leftovers(directory):
@@ -170,3 +170,19 @@ def test_a_stream_that_cannot_take_the_output_is_refused_naming_the_flag(tmp_pat
     finally:
         listening.close()
     check_output_file("/dev/null", "--output_file")
+
+
+def test_input_patterns_name_what_they_matched_when_it_is_no_file(tmp_path):
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "a.txt").write_text("x\n")
+    (tmp_path / "b.txt").write_text("y\n")
+    assert expand_inputs(f"{tmp_path}/b*,{tmp_path}/shards/*") == [str(tmp_path / "b.txt"), str(tmp_path / "shards" / "a.txt")]
+    with pytest.raises(InputError) as only_directories:
+        expand_inputs(f"{tmp_path}/sh*")
+    assert str(only_directories.value) == (f"--input_file: '{tmp_path}/sh*' matches only directories ({tmp_path}/shards); "
+                                           f"name their files (e.g. '{tmp_path}/shards/*')")
+    with pytest.raises(InputError, match="no file matches"):
+        expand_inputs(f"{tmp_path}/nothing*")
+    with pytest.raises(InputError, match="is a directory; name its files"):
+        expand_inputs(str(tmp_path / "shards"), flag="--input_file")
+
