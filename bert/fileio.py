@@ -358,7 +358,8 @@ def sigterm_interrupts():
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # None: a handler installed outside Python, which cannot be put back; the default stands for it.
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def remove_leftover_temporaries(directory, name_pattern):
