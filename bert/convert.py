@@ -322,7 +322,7 @@ def to_hf(checkpoint, output):
     summary = f"{len(tensors)} tensors ({hf_config['architectures'][0]}) -> {output}/model.safetensors"
     sentencepiece_models = sorted(glob.glob(os.path.join(glob.escape(checkpoint_dir), "*.model")))
     if not vocab and sentencepiece_models:
-        # A BertTokenizer config with no vocab.txt would only fail later, in whoever loads it.
+        # A BertTokenizer config here would describe a WordPiece tokenizer the model was not trained with.
         return (f"{summary}; its tokenizer, the SentencePiece model {sentencepiece_models[0]}, is not converted: "
                 f"Hugging Face's BertTokenizer reads only a WordPiece vocab.txt")
     lower_case = FLAGS.do_lower_case if FLAGS.do_lower_case is not None else not (vocab and _is_cased(vocab))

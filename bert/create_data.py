@@ -156,7 +156,7 @@ def _output_paths(input_files):
     return paths, directory
 
 
-SHARD_NAME = re.compile(r"part-\d{5}-of-\d{5}\.tfrecord")
+SHARD_NAME = re.compile(r"part-\d{5,}-of-\d{5,}\.tfrecord")
 
 
 def _existing_outputs(directory):
@@ -170,7 +170,7 @@ def _existing_outputs(directory):
 def _remove_leftovers(output_paths, output_dir):
     """Deletes what killed runs writing here left under temporary names (see fileio.AtomicFile)."""
     if output_dir:
-        fileio.remove_leftover_temporaries(output_dir, "part-?????-of-?????.tfrecord")
+        fileio.remove_leftover_temporaries(output_dir, "part-*-of-*.tfrecord")
         fileio.remove_leftover_temporaries(output_dir, records.MANIFEST_NAME)
         return
     for path in [*output_paths, records.manifest_path_for(output_paths)]:

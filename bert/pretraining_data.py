@@ -326,53 +326,79 @@ def create_reference_records(input_files, tokenizer, options, random_seed, progr
 LONGEST_DOCUMENT_BLOCKS = 16
 
 
+class Block(collections.namedtuple("Block", "chunks continues")):
+    """Raw text: `chunks`, one per input file it holds part of; `continues`: whether it begins with the rest of
+    a document cut at the end of the block before it."""
+
+
 def iter_blocks(input_files, block_size, on_cut=None):
-    """Raw text in blocks of about `block_size` bytes, each a list of chunks, one per input file it holds part of.
+    """The input as Blocks of about `block_size` bytes.
 
     A block ends at a blank line or a file end once it holds `block_size` bytes, so small files share blocks;
     the end of a file ends a document. A document that runs to LONGEST_DOCUMENT_BLOCKS blocks is cut at a
     line end, and `on_cut()` is told of each cut that splits it (one at the file's last line splits nothing).
     """
-    chunks, lines, size = [], [], 0
+    chunks, lines, size, continues = [], [], 0, False
     for path in input_files:
         cut_pending = False
         for raw in read_lines(path):
-            blank = not raw.strip()
-            if cut_pending and not blank and on_cut:
-                on_cut()
-            cut_pending = False
+            if cut_pending:
+                cut_pending = False
+                if raw.strip():
+                    continues = True
+                    if on_cut:
+                        on_cut()
             lines.append(raw)
             size += len(raw)
-            if size >= block_size and (blank or size >= LONGEST_DOCUMENT_BLOCKS * block_size):
-                cut_pending = not blank
-                yield [*chunks, b"".join(lines)]
-                chunks, lines, size = [], [], 0
+            if size >= block_size:
+                blank = not raw.strip()
+                if blank or size >= LONGEST_DOCUMENT_BLOCKS * block_size:
+                    cut_pending = not blank
+                    yield Block([*chunks, b"".join(lines)], continues)
+                    chunks, lines, size, continues = [], [], 0, False
         if lines:
             chunks.append(b"".join(lines))
             lines = []
         if chunks and size >= block_size:
-            yield chunks
-            chunks, size = [], 0
+            yield Block(chunks, continues)
+            chunks, size, continues = [], 0, False
     if chunks:
-        yield chunks
+        yield Block(chunks, continues)
 
 
-def with_neighbours(blocks):
-    """(block, neighbour) pairs: each block with the one before it, the first with the one after it (None for a
-    lone block). A block of a single document draws its random next sentences from its neighbour's documents."""
+def with_neighbours(blocks, block_size):
+    """(chunks, neighbour) for each Block: the neighbour is about `block_size` bytes (cut at a line end) of the
+    latest block before it that holds none of its document, or for the first block, of the next block if that
+    does not continue it; None when there is none. A block of a single document draws its random next
+    sentences from its neighbour's documents."""
     blocks = iter(blocks)
     first = next(blocks, None)
     if first is None:
         return
     second = next(blocks, None)
-    yield first, second
-    previous = second
+    yield first.chunks, _head(second.chunks, block_size) if second is not None and not second.continues else None
     if second is None:
         return
-    yield second, first
-    for block in blocks:
-        yield block, previous
+    outside, previous = None, first
+    for block in (second, *blocks):
+        if not block.continues:
+            outside = previous
+        yield block.chunks, _head(outside.chunks, block_size) if outside is not None else None
         previous = block
+
+
+def _head(chunks, size):
+    """The first chunks of a block holding at least `size` bytes, the last cut after its first line end past
+    `size` (a neighbour only lends a sample of its documents)."""
+    head, total = [], 0
+    for chunk in chunks:
+        if total + len(chunk) > size:
+            end = chunk.find(b"\n", size - total)
+            head.append(chunk if end < 0 else chunk[:end + 1])
+            break
+        head.append(chunk)
+        total += len(chunk)
+    return head
 
 
 _worker = {}
@@ -463,7 +489,7 @@ def create_scale_records(input_files, make_tokenizer, options, random_seed, num_
         def count_cut():
             stats.documents_cut += 1
 
-        blocks = enumerate(with_neighbours(iter_blocks(input_files, block_size, count_cut)))
+        blocks = enumerate(with_neighbours(iter_blocks(input_files, block_size, count_cut), block_size))
 
         def collect_one():
             nonlocal written

@@ -294,8 +294,8 @@ class SentencePieceTokenizer:
     """
 
     WORD_START = "\u2581"
-    # As ALBERT's whole-word masking reads SentencePiece pieces: these, and pieces opening a word or a <symbol>,
-    # start a word of their own.
+    # As ALBERT's whole-word masking reads SentencePiece pieces: these, and pieces opening a word or a symbol
+    # (<unk> there, [UNK] here), start a word of their own.
     WORD_PIECES = frozenset('!"#$%&()*+,-./:;?@[\\]^_`{|}~')
 
     def __init__(self, model_file, lower_case=None):
@@ -338,7 +338,8 @@ class SentencePieceTokenizer:
     @classmethod
     def is_continuation(cls, token):
         """Whether a piece continues the previous word (whole-word masking groups them), by ALBERT's rule."""
-        return not (token.startswith((cls.WORD_START, "<")) or token in cls.WORD_PIECES)
+        symbol = len(token) > 2 and token[0] == "[" and token[-1] == "]"
+        return not (token.startswith((cls.WORD_START, "<")) or token in cls.WORD_PIECES or symbol)
 
 
 def _has_upper_case_pieces(processor):

@@ -144,12 +144,15 @@ def learn_sentencepiece(corpus, output_file, vocab_size, do_lower_case, model_ty
     import sentencepiece
 
     # Sampled here: SentencePiece's own sampling differs from one process to the next, whatever its seed.
-    sentences = sample_lines(corpus, max_sentences, random.Random(SAMPLE_SEED)) if max_sentences else list(corpus)
+    sentences = collections.deque(sample_lines(corpus, max_sentences, random.Random(SAMPLE_SEED)) if max_sentences
+                                  else corpus)
+    count = len(sentences)
     # Written to a stream, the model holds no path (a model_prefix would differ on every run).
     model = io.BytesIO()
     try:
         sentencepiece.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences),
+            # Each line is let go as the trainer, which keeps its own copy, takes it.
+            sentence_iterator=(sentences.popleft() for _ in range(count)),
             model_writer=model,
             vocab_size=vocab_size,
             model_type=model_type,
@@ -164,7 +167,7 @@ def learn_sentencepiece(corpus, output_file, vocab_size, do_lower_case, model_ty
             minloglevel=2,
         )
     except RuntimeError as e:
-        if not sentences:
+        if not count:
             raise corpus.no_text_error() from None
         raise InputError(f"sentencepiece training failed: {_trainer_message(e)}") from None
     processor = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())

@@ -261,7 +261,9 @@ def test_scale_mode_cuts_text_without_blank_lines_at_line_ends_and_says_so(tmp_p
     corpus = tmp_path / "no_breaks.txt"
     corpus.write_bytes(b"".join(lines)[:100_000].rsplit(b"\n", 1)[0] + b"\n")
     cuts = []
-    blocks = [b"".join(chunks) for chunks in pretraining_data.iter_blocks([str(corpus)], 1024, lambda: cuts.append(1))]
+    pieces = list(pretraining_data.iter_blocks([str(corpus)], 1024, lambda: cuts.append(1)))
+    assert [block.continues for block in pieces] == [False] + [True] * (len(pieces) - 1)
+    blocks = [b"".join(block.chunks) for block in pieces]
     longest = pretraining_data.LONGEST_DOCUMENT_BLOCKS * 1024
     assert b"".join(blocks) == corpus.read_bytes()
     assert all(longest <= len(block) < longest + max(map(len, lines)) for block in blocks[:-1])
@@ -279,7 +281,7 @@ def test_a_line_that_ends_its_file_past_the_longest_document_is_no_cut(tmp_path)
     corpus.write_bytes(b"word " * 5000 + b"\n")
     cuts = []
     blocks = list(pretraining_data.iter_blocks([str(corpus)], 1024, lambda: cuts.append(1)))
-    assert blocks == [[corpus.read_bytes()]] and cuts == []
+    assert blocks == [pretraining_data.Block([corpus.read_bytes()], False)] and cuts == []
 
 
 def test_small_files_share_a_block_and_each_ends_a_document(tmp_path):
@@ -288,7 +290,7 @@ def test_small_files_share_a_block_and_each_ends_a_document(tmp_path):
         files.append(tmp_path / name)
         files[-1].write_bytes(text)
     blocks = list(pretraining_data.iter_blocks([str(f) for f in files], 10))
-    assert blocks == [[b"one\ntwo\n", b"three"], [b"four\n\n", b"five\n"]]
+    assert blocks == [([b"one\ntwo\n", b"three"], False), ([b"four\n\n", b"five\n"], False)]
 
 
 def words_by_document(vocab_path, documents, words_per_document=150):
@@ -316,7 +318,7 @@ def random_next_sources(records, document_of):
     return sources
 
 
-@pytest.mark.parametrize("layout", ["a small document per file", "a document per block"])
+@pytest.mark.parametrize("layout", ["a small document per file", "a document per block", "a document cut into blocks"])
 def test_scale_mode_draws_random_next_sentences_from_other_documents(tmp_path, uncased_vocab, layout):
     import random
 
@@ -331,11 +333,19 @@ def test_scale_mode_draws_random_next_sentences_from_other_documents(tmp_path, u
             inputs.append(tmp_path / f"doc{i}.txt")
             inputs[-1].write_text(document, encoding="utf-8")
         block_flag = "--block_size_kb=64"
-    else:
+    elif layout == "a document per block":
         inputs = [tmp_path / "docs.txt"]
         inputs[0].write_text("\n".join(documents), encoding="utf-8")
         block_flag = "--block_size_kb=1"
         assert all(len(d) > 1024 for d in documents)
+    else:
+        # The second document, without a blank line for over 48 KB, is cut into blocks of its own: their neighbour is
+        # the block before the first of them, not one another.
+        documents[1] = documents[1] * 16
+        assert len(documents[1]) > pretraining_data.LONGEST_DOCUMENT_BLOCKS * 1024 * 2
+        inputs = [tmp_path / "docs.txt"]
+        inputs[0].write_text("\n".join(documents), encoding="utf-8")
+        block_flag = "--block_size_kb=1"
     out = tmp_path / "records"
     result = run_cli("create_data", f"--input_file={','.join(map(str, inputs))}", f"--vocab_file={uncased_vocab}",
                      f"--output_dir={out}", "--num_workers=1", "--dupe_factor=3", "--max_seq_length=64", block_flag)
@@ -670,4 +680,14 @@ def test_output_dir_leftovers_of_a_killed_run_are_removed_and_nothing_else(tmp_p
     result = run_cli("create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_dir={out}")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(kept + ["manifest.json", "part-00000-of-00001.tfrecord"])
+
+
+def test_shards_numbered_past_five_digits_are_the_commands_own(tmp_path):
+    from bert import create_data
+
+    for name in ("part-000001-of-100000.tfrecord", "my_eval.tfrecord", "part-1-of-2.tfrecord"):
+        (tmp_path / name).write_bytes(b"")
+    ours, others = create_data._existing_outputs(str(tmp_path))
+    assert ours == [str(tmp_path / "part-000001-of-100000.tfrecord")]
+    assert others == ["my_eval.tfrecord", "part-1-of-2.tfrecord"]
 

@@ -193,6 +193,6 @@ def test_case_check_recognises_a_released_model_directory(tmp_path):
 def test_whole_word_masking_reads_sentencepiece_words_as_albert_does():
     # ALBERT's _is_start_piece: a piece opening a word (▁) or a <symbol>, or one of its punctuation pieces, starts
     # a word; any other piece (an apostrophe among them) continues the one before.
-    pieces = ["▁word", "ing", ",", ".", "<unk>", "'", "s", "▁", "-", "=", "\\"]
+    pieces = ["▁word", "ing", ",", ".", "<unk>", "'", "s", "▁", "-", "=", "\\", "[UNK]", "[", "]"]
     continues = [tokenization.SentencePieceTokenizer.is_continuation(piece) for piece in pieces]
-    assert continues == [False, True, False, False, False, True, True, False, False, True, False]
+    assert continues == [False, True, False, False, False, True, True, False, False, True, False, False, False, False]
