@@ -364,7 +364,7 @@ def warn_if_vocabulary_differs(init_checkpoint, tokenizer_file, log, flag="--ini
         directory = os.path.dirname(resolve_checkpoint(init_checkpoint))
     except InputError:
         return  # loading it says what is wrong
-    beside = _tokenizer_files_beside(directory)
+    beside = tokenizer_files_beside(directory)
     if not beside or not os.path.isfile(source) or any(filecmp.cmp(path, source, shallow=False) for path, _ in beside):
         return
     same_kind = [path for path, other_kind in beside if other_kind == kind]
@@ -380,7 +380,7 @@ def warn_if_vocabulary_differs(init_checkpoint, tokenizer_file, log, flag="--ini
 _KIND_NAMES = {"wordpiece": "WordPiece vocabulary", "sentencepiece": "SentencePiece model"}
 
 
-def _tokenizer_files_beside(directory):
+def tokenizer_files_beside(directory):
     """(path, kind) of each tokenizer file a model in `directory` may carry: its vocab.txt and any *.model
     (SentencePiece, under whatever name the release gave it)."""
     found = [(os.path.join(directory, VOCAB_NAME), "wordpiece")]

@@ -12,7 +12,6 @@ classification and question answering heads map to `cls/...`, `output_weights`/`
 its "gelu_new" is the reference's tanh "gelu".
 """
 
-import glob
 import json
 import os
 import re
@@ -320,7 +319,8 @@ def to_hf(checkpoint, output):
         json.dump(hf_config, f, indent=2, sort_keys=True)
         f.write("\n")
     summary = f"{len(tensors)} tensors ({hf_config['architectures'][0]}) -> {output}/model.safetensors"
-    sentencepiece_models = sorted(glob.glob(os.path.join(glob.escape(checkpoint_dir), "*.model")))
+    sentencepiece_models = [path for path, kind in checkpoints.tokenizer_files_beside(checkpoint_dir)
+                            if kind == "sentencepiece"]
     if not vocab and sentencepiece_models:
         # A BertTokenizer config here would describe a WordPiece tokenizer the model was not trained with.
         return (f"{summary}; its tokenizer, the SentencePiece model {sentencepiece_models[0]}, is not converted: "

@@ -316,7 +316,7 @@ class SentencePieceTokenizer:
         if lower_case is False and folds_case:
             raise VocabError(f"SentencePiece model {model_file}: it folds case itself, so it cannot keep case "
                              f"(--do_lower_case=False)")
-        if lower_case is None:
+        if lower_case is None and not folds_case:
             lower_case = not _has_upper_case_pieces(self.processor)
         self.lower_input = bool(lower_case) and not folds_case
         self.lower_cases = folds_case or self.lower_input
