@@ -153,6 +153,9 @@ def _output_paths(input_files):
     paths = [os.path.join(directory, f"part-{i:05d}-of-{count:05d}.tfrecord") for i in range(count)]
     for path in [*paths, records.manifest_path_for(paths, directory)]:
         fileio.check_output_file(path, "--output_dir", [*input_files, *cli.tokenizer_files()])
+    # After the checks, so that a refused command leaves no lock file: another run writing here would sweep up this
+    # one's temporary shards as a killed run's, and the two would replace each other's records.
+    fileio.lock_directory(directory, "--output_dir", holder="bert-create-data run")
     return paths, directory
 
 

@@ -268,6 +268,7 @@ def remove_empty_created_dirs():
     """Removes the output directories this process made, and the parents it made for them, that are still
     empty: a command refusing its input after making them leaves nothing behind."""
     for directory, existing in reversed(_created_dirs):
+        _release_lock_of_empty(directory)
         while directory != existing:
             try:
                 os.rmdir(directory)
@@ -308,6 +309,19 @@ def lock_directory(directory, flag, holder="training process"):
                              f"for it to end or use another {flag}") from None
         return
     _held_locks[key] = descriptor
+
+
+def _release_lock_of_empty(directory):
+    """Unlocks `directory` and deletes its lock file where this process holds the lock and nothing else is there."""
+    descriptor = _held_locks.get(os.path.realpath(directory))
+    try:
+        if descriptor is None or os.listdir(directory) != [LOCK_FILE]:
+            return
+        os.unlink(os.path.join(directory, LOCK_FILE))
+    except OSError:
+        return
+    os.close(descriptor)
+    del _held_locks[os.path.realpath(directory)]
 
 
 def decode_dropping_invalid(raw):

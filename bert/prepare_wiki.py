@@ -427,12 +427,7 @@ def main(argv):
     with raw, text:
         head = _read_head(text, path)
         existing = _check_output_dir(output_dir)
-        created = not os.path.isdir(output_dir)
-        if created:
-            try:
-                os.makedirs(output_dir)
-            except OSError as e:
-                raise InputError(f"--output_dir: cannot create {output_dir}: {e.strerror}") from None
+        fileio.make_output_dir(output_dir, "--output_dir")
         # Another run on the same directory would sweep up this one's staged shards as a killed run's.
         fileio.lock_directory(output_dir, "--output_dir", holder="bert-prepare-wiki run")
         shards = _Shards(output_dir, FLAGS.shard_size_mb << 20, existing)
@@ -451,12 +446,6 @@ def main(argv):
             shards.commit()
         except BaseException:
             shards.abort()
-            if created:
-                try:
-                    os.unlink(os.path.join(output_dir, fileio.LOCK_FILE))
-                    os.rmdir(output_dir)
-                except OSError:
-                    pass
             raise
 
     print(

@@ -523,7 +523,7 @@ def test_output_dir_with_records_is_refused_unless_overwrite(tmp_path, uncased_v
     assert_clean_failure(run_cli(*args, "--random_seed=3"), "--output_dir", "--overwrite")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert run_cli(*args, "--overwrite").returncode == 0
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "part-00000-of-00001.tfrecord"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "manifest.json", "part-00000-of-00001.tfrecord"]
 
 
 def test_a_full_disk_names_the_shard_and_leaves_the_records_already_there(tmp_path, wikitext_docs, uncased_vocab):
@@ -592,7 +592,7 @@ def test_ctrl_c_in_scale_mode_is_one_line_from_the_parent_and_no_worker_tracebac
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert [line for line in message_lines(stderr)] == ["bert-create-data: error: interrupted; no output was finalised"]
-    assert not list(out.glob("*.tfrecord"))
+    assert not out.exists()  # the run made it, and nothing of the run is left in it, its lock included
 
 
 def test_interrupted_run_leaves_no_finished_looking_file(tmp_path, wikitext_docs, uncased_vocab):
@@ -679,7 +679,24 @@ def test_output_dir_leftovers_of_a_killed_run_are_removed_and_nothing_else(tmp_p
         (out / name).write_bytes(b"x" * 100)
     result = run_cli("create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_dir={out}")
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted(kept + ["manifest.json", "part-00000-of-00001.tfrecord"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(kept + [".lock", "manifest.json", "part-00000-of-00001.tfrecord"])
+
+
+def test_a_second_run_into_an_output_dir_in_use_is_refused_and_touches_nothing(tmp_path, uncased_vocab):
+    import fcntl
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("One sentence here.\nAnother one.\n\nA new document.\nWith two lines.\n", encoding="utf-8")
+    out = tmp_path / "records"
+    out.mkdir()
+    staged = out / ".part-00000-of-00001.tfrecord.tmp-r2d2"  # as the run in progress there is writing
+    staged.write_bytes(b"its records so far")
+    with open(out / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as that run holds it
+        result = run_cli("create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_dir={out}")
+    assert_clean_failure(result, f"--output_dir: {out} is in use by another bert-create-data run (it holds {out / '.lock'})")
+    assert sorted(p.name for p in out.iterdir()) == [".lock", staged.name]
+    assert staged.read_bytes() == b"its records so far"
 
 
 def test_shards_numbered_past_five_digits_are_the_commands_own(tmp_path):

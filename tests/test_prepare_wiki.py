@@ -252,16 +252,16 @@ def test_input_that_is_no_dump(tmp_path, name, content):
     out = tmp_path / "out"
     result = run_cli("prepare_wiki", f"--input_file={path}", f"--output_dir={out}")
     assert_clean_failure(result, "--input_file", str(path))
-    assert not out.exists() or not list(out.iterdir())
+    assert not out.exists()
 
 
 def test_dump_without_articles(tmp_path):
     path = tmp_path / "empty.xml"
     path.write_text("<mediawiki>\n</mediawiki>\n", encoding="utf-8")
-    out = tmp_path / "out"
+    out = tmp_path / "corpora" / "out"
     result = run_cli("prepare_wiki", f"--input_file={path}", f"--output_dir={out}", "--num_workers=1")
     assert_clean_failure(result, "no article with text", str(path))
-    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.xml"]  # nor the parent it made for --output_dir
 
 
 def test_output_dir_that_is_a_file(tmp_path):
