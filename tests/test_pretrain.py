@@ -1179,6 +1179,37 @@ def test_accumulating_k_micro_batches_equals_one_k_times_larger_batch(records_di
         np.testing.assert_allclose(accumulated.variables_by_name[name].numpy(), variable.numpy(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["adam", "lamb"])
+def test_a_step_clips_the_gradients_to_global_norm_one_then_applies_the_optimizer(records_dir, kind):
+    from tests.test_optimization import numpy_steps
+
+    config = BertConfig.from_dict({**SMALL_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+    features = _batch(records_dir, 8)
+    trainer = _trainer(config, micro_batch_size=8, optimizer_type=kind)
+    names = list(trainer.variables_by_name)
+    before = {name: trainer.variables_by_name[name].numpy() for name in names}
+    with tf.GradientTape() as tape:
+        out = trainer.task.model(features, modeling.Context())
+        weights = features["masked_lm_weights"]
+        # The reference's loss: weighted mean masked-LM loss (over sum(weights) + 1e-5) plus mean next-sentence loss.
+        loss = tf.reduce_sum(out["mlm_loss"] * weights) / (tf.reduce_sum(weights) + 1e-5) + tf.reduce_mean(out["nsp_loss"])
+    gradients = tape.gradient(loss, [trainer.variables_by_name[name] for name in names])
+    norm = float(tf.linalg.global_norm(gradients))
+    assert norm > 1.2, "a gradient this small is not clipped: nothing to test"
+    clipped, _ = tf.clip_by_global_norm(gradients, 1.0)
+
+    report = trainer.train_step(features)
+    assert float(report["gradient_norm"]) == pytest.approx(norm, rel=1e-5)
+    want, want_m, want_v = numpy_steps(kind, before, [{n: g.numpy() for n, g in zip(names, clipped)}], [1e-3])
+    # Adam's first update hardly depends on the gradient's scale; its slots hold the clipped gradient itself.
+    for name in names:
+        np.testing.assert_allclose(trainer.variables_by_name[name].numpy(), want[name], rtol=1e-4, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(trainer.optimizer.slots[f"{name}/adam_m"].numpy(), want_m[name], rtol=1e-4, atol=1e-9,
+                                   err_msg=name)
+        np.testing.assert_allclose(trainer.optimizer.slots[f"{name}/adam_v"].numpy(), want_v[name], rtol=1e-4, atol=1e-12,
+                                   err_msg=name)
+
+
 def test_float16_skips_non_finite_steps_and_lowers_the_scale(records_dir):
     config = BertConfig.from_dict(SMALL_MODEL)
     trainer = _trainer(config, micro_batch_size=4, compute_dtype="float16")
