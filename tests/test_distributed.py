@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from bert import distributed
 from tests import distributed_worker
-from tests.conftest import ROOT, assert_clean_failure, file_size_limit, message_lines, run_cli, wait_for
+from tests.conftest import ROOT, assert_clean_failure, file_size_limit, message_lines, run_cli, unavailable, wait_for
 from tests.pretrain_fixtures import pretrain_args
 
 WORKER = ROOT / "tests" / "distributed_worker.py"
@@ -25,8 +25,8 @@ WORKER = ROOT / "tests" / "distributed_worker.py"
 def horovodrun():
     try:
         import horovod.tensorflow  # noqa: F401
-    except ImportError:
-        pytest.skip("Horovod is not installed (bin/setup --with-horovod builds it; CI does)")
+    except ImportError as e:
+        unavailable(f"Horovod is not installed (bin/setup --with-horovod builds it; CI does): {e}")
     return str(Path(sys.executable).parent / "horovodrun")
 
 

@@ -1,10 +1,9 @@
 """bert-loss-curve's reading of a run's TensorBoard logs."""
 
 import pytest
+import tensorflow as tf
 
 from bert import loss_curve
-
-tf = pytest.importorskip("tensorflow")
 
 
 def write_points(logdir, steps, value):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, assert_clean_failure, run_cli, shared_file, wait_for
+from conftest import ROOT, assert_clean_failure, run_cli, shared_file, unavailable, wait_for
 
 WIKI = Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki"
 ENWIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -31,7 +31,7 @@ RESIDUE = ("[[", "]]", "{{", "}}", "<ref", "|}", "{|")
 def dump(name):
     path = WIKI / name
     if not path.exists():
-        pytest.skip(f"real data not available: {path} (tests read it from ../shared/data)")
+        unavailable(f"real data not available: {path} (tests read it from ../shared/data)")
     return path
 
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, unavailable
 
 RUNNABLE = re.compile(r"<!-- runnable -->\n```bash\n(.*?)```", re.S)
 
@@ -21,7 +21,7 @@ def runnable_blocks():
 def repository_copy(tmp_path_factory):
     """The tracked files in a fresh directory, sharing this checkout's .venv (set-up is bin/test's job)."""
     if not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout")
+        unavailable("not a git checkout")
     copy = tmp_path_factory.mktemp("clone") / "bert"
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
     for name in filter(None, files):

