@@ -607,14 +607,15 @@ def test_interrupted_run_leaves_no_finished_looking_file(tmp_path, wikitext_docs
          "--dupe_factor=40", f"--output_file={out}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
-    time.sleep(2.5)
-    assert proc.poll() is None, "the run finished before it could be interrupted"
+    deadline = time.time() + 120
+    while not list(tmp_path.glob(".out.tfrecord.tmp-*")):  # the run has begun writing its records
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        assert time.time() < deadline, "the run wrote no temporary file within 120 s"
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert out.read_bytes() == b"previous run"
     assert not (tmp_path / "out.tfrecord.manifest.json").exists()
-    leftovers = list(tmp_path.glob(".out.tfrecord.tmp-*"))
-    assert leftovers, "the killed run left no temporary file: nothing to check the next run against"
     # The next run into the same place deletes what the killed one left, as large as its records.
     create(tmp_path, f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}", "--dupe_factor=1")
     assert not list(tmp_path.glob(".out.tfrecord*.tmp-*"))

@@ -68,14 +68,20 @@ def test_horovod_two_ranks_equal_single_process_on_the_union(records_dir, tmp_pa
     _assert_ranks_agree_with_union(tmp_path, records_dir)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
+def _worker_addresses(count=2):
+    """`count` distinct free local addresses: the ports are held together while they are chosen, so no two match."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("localhost", 0))
+        return [f"localhost:{s.getsockname()[1]}" for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def test_multi_worker_mirrored_two_workers_equal_single_process_on_the_union(records_dir, tmp_path):
-    workers = [f"localhost:{_free_port()}" for _ in range(2)]
+    workers = _worker_addresses()
     processes = []
     for index in range(2):
         env = dict(_env(), TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
@@ -151,7 +157,7 @@ def _start_mirrored_pretrain(records_dir, config, out, *flags, chief_max_file_si
 
     `chief_max_file_size` limits the files worker 0 writes (see conftest.file_size_limit); `worker_out` is worker 1's
     --output_dir where it is not `out` (as on a machine of its own)."""
-    workers = [f"localhost:{_free_port()}" for _ in range(2)]
+    workers = _worker_addresses()
     processes = []
     for index in range(2):
         env = dict(_env(), TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
