@@ -93,6 +93,9 @@ def resolve_task():
     if FLAGS.tsv_regression:
         return glue.tsv_task(columns, None)
     labels = FLAGS.tsv_labels
+    twice = next((label for i, label in enumerate(labels or []) if label in labels[:i]), None)
+    if twice is not None:
+        raise InputError(f"--tsv_labels: '{twice}' is given twice; each label is one output of the classifier")
     if not labels:
         source = next((p for p in (os.path.join(FLAGS.data_dir, n) for n in ("train.tsv", "dev.tsv")) if os.path.isfile(p)), None)
         if source is None:
@@ -130,10 +133,15 @@ def _suffix(index, path):
     return "_" + stem.split("_", 1)[-1]
 
 
-def _read_split(task, split):
+def _read_split(task, split, log):
     """(path, examples) for each file of a split; raises InputError naming a missing or malformed file."""
-    paths = glue.split_paths(task, FLAGS.data_dir, split, FLAGS.xnli_language)
-    return [(path, glue.read_examples(task, path, split, FLAGS.xnli_language)[0]) for path in paths]
+    files = []
+    for path in glue.split_paths(task, FLAGS.data_dir, split, FLAGS.xnli_language):
+        examples, skipped = glue.read_examples(task, path, split, FLAGS.xnli_language)
+        if skipped:
+            log(f"{os.path.basename(path)}: skipped {skipped} row(s) with missing fields")
+        files.append((path, examples))
+    return files
 
 
 class Evaluator:
@@ -214,8 +222,8 @@ def main(argv):
     logits_function = classifier.make_logits_function(model, FLAGS.max_seq_length, training.COMPUTE_DTYPES[cli.compute_dtype()])
     # Read now, and on every rank (the chief alone evaluates and predicts), so that a missing or malformed file stops
     # every rank before training, not the chief alone or after training.
-    dev_files = _read_split(task, "dev") if FLAGS.do_eval or FLAGS.keep_best else None
-    test = _read_split(task, "test") if FLAGS.do_predict else None
+    dev_files = _read_split(task, "dev", log) if FLAGS.do_eval or FLAGS.keep_best else None
+    test = _read_split(task, "test", log) if FLAGS.do_predict else None
     dev = Evaluator(task, tokenizer, logits_function, "dev", dev_files) if dev_files and chief else None
     start = time.perf_counter()
     summary = []

@@ -54,7 +54,7 @@ def parse_layers(text, num_layers):
 
 def one_input_file(pattern):
     """The one file --input_file names: the reference reads a single file, and line numbers index the output."""
-    if os.path.isfile(pattern):
+    if os.path.isfile(pattern) or (fileio.is_stream(pattern) and os.path.exists(pattern)):
         return pattern
     files = fileio.expand_inputs(pattern)
     if len(files) > 1:

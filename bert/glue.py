@@ -160,12 +160,17 @@ def read_examples(task, path, split, language="zh"):
     indexes = {
         what: _column_index(getattr(columns, what), header, path, what) for what in ("text_a", "text_b", "label")
     }
-    needed = max(i if i >= 0 else -i - 1 for i in indexes.values() if i is not None) + 1
+    needed = _columns_needed(indexes.values())
     xnli_dev = task.name == "xnli" and split != "train"
     examples, skipped = [], 0
+    blank = None
     for number, row in body:
         if not row:
+            blank = blank or number
             continue
+        if blank and split == "test":
+            raise InputError(f"{path}:{blank}: a blank line among the rows; test_results.tsv has a line for each row, "
+                             f"in order, so a blank line would shift the predictions after it: remove it")
         if len(row) < needed:
             # Not in a test file: test_results.tsv has a line for each of its rows, in order.
             if task.skip_short_rows and labeled:
@@ -192,13 +197,29 @@ def read_examples(task, path, split, language="zh"):
     return examples, skipped
 
 
+def _columns_needed(indexes):
+    """How many fields a row needs for the column `indexes` (None: unused). A negative index counts from the
+    row's end, as the reference's line[-1] does for rows of varying width (GLUE's SNLI has such rows), so it
+    needs fields of its own past the last one counted from the start."""
+    used = [i for i in indexes if i is not None]
+    from_start = max((i + 1 for i in used if i >= 0), default=0)
+    return from_start + max((-i for i in used if i < 0), default=0)
+
+
 def discover_labels(columns, path):
-    """A tsv task's labels: those in the label column of `path`, sorted."""
+    """A tsv task's labels: those in the label column of `path`, sorted; an empty label cell is refused."""
     rows = read_rows(path)
     header = rows[0][1] if columns.header and rows else None
     index = _column_index(columns.label, header, path, "label")
     body = rows[1:] if columns.header else rows
-    labels = sorted({row[index].strip() for _, row in body if len(row) > (index if index >= 0 else -index - 1)})
+    labels = set()
+    for number, row in body:
+        if len(row) >= _columns_needed([index]):
+            label = row[index].strip()
+            if not label:
+                raise InputError(f"{path}:{number}: the label column ({columns.label}) is empty")
+            labels.add(label)
+    labels = sorted(labels)
     if not labels:
         raise InputError(f"{path}: no labels found in column {columns.label}")
     return labels

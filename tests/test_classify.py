@@ -201,6 +201,18 @@ def test_regression_task_writes_scores(small_config, uncased_vocab, tmp_path):
     assert (f"bert-classify: warning: --init_checkpoint {exported} holds no output_weights, output_bias of this model's "
             "shape: evaluated as initialised, at random") in from_init.stderr.splitlines()
 
+    # QQP's short rows are passed over in dev.tsv too, and said so there too, as they change the dev figures.
+    qqp = tmp_path / "QQP"
+    qqp.mkdir()
+    rows = [[str(i), str(2 * i), str(2 * i + 1), e.text_a, e.text_b, e.label] for i, e in enumerate(examples[:30])]
+    rows.insert(10, ["99", "198", "199", "A question cut short"])
+    (qqp / "dev.tsv").write_text("".join("\t".join(row) + "\n" for row in [["id", "qid1", "qid2", "question1", "question2",
+                                                                            "is_duplicate"], *rows]), encoding="utf-8")
+    on_qqp = run_cli("classify", *classify_args(qqp, small_config, uncased_vocab, tmp_path / "qqp_out", "--do_eval",
+                                                f"--init_checkpoint={exported}", task="QQP"))
+    assert on_qqp.returncode == 0, on_qqp.stderr
+    assert "bert-classify: dev.tsv: skipped 1 row(s) with missing fields" in on_qqp.stderr.splitlines()
+
 
 def test_a_tsv_run_is_bound_to_its_columns(small_config, uncased_vocab, tmp_path):
     mrpc = shared_file("glue", "MRPC")
@@ -262,6 +274,8 @@ def test_bad_inputs_fail_cleanly_and_leave_the_output_dir(small_config, uncased_
     cases = [
         (classify_args(bad, small_config, uncased_vocab, tmp_path / "new", "--do_train"), ["train.tsv:6", "label '2'"]),
         (classify_args(data, small_config, uncased_vocab, out, "--do_train", task="SuperGLUE"), ["--task_name", "SuperGLUE"]),
+        (classify_args(data, small_config, uncased_vocab, tmp_path / "new", "--do_train", "--tsv_labels=0,1,0", task="tsv"),
+         ["--tsv_labels", "'0' is given twice"]),
         # The test file is read before training: a missing or malformed one stops the run before its first step.
         (classify_args(no_test, small_config, uncased_vocab, tmp_path / "new", "--do_train", "--do_predict"),
          [str(no_test / "test.tsv"), "not found"]),

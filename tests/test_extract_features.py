@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from bert import extract_features, tokenization
 from bert.config import BertConfig
 from tests import numpy_bert
-from tests.conftest import assert_clean_failure, run_cli, shared_file
+from tests.conftest import ROOT, assert_clean_failure, run_cli, shared_file
 from tests.test_modeling import random_weights, write_tf1_checkpoint
 
 # Our float32 encoder against the float64 NumPy one, on any device: on an H100 (TF32 off) a SentencePiece
@@ -136,6 +139,18 @@ def test_features_written_to_stdout_reach_it_alone(model_dir, mrpc_lines, tmp_pa
     assert result.stdout == (tmp_path / "features.jsonl").read_text(encoding="utf-8")
     assert [json.loads(line)["linex_index"] for line in result.stdout.splitlines()] == [0, 1, 2]
     assert "bert-extract-features: 3 examples" in result.stderr
+
+    # And the lines may come down a pipe: --input_file=/dev/stdin.
+    directory, vocab, _ = model_dir
+    piped = subprocess.run(
+        [sys.executable, "-m", "bert.extract_features", "--input_file=/dev/stdin", f"--output_file={tmp_path / 'piped.jsonl'}",
+         f"--vocab_file={vocab}", f"--bert_config_file={directory / 'bert_config.json'}",
+         f"--init_checkpoint={directory / 'bert_model.ckpt'}", "--max_seq_length=40", "--layers=-1"],
+        input=input_file.read_text(encoding="utf-8"), capture_output=True, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=600,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert (tmp_path / "piped.jsonl").read_text(encoding="utf-8") == result.stdout
 
 
 def test_a_model_with_one_token_type_reads_pairs_as_the_reference_does(model_dir, mrpc_lines, tmp_path):

@@ -110,6 +110,19 @@ def test_qqp_skips_short_rows_other_tasks_name_the_line(tmp_path):
     path = _write(tmp_path / "rte.tsv", [["index", "sentence1", "sentence2", "label"], ["0", "a", "b", "entailment"], ["1", "a"]])
     with pytest.raises(InputError, match=r"rte.tsv:3: 2 column\(s\)"):
         glue.read_examples(glue.get_task("rte"), path, "train")
+    # A label counted from the row's end (-1) needs a field of its own past the texts: not the second text's.
+    path = _write(tmp_path / "rte_dev.tsv", [["index", "sentence1", "sentence2", "label"], ["0", "a", "b", "entailment"],
+                                             ["1", "a", "not_entailment"]])
+    with pytest.raises(InputError, match=r"rte_dev.tsv:3: 3 column\(s\), task rte needs at least 4"):
+        glue.read_examples(glue.get_task("rte"), path, "dev")
+    mnli_row = ["0", "1", "2", "fiction", "", "", "", "", "A man sleeps.", "Nobody sleeps."]
+    path = _write(tmp_path / "dev_matched.tsv", [[f"c{i}" for i in range(16)], mnli_row + ["neutral"] * 5 + ["contradiction"],
+                                                 mnli_row[:9] + ["neutral"]])
+    with pytest.raises(InputError, match=r"dev_matched.tsv:3: 10 column\(s\), task mnli needs at least 11"):
+        glue.read_examples(glue.get_task("mnli"), path, "dev")
+    # Rows narrower than the header, as in GLUE's SNLI (one annotator's label, not five), read as the reference reads them.
+    path = _write(tmp_path / "dev_matched.tsv", [[f"c{i}" for i in range(16)], mnli_row + ["neutral", "entailment"]])
+    assert [e.label for e in glue.read_examples(glue.get_task("mnli"), path, "dev")[0]] == ["entailment"]
     path = _write(tmp_path / "bad_label.tsv", [["index", "sentence1", "sentence2", "label"], ["0", "a", "b", "maybe"]])
     with pytest.raises(InputError, match=r"bad_label.tsv:2: label 'maybe' is not one of"):
         glue.read_examples(glue.get_task("rte"), path, "train")
@@ -127,6 +140,22 @@ def test_tsv_task_by_column_names_and_discovered_labels(tmp_path):
     assert [(e.text_a, e.label) for e in examples] == [("great", "pos"), ("awful", "neg"), ("fine", "pos")]
     with pytest.raises(InputError, match="no text_a column named 'text'"):
         glue.read_examples(glue.tsv_task(("text", None, "stars", True), labels), path, "train")
+    path = _write(tmp_path / "train.tsv", [["id", "review", "stars"], ["1", "great", "pos"], ["2", "meh", " "]])
+    with pytest.raises(InputError, match=r"train.tsv:3: the label column \(stars\) is empty"):
+        glue.discover_labels(columns, path)
+
+
+def test_a_blank_line_among_test_rows_is_refused_and_elsewhere_passed_over(tmp_path):
+    task = glue.get_task("sst-2")
+    rows = [["index", "sentence"], ["0", "good"], [], ["1", "bad"]]
+    path = _write(tmp_path / "test.tsv", rows)
+    # Each test row has its line of test_results.tsv, in order: a blank line skipped would shift the rest.
+    with pytest.raises(InputError, match=r"test.tsv:3: a blank line among the rows"):
+        glue.read_examples(task, path, "test")
+    examples, _ = glue.read_examples(task, _write(tmp_path / "test.tsv", rows[:2] + [[], []]), "test")
+    assert [e.text_a for e in examples] == ["good"]
+    path = _write(tmp_path / "dev.tsv", [["sentence", "label"], ["good", "1"], [], ["bad", "0"]])
+    assert [e.text_a for e in glue.read_examples(task, path, "dev")[0]] == ["good", "bad"]
 
 
 def test_metrics_match_their_definitions():
