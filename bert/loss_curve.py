@@ -23,7 +23,7 @@ def read_scalars(logdir, tags=CURVES):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.util import tensor_util
 
-    if not glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+    if not glob.glob(os.path.join(glob.escape(logdir), "events.out.tfevents.*")):
         raise InputError(f"--logdir: no TensorBoard event files in {logdir}")
     events = EventAccumulator(logdir, size_guidance={"tensors": 0})
     events.Reload()
@@ -46,7 +46,8 @@ def _as_rewritten(points):
     return kept
 
 
-def plot(curves, path, title):
+def figure_of(curves, title):
+    """A matplotlib figure of `curves` ({tag: [(step, value), ...]}); close it with pyplot.close."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,13 +56,21 @@ def plot(curves, path, title):
     figure, axes = pyplot.subplots(figsize=(7, 4), dpi=100)
     for tag, points in curves.items():
         steps, values = zip(*sorted(points))
-        axes.plot(steps, values, label=tag)
+        # A line through one point draws nothing: a run that reported once (num_train_steps <= num_report_steps).
+        axes.plot(steps, values, label=tag, marker="o" if len(steps) == 1 else None)
     axes.set_xlabel("step")
     axes.set_ylabel("loss")
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
+    return figure
+
+
+def plot(curves, path, title):
+    from matplotlib import pyplot
+
+    figure = figure_of(curves, title)
     with fileio.AtomicFile(path, "wb") as f:
         f.write_with(lambda stream: figure.savefig(stream, format="png"))
     pyplot.close(figure)
@@ -74,9 +83,11 @@ def main(argv):
     if not curves:
         raise InputError(f"--logdir: {FLAGS.logdir} has no loss scalars")
     plot(curves, output, FLAGS.title or os.path.basename(os.path.abspath(FLAGS.logdir)))
-    first, last = curves["loss"][0], curves["loss"][-1]
-    cli.print_summary(f"bert-loss-curve: loss {first[1]:.3f} at step {first[0]} -> {last[1]:.3f} at step {last[0]}; {output}",
-                      output)
+    # A run's logs hold "loss"; the others alone where only they were logged.
+    tag = next(tag for tag in CURVES if tag in curves)
+    first, last = curves[tag][0], curves[tag][-1]
+    cli.print_summary(f"bert-loss-curve: {tag} {first[1]:.3f} at step {first[0]} -> {last[1]:.3f} at step {last[0]}; "
+                      f"{output}", output)
 
 
 def run():

@@ -1,17 +1,17 @@
 """bert-loss-curve's reading of a run's TensorBoard logs."""
 
-import pytest
 import tensorflow as tf
 
 from bert import loss_curve
+from tests.conftest import run_cli
 
 
-def write_points(logdir, steps, value):
-    """One training process's event file: `value` logged as loss at each of `steps`."""
+def write_points(logdir, steps, value, tag="loss"):
+    """One training process's event file: `value` logged as `tag` at each of `steps`."""
     writer = tf.summary.create_file_writer(str(logdir))
     with writer.as_default():
         for step in steps:
-            tf.summary.scalar("loss", value, step=step)
+            tf.summary.scalar(tag, value, step=step)
     writer.close()
 
 
@@ -22,3 +22,26 @@ def test_a_resumed_run_replaces_the_steps_it_trains_again(tmp_path):
     assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
     assert loss_curve.read_scalars(str(tmp_path))["loss"] == [
         (5, 1.0), (10, 1.0), (15, 1.0), (20, 1.0), (25, 2.0), (30, 2.0), (35, 2.0)]
+
+
+def test_a_directory_named_like_a_glob_with_masked_lm_loss_alone_is_plotted(tmp_path):
+    logdir = tmp_path / "run [1]"
+    write_points(logdir, range(10, 40, 10), 7.5, tag="masked_lm_loss")
+    result = run_cli("loss_curve", f"--logdir={logdir}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (f"bert-loss-curve: masked_lm_loss 7.500 at step 10 -> 7.500 at step 30; "
+                                     f"{logdir / 'loss_curve.png'}")
+    assert (logdir / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_curve_of_one_point_is_drawn_as_a_point():
+    from matplotlib import pyplot
+
+    figure = loss_curve.figure_of({"loss": [(5, 2.0)], "masked_lm_loss": [(5, 1.5), (10, 1.0)]}, "run")
+    try:
+        lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+        assert lines["loss"].get_marker() not in ("None", "", None, " ")  # a line through one point draws nothing
+        assert list(lines["loss"].get_xydata().tolist()) == [[5.0, 2.0]]
+        assert lines["masked_lm_loss"].get_linestyle() == "-"
+    finally:
+        pyplot.close(figure)
