@@ -29,7 +29,11 @@ Two stages:
    - It takes anything as a dump (a text file yields zero articles and exit status 0), so the start
      of the input is checked for the <mediawiki> root element first.
    Its `-` for stdin opens a file named "-", hence /dev/stdin; its template pass needs a second read
-   of the dump, which the pipe cannot give, hence --templates naming the dump itself.
+   of the dump, which the pipe cannot give, hence --templates naming the dump itself. On the way in,
+   code, verse, music and timeline blocks (<syntaxhighlight>, <source>, <pre>, <poem>, <score>,
+   <timeline>), whose lines it keeps as text, are removed, and a dump holding several revisions of a
+   page (a history dump), whose texts it would run together, is refused. It runs in a process group
+   of its own, which an interrupt or a SIGTERM to this command ends whole.
 
 2. Worker processes (--num_workers) each take one of wikiextractor's files and, per article, undo its
    HTML escaping (&amp;, &lt;), drop paragraphs that still hold markup ([[, ]], {{, }}, <ref, {|, |},
@@ -47,12 +51,16 @@ for the whole English Wikipedia against about an hour. Inside a sentence both ha
 title or initial that opens a sentence is split off on its own ("Dr. | Jones returned", "H. | N. |
 Abrams"), and a quoted "!" or "?" ends the sentence ('"Stop!" | and left'). So a fragment that is
 nothing but capitalised abbreviations or a list number ("Dr.", "H. N.", "2.") is joined to the next
-one, and a fragment that starts with a lower-case letter to the previous one.
+one, and a fragment that starts with a lower-case letter to the previous one. In a dump whose language
+(the xml:lang of its root element) writes ordinals with a full stop (German "im 13. Jahrhundert", "am
+3. Oktober"; ORDINAL_DOT_LANGUAGES), a fragment ending in a number of up to three digits and a full stop
+is joined to the next one too: blingfire ends a sentence there.
 """
 
 import bz2
 import functools
 import glob
+import gzip
 import html
 import io
 import json
@@ -60,6 +68,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -107,13 +116,26 @@ _MARKUP = re.compile(r"\[\[|\]\]|\{\{|\}\}|<ref|\{\||\|\}|<!--|</?[A-Za-z][A-Za-
 _ABBREVIATIONS_ONLY = re.compile(r"(?:[A-Z][a-z]{0,3}|\d{1,3})\.(?: [A-Z][a-z]{0,3}\.)*")
 # What wikiextractor leaves of a <math> or <code> block: alone on a line, it says nothing.
 _PLACEHOLDER_ONLY = re.compile(r"(?:formula|codice)_\d+\W*")
+# A fragment that ends in a number with a full stop: in these languages most often an ordinal, as in German "im
+# 13. Jahrhundert" or "am 3. Oktober", where blingfire ends a sentence.
+_ORDINAL_END = re.compile(r"(?:^|\s)\d{1,3}\.$")
+ORDINAL_DOT_LANGUAGES = frozenset(
+    "de als bar ksh lb nds pfl da nb nn no is fo fi et lv cs sk sl hr sr sh bs hu tr hsb dsb".split()
+)
+# The dump's language, on its root element.
+_DUMP_LANGUAGE = re.compile(r"<mediawiki\b[^>]*\bxml:lang=\"([^\"]+)\"")
+# Code, verse, music and timelines (XML-escaped here): wikiextractor keeps the lines of a block as text.
+_VERBATIM_BLOCK = re.compile(
+    r"&lt;(syntaxhighlight|source|pre|poem|score|timeline)\b(?:(?!&gt;).)*?&gt;.*?&lt;/\1\s*&gt;",
+    re.DOTALL | re.IGNORECASE,
+)
 
 
 def define_flags():
     flags.DEFINE_string(
         "input_file",
         None,
-        "A Wikipedia XML dump (pages-articles), .xml or .xml.bz2, as published on dumps.wikimedia.org.",
+        "A Wikipedia XML dump (pages-articles), .xml, .xml.bz2 or .xml.gz, as published on dumps.wikimedia.org.",
     )
     flags.DEFINE_string(
         "output_dir",
@@ -154,7 +176,7 @@ _TAIL_CHARS = len(_CLOSING_TAG) + 64
 def _open_dump(path):
     """(raw binary file, decoded text stream); the raw file's position measures progress."""
     raw = open(path, "rb")
-    stream = bz2.BZ2File(raw) if path.endswith(".bz2") else raw
+    stream = bz2.BZ2File(raw) if path.endswith(".bz2") else gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
     return raw, io.TextIOWrapper(stream, encoding="utf-8")
 
 
@@ -203,41 +225,83 @@ def _run_wikiextractor(path, text_dir, log_path, num_workers, raw, text, head):
         "--json", "--processes", str(num_workers), "--quiet", "-o", text_dir,
     ]
     with open(log_path, "w", encoding="utf-8") as log:
+        # A group of its own: its --processes workers are its children, and an interrupt, a SIGTERM or bad input
+        # seen here ends them all (see _end_group), before their output directory is removed.
         process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, encoding="utf-8"
+            command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, encoding="utf-8",
+            start_new_session=True,
         )
         finished = threading.Event()
         watcher = threading.Thread(target=_show_template_pass, args=(process.pid, path, finished), daemon=True)
         watcher.start()
         bar = progress.bar(total=os.path.getsize(path), unit="B", unit_scale=True, desc="wikiextractor")
+        revisions = _RevisionCheck(path)
         try:
-            for block in _whole_lines(head, text, path):
-                # Not tail + block: a copy of every block of the dump, to keep its last few characters.
-                tail = (tail + block[-_TAIL_CHARS:])[-_TAIL_CHARS:]
-                process.stdin.write(_prepared_wikitext(block))
-                bar.update(raw.tell() - bar.n)
-        except BrokenPipeError:
-            pass  # It stopped reading: its own message, read below, says why.
-        except BaseException:
-            process.kill()
-            raise
-        finally:
-            bar.close()
+            try:
+                for block in _whole_lines(head, text, path):
+                    revisions.check(block)
+                    # Not tail + block: a copy of every block of the dump, to keep its last few characters.
+                    tail = (tail + block[-_TAIL_CHARS:])[-_TAIL_CHARS:]
+                    process.stdin.write(_prepared_wikitext(block))
+                    bar.update(raw.tell() - bar.n)
+            except BrokenPipeError:
+                pass  # It stopped reading: its own message, read below, says why.
+            finally:
+                bar.close()
             try:
                 process.stdin.close()
             except BrokenPipeError:
                 pass
-            try:
-                status = process.wait()
-            finally:
-                finished.set()
-                watcher.join()
+            status = process.wait()
+        except BaseException:
+            _end_group(process)
+            raise
+        finally:
+            finished.set()
+            watcher.join()
     if status != 0:
         with open(log_path, encoding="utf-8", errors="replace") as log:
             lines = [line.strip() for line in log if line.strip()]
         reason = lines[-1] if lines else f"exit status {status}"
         raise InputError(f"--input_file: wikiextractor failed on {path}: {reason}")
     return tail.rstrip().endswith(_CLOSING_TAG)
+
+
+def _end_group(process, timeout=30):
+    """Kills `process` and every process of its group (it leads one of its own), and waits until they are gone."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+
+
+class _RevisionCheck:
+    """Refuses a dump holding several revisions of a page (a pages-meta-history dump): wikiextractor would run
+    their texts together into one article."""
+
+    _TAG = re.compile(r"^[ \t]*<(page|revision)>", re.MULTILINE)
+
+    def __init__(self, path):
+        self.path = path
+        self.revisions = 0
+
+    def check(self, block):
+        for match in self._TAG.finditer(block):
+            if match.group(1) == "page":
+                self.revisions = 0
+                continue
+            self.revisions += 1
+            if self.revisions > 1:
+                raise InputError(f"--input_file: {self.path} holds several revisions of a page (a history dump?); "
+                                 f"use a pages-articles dump, which holds the latest revision of each page")
 
 
 def _show_template_pass(pid, path, finished):
@@ -289,8 +353,9 @@ _WRAPPED_LINE = re.compile(rf"^((?:[ \t]*<text[^>\n]*>)?{_TEXT_START}[^\n]*)\n(?
 
 
 def _prepared_wikitext(block):
-    """A block of the dump with its headings removed and its wrapped paragraphs joined (see _HEADING and
-    _WRAPPED_LINE)."""
+    """A block of the dump with its headings and verbatim blocks removed and its wrapped paragraphs joined (see
+    _HEADING, _VERBATIM_BLOCK and _WRAPPED_LINE)."""
+    block = _VERBATIM_BLOCK.sub(" ", block)
     return _WRAPPED_LINE.sub(r"\1 ", _HEADING.sub(_keep_text_tags, block))
 
 
@@ -298,39 +363,41 @@ def _keep_text_tags(match):
     return (match.group(1) or "") + (match.group(2) or "")
 
 
-def _sentences(paragraph):
-    """blingfire's sentences of a paragraph, with its two kinds of false split undone (see top)."""
+def _sentences(paragraph, ordinal_dots=False):
+    """blingfire's sentences of a paragraph, with its kinds of false split undone (see top); `ordinal_dots`: in a
+    language that writes ordinals with a full stop, also after a number."""
     out = []
     for sentence in blingfire.text_to_sentences(paragraph).split("\n"):
         sentence = " ".join(sentence.split())
         if not sentence:
             continue
-        if out and (sentence[0].islower() or _ABBREVIATIONS_ONLY.fullmatch(out[-1])):
+        if out and (sentence[0].islower() or _ABBREVIATIONS_ONLY.fullmatch(out[-1])
+                    or (ordinal_dots and _ORDINAL_END.search(out[-1]))):
             out[-1] = f"{out[-1]} {sentence}"
         else:
             out.append(sentence)
     return [s for s in out if len(s) >= 2 and not _PLACEHOLDER_ONLY.fullmatch(s)]
 
 
-def _article_sentences(text):
+def _article_sentences(text, ordinal_dots=False):
     """wikiextractor's text of one article -> its sentences, residual markup and list items dropped."""
     sentences = []
     for paragraph in html.unescape(text).split("\n"):
         paragraph = paragraph.strip()
         if not paragraph or paragraph[0] in "*#;" or _MARKUP.search(paragraph):
             continue
-        sentences.extend(_sentences(paragraph))
+        sentences.extend(_sentences(paragraph, ordinal_dots))
     return sentences
 
 
-def _split_file(path, min_article_chars):
+def _split_file(path, min_article_chars, ordinal_dots):
     """One wikiextractor output file -> (articles in it, [(text, sentences, UTF-8 bytes)] kept)."""
     count = 0
     kept = []
     with open(path, encoding="utf-8") as f:
         for line in f:
             count += 1
-            sentences = _article_sentences(json.loads(line)["text"])
+            sentences = _article_sentences(json.loads(line)["text"], ordinal_dots)
             if sentences and sum(map(len, sentences)) >= min_article_chars:
                 text = "\n".join(sentences) + "\n"
                 kept.append((text, len(sentences), len(text.encode("utf-8"))))
@@ -424,7 +491,7 @@ def main(argv):
     output_dir = FLAGS.output_dir
 
     raw, text = _open_dump(path)
-    with raw, text:
+    with raw, text, fileio.sigterm_interrupts():
         head = _read_head(text, path)
         existing = _check_output_dir(output_dir)
         fileio.make_output_dir(output_dir, "--output_dir")
@@ -440,7 +507,7 @@ def main(argv):
                 if not whole:
                     cli.rank_log()(f"warning: --input_file: {path} ends before its closing {_CLOSING_TAG} tag: cut short "
                                    f"(an interrupted download?), it yields only the pages before the cut")
-                articles_in, articles, sentences = _write_shards(text_dir, shards)
+                articles_in, articles, sentences = _write_shards(text_dir, shards, _language(head) in ORDINAL_DOT_LANGUAGES)
             if not articles:
                 raise InputError(f"--input_file: no article with text in {path}")
             shards.commit()
@@ -454,11 +521,17 @@ def main(argv):
     )
 
 
-def _write_shards(text_dir, shards):
+def _language(head):
+    """The language code of the dump whose start is `head` ("de" for dewiki), or None where it names none."""
+    match = _DUMP_LANGUAGE.search(head)
+    return match.group(1).lower() if match else None
+
+
+def _write_shards(text_dir, shards, ordinal_dots):
     """Splits wikiextractor's files in parallel, writes them in order: (articles in, written, sentences)."""
     files = sorted(glob.glob(os.path.join(glob.escape(text_dir), "*", "wiki_*")))
     articles_in = articles = sentences = 0
-    split = functools.partial(_split_file, min_article_chars=FLAGS.min_article_chars)
+    split = functools.partial(_split_file, min_article_chars=FLAGS.min_article_chars, ordinal_dots=ordinal_dots)
     bar = progress.bar(total=len(files), unit="file", desc="sentences")
     with bar, multiprocessing.Pool(FLAGS.num_workers, initializer=fileio.ignore_interrupts) as pool:
         for count, kept in pool.imap(split, files):

@@ -2,16 +2,19 @@
 
 import bz2
 import fcntl
+import gzip
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, assert_clean_failure, run_cli, shared_file, unavailable, wait_for
+from conftest import ROOT, assert_clean_failure, message_lines, run_cli, shared_file, unavailable, wait_for
 
 WIKI = Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki"
 ENWIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -353,3 +356,80 @@ def test_the_template_pass_shows_how_far_wikiextractor_has_read_the_dump(tmp_pat
         finished.set()
         reader.kill()
         reader.wait()
+
+
+def small_dump(path, pages, language="en"):
+    """A dump of `pages` ((title, [wikitext of each revision]), ...) in the export format, .gz-compressed where
+    `path` says so."""
+    from xml.sax.saxutils import escape
+
+    lines = [f'<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/" version="0.11" xml:lang="{language}">']
+    for number, (title, revisions) in enumerate(pages, 1):
+        lines += ["  <page>", f"    <title>{escape(title)}</title>", "    <ns>0</ns>", f"    <id>{number}</id>"]
+        for revision, text in enumerate(revisions, 1):
+            lines += ["    <revision>", f"      <id>{100 * number + revision}</id>",
+                      f'      <text bytes="{len(text)}" xml:space="preserve">{escape(text, {chr(34): "&quot;"})}</text>',
+                      "    </revision>"]
+        lines.append("  </page>")
+    data = ("\n".join(lines + ["</mediawiki>"]) + "\n").encode("utf-8")
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def test_ordinals_join_their_sentence_in_a_language_that_writes_them_with_a_full_stop(tmp_path):
+    text = ("Hamburg wurde im 13. Jahrhundert Mitglied der Hanse. Am 3. Oktober 1990 kam die Einheit. "
+            "Die Stadt liegt an der Elbe.")
+    german = prepare(small_dump(tmp_path / "dewiki.xml.gz", [("Hamburg", [text])], "de"), tmp_path / "de")
+    assert read_articles(tmp_path / "de") == [["Hamburg wurde im 13. Jahrhundert Mitglied der Hanse.",
+                                               "Am 3. Oktober 1990 kam die Einheit.", "Die Stadt liegt an der Elbe."]]
+    assert "1 articles in, 1 articles written" in german.stdout
+    # In English a number ends a sentence as any word does.
+    text = "The port opened in 1913. The city grew fast. He scored 12. The team won."
+    prepare(small_dump(tmp_path / "enwiki.xml", [("Port", [text])]), tmp_path / "en")
+    assert read_articles(tmp_path / "en") == [["The port opened in 1913.", "The city grew fast.", "He scored 12.",
+                                               "The team won."]]
+
+
+def test_code_verse_and_music_blocks_are_no_sentences(tmp_path):
+    text = ("Euclid's method is short. The statement <source lang=\"cbmbas\" inline>LET A=B</source> assigns.\n"
+            "<syntaxhighlight lang=\"python\">\ndef gcd(a, b):\n    return a\n</syntaxhighlight>\n"
+            "<poem>\nRoses are red\nViolets are blue\n</poem>\n"
+            "<score>\\relative c' { c4 d e f }</score>\n"
+            "It ends there.")
+    prepare(small_dump(tmp_path / "enwiki.xml", [("Euclid", [text])]), tmp_path / "out")
+    assert read_articles(tmp_path / "out") == [["Euclid's method is short.", "The statement assigns.", "It ends there."]]
+
+
+def test_a_history_dump_is_refused_before_anything_is_written(tmp_path):
+    path = small_dump(tmp_path / "history.xml", [("Hamburg", ["An old text.", "Hamburg is a city."])])
+    out = tmp_path / "out"
+    result = run_cli("prepare_wiki", f"--input_file={path}", f"--output_dir={out}", "--num_workers=1")
+    assert_clean_failure(result, f"--input_file: {path} holds several revisions of a page", "pages-articles dump")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_command_alone_ends_wikiextractor_too_and_leaves_nothing(tmp_path, signal_number):
+    import psutil
+
+    out = tmp_path / "new" / "out"
+    # As `kill` or `docker stop` sends it: to the command alone, not to wikiextractor's processes.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bert.prepare_wiki", f"--input_file={dump(ENWIKI)}", f"--output_dir={out}",
+         "--num_workers=2"],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(out.glob(".wikiextractor-*/text/*/wiki_*")):  # extracting, its workers at work
+        assert process.poll() is None, process.communicate()[1]
+        assert time.time() < deadline, "wikiextractor wrote nothing within 300 s"
+        time.sleep(0.05)
+    extractors = psutil.Process(process.pid).children(recursive=True)
+    assert len(extractors) >= 2
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal_number, stderr
+    what = "terminated" if signal_number == signal.SIGTERM else "interrupted"
+    assert message_lines(stderr) == [f"bert-prepare-wiki: error: {what}; no output was finalised"]
+    gone, alive = psutil.wait_procs(extractors, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
+    assert not (tmp_path / "new").exists()  # the directories it made, with wikiextractor's output and the lock
