@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert import checkpoints, classifier, glue, tokenization, training
-from bert.config import BertConfig
+from bert import classifier, glue, tokenization, training
+from tests import numpy_bert
 from tests.conftest import ROOT, assert_clean_failure, run_cli, run_with_random_kills, shared_file
 from tests.pretrain_fixtures import SMALL_MODEL
 
@@ -34,19 +34,16 @@ def classify_args(data_dir, config, vocab, output_dir, *extra, task="MRPC"):
     )
 
 
-def _load_classifier(prefix, num_labels):
-    config = BertConfig.from_dict(SMALL_MODEL)
-    model = classifier.BertClassifier(config, num_labels)
-    checkpoints.load_weights(model.variables_by_name, str(prefix))
-    return model
-
-
-def _logits(model, task, path, split, vocab):
+def _logits(prefix, task, path, split, vocab):
+    """The reference classifier's logits for a file's examples by the NumPy forward pass of the checkpoint at
+    `prefix`: the pooled output times output_weights transposed, plus output_bias."""
+    weights = tensors(prefix)
     examples, _ = glue.read_examples(task, path, split)
     tokenizer = tokenization.FullTokenizer(str(vocab), do_lower_case=True)
     arrays = classifier.encode_examples(examples, tokenizer, SEQ, task.labels)
-    function = classifier.make_logits_function(model, SEQ, tf.float32)
-    return classifier.predict_logits(function, arrays, 64), arrays["label_ids"]
+    _, pooled = numpy_bert.encoder(weights, SMALL_MODEL["num_hidden_layers"], SMALL_MODEL["num_attention_heads"],
+                                   arrays["input_ids"], arrays["input_mask"], arrays["segment_ids"])
+    return pooled @ weights["output_weights"].T.astype(np.float64) + weights["output_bias"], arrays["label_ids"]
 
 
 def test_train_eval_predict_with_best_checkpoint(small_config, uncased_vocab, tmp_path):
@@ -71,8 +68,8 @@ def test_train_eval_predict_with_best_checkpoint(small_config, uncased_vocab, tm
 
     # The file's figures are those of the best model, recomputed here from its exported weights.
     task = glue.get_task("mrpc")
-    model = _load_classifier(out / "best" / "bert_model.ckpt", 2)
-    logits, labels = _logits(model, task, data / "dev.tsv", "dev", uncased_vocab)
+    best_model = out / "best" / "bert_model.ckpt"
+    logits, labels = _logits(best_model, task, data / "dev.tsv", "dev", uncased_vocab)
     predicted = logits.argmax(-1)
     assert float(results["eval_accuracy"]) == pytest.approx(np.mean(predicted == labels), abs=1e-6)
     assert float(results["eval_accuracy"]) == pytest.approx(best["value"], abs=1e-6)
@@ -84,8 +81,9 @@ def test_train_eval_predict_with_best_checkpoint(small_config, uncased_vocab, tm
     assert len(rows) == 1725 and all(len(r) == 2 for r in rows)
     probabilities = np.array(rows, dtype=np.float64)
     np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-6)
-    test_logits, _ = _logits(model, task, data / "test.tsv", "test", uncased_vocab)
-    np.testing.assert_allclose(probabilities, classifier.softmax(test_logits), atol=1e-6)
+    test_logits, _ = _logits(best_model, task, data / "test.tsv", "test", uncased_vocab)
+    test_logits = test_logits - test_logits.max(-1, keepdims=True)
+    np.testing.assert_allclose(probabilities, np.exp(test_logits) / np.exp(test_logits).sum(-1, keepdims=True), atol=1e-5)
 
     # The final model is exported in the reference's names, classifier head included.
     exported = tensors(out / "bert_model.ckpt")

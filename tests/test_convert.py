@@ -44,11 +44,34 @@ def test_converted_checkpoint_layout(minilm_dir, minilm_checkpoint):
     shapes = reader.get_variable_to_shape_map()
     assert shapes["bert/encoder/layer_5/intermediate/dense/kernel"] == [384, 1536]
     assert shapes["bert/embeddings/word_embeddings"] == [30522, 384]
+
+
+def reference_name(hf_name):
+    """(The reference's variable name for a Hugging Face BertModel tensor, whether it is a Linear weight), by the
+    two naming schemes as each library defines its modules: Linear weights are [out, in], TF1 kernels [in, out]."""
+    parts = hf_name.split(".")
+    if parts[0] == "encoder":  # encoder.layer.3.x -> encoder/layer_3/x
+        parts[1:3] = [f"layer_{parts[2]}"]
+    *path, leaf = parts
+    if path[-1] == "LayerNorm":
+        return "/".join(["bert", *path, {"weight": "gamma", "bias": "beta"}[leaf]]), False
+    if path[-1].endswith("_embeddings"):
+        return "/".join(["bert", *path]), False
+    return "/".join(["bert", *path, {"weight": "kernel", "bias": "bias"}[leaf]]), leaf == "weight"
+
+
+def test_every_tensor_lands_under_its_reference_name_linear_weights_transposed(minilm_dir, minilm_checkpoint):
     from safetensors.numpy import load_file
 
     hf = load_file(str(minilm_dir / "model.safetensors"))
-    np.testing.assert_array_equal(reader.get_tensor("bert/encoder/layer_2/output/dense/kernel"), hf["encoder.layer.2.output.dense.weight"].T)
-    np.testing.assert_array_equal(reader.get_tensor("bert/encoder/layer_0/attention/output/LayerNorm/gamma"), hf["encoder.layer.0.attention.output.LayerNorm.weight"])
+    del hf["embeddings.position_ids"]  # a buffer of 0, 1, 2, ..., not a weight
+    reader = tf.train.load_checkpoint(str(minilm_checkpoint / "bert_model.ckpt"))
+    assert len(hf) == 103
+    assert sorted(reference_name(name)[0] for name in hf) == sorted(reader.get_variable_to_shape_map())
+    for name, value in hf.items():
+        tf1_name, linear = reference_name(name)
+        # Square kernels (query, key, value, attention output, pooler) too: a missed transpose or a swap shows.
+        np.testing.assert_array_equal(reader.get_tensor(tf1_name), value.T if linear else value, err_msg=name)
 
 
 def test_activations_match_the_numpy_forward_pass(minilm_checkpoint):
