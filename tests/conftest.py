@@ -132,6 +132,16 @@ def run_with_random_kills(command, checkpoint_dir, attempts, seed, max_delay):
 PROGRESS_LINE = re.compile(r"bert-[a-z-]+: (?!error:|warning:)[\w ]+: .+ of .+ \(\d+%\)")
 
 
+def learning_rates(out):
+    """The TensorBoard learning_rate points of every run in `out`, by step."""
+    import tensorflow as tf
+
+    return {event.step: float(tf.make_ndarray(value.tensor))
+            for event_file in out.glob("events.out.tfevents.*")
+            for event in tf.compat.v1.train.summary_iterator(str(event_file))
+            for value in event.summary.value if value.tag == "learning_rate"}
+
+
 def message_lines(stderr):
     """The non-blank lines of `stderr` but progress lines."""
     return [line for line in stderr.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]

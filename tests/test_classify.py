@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from bert import classifier, glue, tokenization, training
 from tests import numpy_bert
-from tests.conftest import ROOT, assert_clean_failure, run_cli, run_with_random_kills, shared_file
+from tests.conftest import ROOT, assert_clean_failure, learning_rates, run_cli, run_with_random_kills, shared_file
 from tests.pretrain_fixtures import SMALL_MODEL
 
 SEQ = 64
@@ -175,8 +175,13 @@ def test_regression_task_writes_scores(small_config, uncased_vocab, tmp_path):
     out = tmp_path / "out"
     result = run_cli("classify", *classify_args(
         data, small_config, uncased_vocab, out, "--do_train", "--do_eval", "--do_predict", "--num_train_epochs=0.5",
+        "--warmup_proportion=0.5", "--learning_rate=3e-4", "--num_report_steps=1", "--use_tpu=false", "--tpu_name=grpc://tpu",
         task="STS-B"))
     assert result.returncode == 0, result.stderr
+    assert "bert-classify: warning: ignoring TPU flag(s) --use_tpu, --tpu_name" in result.stderr.splitlines()
+    # As the reference counts them: int(200 examples / 32 x 0.5 epochs) = 3 steps, int(3 x 0.5) = 1 of them warmup;
+    # each point is the rate of the step before it.
+    assert learning_rates(out) == pytest.approx({1: 0.0, 2: 3e-4 * (1 - 1 / 3), 3: 3e-4 * (1 - 2 / 3)})
     results = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
     assert sorted(results) == ["eval_loss", "eval_pearson", "eval_spearman", "global_step", "loss"]
     assert -1 <= float(results["eval_pearson"]) <= 1

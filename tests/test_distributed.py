@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from bert import distributed
 from tests import distributed_worker
-from tests.conftest import ROOT, assert_clean_failure, file_size_limit, message_lines, run_cli, unavailable, wait_for
+from tests.conftest import (ROOT, assert_clean_failure, file_size_limit, learning_rates, message_lines, run_cli, unavailable,
+                            wait_for)
 from tests.pretrain_fixtures import pretrain_args
 
 WORKER = ROOT / "tests" / "distributed_worker.py"
@@ -111,7 +112,7 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
     assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
     assert len(list(out.glob("events.out.tfevents.*"))) == 1
     # --learning_rate=1e-3 --num_warmup_steps=3, times 2 ranks: the mean rate of steps 1-4.
-    assert _learning_rates(out)[4] == pytest.approx(2e-3 * (0 / 3 + 1 / 3 + 2 / 3 + (1 - 3 / 4)) / 4)
+    assert learning_rates(out)[4] == pytest.approx(2e-3 * (0 / 3 + 1 / 3 + 2 / 3 + (1 - 3 / 4)) / 4)
     assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0", "rank-1"]
     assert (out / "eval_results.txt").read_text().count("global_step = 4") == 1
     # Rank 1's input position lost (its disk, not the shared one): rank 1 says so, rank 0's input goes on where it was.
@@ -137,19 +138,11 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
                                                "--train_batch_size=16", "--scale_lr_by_world_size"))
     assert alone.returncode == 0, alone.stderr
     # Scaled for the 2 ranks whose global batch it keeps, not for 1.
-    assert _learning_rates(out)[8] == pytest.approx(2e-3 * ((1 - 6 / 8) + (1 - 7 / 8)) / 2)
+    assert learning_rates(out)[8] == pytest.approx(2e-3 * ((1 - 6 / 8) + (1 - 7 / 8)) / 2)
     assert json.loads((out / "run.json").read_text()) == record
     assert ("input position of rank 0 at step 6 is not restored (it was taken on other input files or another number "
             "of ranks); its input restarts, shuffled anew") in alone.stderr
     assert "trained to step 8 (single process, global batch 16" in alone.stdout
-
-
-def _learning_rates(out):
-    """The TensorBoard learning_rate points of every run in `out`, by step."""
-    return {event.step: float(tf.make_ndarray(value.tensor))
-            for event_file in out.glob("events.out.tfevents.*")
-            for event in tf.compat.v1.train.summary_iterator(str(event_file))
-            for value in event.summary.value if value.tag == "learning_rate"}
 
 
 def _start_mirrored_pretrain(records_dir, config, out, *flags, chief_max_file_size=None, worker_out=None):
