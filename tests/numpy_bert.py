@@ -78,8 +78,8 @@ def encoder(w, num_layers, num_heads, input_ids, input_mask, segment_ids, activa
     return layers, pooled
 
 
-def pretraining_losses(w, num_layers, num_heads, features, activation="gelu"):
-    """(masked LM loss, next-sentence loss) as the reference defines them."""
+def pretraining_log_probs(w, num_layers, num_heads, features, activation="gelu"):
+    """(log-probabilities over the vocabulary at each masked position [B * P, V], of next/random [B, 2])."""
     layers, pooled = encoder(w, num_layers, num_heads, features["input_ids"], features["input_mask"],
                              features["segment_ids"], activation)
     w = {k: np.asarray(v, np.float64) for k, v in w.items()}
@@ -88,11 +88,17 @@ def pretraining_losses(w, num_layers, num_heads, features, activation="gelu"):
     masked = seq[rows, features["masked_lm_positions"]].reshape(-1, seq.shape[-1])
     t = ACTIVATIONS[activation](masked @ w["cls/predictions/transform/dense/kernel"] + w["cls/predictions/transform/dense/bias"])
     t = layer_norm(t, w["cls/predictions/transform/LayerNorm/gamma"], w["cls/predictions/transform/LayerNorm/beta"])
-    logp = log_softmax(t @ w["bert/embeddings/word_embeddings"].T + w["cls/predictions/output_bias"])
+    mlm_logp = log_softmax(t @ w["bert/embeddings/word_embeddings"].T + w["cls/predictions/output_bias"])
+    nsp_logp = log_softmax(pooled @ w["cls/seq_relationship/output_weights"].T + w["cls/seq_relationship/output_bias"])
+    return mlm_logp, nsp_logp
+
+
+def pretraining_losses(w, num_layers, num_heads, features, activation="gelu"):
+    """(masked LM loss, next-sentence loss) as the reference defines them."""
+    mlm_logp, nsp_logp = pretraining_log_probs(w, num_layers, num_heads, features, activation)
     labels = features["masked_lm_ids"].reshape(-1)
-    per_position = -logp[np.arange(len(labels)), labels]
+    per_position = -mlm_logp[np.arange(len(labels)), labels]
     weights = features["masked_lm_weights"].reshape(-1).astype(np.float64)
     mlm = (weights * per_position).sum() / (weights.sum() + 1e-5)
-    nsp_logp = log_softmax(pooled @ w["cls/seq_relationship/output_weights"].T + w["cls/seq_relationship/output_bias"])
-    nsp = -nsp_logp[np.arange(len(pooled)), features["next_sentence_labels"].reshape(-1)].mean()
+    nsp = -nsp_logp[np.arange(len(nsp_logp)), features["next_sentence_labels"].reshape(-1)].mean()
     return mlm, nsp

@@ -18,6 +18,7 @@ import tensorflow as tf
 from bert import checkpoints, distributed, modeling, pretraining, progress, records, training
 from bert.config import BertConfig
 from bert.errors import DamagedRecordError, InputError, StopRequested
+from tests import numpy_bert
 from tests.conftest import (PROGRESS_LINE, ROOT, assert_clean_failure, message_lines, run_cli, run_with_random_kills, shared_file,
                             wait_for)
 from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL, pretrain_args
@@ -62,8 +63,25 @@ def test_train_eval_export(records_dir, small_config, tmp_path):
                            "next_sentence_loss", "global_step", "loss"])
     values = dict(line.split(" = ") for line in lines)
     assert values["global_step"] == "12"
-    assert 0 <= float(values["masked_lm_accuracy"]) <= 1
     assert float(values["masked_lm_loss"]) < np.log(30522)  # better than uniform after 12 steps
+    # The reference's metrics over the 5 batches of 8 records evaluated (the first 40, in order), recomputed by the
+    # NumPy forward pass of the exported weights: weighted means over all masked positions, means over all examples,
+    # and "loss" the mean of the batches' losses.
+    batch = {key: value.numpy() for key, value in _batch(records_dir, 40).items()}
+    layers, heads = SMALL_MODEL["num_hidden_layers"], SMALL_MODEL["num_attention_heads"]
+    mlm_logp, nsp_logp = numpy_bert.pretraining_log_probs(exported, layers, heads, batch)
+    ids, weights = batch["masked_lm_ids"].reshape(-1), batch["masked_lm_weights"].reshape(-1)
+    nsp_labels = batch["next_sentence_labels"].reshape(-1)
+    want = {
+        "masked_lm_loss": -(weights * mlm_logp[np.arange(len(ids)), ids]).sum() / weights.sum(),
+        "masked_lm_accuracy": (weights * (mlm_logp.argmax(-1) == ids)).sum() / weights.sum(),
+        "next_sentence_loss": -nsp_logp[np.arange(len(nsp_labels)), nsp_labels].mean(),
+        "next_sentence_accuracy": (nsp_logp.argmax(-1) == nsp_labels).mean(),
+        "loss": np.mean([sum(numpy_bert.pretraining_losses(
+            exported, layers, heads, {key: value[i : i + 8] for key, value in batch.items()})) for i in range(0, 40, 8)]),
+    }
+    for key, value in want.items():
+        assert float(values[key]) == pytest.approx(value, rel=1e-4, abs=1e-6), key
 
     tags = set()
     for event_file in out.glob("events.out.tfevents.*"):
