@@ -132,6 +132,23 @@ def run_with_random_kills(command, checkpoint_dir, attempts, seed, max_delay):
 PROGRESS_LINE = re.compile(r"bert-[a-z-]+: (?!error:|warning:)[\w ]+: .+ of .+ \(\d+%\)")
 
 
+def read_records(paths):
+    """Every record of the files, in file order, as {feature: list}, parsed by TensorFlow itself."""
+    import tensorflow as tf
+
+    out = []
+    for path in paths:
+        for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+            feature = tf.train.Example.FromString(raw).features.feature
+            out.append(
+                {
+                    name: list(f.int64_list.value) if f.HasField("int64_list") else list(f.float_list.value)
+                    for name, f in feature.items()
+                }
+            )
+    return out
+
+
 def learning_rates(out):
     """The TensorBoard learning_rate points of every run in `out`, by step."""
     import tensorflow as tf

@@ -104,8 +104,10 @@ def read_vocab(path):
 
 
 def reference_instances(lines_per_file, vocab, lower, seed, max_seq_length=128, max_predictions_per_seq=20,
-                        masked_lm_prob=0.15, short_seq_prob=0.1, dupe_factor=10, whole_word=False):
-    """The reference run on token strings: a list of dicts with the seven record features."""
+                        masked_lm_prob=0.15, short_seq_prob=0.1, dupe_factor=10, whole_word=False, tokenize=None):
+    """The reference run on token strings: a list of dicts with the seven record features. `tokenize` (a line ->
+    its tokens) stands in for WordPiece, as a SentencePiece model does in ALBERT's fork of the reference; `vocab`
+    is then its pieces, in id order."""
     rng = random.Random(seed)
     documents = [[]]
     for lines in lines_per_file:
@@ -114,7 +116,7 @@ def reference_instances(lines_per_file, vocab, lower, seed, max_seq_length=128, 
             if not line:
                 documents.append([])
                 continue
-            tokens = full_tokens(line, vocab, lower)
+            tokens = tokenize(line) if tokenize else full_tokens(line, vocab, lower)
             if tokens:
                 documents[-1].append(tokens)
     documents = [d for d in documents if d]

@@ -9,22 +9,7 @@ import tensorflow as tf
 
 import oracle
 from bert import pretraining_data
-from conftest import assert_clean_failure, run_cli
-
-
-def read_records(paths):
-    """Every record of the files, in file order, as {feature: list}, parsed by TensorFlow itself."""
-    out = []
-    for path in paths:
-        for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-            feature = tf.train.Example.FromString(raw).features.feature
-            out.append(
-                {
-                    name: list(f.int64_list.value) if f.HasField("int64_list") else list(f.float_list.value)
-                    for name, f in feature.items()
-                }
-            )
-    return out
+from conftest import assert_clean_failure, read_records, run_cli
 
 
 def interleave(per_file):

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+import oracle
 from bert import tokenization, vocab
-from conftest import assert_clean_failure, learn_vocabulary, run_cli
+from conftest import assert_clean_failure, learn_vocabulary, read_records, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,9 @@ def test_learned_vocab_drives_create_data(tmp_path, learned_vocab, wikitext_docs
     result = run_cli("create_data", f"--input_file={wikitext_docs}", f"--vocab_file={learned_vocab}",
                      "--dupe_factor=1", f"--output_file={out}")
     assert result.returncode == 0, result.stderr
-    assert out.stat().st_size > 100_000
+    lines = wikitext_docs.read_text(encoding="utf-8").split("\n")
+    expected = oracle.reference_instances([lines], oracle.read_vocab(learned_vocab), True, 12345, dupe_factor=1)
+    assert read_records([out]) == expected and len(expected) > 300
 
 
 def test_cased_vocab_keeps_case(tmp_path, wikitext_docs):
@@ -92,7 +95,16 @@ def test_sentencepiece_model_drives_create_data(tmp_path, wikitext_docs, sentenc
     result = run_cli("create_data", f"--input_file={wikitext_docs}", f"--spm_model_file={model}", "--dupe_factor=1",
                      "--do_whole_word_mask=True", f"--output_file={out}")
     assert result.returncode == 0, result.stderr
-    assert out.stat().st_size > 100_000
+    records = read_records([out])
+    assert len(records) > 300 and all(0 <= i < tokenizer.vocab_size for r in records for i in r["input_ids"])
+    assert all(r["input_ids"][0] == tokenizer.vocab["[CLS]"] for r in records)
+    # Without whole words, the records are those of the reference's algorithm run on the model's pieces.
+    plain = tmp_path / "plain.tfrecord"
+    assert run_cli("create_data", f"--input_file={wikitext_docs}", f"--spm_model_file={model}", "--dupe_factor=1",
+                   f"--output_file={plain}").returncode == 0
+    lines = wikitext_docs.read_text(encoding="utf-8").split("\n")
+    assert read_records([plain]) == oracle.reference_instances([lines], tokenizer.vocab, True, 12345, dupe_factor=1,
+                                                               tokenize=tokenizer.tokenize)
     # bert-vocab's model folds case itself (nmt_nfkc_cf): the manifest says so, and a contrary flag is refused.
     assert tokenizer.lower_cases and tokenizer.tokenize("The TOWER") == tokenizer.tokenize("the tower")
     manifest = json.loads(Path(f"{out}.manifest.json").read_text())
