@@ -163,6 +163,50 @@ def test_sigkill_at_any_point_then_resume_is_bit_identical(records_dir, small_co
     _assert_same_weights(uninterrupted, tensors(interrupted / "bert_model.ckpt"))
 
 
+KILLING_PRETRAIN = """\
+import os, runpy, signal, sys
+
+import tensorflow as tf
+
+# Kills this process with SIGKILL at a save of checkpoint number STEP: of the input position (a manager
+# under data/rank-N) or of the model, before it is written or after.
+what, when, step = sys.argv.pop(1), sys.argv.pop(1), int(sys.argv.pop(1))
+save = tf.train.CheckpointManager.save
+
+
+def killing_save(self, checkpoint_number=None, **kwargs):
+    here = checkpoint_number == step and (what == "position") == os.path.basename(self.directory).startswith("rank-")
+    if here and when == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    path = save(self, checkpoint_number=checkpoint_number, **kwargs)
+    if here and when == "after":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+
+
+tf.train.CheckpointManager.save = killing_save
+runpy.run_module("bert.pretrain", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_sigkill_at_each_point_of_a_checkpoint_save_then_resume_is_bit_identical(records_dir, small_config, tmp_path,
+                                                                                uninterrupted):
+    script = tmp_path / "killing_pretrain.py"
+    script.write_text(KILLING_PRETRAIN)
+    out = tmp_path / "run"
+    command = _command(records_dir, small_config, out)
+    # Each resumed run is killed at the next point: before the input position is saved, between it and the model,
+    # after the model; checkpoints every 4 steps.
+    for what, when, step in (("position", "before", 8), ("model", "before", 12), ("model", "after", 16)):
+        killed = subprocess.run([sys.executable, str(script), what, when, str(step), *command[3:]], capture_output=True,
+                                text=True, env=_env(), cwd=ROOT, timeout=600)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        assert (out / f"ckpt-{step}.index").exists() == (when == "after"), (what, when)
+    finish = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert finish.returncode == 0, finish.stderr
+    _assert_same_weights(uninterrupted, tensors(out / "bert_model.ckpt"))
+
+
 def test_sigterm_saves_the_step_it_stops_after_and_the_resumed_run_is_bit_identical(records_dir, small_config, tmp_path,
                                                                                     uninterrupted):
     out = tmp_path / "stopped"
