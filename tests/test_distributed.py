@@ -287,6 +287,70 @@ def _rank_with_file_size_limit(directory, command, rank, max_file_size):
     return script
 
 
+SIGNALLED_RANK = """\
+import os, runpy, signal, time
+
+import tensorflow as tf
+
+from bert import training
+
+# Rank 1 gets a SIGTERM during the last step (4), after the step's collectives: it alone asks to stop. The chief
+# takes 5 s over its model checkpoint, as over a large model's: the rank that stops must not end the run before
+# the checkpoint is written.
+if os.environ["HOROVOD_RANK"] == "0":
+    save = tf.train.CheckpointManager.save
+
+    def slow_save(self, *args, **kwargs):
+        if not os.path.basename(self.directory).startswith("rank-"):
+            time.sleep(5)
+        return save(self, *args, **kwargs)
+
+    tf.train.CheckpointManager.save = slow_save
+else:
+    initialise = training.Trainer.__init__
+
+    def signalled_in_step_4(self, *args, **kwargs):
+        initialise(self, *args, **kwargs)
+        train_step = self.train_step
+
+        def step(*step_args):
+            report = train_step(*step_args)
+            if int(self.step.numpy()) == 4:
+                signal.raise_signal(signal.SIGTERM)
+            return report
+
+        self.train_step = step
+
+    training.Trainer.__init__ = signalled_in_step_4
+runpy.run_module("bert.pretrain", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_rank_signalled_in_the_last_step_leaves_only_after_the_chief_s_last_checkpoint(records_dir, small_config,
+                                                                                          tmp_path):
+    # horovodrun ends every rank once one has exited: leaving at once would kill the chief while it saves.
+    runner = horovodrun()
+    script = tmp_path / "signalled_pretrain.py"
+    script.write_text(SIGNALLED_RANK)
+    out = tmp_path / "run"
+    args = pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4", "--save_checkpoints_steps=4")
+    result = subprocess.run([runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, str(script), "--use_horovod",
+                             *args], capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    ranks = [[line.split(":", 1)[1] for line in result.stderr.splitlines() if line.startswith(f"[{r}]<stderr>:")]
+             for r in range(2)]
+    assert [line for line in ranks[1] if line.startswith("bert-pretrain")] == [
+        f"bert-pretrain: stopped by SIGTERM after step 4 of 4; saved {out}/ckpt-4; run the same command again to "
+        "resume"], result.stderr[-3000:]
+    assert not any("Traceback" in line for lines in ranks for line in lines), result.stderr[-3000:]
+    # The chief's checkpoint of the last step is whole: every variable reads back.
+    reader = tf.train.load_checkpoint(str(out / "ckpt-4"))
+    assert all(reader.get_tensor(name) is not None for name in reader.get_variable_to_shape_map())
+    resumed = subprocess.run([runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, "-m", "bert.pretrain",
+                              "--use_horovod", *args], capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "(step 4)" in resumed.stderr and (out / "bert_model.ckpt.index").exists()
+
+
 def test_a_rank_stopped_by_a_failed_write_under_horovod_ends_the_other_with_one_line(records_dir, small_config, tmp_path):
     runner = horovodrun()
     out = tmp_path / "run"
