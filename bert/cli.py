@@ -7,6 +7,7 @@ SIGINT or SIGTERM (`StopRequested`) says where it saved its work and exits 128 +
 running out of memory names the batch-size flags.
 """
 
+import contextlib
 import math
 import os
 import re
@@ -307,6 +308,24 @@ def rank_log():
         print(f"{_program()}: {message}", file=sys.stderr)
 
     return log
+
+
+@contextlib.contextmanager
+def signals_deferred(what):
+    """Within it Ctrl-C and SIGTERM wait for its end, so that outputs put in place together (files renamed in, then
+    the manifest naming them) are never left half replaced; one that came meanwhile is reported in a warning naming
+    `what`, and the command goes on to its end, its outputs complete. From the main thread only."""
+    arrived = []
+    handlers = {number: signal.signal(number, lambda received, frame: arrived.append(received))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+    if arrived:
+        rank_log()(f"warning: {signal.Signals(arrived[0]).name} came while {what} were put in place; they are complete, "
+                   f"and the command finished")
 
 
 def chief_log(replicas):

@@ -235,53 +235,22 @@ def _create_records():
                 sink.write_framed,
                 progress,
             )
+        manifest = _manifest(stats, num_instances, output_paths, sink.counts, input_files, options, tokenizer)
+        sink.sync()
     except BaseException:
         sink.abort()
         raise
     finally:
         progress.close()
-    sink.commit()
-    if output_dir:
-        for stale in _existing_outputs(output_dir)[0]:
-            if stale not in output_paths and stale.endswith(".tfrecord"):
-                os.unlink(stale)
-    elapsed = time.perf_counter() - start
-
-    vocab_source = cli.vocabulary_source()
     manifest_path = records.manifest_path_for(output_paths, output_dir)
-    records.write_manifest(
-        manifest_path,
-        {
-            "created_by": f"bert-create-data {__version__}",
-            "mode": "reference" if FLAGS.num_workers == 0 else "scale",
-            "num_instances": num_instances,
-            "num_documents": stats.documents,
-            "files": [
-                {"path": os.path.basename(p), "num_instances": n} for p, n in zip(output_paths, sink.counts)
-            ],
-            "input_files": [os.path.abspath(p) for p in input_files],
-            "invalid_utf8_bytes_dropped": stats.invalid_bytes,
-            "max_seq_length": options.max_seq_length,
-            "max_predictions_per_seq": options.max_predictions_per_seq,
-            "vocab": {
-                "file": os.path.abspath(vocab_source),
-                "kind": "sentencepiece" if FLAGS.spm_model_file else "wordpiece",
-                "sha256": records.file_sha256(vocab_source),
-                "size": tokenizer.vocab_size,
-            },
-            "flags": {
-                "do_lower_case": tokenizer.lower_cases,
-                "do_whole_word_mask": options.do_whole_word_mask,
-                "dupe_factor": options.dupe_factor,
-                "masked_lm_prob": options.masked_lm_prob,
-                "short_seq_prob": options.short_seq_prob,
-                "random_seed": FLAGS.random_seed,
-                "num_workers": FLAGS.num_workers,
-                "block_size_kb": FLAGS.block_size_kb,
-                "shuffle_buffer_size": FLAGS.shuffle_buffer_size,
-            },
-        },
-    )
+    with cli.signals_deferred("the records"):
+        sink.commit()
+        if output_dir:
+            for stale in _existing_outputs(output_dir)[0]:
+                if stale not in output_paths and stale.endswith(".tfrecord"):
+                    os.unlink(stale)
+        records.write_manifest(manifest_path, manifest)
+    elapsed = time.perf_counter() - start
     if stats.documents_cut:
         cli.rank_log()(
             f"warning: {stats.documents_cut} document(s) ran past {pretraining_data.LONGEST_DOCUMENT_BLOCKS} x "
@@ -293,6 +262,41 @@ def _create_records():
         f"bert-create-data: {stats.documents} documents -> {num_instances} instances in {len(output_paths)} file(s) "
         f"({elapsed:.1f}s, {rate:.0f} instances/s){dropped}; manifest {manifest_path}"
     )
+
+
+def _manifest(stats, num_instances, output_paths, counts, input_files, options, tokenizer):
+    """The manifest written beside the records: what they hold and how they were made."""
+    vocab_source = cli.vocabulary_source()
+    return {
+        "created_by": f"bert-create-data {__version__}",
+        "mode": "reference" if FLAGS.num_workers == 0 else "scale",
+        "num_instances": num_instances,
+        "num_documents": stats.documents,
+        "files": [
+            {"path": os.path.basename(p), "num_instances": n} for p, n in zip(output_paths, counts)
+        ],
+        "input_files": [os.path.abspath(p) for p in input_files],
+        "invalid_utf8_bytes_dropped": stats.invalid_bytes,
+        "max_seq_length": options.max_seq_length,
+        "max_predictions_per_seq": options.max_predictions_per_seq,
+        "vocab": {
+            "file": os.path.abspath(vocab_source),
+            "kind": "sentencepiece" if FLAGS.spm_model_file else "wordpiece",
+            "sha256": records.file_sha256(vocab_source),
+            "size": tokenizer.vocab_size,
+        },
+        "flags": {
+            "do_lower_case": tokenizer.lower_cases,
+            "do_whole_word_mask": options.do_whole_word_mask,
+            "dupe_factor": options.dupe_factor,
+            "masked_lm_prob": options.masked_lm_prob,
+            "short_seq_prob": options.short_seq_prob,
+            "random_seed": FLAGS.random_seed,
+            "num_workers": FLAGS.num_workers,
+            "block_size_kb": FLAGS.block_size_kb,
+            "shuffle_buffer_size": FLAGS.shuffle_buffer_size,
+        },
+    }
 
 
 def run():

@@ -446,11 +446,12 @@ class _Shards:
         if self.current is not None:
             self.current.commit()
             self.current = None
-        for path in self.paths:
-            os.replace(self._staged(path), path)
-        # Old shards beside new ones would read as one corpus.
-        for path in set(self.replaced) - set(self.paths):
-            os.unlink(path)
+        with cli.signals_deferred("the shards"):
+            for path in self.paths:
+                os.replace(self._staged(path), path)
+            # Old shards beside new ones would read as one corpus.
+            for path in set(self.replaced) - set(self.paths):
+                os.unlink(path)
 
     def abort(self):
         """Leaves no shard of this run behind, so a failed run is never mistaken for a whole corpus."""

@@ -179,15 +179,19 @@ class RecordSink(fileio.CommitOrAbort):
         self.counts[index] += 1
         self._next = (index + 1) % len(self._files)
 
-    def commit(self):
-        # Every file on disk before any is renamed: a full disk or a kill during the long part leaves the files
-        # that were there before, not some replaced and some not.
+    def sync(self):
+        """Puts every file on disk, the slow part of `commit()`, which then only renames; aborts if one fails."""
         try:
             for f in self._files:
                 f.sync()
         except BaseException:
             self.abort()
             raise
+
+    def commit(self):
+        # Every file on disk before any is renamed: a full disk or a kill during the long part leaves the files
+        # that were there before, not some replaced and some not.
+        self.sync()
         for f in self._files:
             f.commit()
 

@@ -2,6 +2,9 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -9,7 +12,7 @@ import tensorflow as tf
 
 import oracle
 from bert import pretraining_data
-from conftest import assert_clean_failure, read_records, run_cli
+from conftest import ROOT, assert_clean_failure, read_records, run_cli
 
 
 def interleave(per_file):
@@ -638,6 +641,54 @@ def test_sigterm_in_scale_mode_removes_the_output_in_progress_and_says_so(tmp_pa
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     psutil.wait_procs(workers, timeout=30)
     assert not any(worker.is_running() for worker in workers)
+
+
+SIGNALLED_WHILE_RENAMING = """\
+import os, runpy, signal
+
+from bert import fileio
+
+# SIGTERM (or Ctrl-C: SIGINT) comes as the second shard is renamed into place, the first already replaced.
+signal_number, commit, renamed = int(os.environ["SIGNAL_NUMBER"]), fileio.AtomicFile.commit, []
+
+
+def signalled_commit(self):
+    if self._destination.endswith(".tfrecord"):
+        renamed.append(self._destination)
+        if len(renamed) == 2:
+            os.kill(os.getpid(), signal_number)
+    return commit(self)
+
+
+fileio.AtomicFile.commit = signalled_commit
+runpy.run_module("bert.create_data", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_records_are_put_in_place_waits_for_them_and_the_manifest(tmp_path, uncased_vocab,
+                                                                                    wikitext_docs, signal_number):
+    script = tmp_path / "signalled_create_data.py"
+    script.write_text(SIGNALLED_WHILE_RENAMING)
+    out = tmp_path / "records"
+    args = (f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}", f"--output_dir={out}", "--dupe_factor=1",
+            "--num_output_shards=3")
+    assert run_cli("create_data", *args).returncode == 0
+    result = subprocess.run([sys.executable, str(script), *args, "--random_seed=7", "--overwrite"], capture_output=True,
+                            text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), SIGNAL_NUMBER=str(signal_number)),
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert (f"bert-create-data: warning: {signal.Signals(signal_number).name} came while the records were put in place; "
+            "they are complete, and the command finished") in result.stderr.splitlines()
+    # Every shard is the new run's, and the manifest is the new run's: as a run left alone writes them.
+    clean = tmp_path / "clean"
+    assert run_cli("create_data", *args[:2], f"--output_dir={clean}", *args[3:], "--random_seed=7").returncode == 0
+    shards = sorted(p.name for p in clean.glob("*.tfrecord"))
+    assert sorted(p.name for p in out.glob("*.tfrecord")) == shards
+    for name in shards:
+        assert read_records([out / name]) == read_records([clean / name]), name
+    manifests = [json.loads((where / "manifest.json").read_text()) for where in (out, clean)]
+    assert manifests[0]["files"] == manifests[1]["files"] and manifests[0]["flags"] == manifests[1]["flags"]
 
 
 def test_output_dir_with_records_of_another_origin_is_refused_even_with_overwrite(tmp_path, uncased_vocab):

@@ -310,6 +310,43 @@ def test_a_run_killed_while_replacing_a_corpus_leaves_it_whole_and_the_next_run_
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [".lock"]
 
 
+SIGNALLED_WHILE_RENAMING = """\
+import os, runpy, signal
+
+# SIGTERM comes as the second shard is renamed into place, the first already replaced.
+replace, renamed = os.replace, []
+
+
+def signalled_replace(source, destination):
+    if os.path.basename(destination).startswith("wiki_"):
+        renamed.append(destination)
+        if len(renamed) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return replace(source, destination)
+
+
+os.replace = signalled_replace
+runpy.run_module("bert.prepare_wiki", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_sigterm_while_the_shards_are_put_in_place_waits_for_them(tmp_path):
+    script = tmp_path / "signalled_prepare_wiki.py"
+    script.write_text(SIGNALLED_WHILE_RENAMING)
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("wiki_00000.txt", "wiki_00007.txt"):
+        (out / name).write_text("An old corpus.\n\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, str(script), f"--input_file={dump(ENWIKI)}", f"--output_dir={out}",
+                             "--overwrite", "--shard_size_mb=1", "--num_workers=1"], capture_output=True, text=True,
+                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert ("bert-prepare-wiki: warning: SIGTERM came while the shards were put in place; they are complete, and the "
+            "command finished") in result.stderr.splitlines()
+    assert [p.name for p in shards(out)] == ["wiki_00000.txt", "wiki_00001.txt", "wiki_00002.txt"]
+    assert read_articles(out)[0][0].startswith("Anarchism is a political philosophy")
+
+
 def test_a_second_run_on_an_output_dir_in_use_is_refused_and_sweeps_nothing(tmp_path):
     staged = tmp_path / ".wiki_00000.txt.staged"  # as the run in progress there has written
     staged.write_text("Its first shard.\n", encoding="utf-8")
