@@ -1,6 +1,7 @@
 """Atomic output files, input globs, and the checks every command makes before writing."""
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import glob
@@ -354,9 +355,25 @@ def read_lines_as_gfile(path):
 def ignore_interrupts():
     """In a worker process: Ctrl-C, which the terminal sends to every process of the job, is left to the parent,
     which stops the workers and reports it in one line (a worker would print its own traceback). SIGTERM ends
-    a worker silently, whatever handler it inherited from the parent."""
+    a worker silently, whatever handler it inherited from the parent, and so does the parent's end, however it
+    ends (`kill -9` too): the worker would otherwise finish its task and print a BrokenPipeError traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _end_with_parent()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent():
+    """Has Linux send this process SIGKILL when its parent ends; elsewhere does nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it ended before the request
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextlib.contextmanager

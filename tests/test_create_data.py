@@ -582,6 +582,32 @@ def test_ctrl_c_in_scale_mode_is_one_line_from_the_parent_and_no_worker_tracebac
     assert not out.exists()  # the run made it, and nothing of the run is left in it, its lock included
 
 
+def test_scale_mode_workers_end_silently_with_a_parent_killed_by_sigkill(tmp_path, wikitext_docs, uncased_vocab):
+    import time
+
+    import psutil
+
+    out = tmp_path / "records"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bert.create_data", f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}",
+         "--dupe_factor=100", "--num_workers=2", "--block_size_kb=64", f"--output_dir={out}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    deadline = time.time() + 60
+    # Records coming in: the workers are at their blocks, whose records they would send to a parent no longer there.
+    while not any(p.stat().st_size for p in out.glob(".part-*.tmp-*")):
+        assert proc.poll() is None and time.time() < deadline, "no records came within 60 s"
+        time.sleep(0.05)
+    workers = psutil.Process(proc.pid).children()
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGKILL)
+    # The workers' stderr is the pipe read here: it ends once they have all ended.
+    _, stderr = proc.communicate(timeout=60)
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive
+    assert "Traceback" not in stderr, stderr
+
+
 def test_interrupted_run_leaves_no_finished_looking_file(tmp_path, wikitext_docs, uncased_vocab):
     import signal
     import subprocess
