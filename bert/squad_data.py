@@ -47,9 +47,10 @@ FIRST_UNIQUE_ID = 1_000_000_000
 # word and is dropped by the tokenizer later, so answer offsets map to the same words as there.
 _CONTEXT_WHITESPACE = frozenset(" \t\r\n\u202f")
 # The reference starts the search for the lowest null score here; an example without features (an
-# empty context) keeps it, which makes its null-odds huge and its prediction "".
+# empty context) keeps it, which makes its null-odds huge and its prediction "". In v2.0 an example with no
+# span left at all gets these null odds too: no answer is the only one it has.
 _NULL_SCORE_START = 1_000_000
-# The reference's stand-in answer when no candidate span survives filtering.
+# The reference's stand-in answer in v1.1 when no candidate span survives filtering.
 _NO_CANDIDATE_TEXT = "empty"
 
 RawResult = collections.namedtuple("RawResult", ["unique_id", "start_logits", "end_logits"])
@@ -384,8 +385,12 @@ def postprocess_predictions(examples, features, results, n_best_size, max_answer
     In v2.0 the null answer ("") competes with the score start_logits[0] + end_logits[0] of the
     window where that is lowest, and is added to the n-best list if not already in it (so the list
     can hold `n_best_size` + 1 entries). null_odds is that null score minus the best non-null
-    entry's; the prediction is "" when it exceeds `null_score_diff_threshold`. For v1.1 null_odds
-    is empty and the prediction is the top entry.
+    entry's; the prediction is "" when it exceeds `null_score_diff_threshold`. Where no span is left
+    (the reference crashes there: every window's top starts and ends pair into none, and a window
+    whose top start and end make one scores it above its own null score, so a span left is always
+    in the list), the prediction is "" and null_odds _NULL_SCORE_START.
+    For v1.1 null_odds is empty and the prediction is the top entry, the reference's "empty" where
+    no span is left.
     """
     features_by_example = collections.defaultdict(list)
     for feature in features:
@@ -431,14 +436,8 @@ def postprocess_predictions(examples, features, results, n_best_size, max_answer
             nbest.append((text, candidate.start_logit, candidate.end_logit))
         if version_2_with_negative and "" not in seen_texts:
             nbest.append(("", null_start_logit, null_end_logit))
-        best_non_null = next((entry for entry in nbest if entry[0]), None)
-        if best_non_null is None:
-            # v1.1 with no candidate, as the reference; in v2.0 (where the reference would crash on
-            # a list holding only "") the same stand-in becomes the best non-null answer, placed by
-            # its score so that the list stays sorted.
-            best_non_null = (_NO_CANDIDATE_TEXT, 0.0, 0.0)
-            nbest.append(best_non_null)
-            nbest.sort(key=lambda entry: entry[1] + entry[2], reverse=True)
+        if not nbest:
+            nbest.append((_NO_CANDIDATE_TEXT, 0.0, 0.0))
 
         probabilities = _softmax([start + end for _, start, end in nbest])
         nbest_by_id[example.qas_id] = [
@@ -446,9 +445,14 @@ def postprocess_predictions(examples, features, results, n_best_size, max_answer
             for (text, start, end), probability in zip(nbest, probabilities)
         ]
         if version_2_with_negative:
-            score_diff = score_null - best_non_null[1] - best_non_null[2]
-            null_odds[example.qas_id] = score_diff
-            predictions[example.qas_id] = "" if score_diff > null_score_diff_threshold else best_non_null[0]
+            best_non_null = next((entry for entry in nbest if entry[0]), None)
+            if best_non_null is None:
+                null_odds[example.qas_id] = float(_NULL_SCORE_START)
+                predictions[example.qas_id] = ""
+            else:
+                score_diff = score_null - best_non_null[1] - best_non_null[2]
+                null_odds[example.qas_id] = score_diff
+                predictions[example.qas_id] = "" if score_diff > null_score_diff_threshold else best_non_null[0]
         else:
             predictions[example.qas_id] = nbest[0][0]
     return predictions, nbest_by_id, null_odds

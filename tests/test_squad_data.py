@@ -566,22 +566,24 @@ def test_v2_null_answer_uses_the_lowest_null_score_and_the_threshold(tokenizer):
     assert nbest["fox"][1]["probability"] == pytest.approx(1 / (1 + math.exp(4.0 - 0.75)))
 
 
-def test_no_valid_span_falls_back_to_empty(tokenizer):
+def test_no_valid_span_is_empty_in_v1_and_no_answer_in_v2(tokenizer):
     example, (feature,) = fox_feature(tokenizer)
     # n_best_size 1 keeps only position 0 ([CLS]), never a valid span.
     result = fox_result(feature, {}, {})
-    result.start_logits[0] = result.end_logits[0] = 1.0
+    result.start_logits[0] = result.end_logits[0] = -1.0
 
     predictions, nbest, _ = postprocess_predictions([example], [feature], [result], 1, 30, True, False, 0.0)
-    assert predictions == {"fox": "empty"}
+    assert predictions == {"fox": "empty"}  # the reference's stand-in
     assert nbest["fox"] == [{"text": "empty", "probability": 1.0, "start_logit": 0.0, "end_logit": 0.0}]
 
-    predictions, nbest, null_odds = postprocess_predictions([example], [feature], [result], 1, 30, True, True, 0.0)
-    assert [e["text"] for e in nbest["fox"]] == ["", "empty"]
-    assert null_odds == {"fox": 2.0}
-    assert predictions == {"fox": ""}
-    predictions, _, _ = postprocess_predictions([example], [feature], [result], 1, 30, True, True, 2.5)
-    assert predictions == {"fox": "empty"}
+    # In v2.0 (where the reference crashes) no answer is the only answer, whatever the threshold: not a made-up
+    # "empty" outscoring a null score below 0.
+    for threshold in (0.0, 1e3):
+        predictions, nbest, null_odds = postprocess_predictions([example], [feature], [result], 1, 30, True, True,
+                                                                threshold)
+        assert predictions == {"fox": ""}
+        assert nbest["fox"] == [{"text": "", "probability": 1.0, "start_logit": -1.0, "end_logit": -1.0}]
+        assert null_odds == {"fox": 1e6}
 
 
 # ---------------------------------------------------------------------------------------------------
