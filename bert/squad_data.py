@@ -100,6 +100,8 @@ def read_squad_json(path):
         raise InputError(f"{source}: not UTF-8 text: {e.reason} at byte {e.start}") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{source}: not JSON: line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise InputError(f"{source}: not a SQuAD file: its JSON nests deeper than Python's parser goes") from None
     _field(dataset, "data", list, source)
     return dataset
 

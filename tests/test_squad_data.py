@@ -256,6 +256,7 @@ def paragraph_file(tmp_path, qas, context="Mount Orla is 2,310 metres high."):
     ('[1, 2]', ["expected a JSON object, got array"]),
     ('{"data": [{"paragraphs": [{"qas": []}]}]}', ["data[0].paragraphs[0]: missing key 'context'"]),
     ('{"data": [{"title": "x"}]}', ["data[0]: missing key 'paragraphs'"]),
+    ('{"data": ' + "[" * 100_000 + "]" * 100_000 + "}", ["its JSON nests deeper than Python's parser goes"]),
 ])
 def test_unreadable_files_raise_one_line_naming_the_file(tmp_path, content, fragments):
     path = tmp_path / "broken.json"
