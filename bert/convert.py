@@ -3,13 +3,18 @@
     bert-convert --from=hf --input=all-MiniLM-L6-v2/ --output=minilm/      # -> bert_model.ckpt, bert_config.json, vocab.txt
     bert-convert --to=hf --input=minilm/ --output=minilm-hf/               # -> model.safetensors, config.json, vocab.txt
 
-A Hugging Face directory holds `config.json`, `model.safetensors` (read with the safetensors NumPy
-loader, no PyTorch needed) or `pytorch_model.bin` (needs torch), and `vocab.txt`. Weights map one to
+A Hugging Face directory holds `config.json` (keys it leaves out take transformers' defaults),
+`model.safetensors` (read with the safetensors NumPy loader, no PyTorch needed) or `pytorch_model.bin`
+(needs torch), or the shards their `*.index.json` names, and `vocab.txt` or, as transformers 5 saves a
+tokenizer, `tokenizer.json` alone (its WordPiece vocabulary becomes vocab.txt). Weights map one to
 one: `encoder.layer.3.attention.self.query.weight` [out, in] is `bert/encoder/layer_3/attention/self/
 query/kernel` [in, out]; LayerNorm weight/bias are gamma/beta; the pre-training, sequence
 classification and question answering heads map to `cls/...`, `output_weights`/`output_bias` and
-`cls/squad/...`. Hugging Face's "gelu" is the exact erf GELU, which this project calls "gelu_exact";
-its "gelu_new" is the reference's tanh "gelu".
+`cls/squad/...`; a token classifier's or a multiple-choice model's `classifier` (by config.json's
+`architectures`) is left out, and a causal decoder (`is_decoder`) is refused. Hugging Face's "gelu"
+is the exact erf GELU, which this project calls "gelu_exact"; its "gelu_new" is the reference's tanh
+"gelu". The output directory must be new, empty or hold only files the conversion writes: a loader
+would read a stray tokenizer.json or shard beside them.
 """
 
 import json
@@ -26,6 +31,11 @@ from bert.errors import InputError
 FLAGS = flags.FLAGS
 
 HF_TO_OURS_ACTIVATION = {"gelu": "gelu_exact", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "relu": "relu", "tanh": "tanh", "linear": "linear"}
+HF_DEFAULTS = {
+    "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+    "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512, "type_vocab_size": 2,
+    "initializer_range": 0.02,
+}
 OURS_TO_HF_ACTIVATION = {"gelu_exact": "gelu", "gelu": "gelu_new", "relu": "relu", "tanh": "tanh", "linear": "linear"}
 
 # Hugging Face sub-module path -> reference scope, for every dense and LayerNorm inside a layer.
@@ -101,7 +111,8 @@ def _leaf(scope, kind):
 
 
 def read_hf_config(path):
-    """A Hugging Face config.json as our BertConfig; refuses what this model does not compute."""
+    """(A Hugging Face config.json as our BertConfig, the classes it names under 'architectures'); refuses what
+    this model does not compute."""
     try:
         with open(path, encoding="utf-8") as f:
             hf = json.load(f)
@@ -116,57 +127,90 @@ def read_hf_config(path):
         raise InputError(f"{path}: key 'model_type' is '{hf['model_type']}', only 'bert' converts")
     if hf.get("position_embedding_type", "absolute") != "absolute":
         raise InputError(f"{path}: key 'position_embedding_type' is '{hf['position_embedding_type']}', only 'absolute' is BERT's")
+    if hf.get("is_decoder"):
+        raise InputError(f"{path}: key 'is_decoder' is true: a causal decoder, whose tokens see only those before them; "
+                         f"BERT's encoder attends both ways")
     if abs(hf.get("layer_norm_eps", 1e-12) - modeling.LAYER_NORM_EPSILON) > 1e-15:
         raise InputError(f"{path}: key 'layer_norm_eps' is {hf['layer_norm_eps']}, BERT's LayerNorm epsilon is 1e-12")
     activation = hf.get("hidden_act", "gelu")
     if activation not in HF_TO_OURS_ACTIVATION:
         raise InputError(f"{path}: key 'hidden_act' is '{activation}' (supported: {', '.join(HF_TO_OURS_ACTIVATION)})")
-    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-            "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings", "type_vocab_size",
-            "initializer_range")
-    missing = [key for key in keys if key not in hf]
-    if missing:
-        raise InputError(f"{path}: no key '{missing[0]}'")
-    values = {key: hf[key] for key in keys}
+    # A key left out takes transformers' BertConfig default, as transformers loads the file; the weights' shapes
+    # are checked against the result.
+    values = {key: hf.get(key, default) for key, default in HF_DEFAULTS.items()}
     values["hidden_act"] = HF_TO_OURS_ACTIVATION[activation]
-    return bert_config.BertConfig.from_dict(values, source=path)
+    architectures = hf.get("architectures") if isinstance(hf.get("architectures"), list) else []
+    return bert_config.BertConfig.from_dict(values, source=path), architectures
 
 
 def read_hf_weights(directory):
-    """name -> float32 array from model.safetensors, or pytorch_model.bin (which needs torch)."""
-    safetensors_path = os.path.join(directory, "model.safetensors")
-    if os.path.isfile(safetensors_path):
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
-        try:
-            return load_file(safetensors_path)
-        except (SafetensorError, OSError, ValueError) as e:
-            raise InputError(f"{safetensors_path}: cannot read: {e}") from None
-    bin_path = os.path.join(directory, "pytorch_model.bin")
-    if os.path.isfile(bin_path):
-        try:
-            import torch
-        except ImportError:
-            raise InputError(f"{bin_path}: reading PyTorch files needs torch (pip install torch), or give model.safetensors") from None
-        try:
-            state = torch.load(bin_path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError... for a damaged file
-            raise InputError(f"{bin_path}: cannot read: {e}") from None
-        return {name: tensor.float().numpy() for name, tensor in state.items()}
-    raise InputError(f"--input: {directory} has neither model.safetensors nor pytorch_model.bin")
+    """name -> array from model.safetensors, or pytorch_model.bin (which needs torch), or the shards the index
+    of either (`*.index.json`, as save_pretrained writes for a large model) names."""
+    for name, load in (("model.safetensors", _load_safetensors), ("pytorch_model.bin", _load_pytorch)):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return load(path)
+        index = f"{path}.index.json"
+        if os.path.isfile(index):
+            tensors = {}
+            for shard in _shards(index):
+                tensors.update(load(os.path.join(directory, shard)))
+            return tensors
+    raise InputError(f"--input: {directory} has no model.safetensors or pytorch_model.bin, nor an index of their "
+                     f"shards (model.safetensors.index.json)")
 
 
-def hf_to_reference(hf_weights, config):
+def _shards(index):
+    """The shard files a Hugging Face `*.index.json` maps the tensors to."""
+    try:
+        with open(index, encoding="utf-8") as f:
+            weight_map = json.load(f)["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(f"{index}: not an index of shards (a JSON object whose 'weight_map' maps tensors to files): "
+                         f"{e}") from None
+    if not shards or not all(isinstance(shard, str) and os.path.basename(shard) == shard for shard in shards):
+        raise InputError(f"{index}: its 'weight_map' names no shard files in its directory")
+    return shards
+
+
+def _load_safetensors(path):
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read: {e}") from None
+
+
+def _load_pytorch(path):
+    try:
+        import torch
+    except ImportError:
+        raise InputError(f"{path}: reading PyTorch files needs torch (pip install torch), or give model.safetensors") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError... for a damaged file
+        raise InputError(f"{path}: cannot read: {e}") from None
+    return {name: tensor.float().numpy() for name, tensor in state.items()}
+
+
+def hf_to_reference(hf_weights, config, config_path, architectures=()):
     """TF1-named float32 arrays from Hugging Face tensors; raises InputError naming a missing or misshaped one.
 
+    A `classifier` head is the reference's sequence classifier only in a BertForSequenceClassification (or a
+    model that names no class): a token classifier's or a multiple-choice model's is left out.
     Returns (weights, names of tensors that were not converted).
     """
     weights, unused = {}, []
+    sequence_classifier = not architectures or "BertForSequenceClassification" in architectures
     for name, value in hf_weights.items():
         if name.removeprefix("bert.") in _NOT_WEIGHTS:
             continue
         ours, transpose = _hf_weight_name(name)
+        if ours in ("output_weights", "output_bias") and not sequence_classifier:
+            ours = None
         if ours is None:
             unused.append(name)
             continue
@@ -184,27 +228,35 @@ def hf_to_reference(hf_weights, config):
     for name, variable in expected.items():
         if name.startswith("bert/pooler/") and name not in weights:
             continue
+        hf_name = _hf_name_of(name).removeprefix("bert.")
         if name not in weights:
-            raise InputError(f"--input: no tensor for '{name}' (is it a BERT model of its config.json?)")
+            raise InputError(f"--input: its weights have no tensor '{hf_name}' (the reference's '{name}'); is it a BERT "
+                             f"model of its config.json?")
         if list(weights[name].shape) != variable.shape.as_list():
-            raise InputError(f"--input: '{name}' has shape {list(weights[name].shape)}, config.json implies {variable.shape.as_list()}")
+            raise InputError(f"--input: tensor '{hf_name}' (the reference's '{name}') is {list(weights[name].shape)} "
+                             f"where {config_path} implies {variable.shape.as_list()}")
     return weights, sorted(unused)
+
+
+def _hf_name_of(name):
+    """The Hugging Face name of the reference's variable `name`, with the "bert." prefix of the full models."""
+    unchanged = {ours: hf for hf, ours in _UNCHANGED.items()}
+    if name in unchanged:
+        return unchanged[name] if not unchanged[name].startswith("embeddings.") else "bert." + unchanged[name]
+    return _reference_to_hf_name(name)[0] or name
 
 
 def reference_to_hf(weights):
     """Hugging Face tensors (BertForPreTraining-style names) from TF1-named arrays."""
-    reverse = {}
-    for hf_name, ours in _UNCHANGED.items():
-        reverse[ours] = (hf_name if not hf_name.startswith("embeddings.") else "bert." + hf_name, False)
     out = {}
     for name, value in weights.items():
-        if name in reverse:
-            hf_name, transpose = reverse[name]
+        if name in _UNCHANGED.values():
+            transpose = False
         else:
             hf_name, transpose = _reference_to_hf_name(name)
             if hf_name is None:
                 continue
-        out[hf_name] = np.ascontiguousarray(value.T if transpose else value, np.float32)
+        out[_hf_name_of(name)] = np.ascontiguousarray(value.T if transpose else value, np.float32)
     if "cls.predictions.bias" in out:
         out["cls.predictions.decoder.weight"] = out["bert.embeddings.word_embeddings.weight"].copy()
         out["cls.predictions.decoder.bias"] = out["cls.predictions.bias"].copy()
@@ -227,7 +279,9 @@ def _reference_to_hf_name(name):
 
 
 def _find_vocab(config, *directories):
-    """--vocab_file, or else the vocab.txt of the first of `directories` holding one; checked against `config`."""
+    """(The vocabulary's file, its tokens in id order), or (None, None): --vocab_file, or else the vocab.txt, or
+    failing that the tokenizer.json (as transformers 5 saves a tokenizer), of the first of `directories` holding
+    one; checked against `config`."""
     if FLAGS.vocab_file:
         if not os.path.isfile(FLAGS.vocab_file):
             raise InputError(f"--vocab_file: file not found: {FLAGS.vocab_file}")
@@ -236,28 +290,82 @@ def _find_vocab(config, *directories):
                              f"WordPiece vocab.txt, the one Hugging Face's BertTokenizer reads")
         found = FLAGS.vocab_file
     else:
-        found = next((path for path in (os.path.join(d, "vocab.txt") for d in directories) if os.path.isfile(path)), None)
-    if found:
-        # Ids are line numbers: a repeated token leaves fewer tokens than ids.
-        bert_config.check_vocab(config, max(tokenization.load_vocab(found).values()) + 1, found)
-    return found
+        candidates = [os.path.join(d, name) for name in ("vocab.txt", "tokenizer.json") for d in directories]
+        found = next((path for path in candidates if os.path.isfile(path)), None)
+    if not found:
+        return None, None
+    if found.endswith(".json"):
+        tokens = _tokenizer_json_vocab(found)
+        size = len(tokens)
+    else:
+        # Ids are line numbers: a repeated token keeps its last, and leaves fewer tokens than ids.
+        ids = tokenization.load_vocab(found)
+        tokens, size = sorted(ids, key=ids.get), max(ids.values()) + 1
+    bert_config.check_vocab(config, size, found)
+    return found, tokens
+
+
+def _write_vocab(found, tokens, directory):
+    """vocab.txt in `directory`: a copy of the vocab.txt found, byte for byte, or the tokens of a tokenizer.json."""
+    target = os.path.join(directory, "vocab.txt")
+    if not found.endswith(".json"):
+        fileio.copy_file(found, target)
+        return
+    with fileio.AtomicFile(target) as f:
+        f.write("".join(f"{token}\n" for token in tokens))
+
+
+def _tokenizer_json_vocab(path):
+    """The WordPiece tokens of a Hugging Face tokenizer.json, in id order; raises InputError for another kind."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            model = json.load(f)["model"]
+        kind, vocab = model.get("type"), model["vocab"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(f"{path}: not a Hugging Face tokenizer.json (a JSON object with a 'model' and its 'vocab'): "
+                         f"{e}") from None
+    if kind != "WordPiece" or not isinstance(vocab, dict):
+        raise InputError(f"{path}: its tokenizer is {kind}, not WordPiece: bert-convert carries only a WordPiece "
+                         f"vocabulary, the one BERT's tokenizer reads")
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        raise InputError(f"{path}: its WordPiece ids are not 0 to {len(vocab) - 1}, one a token")
+    return sorted(vocab, key=vocab.get)
+
+
+def _check_output_dir(output, writes):
+    """Refuses an existing --output holding a file this conversion does not write (names in `writes`): beside the
+    new files a loader would read it, a stale tokenizer.json or vocab.txt, another model's shards."""
+    if not os.path.isdir(output):
+        return
+    stray = sorted(name for name in os.listdir(output) if not name.startswith(".") and name not in writes)
+    if stray:
+        raise InputError(f"--output: {output} holds {stray[0]}, which this conversion does not write and a loader could "
+                         f"read beside the new files: use a new or empty directory")
 
 
 def from_hf(directory, output):
     if not os.path.isdir(directory):
         raise InputError(f"--input: not a directory: {directory}")
-    config = read_hf_config(os.path.join(directory, "config.json"))
-    vocab = _find_vocab(config, directory)
-    weights, unused = hf_to_reference(read_hf_weights(directory), config)
+    config_path = os.path.join(directory, "config.json")
+    config, architectures = read_hf_config(config_path)
+    vocab, tokens = _find_vocab(config, directory)
+    weights, unused = hf_to_reference(read_hf_weights(directory), config, config_path, architectures)
+    _check_output_dir(output, {"bert_model.ckpt.index", "bert_model.ckpt.data-00000-of-00001", "bert_config.json",
+                               *(["vocab.txt"] if vocab else [])})
     fileio.make_output_dir(output, "--output")
     checkpoints.export_checkpoint(weights, os.path.join(output, "bert_model.ckpt"), config=config)
     notes = []
     if vocab:
-        fileio.copy_file(vocab, os.path.join(output, "vocab.txt"))
+        _write_vocab(vocab, tokens, output)
     else:
-        notes.append("no vocab.txt found (give --vocab_file)")
+        notes.append("no vocab.txt or tokenizer.json found (give --vocab_file)")
     if "bert/pooler/dense/kernel" not in weights:
         notes.append("no pooler weights (fine-tuning starts the pooler fresh)")
+    heads = [name for name in unused if name.removeprefix("bert.").startswith("classifier.")]
+    if heads:
+        notes.append(f"its {architectures[0]} head ({', '.join(heads)}) is not the reference's sentence classifier: "
+                     f"left out")
+        unused = [name for name in unused if name not in heads]
     if unused:
         notes.append(f"{len(unused)} tensor(s) not converted: {', '.join(unused[:4])}{', ...' if len(unused) > 4 else ''}")
     if config.hidden_act == "gelu_exact":
@@ -269,13 +377,18 @@ def from_hf(directory, output):
 
 
 def _hf_lower_case(directory):
-    path = os.path.join(directory, "tokenizer_config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f).get("do_lower_case")
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, bool) else None
+    """Whether a Hugging Face directory's tokenizer lower-cases: tokenizer_config.json's do_lower_case, else the
+    lowercase of tokenizer.json's BertNormalizer; None where neither says."""
+    for name, read in (("tokenizer_config.json", lambda d: d.get("do_lower_case")),
+                       ("tokenizer.json", lambda d: (d.get("normalizer") or {}).get("lowercase"))):
+        try:
+            with open(os.path.join(directory, name), encoding="utf-8") as f:
+                value = read(json.load(f))
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, bool):
+            return value
+    return None
 
 
 def to_hf(checkpoint, output):
@@ -297,8 +410,9 @@ def to_hf(checkpoint, output):
         if name in weights and list(weights[name].shape) != variable.shape.as_list():
             raise InputError(f"--input: '{name}' has shape {list(weights[name].shape)}, {config_path} implies "
                              f"{variable.shape.as_list()}")
-    vocab = _find_vocab(config, checkpoint_dir)
+    vocab, tokens = _find_vocab(config, checkpoint_dir)
     tensors = reference_to_hf(weights)
+    _check_output_dir(output, {"model.safetensors", "config.json", *(["tokenizer_config.json", "vocab.txt"] if vocab else [])})
     fileio.make_output_dir(output, "--output")
     hf_config = {
         "architectures": [_architecture(weights)],
@@ -321,26 +435,27 @@ def to_hf(checkpoint, output):
     summary = f"{len(tensors)} tensors ({hf_config['architectures'][0]}) -> {output}/model.safetensors"
     sentencepiece_models = [path for path, kind in checkpoints.tokenizer_files_beside(checkpoint_dir)
                             if kind == "sentencepiece"]
+    # Without a vocabulary a BertTokenizer config would load as a tokenizer that reads every word as [UNK].
     if not vocab and sentencepiece_models:
-        # A BertTokenizer config here would describe a WordPiece tokenizer the model was not trained with.
         return (f"{summary}; its tokenizer, the SentencePiece model {sentencepiece_models[0]}, is not converted: "
                 f"Hugging Face's BertTokenizer reads only a WordPiece vocab.txt")
-    lower_case = FLAGS.do_lower_case if FLAGS.do_lower_case is not None else not (vocab and _is_cased(vocab))
+    if not vocab:
+        return f"{summary}; no vocab.txt found (give --vocab_file), so no tokenizer is written"
+    lower_case = FLAGS.do_lower_case if FLAGS.do_lower_case is not None else not _is_cased(tokens)
     with fileio.AtomicFile(os.path.join(output, "tokenizer_config.json")) as f:
         # Without model_max_length Hugging Face's tokenizer would not truncate to what the model's positions hold.
         json.dump({"do_lower_case": lower_case, "model_max_length": config.max_position_embeddings,
                    "tokenizer_class": "BertTokenizer"}, f, indent=2)
         f.write("\n")
-    if vocab:
-        fileio.copy_file(vocab, os.path.join(output, "vocab.txt"))
-    return summary + ("" if vocab else "; no vocab.txt found (give --vocab_file)")
+    _write_vocab(vocab, tokens, output)
+    return summary
 
 
-def _is_cased(vocab_file):
-    """Whether a vocab.txt holds capitalised words (over 1% of its tokens; an uncased one, learned from
+def _is_cased(tokens):
+    """Whether a vocabulary holds capitalised words (over 1% of its tokens; an uncased one, learned from
     lower-cased text, holds none)."""
-    tokens = [t for t in tokenization.load_vocab(vocab_file) if not t.startswith(("[", "##"))]
-    return sum(t != t.lower() for t in tokens) > len(tokens) / 100
+    words = [t for t in tokens if not t.startswith(("[", "##"))]
+    return sum(t != t.lower() for t in words) > len(words) / 100
 
 
 def _architecture(weights):
@@ -348,8 +463,13 @@ def _architecture(weights):
         return "BertForSequenceClassification"
     if "cls/squad/output_weights" in weights:
         return "BertForQuestionAnswering"
-    if "cls/predictions/output_bias" in weights:
+    masked_lm, next_sentence = "cls/predictions/output_bias" in weights, "cls/seq_relationship/output_weights" in weights
+    if masked_lm and next_sentence:
         return "BertForPreTraining"
+    if masked_lm:
+        return "BertForMaskedLM"
+    if next_sentence:
+        return "BertForNextSentencePrediction"
     return "BertModel"
 
 

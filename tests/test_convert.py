@@ -196,8 +196,14 @@ def test_bad_hugging_face_directories_fail_cleanly(minilm_dir, tmp_path):
     cases = [
         (variant("roberta", lambda c: c.update(model_type="roberta")), ["config.json", "model_type"]),
         (variant("eps", lambda c: c.update(layer_norm_eps=1e-5)), ["config.json", "layer_norm_eps"]),
-        (variant("heads", lambda c: c.pop("num_attention_heads")), ["config.json", "num_attention_heads"]),
-        (variant("missing", drop="encoder.layer.3.output.dense.weight"), ["bert/encoder/layer_3/output/dense/kernel"]),
+        # Left out, hidden_size is transformers' default, 768: the weights say otherwise.
+        (variant("hidden", lambda c: c.pop("hidden_size")), ["tensor 'embeddings.word_embeddings.weight' (the reference's "
+                                                              "'bert/embeddings/word_embeddings') is [30522, 384] where",
+                                                              "hidden/config.json implies [30522, 768]"]),
+        (variant("decoder", lambda c: c.update(is_decoder=True)), ["config.json", "'is_decoder' is true"]),
+        (variant("missing", drop="encoder.layer.3.output.dense.weight"),
+         ["its weights have no tensor 'encoder.layer.3.output.dense.weight' (the reference's "
+          "'bert/encoder/layer_3/output/dense/kernel')"]),
         (variant("wide", lambda c: c.update(intermediate_size=1024)), ["intermediate/dense/kernel", "[384, 1024]"]),
         (variant("eps_text", lambda c: c.update(layer_norm_eps="1e-12")), ["config.json", "'layer_norm_eps' is \"1e-12\", not a number"]),
         (variant("act_list", lambda c: c.update(hidden_act=["gelu"])), ["config.json", "'hidden_act' is [\"gelu\"], not a string"]),
@@ -209,7 +215,69 @@ def test_bad_hugging_face_directories_fail_cleanly(minilm_dir, tmp_path):
     for directory, fragments in cases:
         assert_clean_failure(run_cli("convert", "--from=hf", f"--input={directory}", f"--output={out}"), *fragments)
     assert_clean_failure(run_cli("convert", f"--input={minilm_dir}", f"--output={out}"), "--from=hf or --to=hf")
+    # A good model, but an output directory holding a file the conversion would leave beside its own.
+    assert_clean_failure(run_cli("convert", "--from=hf", f"--input={minilm_dir}", f"--output={out}"),
+                         f"--output: {out} holds keep.txt, which this conversion does not write")
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_the_layouts_transformers_saves_convert_as_the_single_file_does(minilm_dir, minilm_checkpoint, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(minilm_dir / "model.safetensors"))
+    want = tf.train.load_checkpoint(str(minilm_checkpoint / "bert_model.ckpt"))
+    vocab_lines = (minilm_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    # Sharded, as save_pretrained(max_shard_size=...) writes a large model, with transformers 5's tokenizer.json
+    # in place of vocab.txt and a config.json without the keys that only training reads.
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    names = sorted(tensors)
+    weight_map = {}
+    for number, part in enumerate((names[: len(names) // 2], names[len(names) // 2 :]), 1):
+        shard = f"model-0000{number}-of-00002.safetensors"
+        save_file({name: tensors[name] for name in part}, str(sharded / shard))
+        weight_map.update(dict.fromkeys(part, shard))
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    config = json.loads((minilm_dir / "config.json").read_text())
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range"):
+        config.pop(key)
+    (sharded / "config.json").write_text(json.dumps(config))
+    (sharded / "tokenizer.json").write_text(json.dumps({
+        "normalizer": {"type": "BertNormalizer", "lowercase": True},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {token: i for i, token in enumerate(vocab_lines)}}}))
+    out = tmp_path / "out"
+    result = run_cli("convert", "--from=hf", f"--input={sharded}", f"--output={out}")
+    assert result.returncode == 0, result.stderr
+    assert "use --do_lower_case=true" in result.stdout
+    got = tf.train.load_checkpoint(str(out / "bert_model.ckpt"))
+    for name in want.get_variable_to_shape_map():
+        np.testing.assert_array_equal(got.get_tensor(name), want.get_tensor(name), err_msg=name)
+    assert (out / "vocab.txt").read_text(encoding="utf-8").splitlines() == vocab_lines
+    assert json.loads((out / "bert_config.json").read_text())["hidden_dropout_prob"] == 0.1
+
+    # A token classifier's head is no sentence classifier: left out, and said so.
+    tagger = tmp_path / "tagger"
+    shutil.copytree(minilm_dir, tagger)
+    save_file({**tensors, "classifier.weight": np.ones((5, 384), np.float32), "classifier.bias": np.zeros(5, np.float32)},
+              str(tagger / "model.safetensors"))
+    (tagger / "config.json").write_text(json.dumps({**config, "architectures": ["BertForTokenClassification"]}))
+    result = run_cli("convert", "--from=hf", f"--input={tagger}", f"--output={tmp_path / 'tagger_tf'}")
+    assert result.returncode == 0, result.stderr
+    assert ("its BertForTokenClassification head (classifier.bias, classifier.weight) is not the reference's sentence "
+            "classifier: left out") in result.stdout
+    assert "output_weights" not in tf.train.load_checkpoint(str(tmp_path / "tagger_tf" / "bert_model.ckpt")).get_variable_to_shape_map()
+
+    # Back to Hugging Face without a vocabulary: no tokenizer config that would read every word as [UNK].
+    model = tmp_path / "no_vocab"
+    model.mkdir()
+    for path in minilm_checkpoint.iterdir():
+        if path.name != "vocab.txt":
+            shutil.copyfile(path, model / path.name)
+    back = tmp_path / "back"
+    result = run_cli("convert", "--to=hf", f"--input={model}", f"--output={back}")
+    assert result.returncode == 0, result.stderr
+    assert "no vocab.txt found (give --vocab_file), so no tokenizer is written" in result.stdout
+    assert sorted(p.name for p in back.iterdir()) == ["config.json", "model.safetensors"]
 
 
 def test_a_pretraining_model_round_trips_with_its_heads_and_its_tokenizers_casing(tmp_path):
@@ -241,3 +309,12 @@ def test_a_pretraining_model_round_trips_with_its_heads_and_its_tokenizers_casin
     assert_clean_failure(run_cli("convert", "--from=hf", f"--input={hf}", f"--output={tmp_path / 'untied'}"),
                          "cls.predictions.decoder.weight", "differs from bert/embeddings/word_embeddings")
     assert not (tmp_path / "untied").exists()
+
+    # With the masked-LM head alone, the class that has no next-sentence head to start at random.
+    masked_lm = tmp_path / "masked_lm"
+    checkpoints.export_checkpoint({name: v.numpy() for name, v in model.variables_by_name.items()
+                                   if not name.startswith("cls/seq_relationship/")},
+                                  str(masked_lm / "bert_model.ckpt"), config=config)
+    result = run_cli("convert", "--to=hf", f"--input={masked_lm}", f"--output={tmp_path / 'masked_lm_hf'}")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "masked_lm_hf" / "config.json").read_text())["architectures"] == ["BertForMaskedLM"]
