@@ -235,10 +235,16 @@ def test_truncated_viwiki_dump_still_yields_its_articles(tmp_path):
 
 
 def test_min_article_chars_drops_short_articles(tmp_path):
-    result = prepare(dump(VIWIKI), tmp_path, "--num_workers=1", "--min_article_chars=1000")
-    articles = read_articles(tmp_path)
-    assert [article[0].split()[0] for article in articles] == ["Tiếng", "Ohio", "California", "Thụy"]
-    assert "6 articles in, 4 articles written" in result.stdout
+    prepare(dump(VIWIKI), tmp_path / "all", "--num_workers=1")
+    everything = read_articles(tmp_path / "all")
+    # An article's characters are those of its sentences; the threshold falls between two articles' sizes.
+    sizes = sorted(sum(map(len, article)) for article in everything)
+    threshold = (sizes[1] + sizes[-2]) // 2
+    long_enough = [article for article in everything if sum(map(len, article)) >= threshold]
+    assert 0 < len(long_enough) < len(everything)
+    result = prepare(dump(VIWIKI), tmp_path / "long", "--num_workers=1", f"--min_article_chars={threshold}")
+    assert read_articles(tmp_path / "long") == long_enough
+    assert f"articles in, {len(long_enough)} articles written" in result.stdout
 
 
 def test_missing_input_file(tmp_path):
