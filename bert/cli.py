@@ -114,8 +114,8 @@ def run_command(main, required=()):
         except StopRequested as e:
             print(f"{_program()}: {e}", file=sys.stderr)
             sys.exit(e.status)
-        except Terminated:
-            fail("terminated; no output was finalised", status=128 + signal.SIGTERM)
+        except Terminated as e:
+            fail("terminated; no output was finalised", status=128 + e.signal_number)
         except KeyboardInterrupt:
             fail("interrupted; no output was finalised", status=130)
         except MemoryError:
@@ -123,6 +123,7 @@ def run_command(main, required=()):
                  "(sequence length, batch size)")
         except Exception as e:
             if not _out_of_memory(e):
+                fileio.remove_empty_created_dirs()
                 raise
             allocation = next((line.strip() for line in str(e).splitlines() if "OOM when allocating" in line), None)
             detail = f" ({allocation[:200]})" if allocation else ""
@@ -312,12 +313,12 @@ def rank_log():
 
 @contextlib.contextmanager
 def signals_deferred(what):
-    """Within it Ctrl-C and SIGTERM wait for its end, so that outputs put in place together (files renamed in, then
-    the manifest naming them) are never left half replaced; one that came meanwhile is reported in a warning naming
-    `what`, and the command goes on to its end, its outputs complete. From the main thread only."""
+    """Within it Ctrl-C, SIGTERM and SIGHUP wait for its end, so that outputs put in place together (files renamed
+    in, then the manifest naming them) are never left half replaced; one that came meanwhile is reported in a
+    warning naming `what`, and the command goes on to its end, its outputs complete. From the main thread only."""
     arrived = []
-    handlers = {number: signal.signal(number, lambda received, frame: arrived.append(received))
-                for number in (signal.SIGINT, signal.SIGTERM)}
+    numbers = [n for n in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(n) is not signal.SIG_IGN]
+    handlers = {number: signal.signal(number, lambda received, frame: arrived.append(received)) for number in numbers}
     try:
         yield
     finally:

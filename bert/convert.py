@@ -316,10 +316,12 @@ def _write_vocab(found, tokens, directory):
 
 
 def _tokenizer_json_vocab(path):
-    """The WordPiece tokens of a Hugging Face tokenizer.json, in id order; raises InputError for another kind."""
+    """The WordPiece tokens of a Hugging Face tokenizer.json, its added tokens included, in id order; raises
+    InputError for another kind."""
     try:
         with open(path, encoding="utf-8") as f:
-            model = json.load(f)["model"]
+            tokenizer = json.load(f)
+        model = tokenizer["model"]
         kind, vocab = model.get("type"), model["vocab"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise InputError(f"{path}: not a Hugging Face tokenizer.json (a JSON object with a 'model' and its 'vocab'): "
@@ -327,6 +329,13 @@ def _tokenizer_json_vocab(path):
     if kind != "WordPiece" or not isinstance(vocab, dict):
         raise InputError(f"{path}: its tokenizer is {kind}, not WordPiece: bert-convert carries only a WordPiece "
                          f"vocabulary, the one BERT's tokenizer reads")
+    vocab = dict(vocab)
+    try:
+        # Tokens added after training ([E1], ...) take ids past the model's vocabulary.
+        for added in tokenizer.get("added_tokens") or []:
+            vocab.setdefault(added["content"], added["id"])
+    except (KeyError, TypeError, AttributeError) as e:
+        raise InputError(f"{path}: its 'added_tokens' are not a list of objects with a 'content' and an 'id': {e}") from None
     if sorted(vocab.values()) != list(range(len(vocab))):
         raise InputError(f"{path}: its WordPiece ids are not 0 to {len(vocab) - 1}, one a token")
     return sorted(vocab, key=vocab.get)
@@ -361,7 +370,8 @@ def from_hf(directory, output):
         notes.append("no vocab.txt or tokenizer.json found (give --vocab_file)")
     if "bert/pooler/dense/kernel" not in weights:
         notes.append("no pooler weights (fine-tuning starts the pooler fresh)")
-    heads = [name for name in unused if name.removeprefix("bert.").startswith("classifier.")]
+    left_out = architectures and "BertForSequenceClassification" not in architectures
+    heads = [name for name in unused if left_out and name.removeprefix("bert.") in ("classifier.weight", "classifier.bias")]
     if heads:
         notes.append(f"its {architectures[0]} head ({', '.join(heads)}) is not the reference's sentence classifier: "
                      f"left out")

@@ -236,20 +236,20 @@ def _create_records():
                 progress,
             )
         manifest = _manifest(stats, num_instances, output_paths, sink.counts, input_files, options, tokenizer)
+        manifest_path = records.manifest_path_for(output_paths, output_dir)
         sink.sync()
+        with cli.signals_deferred("the records"):
+            sink.commit()
+            if output_dir:
+                for stale in _existing_outputs(output_dir)[0]:
+                    if stale not in output_paths and stale.endswith(".tfrecord"):
+                        os.unlink(stale)
+            records.write_manifest(manifest_path, manifest)
     except BaseException:
         sink.abort()
         raise
     finally:
         progress.close()
-    manifest_path = records.manifest_path_for(output_paths, output_dir)
-    with cli.signals_deferred("the records"):
-        sink.commit()
-        if output_dir:
-            for stale in _existing_outputs(output_dir)[0]:
-                if stale not in output_paths and stale.endswith(".tfrecord"):
-                    os.unlink(stale)
-        records.write_manifest(manifest_path, manifest)
     elapsed = time.perf_counter() - start
     if stats.documents_cut:
         cli.rank_log()(

@@ -1,5 +1,7 @@
 """The exceptions the commands turn into one line on stderr: bad input (exit 1) and a requested stop."""
 
+import signal
+
 
 class InputError(ValueError):
     """A file, flag or key the user gave is wrong; the message names it."""
@@ -18,4 +20,9 @@ class StopRequested(Exception):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, within `fileio.sigterm_interrupts()`: unwinds as Ctrl-C does, so output in progress is removed."""
+    """SIGTERM or SIGHUP, within `fileio.sigterm_interrupts()`: unwinds as Ctrl-C does, so output in progress is
+    removed."""
+
+    def __init__(self, signal_number=signal.SIGTERM):
+        super().__init__(signal_number)
+        self.signal_number = signal_number

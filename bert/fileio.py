@@ -297,18 +297,27 @@ def lock_directory(directory, flag, holder="training process"):
     if key in _held_locks:
         return
     path = os.path.join(directory, LOCK_FILE)
-    try:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise InputError(f"{flag}: cannot create {path}: {e.strerror or e}") from None
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
+    while True:
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise InputError(f"{flag}: cannot create {path}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(descriptor)
+            if e.errno == errno.EWOULDBLOCK:
+                raise InputError(f"{flag}: {directory} is in use by another {holder} (it holds {path}); wait "
+                                 f"for it to end or use another {flag}") from None
+            return
+        # The holder may have deleted the file before releasing it (see _release_lock_of_empty): a lock on it
+        # would lock nothing.
+        try:
+            if os.stat(path).st_ino == os.fstat(descriptor).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         os.close(descriptor)
-        if e.errno == errno.EWOULDBLOCK:
-            raise InputError(f"{flag}: {directory} is in use by another {holder} (it holds {path}); wait "
-                             f"for it to end or use another {flag}") from None
-        return
     _held_locks[key] = descriptor
 
 
@@ -352,45 +361,52 @@ def read_lines_as_gfile(path):
     return lines
 
 
-def ignore_interrupts():
-    """In a worker process: Ctrl-C, which the terminal sends to every process of the job, is left to the parent,
-    which stops the workers and reports it in one line (a worker would print its own traceback). SIGTERM ends
-    a worker silently, whatever handler it inherited from the parent, and so does the parent's end, however it
-    ends (`kill -9` too): the worker would otherwise finish its task and print a BrokenPipeError traceback."""
+def ignore_interrupts(parent):
+    """In a worker process started by process `parent` (its pid, taken before the fork): Ctrl-C, which the
+    terminal sends to every process of the job, is left to the parent, which stops the workers and reports it in
+    one line (a worker would print its own traceback). SIGTERM, and SIGHUP unless nohup ignores it, end a worker
+    silently, whatever handler it inherited from the parent, and so does the parent's end, however it ends
+    (`kill -9` too): the worker would otherwise finish its task and print a BrokenPipeError traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _end_with_parent()
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    end_with_parent(parent)
 
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _end_with_parent():
-    """Has Linux send this process SIGKILL when its parent ends; elsewhere does nothing."""
+def end_with_parent(parent=None):
+    """Has Linux send this process SIGKILL when the process that started it ends (elsewhere does nothing); with
+    `parent`, its pid from before the fork, also when that process has already ended."""
     if not sys.platform.startswith("linux"):
         return
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # it ended before the request
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextlib.contextmanager
 def sigterm_interrupts():
-    """Within it SIGTERM (`docker stop`, Slurm, `kill`) raises `Terminated`, which unwinds as Ctrl-C does: files
-    written under temporary names are removed and the command says so in one line, instead of dying silently
-    and leaving them behind."""
+    """Within it SIGTERM (`docker stop`, Slurm, `kill`) and SIGHUP (a closed terminal or ssh session, unless nohup
+    ignores it) raise `Terminated`, which unwinds as Ctrl-C does: files written under temporary names are removed
+    and the command says so in one line, instead of dying silently and leaving them behind."""
 
     def terminate(signum, frame):
-        raise Terminated()
+        raise Terminated(signum)
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = {}
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        if number == signal.SIGHUP and signal.getsignal(number) is signal.SIG_IGN:
+            continue
+        previous[number] = signal.signal(number, terminate)
     try:
         yield
     finally:
-        # None: a handler installed outside Python, which cannot be put back; the default stands for it.
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for number, handler in previous.items():
+            # None: a handler installed outside Python, which cannot be put back; the default stands for it.
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 def remove_leftover_temporaries(directory, name_pattern):

@@ -58,6 +58,7 @@ is joined to the next one too: blingfire ends a sentence there.
 """
 
 import bz2
+import contextlib
 import functools
 import glob
 import gzip
@@ -116,17 +117,19 @@ _MARKUP = re.compile(r"\[\[|\]\]|\{\{|\}\}|<ref|\{\||\|\}|<!--|</?[A-Za-z][A-Za-
 _ABBREVIATIONS_ONLY = re.compile(r"(?:[A-Z][a-z]{0,3}|\d{1,3})\.(?: [A-Z][a-z]{0,3}\.)*")
 # What wikiextractor leaves of a <math> or <code> block: alone on a line, it says nothing.
 _PLACEHOLDER_ONLY = re.compile(r"(?:formula|codice)_\d+\W*")
-# A fragment that ends in a number with a full stop: in these languages most often an ordinal, as in German "im
-# 13. Jahrhundert" or "am 3. Oktober", where blingfire ends a sentence.
-_ORDINAL_END = re.compile(r"(?:^|\s)\d{1,3}\.$")
+# A fragment that ends in a number from 1 to 31 with a full stop: in these languages most often an ordinal (a day,
+# a month, a century, a place), as in German "im 13. Jahrhundert" or "am 3. Oktober", where blingfire ends a
+# sentence. A sentence that does end in such a number is joined to the next: the rarer mistake.
+_ORDINAL_END = re.compile(r"(?:^|\s)(?:[1-9]|[12]\d|3[01])\.$")
 ORDINAL_DOT_LANGUAGES = frozenset(
-    "de als bar ksh lb nds pfl da nb nn no is fo fi et lv cs sk sl hr sr sh bs hu tr hsb dsb".split()
+    "de als gsw bar ksh lb nds pfl da nb nn no is fo fi et lv cs sk sl hr sr sh bs hu tr hsb dsb".split()
 )
 # The dump's language, on its root element.
 _DUMP_LANGUAGE = re.compile(r"<mediawiki\b[^>]*\bxml:lang=\"([^\"]+)\"")
-# Code, verse, music and timelines (XML-escaped here): wikiextractor keeps the lines of a block as text.
+# Code, verse, music and timelines (XML-escaped here): wikiextractor keeps the lines of a block as text. A block
+# ends inside its page's <text>: an unclosed <pre> (MediaWiki accepts one) must not reach into the next page.
 _VERBATIM_BLOCK = re.compile(
-    r"&lt;(syntaxhighlight|source|pre|poem|score|timeline)\b(?:(?!&gt;).)*?&gt;.*?&lt;/\1\s*&gt;",
+    r"&lt;(syntaxhighlight|source|pre|poem|score|timeline)\b(?:(?!&gt;).)*?&gt;(?:(?!</text>).)*?&lt;/\1\s*&gt;",
     re.DOTALL | re.IGNORECASE,
 )
 
@@ -229,7 +232,7 @@ def _run_wikiextractor(path, text_dir, log_path, num_workers, raw, text, head):
         # seen here ends them all (see _end_group), before their output directory is removed.
         process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, encoding="utf-8",
-            start_new_session=True,
+            start_new_session=True, preexec_fn=fileio.end_with_parent,
         )
         finished = threading.Event()
         watcher = threading.Thread(target=_show_template_pass, args=(process.pid, path, finished), daemon=True)
@@ -276,6 +279,12 @@ def _end_group(process, timeout=30):
     process.wait()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if os.getpid() == 1:
+            # A container's first process (docker run without --init) inherits the orphaned workers: a zombie
+            # stays in the group until its parent reaps it.
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
         try:
             os.killpg(process.pid, 0)
         except ProcessLookupError:
@@ -523,9 +532,10 @@ def main(argv):
 
 
 def _language(head):
-    """The language code of the dump whose start is `head` ("de" for dewiki), or None where it names none."""
+    """The language of the dump whose start is `head` ("de" for dewiki; "sr" for "sr-ec"), or None where it names
+    none."""
     match = _DUMP_LANGUAGE.search(head)
-    return match.group(1).lower() if match else None
+    return match.group(1).lower().split("-")[0] if match else None
 
 
 def _write_shards(text_dir, shards, ordinal_dots):
@@ -534,7 +544,7 @@ def _write_shards(text_dir, shards, ordinal_dots):
     articles_in = articles = sentences = 0
     split = functools.partial(_split_file, min_article_chars=FLAGS.min_article_chars, ordinal_dots=ordinal_dots)
     bar = progress.bar(total=len(files), unit="file", desc="sentences")
-    with bar, multiprocessing.Pool(FLAGS.num_workers, initializer=fileio.ignore_interrupts) as pool:
+    with bar, multiprocessing.Pool(FLAGS.num_workers, initializer=fileio.ignore_interrupts, initargs=(os.getpid(),)) as pool:
         for count, kept in pool.imap(split, files):
             articles_in += count
             for article, num_sentences, size in kept:

@@ -17,6 +17,7 @@ the result depends on the seed and block size, not on the number of workers.
 
 import collections
 import multiprocessing
+import os
 import random
 from dataclasses import dataclass
 
@@ -404,8 +405,8 @@ def _head(chunks, size):
 _worker = {}
 
 
-def _init_worker(make_tokenizer, options, random_seed):
-    fileio.ignore_interrupts()
+def _init_worker(make_tokenizer, options, random_seed, parent):
+    fileio.ignore_interrupts(parent)
     tokenizer = make_tokenizer()
     special_ids = SpecialIds(tokenizer)
     _worker.update(
@@ -482,7 +483,8 @@ def create_scale_records(input_files, make_tokenizer, options, random_seed, num_
     written = 0
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    with context.Pool(num_workers, initializer=_init_worker, initargs=(make_tokenizer, options, random_seed)) as pool:
+    with context.Pool(num_workers, initializer=_init_worker,
+                      initargs=(make_tokenizer, options, random_seed, os.getpid())) as pool:
         pending = collections.deque()
         block_sizes = collections.deque()
 

@@ -242,9 +242,12 @@ def test_the_layouts_transformers_saves_convert_as_the_single_file_does(minilm_d
     for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range"):
         config.pop(key)
     (sharded / "config.json").write_text(json.dumps(config))
+    # The last token as one added after training: its id is past the model's vocabulary.
     (sharded / "tokenizer.json").write_text(json.dumps({
+        "added_tokens": [{"id": len(vocab_lines) - 1, "content": vocab_lines[-1], "special": False}],
         "normalizer": {"type": "BertNormalizer", "lowercase": True},
-        "model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {token: i for i, token in enumerate(vocab_lines)}}}))
+        "model": {"type": "WordPiece", "unk_token": "[UNK]",
+                  "vocab": {token: i for i, token in enumerate(vocab_lines[:-1])}}}))
     out = tmp_path / "out"
     result = run_cli("convert", "--from=hf", f"--input={sharded}", f"--output={out}")
     assert result.returncode == 0, result.stderr
@@ -266,6 +269,12 @@ def test_the_layouts_transformers_saves_convert_as_the_single_file_does(minilm_d
     assert ("its BertForTokenClassification head (classifier.bias, classifier.weight) is not the reference's sentence "
             "classifier: left out") in result.stdout
     assert "output_weights" not in tf.train.load_checkpoint(str(tmp_path / "tagger_tf" / "bert_model.ckpt")).get_variable_to_shape_map()
+    # A model naming no class, with a head of another shape: its tensors are listed as not converted.
+    (tagger / "config.json").write_text(json.dumps(config))
+    save_file({**tensors, "classifier.dense.weight": np.ones((4, 384), np.float32)}, str(tagger / "model.safetensors"))
+    result = run_cli("convert", "--from=hf", f"--input={tagger}", f"--output={tmp_path / 'unnamed_tf'}")
+    assert result.returncode == 0, result.stderr
+    assert "1 tensor(s) not converted: classifier.dense.weight" in result.stdout
 
     # Back to Hugging Face without a vocabulary: no tokenizer config that would read every word as [UNK].
     model = tmp_path / "no_vocab"

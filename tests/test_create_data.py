@@ -622,7 +622,7 @@ def test_interrupted_run_leaves_no_finished_looking_file(tmp_path, wikitext_docs
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     deadline = time.time() + 120
-    while not list(tmp_path.glob(".out.tfrecord.tmp-*")):  # the run has begun writing its records
+    while not list(tmp_path.glob(".out.tfrecord.tmp-*")):  # its output opened (records come at the end, in reference mode)
         assert proc.poll() is None, "the run finished before it could be interrupted"
         assert time.time() < deadline, "the run wrote no temporary file within 120 s"
         time.sleep(0.02)

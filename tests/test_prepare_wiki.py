@@ -421,10 +421,12 @@ def small_dump(path, pages, language="en"):
 
 def test_ordinals_join_their_sentence_in_a_language_that_writes_them_with_a_full_stop(tmp_path):
     text = ("Hamburg wurde im 13. Jahrhundert Mitglied der Hanse. Am 3. Oktober 1990 kam die Einheit. "
-            "Die Stadt liegt an der Elbe.")
+            "Die Stadt liegt an der Elbe. Ihr Bürgermeister starb mit 85. Seine Frau lebte weiter.")
     german = prepare(small_dump(tmp_path / "dewiki.xml.gz", [("Hamburg", [text])], "de"), tmp_path / "de")
+    # An ordinal is a day, a month, a century (1 to 31): a sentence ending in 85 ends there.
     assert read_articles(tmp_path / "de") == [["Hamburg wurde im 13. Jahrhundert Mitglied der Hanse.",
-                                               "Am 3. Oktober 1990 kam die Einheit.", "Die Stadt liegt an der Elbe."]]
+                                               "Am 3. Oktober 1990 kam die Einheit.", "Die Stadt liegt an der Elbe.",
+                                               "Ihr Bürgermeister starb mit 85.", "Seine Frau lebte weiter."]]
     assert "1 articles in, 1 articles written" in german.stdout
     # In English a number ends a sentence as any word does.
     text = "The port opened in 1913. The city grew fast. He scored 12. The team won."
@@ -439,8 +441,14 @@ def test_code_verse_and_music_blocks_are_no_sentences(tmp_path):
             "<poem>\nRoses are red\nViolets are blue\n</poem>\n"
             "<score>\\relative c' { c4 d e f }</score>\n"
             "It ends there.")
-    prepare(small_dump(tmp_path / "enwiki.xml", [("Euclid", [text])]), tmp_path / "out")
-    assert read_articles(tmp_path / "out") == [["Euclid's method is short.", "The statement assigns.", "It ends there."]]
+    # A <pre> left open (MediaWiki closes it at the page's end) takes nothing of the next page.
+    unclosed = "HTML marks code with <pre> before it.\n\nIt has more to say."
+    prepare(small_dump(tmp_path / "enwiki.xml", [("Euclid", [text]), ("HTML", [unclosed]),
+                                                 ("Next", ["<pre>x = 1</pre> The next page is whole."])]),
+            tmp_path / "out")
+    articles = read_articles(tmp_path / "out")
+    assert articles[0] == ["Euclid's method is short.", "The statement assigns.", "It ends there."]
+    assert len(articles) == 3 and articles[2] == ["The next page is whole."]
 
 
 def test_a_history_dump_is_refused_before_anything_is_written(tmp_path):
@@ -451,12 +459,12 @@ def test_a_history_dump_is_refused_before_anything_is_written(tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_signal_to_the_command_alone_ends_wikiextractor_too_and_leaves_nothing(tmp_path, signal_number):
     import psutil
 
     out = tmp_path / "new" / "out"
-    # As `kill` or `docker stop` sends it: to the command alone, not to wikiextractor's processes.
+    # As `kill` or `docker stop` sends it, or a closed ssh session: to the command alone, not to wikiextractor's.
     process = subprocess.Popen(
         [sys.executable, "-m", "bert.prepare_wiki", f"--input_file={dump(ENWIKI)}", f"--output_dir={out}",
          "--num_workers=2"],
@@ -471,7 +479,7 @@ def test_a_signal_to_the_command_alone_ends_wikiextractor_too_and_leaves_nothing
     process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal_number, stderr
-    what = "terminated" if signal_number == signal.SIGTERM else "interrupted"
+    what = "interrupted" if signal_number == signal.SIGINT else "terminated"
     assert message_lines(stderr) == [f"bert-prepare-wiki: error: {what}; no output was finalised"]
     gone, alive = psutil.wait_procs(extractors, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
