@@ -33,7 +33,8 @@ Two stages:
    code, verse, music and timeline blocks (<syntaxhighlight>, <source>, <pre>, <poem>, <score>,
    <timeline>), whose lines it keeps as text, are removed, and a dump holding several revisions of a
    page (a history dump), whose texts it would run together, is refused. It runs in a process group
-   of its own, which an interrupt or a SIGTERM to this command ends whole.
+   of its own, which an interrupt, a SIGTERM or a SIGHUP to this command ends whole, and ends with
+   this command however it ends.
 
 2. Worker processes (--num_workers) each take one of wikiextractor's files and, per article, undo its
    HTML escaping (&amp;, &lt;), drop paragraphs that still hold markup ([[, ]], {{, }}, <ref, {|, |},
@@ -53,8 +54,8 @@ Abrams"), and a quoted "!" or "?" ends the sentence ('"Stop!" | and left'). So a
 nothing but capitalised abbreviations or a list number ("Dr.", "H. N.", "2.") is joined to the next
 one, and a fragment that starts with a lower-case letter to the previous one. In a dump whose language
 (the xml:lang of its root element) writes ordinals with a full stop (German "im 13. Jahrhundert", "am
-3. Oktober"; ORDINAL_DOT_LANGUAGES), a fragment ending in a number of up to three digits and a full stop
-is joined to the next one too: blingfire ends a sentence there.
+3. Oktober"; ORDINAL_DOT_LANGUAGES), a fragment ending in a number from 1 to 31 and a full stop is
+joined to the next one too: blingfire ends a sentence there.
 """
 
 import bz2

@@ -478,10 +478,10 @@ class IndexedBatches:
 
 
 class StopSignals:
-    """Within it, SIGINT or SIGTERM asks training to stop; a second one acts as it would have without this.
+    """Within it, SIGINT, SIGTERM or SIGHUP asks training to stop; a second one acts as it would have without this.
 
     Ctrl-C sends SIGINT; `docker stop`, Kubernetes, Slurm and horovodrun stop a job with SIGTERM and kill
-    it a few seconds later. Python runs the handler once the step in flight returns; the ranks then agree
+    it a few seconds later; a closed terminal or ssh session sends SIGHUP (nohup ignores it). Python runs the handler once the step in flight returns; the ranks then agree
     on a stop through the next step's all-reduce, after which `fit` saves a checkpoint and raises
     StopRequested, so nothing since the last scheduled checkpoint is lost. The first signal puts the
     previous handlers back, so a second one interrupts (SIGINT) or kills (SIGTERM) even a process stuck in
@@ -489,7 +489,7 @@ class StopSignals:
     with `&` ignores SIGINT) stays ignored.
     """
 
-    HANDLED = (signal.SIGINT, signal.SIGTERM)
+    HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self):
         self.received = None

@@ -417,6 +417,14 @@ def test_without_a_terminal_fit_and_evaluate_log_progress_lines_and_then_the_tim
     assert re.fullmatch(r"bert-pretrain: eval: batch 3 of 3 \(100%\), 0:00:00 left", said[8]), said
 
 
+def test_a_hangup_asks_training_to_stop_as_sigterm_does():
+    # A closed terminal or ssh session: the run stops at the end of its step and saves, as for SIGTERM.
+    with training.StopSignals() as signals:
+        signal.raise_signal(signal.SIGHUP)
+        assert signals.received == signal.SIGHUP
+    assert training._stop_requested(signals.received, 7, 10, "run").status == 128 + signal.SIGHUP
+
+
 def test_an_ignored_signal_stays_ignored():
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
