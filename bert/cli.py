@@ -317,13 +317,9 @@ def signals_deferred(what):
     in, then the manifest naming them) are never left half replaced; one that came meanwhile is reported in a
     warning naming `what`, and the command goes on to its end, its outputs complete. From the main thread only."""
     arrived = []
-    numbers = [n for n in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(n) is not signal.SIG_IGN]
-    handlers = {number: signal.signal(number, lambda received, frame: arrived.append(received)) for number in numbers}
-    try:
+    with fileio.handling_signals(fileio.unignored(signal.SIGINT, signal.SIGTERM, signal.SIGHUP),
+                                 lambda received, frame: arrived.append(received)):
         yield
-    finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
     if arrived:
         rank_log()(f"warning: {signal.Signals(arrived[0]).name} came while {what} were put in place; they are complete, "
                    f"and the command finished")

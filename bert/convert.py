@@ -68,6 +68,8 @@ _UNCHANGED = {
     "qa_outputs.weight": "cls/squad/output_weights",
     "qa_outputs.bias": "cls/squad/output_bias",
 }
+# The reference's name -> the Hugging Face name, "bert." prefixed where the full models prefix it.
+_UNCHANGED_BY_OURS = {ours: ("bert." + hf if hf.startswith("embeddings.") else hf) for hf, ours in _UNCHANGED.items()}
 # Present in Hugging Face files but not weights of the model: buffers, and the decoder tied to the embeddings.
 _NOT_WEIGHTS = {"embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
 _LAYER = re.compile(r"^encoder\.layer\.(\d+)\.(.+)\.(weight|bias|gamma|beta)$")
@@ -201,16 +203,17 @@ def hf_to_reference(hf_weights, config, config_path, architectures=()):
 
     A `classifier` head is the reference's sequence classifier only in a BertForSequenceClassification (or a
     model that names no class): a token classifier's or a multiple-choice model's is left out.
-    Returns (weights, names of tensors that were not converted).
+    Returns (weights, names of tensors that were not converted, names of the classifier head left out).
     """
-    weights, unused = {}, []
+    weights, unused, left_out = {}, [], []
     sequence_classifier = not architectures or "BertForSequenceClassification" in architectures
     for name, value in hf_weights.items():
         if name.removeprefix("bert.") in _NOT_WEIGHTS:
             continue
         ours, transpose = _hf_weight_name(name)
         if ours in ("output_weights", "output_bias") and not sequence_classifier:
-            ours = None
+            left_out.append(name)
+            continue
         if ours is None:
             unused.append(name)
             continue
@@ -228,29 +231,25 @@ def hf_to_reference(hf_weights, config, config_path, architectures=()):
     for name, variable in expected.items():
         if name.startswith("bert/pooler/") and name not in weights:
             continue
-        hf_name = _hf_name_of(name).removeprefix("bert.")
         if name not in weights:
-            raise InputError(f"--input: its weights have no tensor '{hf_name}' (the reference's '{name}'); is it a BERT "
-                             f"model of its config.json?")
+            raise InputError(f"--input: its weights have no tensor '{_hf_name_of(name).removeprefix('bert.')}' (the "
+                             f"reference's '{name}'); is it a BERT model of its config.json?")
         if list(weights[name].shape) != variable.shape.as_list():
-            raise InputError(f"--input: tensor '{hf_name}' (the reference's '{name}') is {list(weights[name].shape)} "
-                             f"where {config_path} implies {variable.shape.as_list()}")
-    return weights, sorted(unused)
+            raise InputError(f"--input: tensor '{_hf_name_of(name).removeprefix('bert.')}' (the reference's '{name}') is "
+                             f"{list(weights[name].shape)} where {config_path} implies {variable.shape.as_list()}")
+    return weights, sorted(unused), sorted(left_out)
 
 
 def _hf_name_of(name):
     """The Hugging Face name of the reference's variable `name`, with the "bert." prefix of the full models."""
-    unchanged = {ours: hf for hf, ours in _UNCHANGED.items()}
-    if name in unchanged:
-        return unchanged[name] if not unchanged[name].startswith("embeddings.") else "bert." + unchanged[name]
-    return _reference_to_hf_name(name)[0] or name
+    return _UNCHANGED_BY_OURS.get(name) or _reference_to_hf_name(name)[0] or name
 
 
 def reference_to_hf(weights):
     """Hugging Face tensors (BertForPreTraining-style names) from TF1-named arrays."""
     out = {}
     for name, value in weights.items():
-        if name in _UNCHANGED.values():
+        if name in _UNCHANGED_BY_OURS:
             transpose = False
         else:
             hf_name, transpose = _reference_to_hf_name(name)
@@ -358,7 +357,7 @@ def from_hf(directory, output):
     config_path = os.path.join(directory, "config.json")
     config, architectures = read_hf_config(config_path)
     vocab, tokens = _find_vocab(config, directory)
-    weights, unused = hf_to_reference(read_hf_weights(directory), config, config_path, architectures)
+    weights, unused, heads = hf_to_reference(read_hf_weights(directory), config, config_path, architectures)
     _check_output_dir(output, {"bert_model.ckpt.index", "bert_model.ckpt.data-00000-of-00001", "bert_config.json",
                                *(["vocab.txt"] if vocab else [])})
     fileio.make_output_dir(output, "--output")
@@ -370,12 +369,9 @@ def from_hf(directory, output):
         notes.append("no vocab.txt or tokenizer.json found (give --vocab_file)")
     if "bert/pooler/dense/kernel" not in weights:
         notes.append("no pooler weights (fine-tuning starts the pooler fresh)")
-    left_out = architectures and "BertForSequenceClassification" not in architectures
-    heads = [name for name in unused if left_out and name.removeprefix("bert.") in ("classifier.weight", "classifier.bias")]
     if heads:
         notes.append(f"its {architectures[0]} head ({', '.join(heads)}) is not the reference's sentence classifier: "
                      f"left out")
-        unused = [name for name in unused if name not in heads]
     if unused:
         notes.append(f"{len(unused)} tensor(s) not converted: {', '.join(unused[:4])}{', ...' if len(unused) > 4 else ''}")
     if config.hidden_act == "gelu_exact":

@@ -368,9 +368,8 @@ def ignore_interrupts(parent):
     silently, whatever handler it inherited from the parent, and so does the parent's end, however it ends
     (`kill -9` too): the worker would otherwise finish its task and print a BrokenPipeError traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    for number in (signal.SIGTERM, *unignored(signal.SIGHUP)):
+        signal.signal(number, signal.SIG_DFL)
     end_with_parent(parent)
 
 
@@ -396,17 +395,31 @@ def sigterm_interrupts():
     def terminate(signum, frame):
         raise Terminated(signum)
 
-    previous = {}
-    for number in (signal.SIGTERM, signal.SIGHUP):
-        if number == signal.SIGHUP and signal.getsignal(number) is signal.SIG_IGN:
-            continue
-        previous[number] = signal.signal(number, terminate)
+    with handling_signals((signal.SIGTERM, *unignored(signal.SIGHUP)), terminate):
+        yield
+
+
+def unignored(*numbers):
+    """The signals among `numbers` this process does not ignore (nohup ignores SIGHUP, a job started with `&`
+    SIGINT): those stay ignored."""
+    return [number for number in numbers if signal.getsignal(number) is not signal.SIG_IGN]
+
+
+@contextlib.contextmanager
+def handling_signals(numbers, handler):
+    """Within it `handler` handles the signals `numbers`; the handlers before it are put back at its end."""
+    previous = {number: signal.signal(number, handler) for number in numbers}
     try:
         yield
     finally:
-        for number, handler in previous.items():
-            # None: a handler installed outside Python, which cannot be put back; the default stands for it.
-            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+        restore_signal_handlers(previous)
+
+
+def restore_signal_handlers(previous):
+    """Puts back the handlers of `previous` ({signal: handler}, as signal.signal returned them)."""
+    for number, handler in previous.items():
+        # None: a handler installed outside Python, which cannot be put back; the default stands for it.
+        signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 def remove_leftover_temporaries(directory, name_pattern):

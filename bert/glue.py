@@ -212,9 +212,9 @@ def discover_labels(columns, path):
     header = rows[0][1] if columns.header and rows else None
     index = _column_index(columns.label, header, path, "label")
     body = rows[1:] if columns.header else rows
-    labels = set()
+    labels, needed = set(), _columns_needed([index])
     for number, row in body:
-        if len(row) >= _columns_needed([index]):
+        if len(row) >= needed:
             label = row[index].strip()
             if not label:
                 raise InputError(f"{path}:{number}: the label column ({columns.label}) is empty")

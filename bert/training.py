@@ -27,7 +27,7 @@ import numpy as np
 
 from bert import checkpoints, modeling, optimization, progress
 from bert.errors import DamagedRecordError, InputError, StopRequested
-from bert.fileio import AtomicFile, lock_directory
+from bert.fileio import AtomicFile, lock_directory, restore_signal_handlers, unignored
 from bert.tf import error_text, tf
 
 RUN_FILE = "run.json"
@@ -481,9 +481,10 @@ class StopSignals:
     """Within it, SIGINT, SIGTERM or SIGHUP asks training to stop; a second one acts as it would have without this.
 
     Ctrl-C sends SIGINT; `docker stop`, Kubernetes, Slurm and horovodrun stop a job with SIGTERM and kill
-    it a few seconds later; a closed terminal or ssh session sends SIGHUP (nohup ignores it). Python runs the handler once the step in flight returns; the ranks then agree
-    on a stop through the next step's all-reduce, after which `fit` saves a checkpoint and raises
-    StopRequested, so nothing since the last scheduled checkpoint is lost. The first signal puts the
+    it a few seconds later; a closed terminal or ssh session sends SIGHUP (nohup ignores it). Python runs
+    the handler once the step in flight returns; the ranks then agree on a stop through the next step's
+    all-reduce, after which `fit` saves a checkpoint and raises StopRequested, so nothing since the last
+    scheduled checkpoint is lost. The first signal puts the
     previous handlers back, so a second one interrupts (SIGINT) or kills (SIGTERM) even a process stuck in
     a step or a collective. Signals reach only the main thread, and one the process ignores (a job started
     with `&` ignores SIGINT) stays ignored.
@@ -497,15 +498,12 @@ class StopSignals:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for number in self.HANDLED:
-                if signal.getsignal(number) is not signal.SIG_IGN:
-                    self._previous[number] = signal.signal(number, self._receive)
+            for number in unignored(*self.HANDLED):
+                self._previous[number] = signal.signal(number, self._receive)
         return self
 
     def __exit__(self, *exc_info):
-        for number, handler in self._previous.items():
-            # None: a handler installed outside Python, which Python cannot reinstall; the default replaces it.
-            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+        restore_signal_handlers(self._previous)
         self._previous = {}
 
     def _receive(self, number, frame):
