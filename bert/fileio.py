@@ -213,14 +213,18 @@ def copy_file(source, target):
         out.write_with(lambda stream: shutil.copyfileobj(f, stream))
 
 
-def expand_inputs(patterns, flag="--input_file"):
-    """Comma-separated paths or globs -> the matching files, each pattern's matches sorted.
+def expand_inputs(patterns, flag="--input_file", streams=False):
+    """Comma-separated paths or globs -> the matching files, each pattern's matches sorted; with `streams`, also
+    a pipe or /dev/stdin named as it is, for a reader that reads its input once, in order.
 
     Raises InputError naming the flag and the pattern that matches no readable file.
     """
     files = []
     for pattern in (p.strip() for p in patterns.split(",")):
         if not pattern:
+            continue
+        if streams and not glob.has_magic(pattern) and is_stream(pattern) and os.path.exists(pattern):
+            files.append(pattern)
             continue
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not glob.has_magic(pattern) and os.path.isdir(pattern):
@@ -435,6 +439,8 @@ def check_output_file(path, flag, inputs=()):
     """Raises InputError naming the flag unless `path` can be written as a file that is none of `inputs`."""
     if os.path.isdir(path):
         raise InputError(f"{flag}: {path} is a directory")
+    if path.endswith(os.sep):
+        raise InputError(f"{flag}: {path} names a directory, which does not exist; name a file")
     if is_stream(path):
         _check_stream(path, flag)
     else:
@@ -442,6 +448,30 @@ def check_output_file(path, flag, inputs=()):
     for source in inputs:
         if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
             raise InputError(f"{flag}: {path} is an input file too; writing it would replace the input")
+
+
+# The first bytes of the compressed files a corpus most often comes in, which read as text give a vocabulary
+# or records of garbage (their invalid UTF-8 dropped, the rest kept).
+_COMPRESSED_MAGIC = (
+    (re.compile(rb"BZh[1-9]1AY&SY|BZh[1-9]\x17rE8P\x90"), "bzip2", "bunzip2 -k"),
+    (re.compile(rb"\x1f\x8b"), "gzip", "gunzip -k"),
+    (re.compile(rb"\xfd7zXZ\x00"), "xz", "unxz -k"),
+    (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd", "unzstd"),
+    (re.compile(rb"PK\x03\x04"), "zip", "unzip"),
+)
+
+
+def check_not_compressed(paths, flag):
+    """Raises InputError naming the flag and the file where one of the text files `paths` is compressed."""
+    for path in paths:
+        if is_stream(path):
+            continue
+        with open(path, "rb") as f:
+            head = f.read(10)
+        for magic, kind, command in _COMPRESSED_MAGIC:
+            if magic.match(head):
+                raise InputError(f"{flag}: {path} is {kind}-compressed, not text; decompress it first ({command} "
+                                 f"{path}), or for a Wikipedia dump run bert-prepare-wiki on it")
 
 
 def check_writable_dir(directory, flag):

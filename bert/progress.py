@@ -9,6 +9,7 @@ reckoned from the first update on, past start-up costs such as compiling.
 
 import datetime
 import sys
+import threading
 import time
 
 from tqdm import tqdm
@@ -29,6 +30,62 @@ def bar(iterable=None, *, desc, unit, total=None, unit_scale=False, initial=0, l
         return tqdm(iterable, total=total, desc=desc, unit=unit, unit_scale=unit_scale, initial=initial, leave=leave,
                     file=sys.stderr, dynamic_ncols=True)
     return PlainProgress(iterable, total=total, desc=desc, unit=unit, unit_scale=unit_scale, initial=initial)
+
+
+def in_background(work, desc):
+    """work()'s result, or its exception, with work run in a thread while this one shows the time it is taking.
+
+    A native trainer called from the main thread holds it until it returns, and Python handles signals only there:
+    Ctrl-C or SIGTERM waited for the whole training, hours on a large corpus. Here the main thread only waits, so a
+    signal unwinds it at once; the thread, left behind, ends with the process. For work that lets go of the GIL.
+    """
+    outcome = {}
+
+    def run():
+        try:
+            outcome["result"] = work()
+        except BaseException as e:  # noqa: B036 - handed to the main thread, which raises it
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run, name=desc, daemon=True)
+    thread.start()
+    with _elapsed(desc) as shown:
+        while thread.is_alive():
+            thread.join(timeout=1)
+            shown.update(0)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")
+
+
+def _elapsed(desc):
+    """A display of how long `desc` has taken so far, updated by update(0)."""
+    if sys.stderr.isatty():
+        return tqdm(desc=desc, bar_format="{desc}: {elapsed}", file=sys.stderr)
+    return _PlainElapsed(desc)
+
+
+class _PlainElapsed:
+    """Where stderr is no terminal: `<command>: <desc>: <time> so far` once the work has run PLAIN_SECONDS, then at
+    most every PLAIN_SECONDS."""
+
+    def __init__(self, desc):
+        self.desc = desc
+        self._log = cli.rank_log()
+        self._start = self._last_line_time = time.monotonic()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        pass
+
+    def update(self, n):
+        del n  # Only the time counts.
+        now = time.monotonic()
+        if now - self._last_line_time >= PLAIN_SECONDS:
+            self._log(f"{self.desc}: {datetime.timedelta(seconds=round(now - self._start))} so far")
+            self._last_line_time = now
 
 
 class PlainProgress:

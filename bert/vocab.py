@@ -16,10 +16,12 @@ seeded and the model holds no path, so the same text gives the same model bytes 
 """
 
 import collections
+import contextlib
 import io
 import os
 import random
 import re
+import sys
 import tempfile
 import time
 
@@ -30,8 +32,13 @@ from bert.errors import InputError
 
 FLAGS = flags.FLAGS
 
-# SentencePiece takes vocab_size as an int32, and the reference casts token ids to int32.
-MAX_VOCAB_SIZE = 2**31 - 1
+# Four times the largest vocabularies in use (XLM-V's million pieces): the trainers allocate for every piece asked
+# for before they learn any, and past this a typing slip (--vocab_size=2147483647) ran out of memory or hung.
+MAX_VOCAB_SIZE = 2**22
+# Lines SentencePiece's trainer takes at least (its default max_sentence_length, in bytes): it skips longer ones.
+SPM_MIN_SENTENCE_BYTES = 4192
+# A warning names --limit_alphabet when the characters it leaves out are more of the text than this.
+ALPHABET_LOSS_WARNING = 0.001
 # The seed of the sampling of --spm_max_sentences.
 SAMPLE_SEED = 12345
 
@@ -51,7 +58,11 @@ def define_flags():
         "num_unused", 100, "wordpiece: [unusedN] slots after the special tokens, for tokens added later."
     )
     flags.DEFINE_integer("min_frequency", 2, "wordpiece: minimum count of a pair to be merged into a piece.")
-    flags.DEFINE_integer("limit_alphabet", 1000, "wordpiece: at most this many distinct characters are kept.")
+    flags.DEFINE_integer(
+        "limit_alphabet", 1000,
+        "wordpiece: the most frequent characters kept, at most (Chinese or Japanese text needs thousands); the others "
+        "become [UNK].",
+    )
     flags.DEFINE_enum(
         "spm_model_type", "unigram", ["unigram", "bpe", "char", "word"], "sentencepiece: the model type."
     )
@@ -73,7 +84,8 @@ class Corpus:
         self.invalid_bytes = 0
 
     def __iter__(self):
-        total = sum(os.path.getsize(p) for p in self.files)
+        streams = any(fileio.is_stream(p) for p in self.files)
+        total = None if streams else sum(os.path.getsize(p) for p in self.files)
         with progress.bar(total=total, desc="reading", unit="B", unit_scale=True) as bar:
             for path in self.files:
                 with open(path, "rb") as f:
@@ -90,28 +102,31 @@ class Corpus:
 
 
 def learn_wordpiece(corpus, scratch_dir, vocab_size, do_lower_case, num_unused, min_frequency, limit_alphabet):
-    """The vocabulary as a list of tokens, in id order: the same list for the same input, every run."""
+    """(the vocabulary as a list of tokens in id order, the same list for the same input every run;
+    (how many distinct characters the alphabet left out, their share of the text's characters))."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     reserved = special_tokens(num_unused)
-    if vocab_size <= len(reserved):
-        raise InputError(f"--vocab_size ({vocab_size}) must exceed the {len(reserved)} special and unused tokens")
     basic = tokenization.BasicTokenizer(do_lower_case=do_lower_case)
-    # The basic tokens go to a scratch file in `scratch_dir` (beside the output; the system's temporary
-    # directory where there is none): the trainer reads them after the alphabet is known, and the corpus
-    # need not fit in memory.
-    with tempfile.TemporaryDirectory(dir=scratch_dir, prefix=".vocab-") as scratch:
-        words_file = os.path.join(scratch, "words.txt")
+    # The basic tokens go to a scratch file (beside the output; in the system's temporary directory where
+    # there is none): the trainer reads them after the alphabet is known, and the corpus need not fit in memory.
+    with _scratch_file(scratch_dir) as (words, words_path):
         characters = collections.Counter()
-        with fileio.AtomicFile(words_file) as f:
+        try:
             for line in corpus:
-                words = " ".join(basic.tokenize(line))
-                characters.update(words)
-                f.write(words + "\n")
+                text = " ".join(basic.tokenize(line))
+                characters.update(text)
+                words.write(text + "\n")
+            words.flush()
+        except OSError as e:
+            raise InputError(f"cannot write the text's words to a scratch file in {scratch_dir or tempfile.gettempdir()}: "
+                             f"{e.strerror or e}") from None
         characters.pop(" ", None)
         if not characters:
             raise corpus.no_text_error()
         alphabet = _alphabet(characters, min(limit_alphabet, (vocab_size - len(reserved)) // 2))
+        left_out = set(characters).difference(alphabet)
+        share = sum(characters[c] for c in left_out) / sum(characters.values())
         # The trainer numbers characters (and their ## forms) in hash order and breaks ties between
         # equally frequent pairs by those numbers, so the same text gave a different vocabulary on
         # every run. Handing it the whole alphabet, in a fixed order, ahead of training fixes every
@@ -129,9 +144,23 @@ def learn_wordpiece(corpus, scratch_dir, vocab_size, do_lower_case, num_unused, 
             continuing_subword_prefix="##",
             show_progress=False,
         )
-        tokenizer.train([words_file], trainer=trainer)
+        progress.in_background(lambda: tokenizer.train([words_path], trainer=trainer), "learning the pieces")
     by_id = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])]
-    return by_id[:vocab_size]
+    return by_id[:vocab_size], (len(left_out), share)
+
+
+@contextlib.contextmanager
+def _scratch_file(directory):
+    """(a text file open for writing, a path the trainer can open it by). On Linux the file has no name, and the
+    kernel frees it when the process ends, however it ends: a killed run left a scratch copy of its corpus behind."""
+    named = not os.path.isdir("/proc/self/fd")
+    try:
+        scratch = (tempfile.NamedTemporaryFile if named else tempfile.TemporaryFile)(
+            "w+", encoding="utf-8", dir=directory, prefix=".vocab-")
+    except OSError as e:
+        raise InputError(f"cannot make a scratch file in {directory or tempfile.gettempdir()}: {e.strerror or e}") from None
+    with scratch:
+        yield scratch, scratch.name if named else f"/proc/self/fd/{scratch.fileno()}"
 
 
 def _alphabet(characters, limit):
@@ -147,15 +176,20 @@ def learn_sentencepiece(corpus, output_file, vocab_size, do_lower_case, model_ty
     sentences = collections.deque(sample_lines(corpus, max_sentences, random.Random(SAMPLE_SEED)) if max_sentences
                                   else corpus)
     count = len(sentences)
+    # The trainer skips, without a word, lines longer than its max_sentence_length: a corpus of one paragraph a
+    # line lost its long paragraphs, and one of long lines failed with nothing to learn from.
+    longest = max((len(line.encode("utf-8")) for line in sentences), default=0)
     # Written to a stream, the model holds no path (a model_prefix would differ on every run).
     model = io.BytesIO()
-    try:
+
+    def train():
         sentencepiece.SentencePieceTrainer.train(
             # Each line is let go as the trainer, which keeps its own copy, takes it.
             sentence_iterator=(sentences.popleft() for _ in range(count)),
             model_writer=model,
             vocab_size=vocab_size,
             model_type=model_type,
+            max_sentence_length=max(SPM_MIN_SENTENCE_BYTES, longest),
             normalization_rule_name="nmt_nfkc_cf" if do_lower_case else "nmt_nfkc",
             pad_id=0,
             pad_piece="[PAD]",
@@ -166,6 +200,9 @@ def learn_sentencepiece(corpus, output_file, vocab_size, do_lower_case, model_ty
             control_symbols=["[CLS]", "[SEP]", "[MASK]"],
             minloglevel=2,
         )
+
+    try:
+        progress.in_background(train, "learning the pieces")
     except RuntimeError as e:
         if not count:
             raise corpus.no_text_error() from None
@@ -194,7 +231,8 @@ def sample_lines(lines, size, rng):
 
 def _trainer_message(error):
     """The trainer's last line without its source location, in the words of bert-vocab's flags."""
-    message = re.sub(r"^(\w+: )?\S+\.cc\(\d+\) \[.*?\]\s*", "", str(error).strip().splitlines()[-1])
+    last_line = str(error).strip().splitlines()[-1]
+    message = re.sub(r"^(\w+: )?\S+\.cc\(\d+\) \[.*?\]\s*", "", last_line) or last_line
     return message.replace(" or decrease character_coverage with --character_coverage option", "")
 
 
@@ -205,7 +243,13 @@ def sentencepiece_vocab_path(model_file):
 
 def main(argv):
     del argv
-    input_files = fileio.expand_inputs(FLAGS.input_file)
+    with fileio.sigterm_interrupts():
+        _learn()
+
+
+def _learn():
+    input_files = fileio.expand_inputs(FLAGS.input_file, streams=True)
+    fileio.check_not_compressed(input_files, "--input_file")
     outputs = [FLAGS.output_file]
     if FLAGS.model_type != "wordpiece":
         if fileio.is_stream(FLAGS.output_file):
@@ -227,29 +271,42 @@ def main(argv):
         raise InputError(f"--limit_alphabet must be at least 1, got {FLAGS.limit_alphabet}")
     if FLAGS.spm_max_sentences < 0:
         raise InputError(f"--spm_max_sentences must be 0 (all) or more, got {FLAGS.spm_max_sentences}")
+    reserved = len(tokenization.SPECIAL_TOKENS) + FLAGS.num_unused
+    if FLAGS.model_type == "wordpiece" and FLAGS.vocab_size < reserved + 2:
+        raise InputError(f"--vocab_size ({FLAGS.vocab_size}) leaves no room for a character (and its ## form) after "
+                         f"the {reserved} special and unused tokens (--num_unused={FLAGS.num_unused})")
     corpus = Corpus(input_files)
     start = time.perf_counter()
+    notes = []
     if FLAGS.model_type == "wordpiece":
         # A vocabulary written to a pipe or /dev/stdout has no directory of its own to work in.
         scratch_dir = None if fileio.is_stream(FLAGS.output_file) else os.path.dirname(os.path.realpath(FLAGS.output_file))
-        tokens = learn_wordpiece(
+        tokens, (left_out, share) = learn_wordpiece(
             corpus, scratch_dir, FLAGS.vocab_size,
             FLAGS.do_lower_case, FLAGS.num_unused, FLAGS.min_frequency, FLAGS.limit_alphabet,
         )
         with fileio.AtomicFile(FLAGS.output_file, "w") as f:
             f.write("".join(f"{token}\n" for token in tokens))
         size = len(tokens)
+        if left_out:
+            limit = "--limit_alphabet" if FLAGS.limit_alphabet <= (FLAGS.vocab_size - reserved) // 2 else "--vocab_size"
+            notes.append(f"{left_out} rarer characters ({share:.2%} of the text's) left out by {limit}")
+            if share > ALPHABET_LOSS_WARNING:
+                print(f"bert-vocab: warning: {share:.2%} of the text's characters ({left_out} distinct ones) are in no "
+                      f"piece and become [UNK]: raise {limit} (now {getattr(FLAGS, limit[2:])})", file=sys.stderr)
+        if size < FLAGS.vocab_size:
+            notes.append(f"short of --vocab_size={FLAGS.vocab_size}: the text holds no more pieces seen "
+                         f"--min_frequency={FLAGS.min_frequency} times")
     else:
         size = learn_sentencepiece(
             corpus, FLAGS.output_file, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.spm_model_type,
             FLAGS.spm_max_sentences,
         )
-    dropped = f", dropped {corpus.invalid_bytes} invalid UTF-8 bytes" if corpus.invalid_bytes else ""
-    short = (f", short of --vocab_size={FLAGS.vocab_size}: the text holds no more pieces seen --min_frequency="
-             f"{FLAGS.min_frequency} times" if size < FLAGS.vocab_size and FLAGS.model_type == "wordpiece" else "")
+    if corpus.invalid_bytes:
+        notes.insert(0, f"dropped {corpus.invalid_bytes} invalid UTF-8 bytes")
     cli.print_summary(
         f"bert-vocab: {FLAGS.model_type} vocabulary of {size} tokens -> {FLAGS.output_file} "
-        f"({time.perf_counter() - start:.1f}s{dropped}{short})", FLAGS.output_file
+        f"({', '.join([f'{time.perf_counter() - start:.1f}s', *notes])})", FLAGS.output_file
     )
 
 

@@ -1,6 +1,15 @@
 """bert-vocab: learned vocabularies work with FullTokenizer and bert-create-data unchanged."""
 
+import bz2
+import gzip
 import json
+import lzma
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -8,7 +17,7 @@ import pytest
 
 import oracle
 from bert import tokenization, vocab
-from conftest import assert_clean_failure, learn_vocabulary, read_records, run_cli
+from conftest import ROOT, assert_clean_failure, learn_vocabulary, message_lines, read_records, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +61,13 @@ def test_limit_alphabet_keeps_the_most_frequent_characters(tmp_path, wikitext_do
     assert tokens[5:85] == characters + [f"##{c}" for c in characters]
     assert {"e", "t", "a", ",", "."} <= set(characters) and "£" not in characters
     assert not any(c in t for t in tokens[85:] for c in "£—")  # a dropped character is in no piece
+    # The summary and a warning say how much of the text the characters left out are, and which flag left them out.
+    basic = tokenization.BasicTokenizer(do_lower_case=True)
+    counts = Counter(c for line in wikitext_docs.read_text(encoding="utf-8").splitlines() for c in "".join(basic.tokenize(line)))
+    left_out = sum(n for c, n in counts.items() if c not in characters) / sum(counts.values())
+    assert f", {len(counts) - 40} rarer characters ({left_out:.2%} of the text's) left out by --limit_alphabet)" in result.stdout
+    assert (f"bert-vocab: warning: {left_out:.2%} of the text's characters ({len(counts) - 40} distinct ones) are in no "
+            f"piece and become [UNK]: raise --limit_alphabet (now 40)") in result.stderr
 
 
 def test_unknown_rate_on_unseen_text_is_under_one_percent(learned_vocab, wikitext_test_docs):
@@ -228,7 +244,13 @@ def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
     for flag, fragment in (("--limit_alphabet=0", "--limit_alphabet must be at least 1"),
                            ("--limit_alphabet=-20", "--limit_alphabet must be at least 1"),
                            ("--min_frequency=-1", "--min_frequency must be 0 or more"),
-                           ("--vocab_size=5000000000000000000000", "--vocab_size must be in [8, 2147483647]")):
+                           ("--vocab_size=5000000000000000000000", "--vocab_size must be in [8, 4194304]"),
+                           # The trainers allocate for every piece asked for first: a slip ran out of memory or hung.
+                           ("--vocab_size=2147483647", "--vocab_size must be in [8, 4194304]"),
+                           # Checked before a list of a billion [unusedN] tokens was made.
+                           ("--num_unused=1000000000", "--vocab_size (30522) leaves no room for a character"),
+                           ("--vocab_size=106", "--vocab_size (106) leaves no room for a character (and its ## form) "
+                                                "after the 105 special and unused tokens (--num_unused=100)")):
         assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}", flag), fragment)
     assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={tmp_path / 'm.model'}",
                                  "--model_type=sentencepiece", "--spm_max_sentences=-1"), "--spm_max_sentences")
@@ -236,7 +258,7 @@ def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
                                  "--model_type=sentencepiece", "--vocab_size=100"), "--input_file: no text to learn from", "empty.txt")
     # The text's words go to a scratch file beside the output first; a disk too full for it is named.
     assert_clean_failure(run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={out}", max_file_size=1 << 16),
-                         f"cannot write {tmp_path}/.vocab-", "/words.txt: File too large")
+                         f"cannot write the text's words to a scratch file in {tmp_path}: File too large")
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt"]
     # A rerun whose glob now matches the vocabulary it wrote, a typo naming the corpus, or a SentencePiece model
@@ -253,6 +275,17 @@ def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
     assert_clean_failure(run_cli("vocab", f"--input_file={corpus}", f"--output_file={tmp_path / 'spm.vocab'}",
                                  "--model_type=sentencepiece"), "--output_file", "is where the model's piece list goes")
     assert_clean_failure(run_cli("vocab", f"--input_file={corpus}", f"--output_file={tmp_path}"), "--output_file", "is a directory")
+    assert_clean_failure(run_cli("vocab", f"--input_file={corpus}", f"--output_file={tmp_path / 'new'}/"),
+                         f"--output_file: {tmp_path / 'new'}/ names a directory, which does not exist; name a file")
+    assert not (tmp_path / "new").exists()
+    # A compressed corpus read as text gave a vocabulary of garbage (its invalid UTF-8 dropped, the rest kept).
+    text = first_lines(wikitext_docs, 100)
+    for name, compress, kind in (("corpus.txt.gz", gzip.compress, "gzip"), ("corpus.txt.bz2", bz2.compress, "bzip2"),
+                                 ("corpus.xz", lzma.compress, "xz")):
+        (tmp_path / name).write_bytes(compress(text))
+        assert_clean_failure(run_cli("vocab", f"--input_file={corpus},{tmp_path / name}", f"--output_file={out}"),
+                             f"--input_file: {tmp_path / name} is {kind}-compressed, not text; decompress it first")
+    assert not out.exists()
 
 
 def test_a_text_too_small_for_the_size_asked_says_so(tmp_path, wikitext_docs):
@@ -265,3 +298,68 @@ def test_a_text_too_small_for_the_size_asked_says_so(tmp_path, wikitext_docs):
     assert size < 30522
     assert (f"vocabulary of {size} tokens -> {out}" in result.stdout
             and "short of --vocab_size=30522: the text holds no more pieces seen --min_frequency=2 times" in result.stdout)
+
+
+def random_words_corpus(path, lines):
+    """`lines` lines of random lower-case words: many distinct words, so that learning their pieces takes seconds."""
+    rng = random.Random(0)
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(lines):
+            f.write(" ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 12)))
+                             for _ in range(8)) + "\n")
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_pieces_are_learned_stops_the_command_and_leaves_nothing(tmp_path, signal_number):
+    corpus, out = tmp_path / "corpus.txt", tmp_path / "vocab.txt"
+    random_words_corpus(corpus, 80_000)
+    out.write_text("[PAD]\n[UNK]\nhello\n", encoding="utf-8")
+    # Its progress lines due every second, and SIGINT at its default, as in a terminal, however pytest was started.
+    command = ("import sys; from bert import progress, vocab; progress.PLAIN_SECONDS = 0; sys.argv[0] = 'bert-vocab'; "
+               "vocab.run()")
+    process = subprocess.Popen(
+        [sys.executable, "-c", command, f"--input_file={corpus}", f"--output_file={out}", "--vocab_size=30000"],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # The trainer runs, native code, while the command's main thread goes on reporting: it is free to take a signal.
+    learning = next((line for line in process.stderr if line.startswith("bert-vocab: learning the pieces: ")), None)
+    assert learning is not None, process.communicate()
+    assert re.fullmatch(r"bert-vocab: learning the pieces: 0:00:0\d so far\n", learning)
+    # The scratch file of the text's words, as large as the corpus, has no name: a killed run cannot leave it behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "vocab.txt"]
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal_number, stderr
+    what = "interrupted" if signal_number == signal.SIGINT else "terminated"
+    assert [line for line in message_lines(stderr) if "learning the pieces" not in line] == [
+        f"bert-vocab: error: {what}; no output was finalised"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "vocab.txt"]
+    assert out.read_text(encoding="utf-8") == "[PAD]\n[UNK]\nhello\n"
+
+
+def test_a_sentencepiece_model_learns_from_lines_longer_than_its_trainers_default(tmp_path, wikitext_docs):
+    # One paragraph a line, each over SentencePiece's default 4192 bytes, which its trainer skipped without a word.
+    lines = [line for line in wikitext_docs.read_text(encoding="utf-8").splitlines() if line.strip()][:2000]
+    paragraphs = [p for p in (" ".join(lines[i:i + 60]) for i in range(0, len(lines), 60)) if len(p.encode("utf-8")) > 4192]
+    assert len(paragraphs) > 25
+    corpus = tmp_path / "paragraphs.txt"
+    corpus.write_text("\n".join(paragraphs) + "\n", encoding="utf-8")
+    model = tmp_path / "spm.model"
+    result = run_cli("vocab", f"--input_file={corpus}", f"--output_file={model}", "--model_type=sentencepiece",
+                     "--vocab_size=1000")
+    assert result.returncode == 0, result.stderr
+    import sentencepiece
+
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(model)).encode(lines[5], out_type=str)
+    assert "▁the" in pieces and "[UNK]" not in pieces
+
+
+def test_text_read_from_a_pipe_gives_the_vocabulary_of_the_file(tmp_path, wikitext_docs):
+    from_file = tmp_path / "from_file.txt"
+    assert run_cli("vocab", f"--input_file={wikitext_docs}", f"--output_file={from_file}", "--vocab_size=600").returncode == 0
+    from_pipe = tmp_path / "from_pipe.txt"
+    result = subprocess.run([sys.executable, "-m", "bert.vocab", "--input_file=/dev/stdin", f"--output_file={from_pipe}",
+                             "--vocab_size=600"], input=wikitext_docs.read_text(encoding="utf-8"), capture_output=True,
+                            text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert from_pipe.read_bytes() == from_file.read_bytes()
