@@ -204,6 +204,7 @@ def _create_records():
     if FLAGS.shuffle_buffer_size < 1:
         raise InputError(f"--shuffle_buffer_size must be at least 1, got {FLAGS.shuffle_buffer_size}")
     input_files = fileio.expand_inputs(FLAGS.input_file)
+    fileio.check_not_compressed(input_files, "--input_file")
     cli.check_tokenizer_flags()
     make_tokenizer = functools.partial(tokenization.make_tokenizer, FLAGS.vocab_file, FLAGS.spm_model_file,
                                        cli.tokenizer_lower_case())
@@ -235,7 +236,7 @@ def _create_records():
                 sink.write_framed,
                 progress,
             )
-        manifest = _manifest(stats, num_instances, output_paths, sink.counts, input_files, options, tokenizer)
+        manifest = _manifest(stats, num_instances, sink, input_files, options, tokenizer)
         manifest_path = records.manifest_path_for(output_paths, output_dir)
         sink.sync()
         with cli.signals_deferred("the records"):
@@ -264,7 +265,7 @@ def _create_records():
     )
 
 
-def _manifest(stats, num_instances, output_paths, counts, input_files, options, tokenizer):
+def _manifest(stats, num_instances, sink, input_files, options, tokenizer):
     """The manifest written beside the records: what they hold and how they were made."""
     vocab_source = cli.vocabulary_source()
     return {
@@ -272,8 +273,10 @@ def _manifest(stats, num_instances, output_paths, counts, input_files, options, 
         "mode": "reference" if FLAGS.num_workers == 0 else "scale",
         "num_instances": num_instances,
         "num_documents": stats.documents,
+        # Each file's size tells bert-pretrain whether the file is still the one listed, however it was copied.
         "files": [
-            {"path": os.path.basename(p), "num_instances": n} for p, n in zip(output_paths, counts)
+            {"path": os.path.basename(p), "num_instances": n, "bytes": size}
+            for p, n, size in zip(sink.paths, sink.counts, sink.sizes)
         ],
         "input_files": [os.path.abspath(p) for p in input_files],
         "invalid_utf8_bytes_dropped": stats.invalid_bytes,

@@ -73,10 +73,9 @@ def main(argv):
         log(mixed)
     vocabulary = pretraining.records_vocabulary(files)
     checkpoints.warn_if_vocabulary_differs(FLAGS.init_checkpoint, vocabulary, log)
-    # A run that exported its model, trained on further with records of another vocabulary.
-    if FLAGS.do_train:
-        checkpoints.warn_if_vocabulary_differs(os.path.join(FLAGS.output_dir, training.EXPORT_NAME), vocabulary, log,
-                                               flag="--output_dir")
+    # A run that exported its model, trained on further or evaluated with records of another vocabulary.
+    checkpoints.warn_if_vocabulary_differs(os.path.join(FLAGS.output_dir, training.EXPORT_NAME), vocabulary, log,
+                                           flag="--output_dir")
 
     model = modeling.BertPretrainer(config, seed=FLAGS.seed)
     task = pretraining.PretrainingTask(model)

@@ -163,7 +163,7 @@ def evaluation_dataset(files, batch_size, max_seq_length, max_predictions_per_se
 
 @functools.lru_cache(maxsize=None)
 def _read_manifest(path):
-    """A bert-create-data manifest's files (basenames) and body, or None if `path` is not one."""
+    """A bert-create-data manifest's entries by file (basename) and its body, or None if `path` is not one."""
     try:
         with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
@@ -181,11 +181,11 @@ def _read_manifest(path):
     if not (isinstance(files, list) and all(isinstance(entry, dict) and isinstance(entry.get("path"), str) for entry in files)
             and isinstance(manifest.get("vocab", {}), dict)):
         return None
-    return frozenset(entry.get("path") for entry in files), manifest
+    return {entry["path"]: entry for entry in files}, manifest
 
 
 def _manifests_in(directory):
-    """Every bert-create-data manifest in `directory`: (its mtime in ns, its path, the files it lists, its body)."""
+    """Every bert-create-data manifest in `directory`: (its mtime in ns, its path, its entries by file, its body)."""
     candidates = [os.path.join(directory, records.MANIFEST_NAME),
                   *glob.glob(os.path.join(glob.escape(directory), "*.manifest.json"))]
     found = []
@@ -199,20 +199,25 @@ def _manifests_in(directory):
 def _manifest_for(path, manifests_in):
     """The bert-create-data manifest that speaks for `path`, if any: the newest beside it that lists it.
 
-    None when that one is older than the file: the records were made again since, by the reference's
-    script (which writes no manifest) or over a manifest of their own, and are checked without it. (So are
-    records copied without their times after their manifest, as `cp -r` may: their records are checked
-    all the same, only the manifest's shorter message is lost.) `manifests_in` lists a directory's
-    manifests; a caching one lets thousands of shards in one directory list it once.
+    None when the file is no longer the one it lists: the records were made again since, by the reference's
+    script (which writes no manifest) or over a manifest of their own, and are checked without it. The file's
+    size tells, where the manifest gives it; an older manifest, without sizes, speaks only for files no newer
+    than itself (records copied without their times after it, as `cp -r` may, are then checked all the same,
+    only the manifest's shorter message is lost). `manifests_in` lists a directory's manifests; a caching one
+    lets thousands of shards in one directory list it once.
     """
     name = os.path.basename(path)
-    listing = [(written, candidate, manifest)
-               for written, candidate, names, manifest in manifests_in(os.path.dirname(os.path.abspath(path)))
-               if name in names]
+    listing = [(written, candidate, entries[name], manifest)
+               for written, candidate, entries, manifest in manifests_in(os.path.dirname(os.path.abspath(path)))
+               if name in entries]
     if not listing:
         return None, None
-    written, candidate, manifest = max(listing, key=lambda entry: entry[:2])
-    if written < os.stat(path).st_mtime_ns:
+    written, candidate, entry, manifest = max(listing, key=lambda listed: listed[:2])
+    size = entry.get("bytes")
+    if isinstance(size, int) and not isinstance(size, bool):
+        if size != os.path.getsize(path):
+            return None, None
+    elif written < os.stat(path).st_mtime_ns:
         return None, None
     return candidate, manifest
 
@@ -322,9 +327,11 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
                         for offset, serialized in enumerate(chunk):
                             _check_record(path, count + offset, serialized, spec, limits)
                     count += len(chunk)
-        except records.CompressedRecordsError:
-            raise InputError(f"{path}: gzip-compressed; TFRecords are read uncompressed, as the reference reads them: "
-                             f"decompress it (gunzip)") from None
+        except records.CompressedRecordsError as e:
+            raise InputError(f"{path}: {e.kind}-compressed; TFRecords are read uncompressed, as the reference reads them: "
+                             f"decompress it into a file of its own") from None
+        except records.NotRecordsError as e:
+            raise InputError(f"{path}: {e}") from None
         except records.CorruptRecordError as e:
             raise InputError(f"{path}: corrupt or truncated TFRecord file: {e}") from None
         if count:

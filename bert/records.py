@@ -113,10 +113,20 @@ class CorruptRecordError(ValueError):
 
 
 class CompressedRecordsError(CorruptRecordError):
-    """A gzip-compressed TFRecord file, read as an uncompressed one."""
+    """A compressed TFRecord file, read as an uncompressed one; `kind` names the compression."""
+
+    def __init__(self, kind):
+        super().__init__(f"the file is {kind}-compressed")
+        self.kind = kind
+
+
+class NotRecordsError(CorruptRecordError):
+    """A file that does not start with a TFRecord: another kind of file entirely."""
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# TensorFlow's ZLIB compression: a zlib header (deflate, a 32K window) at any of its levels.
+_ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
 
 
 def read_records(stream):
@@ -136,7 +146,11 @@ def read_records(stream):
         length, length_crc = struct.unpack("<QI", header)
         if _masked_crc(header[:8]) != length_crc:
             if offset == 0 and header.startswith(_GZIP_MAGIC):
-                raise CompressedRecordsError("the file is gzip-compressed")
+                raise CompressedRecordsError("gzip")
+            if offset == 0 and header.startswith(_ZLIB_HEADERS):
+                raise CompressedRecordsError("zlib")
+            if offset == 0:
+                raise NotRecordsError("not a TFRecord file: its first bytes are not a record's length and checksum")
             raise CorruptRecordError(f"record {index} at byte {offset}: the checksum of its length does not match")
         body = stream.read(length + 4)
         if len(body) < length + 4:
@@ -160,6 +174,7 @@ class RecordSink(fileio.CommitOrAbort):
     def __init__(self, paths):
         self.paths = list(paths)
         self.counts = [0] * len(self.paths)
+        self.sizes = [0] * len(self.paths)
         self._files = []
         self._next = 0
         try:
@@ -177,6 +192,7 @@ class RecordSink(fileio.CommitOrAbort):
         index = self._next
         self._files[index].write(framed_record)
         self.counts[index] += 1
+        self.sizes[index] += len(framed_record)
         self._next = (index + 1) % len(self._files)
 
     def sync(self):

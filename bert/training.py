@@ -520,6 +520,10 @@ def _next_batch(batches):
     except UnicodeDecodeError:
         # TensorFlow's message quotes the record, and a record that is not a tf.train.Example may not be text.
         raise DamagedRecordError("--input_file: a record is not a tf.train.Example") from None
+    except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError, tf.errors.UnavailableError) as e:
+        # A file deleted, moved or made unreadable while the run reads it (records made again into its directory, a
+        # network file system gone): the checkpoints saved so far stay, and the same command resumes from them.
+        raise InputError(f"--input_file: a record file can no longer be read: {error_text(e)}") from None
 
 
 def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_size=None, log=print,

@@ -1,5 +1,6 @@
 """bert-create-data: reference-exact records, their invariants, scale mode, and bad input."""
 
+import bz2
 import json
 import os
 import signal
@@ -230,6 +231,7 @@ def test_scale_mode_is_valid_sharded_and_independent_of_worker_count(tmp_path, w
     manifest = json.loads((two / "manifest.json").read_text())
     assert manifest["mode"] == "scale" and manifest["num_instances"] == len(records)
     assert [f["num_instances"] for f in manifest["files"]] == [len(read_records([p])) for p in shards]
+    assert [f["bytes"] for f in manifest["files"]] == [p.stat().st_size for p in shards]
     assert manifest["num_documents"] >= 60  # blocks end at document ends: no document is lost
     # Same corpus, same dupe factor: about as many instances as the reference mode makes. The count
     # varies by ~10% between seeds (a short target length, drawn per document, multiplies that
@@ -447,6 +449,14 @@ def test_bad_inputs_fail_cleanly(tmp_path, uncased_vocab):
     (tmp_path / "out.tfrecord.manifest.json").mkdir()
     assert_clean_failure(run_cli("create_data", f"--input_file={corpus}", f"--vocab_file={uncased_vocab}", f"--output_file={out}"),
                          "--output_file", "out.tfrecord.manifest.json is a directory")
+    assert not out.exists()
+
+    # A compressed corpus, read as text, gave records of garbage: its invalid UTF-8 dropped, the rest kept.
+    compressed = tmp_path / "c.txt.bz2"
+    compressed.write_bytes(bz2.compress(corpus.read_bytes()))
+    assert_clean_failure(run_cli("create_data", f"--input_file={compressed}", f"--vocab_file={uncased_vocab}",
+                                 f"--output_file={out}"),
+                         f"--input_file: {compressed} is bzip2-compressed, not text; decompress it first (bunzip2 -k")
     assert not out.exists()
 
 

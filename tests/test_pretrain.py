@@ -1,6 +1,7 @@
 """bert-pretrain end to end: outputs, exact resume after SIGKILL or SIGTERM, refusals, NaN stop, AMP, accumulation."""
 
 import gzip
+import itertools
 import json
 import os
 import re
@@ -732,6 +733,14 @@ def test_records_of_another_vocabulary_than_the_runs_export_or_each_other_are_wa
             f"[unused] tokens changed") in pretrain(2, uncased_records, mixed)
     assert (f"warning: the vocabulary {cased} is not the one beside --output_dir ({run / 'vocab.txt'}): its token ids "
             f"mean other words than the model learned") in pretrain(3, mixed)
+    # The run exported its model with the cased vocabulary it last trained on; evaluated alone on the uncased records,
+    # it is as mismatched.
+    assert (run / "vocab.txt").read_bytes() == cased.read_bytes()
+    evaluated = run_cli("pretrain", *pretrain_args(records_dir, small_config, run, "--do_eval", "--max_eval_steps=1"),
+                        f"--input_file={uncased_records}")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert (f"warning: the vocabulary {uncased} is not the one beside --output_dir ({run / 'vocab.txt'}): its token ids "
+            f"mean other words than the model learned") in evaluated.stderr
 
 
 def test_features_of_a_model_read_with_another_vocabulary_than_its_own_are_warned_of(records_dir, small_config, tmp_path):
@@ -988,6 +997,41 @@ def test_the_newest_manifest_listing_records_speaks_for_them_unless_they_were_ma
     assert pretraining.check_records([str(remade)], SEQ, PREDICTIONS, config) == [str(remade)]
 
 
+def test_a_manifest_giving_sizes_speaks_for_records_of_that_size_however_old(records_dir, tmp_path):
+    config = BertConfig.from_dict(SMALL_MODEL)
+    source = records_dir / "part-00000-of-00002.tfrecord"
+    manifest = json.loads((records_dir / records.MANIFEST_NAME).read_text())
+    listed = tmp_path / "part-00000-of-00001.tfrecord"
+    (tmp_path / records.MANIFEST_NAME).write_text(json.dumps(
+        {**manifest, "files": [{"path": listed.name, "num_instances": 1, "bytes": source.stat().st_size}],
+         "max_seq_length": 2 * SEQ}))
+    # Copied after its manifest (cp -r, in whatever order): its size says it is the file listed, and the manifest's
+    # length is held against the flags.
+    shutil.copyfile(source, listed)
+    with pytest.raises(InputError, match=f"^{re.escape(str(listed))}: records were made with max_seq_length={2 * SEQ}"):
+        pretraining.check_records([str(listed)], SEQ, PREDICTIONS, config)
+    # Made again since (here, fewer of them), however old: the manifest no longer speaks for them.
+    with open(source, "rb") as stream:
+        first = list(itertools.islice(records.read_records(stream), 10))
+    listed.write_bytes(b"".join(records.frame_record(r) for r in first))
+    os.utime(listed, ns=(1, 1))
+    assert pretraining.check_records([str(listed)], SEQ, PREDICTIONS, config) == [str(listed)]
+
+
+def test_a_record_file_gone_while_training_reads_is_one_line_naming_it(records_dir, tmp_path):
+    first, second = tmp_path / "a.tfrecord", tmp_path / "b.tfrecord"
+    for path in (first, second):
+        shutil.copyfile(records_dir / "part-00000-of-00002.tfrecord", path)
+    batches = iter(tf.data.TFRecordDataset([str(first), str(second)]).batch(8))
+    training._next_batch(batches)
+    second.unlink()  # as a re-run of bert-create-data --overwrite removes stale shards
+    with pytest.raises(InputError) as error:
+        while True:
+            training._next_batch(batches)
+    assert not isinstance(error.value, DamagedRecordError)
+    assert str(error.value).startswith(f"--input_file: a record file can no longer be read: {second}")
+
+
 def _record_key(input_ids, masked_lm_positions):
     return np.asarray(input_ids, np.int32).tobytes() + np.asarray(masked_lm_positions, np.int32).tobytes()
 
@@ -1041,8 +1085,15 @@ def test_manifests_among_the_inputs_are_passed_over_and_a_manifest_alone_is_refu
     # A JSON file that is not one of ours is read as records, and named as not being any.
     other = tmp_path / "notes.manifest.json"
     other.write_text('{"files": []}')
-    with pytest.raises(InputError, match=f"^{other}: corrupt or truncated TFRecord file"):
+    with pytest.raises(InputError, match=f"^{other}: not a TFRecord file: its first bytes are not a record's length"):
         pretraining.check_records([str(other), *good], SEQ, PREDICTIONS, config)
+    # Records TensorFlow wrote with compression_type="ZLIB", named as such rather than as damaged.
+    zlib_records = tmp_path / "zlib.tfrecord"
+    with tf.io.TFRecordWriter(str(zlib_records), options="ZLIB") as writer:
+        for serialized in tf.data.TFRecordDataset(good[0]).take(3):
+            writer.write(serialized.numpy())
+    with pytest.raises(InputError, match=f"^{zlib_records}: zlib-compressed; TFRecords are read uncompressed"):
+        pretraining.check_records([str(zlib_records)], SEQ, PREDICTIONS, config)
 
 
 def test_empty_record_files_are_passed_over_but_no_records_at_all_is_refused(records_dir, tmp_path):
