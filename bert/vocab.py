@@ -37,6 +37,8 @@ FLAGS = flags.FLAGS
 MAX_VOCAB_SIZE = 2**22
 # Lines SentencePiece's trainer takes at least (its default max_sentence_length, in bytes): it skips longer ones.
 SPM_MIN_SENTENCE_BYTES = 4192
+# Lines longer than this are read in pieces (see bounded_lines).
+MAX_LINE_BYTES = 1 << 20
 # A warning names --limit_alphabet when the characters it leaves out are more of the text than this.
 ALPHABET_LOSS_WARNING = 0.001
 # The seed of the sampling of --spm_max_sentences.
@@ -89,7 +91,7 @@ class Corpus:
         with progress.bar(total=total, desc="reading", unit="B", unit_scale=True) as bar:
             for path in self.files:
                 with open(path, "rb") as f:
-                    for raw in f:
+                    for raw in bounded_lines(f):
                         bar.update(len(raw))
                         line, dropped = fileio.decode_dropping_invalid(raw)
                         self.invalid_bytes += dropped
@@ -99,6 +101,35 @@ class Corpus:
 
     def no_text_error(self):
         return InputError(f"--input_file: no text to learn from in {', '.join(self.files)}")
+
+
+def bounded_lines(stream):
+    """The lines of a binary stream, each longer than MAX_LINE_BYTES cut into pieces at whitespace, where the basic
+    tokenizer splits the text anyway (a piece is cut elsewhere only where it holds none, then between characters).
+
+    A file of one huge line (old Mac text, its lines ended by \\r alone, or text with no line ends) was held whole,
+    and taken apart into words, at 80 times its size.
+    """
+    tail = b""
+    for piece in iter(lambda: stream.readline(MAX_LINE_BYTES), b""):
+        piece = tail + piece
+        if piece.endswith(b"\n"):
+            tail = b""
+            yield piece
+            continue
+        cut = max(piece.rfind(space) for space in (b" ", b"\t", b"\r")) + 1
+        if not cut:
+            # Not inside a UTF-8 character: the last one, whole or not, goes on with the next piece.
+            cut = len(piece) - 1
+            while cut > 0 and piece[cut] & 0xC0 == 0x80:
+                cut -= 1
+            if piece[cut] < 0x80:
+                cut += 1
+            cut = cut or len(piece)
+        tail = piece[cut:]
+        yield piece[:cut]
+    if tail:
+        yield tail
 
 
 def learn_wordpiece(corpus, scratch_dir, vocab_size, do_lower_case, num_unused, min_frequency, limit_alphabet):

@@ -2,6 +2,7 @@
 
 import bz2
 import gzip
+import io
 import json
 import lzma
 import os
@@ -363,3 +364,19 @@ def test_text_read_from_a_pipe_gives_the_vocabulary_of_the_file(tmp_path, wikite
                             text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=600)
     assert result.returncode == 0, result.stderr
     assert from_pipe.read_bytes() == from_file.read_bytes()
+
+
+def test_a_text_of_one_huge_line_is_read_in_pieces_cut_between_words(wikitext_docs, monkeypatch):
+    # Old Mac text, its lines ended by \r alone: one line, which was held whole and tokenized at 80 times its size.
+    text = wikitext_docs.read_bytes()[:300_000].replace(b"\n", b"\r")
+    monkeypatch.setattr(vocab, "MAX_LINE_BYTES", 4096)
+    pieces = list(vocab.bounded_lines(io.BytesIO(text)))
+    assert b"".join(pieces) == text and len(pieces) > 70
+    assert max(map(len, pieces)) <= 2 * 4096  # with the word carried over from the piece before
+    basic = tokenization.BasicTokenizer(do_lower_case=True)
+    assert [word for piece in pieces for word in basic.tokenize(piece.decode("utf-8"))] == basic.tokenize(text.decode("utf-8"))
+    # With no whitespace to cut at, a piece ends between characters, never inside one.
+    unbroken = "€𝄞é".encode("utf-8") * 3000
+    pieces = list(vocab.bounded_lines(io.BytesIO(unbroken)))
+    assert b"".join(pieces) == unbroken and len(pieces) > 5
+    assert "".join(piece.decode("utf-8") for piece in pieces) == unbroken.decode("utf-8")
