@@ -1,5 +1,6 @@
 """Atomic output files, input globs, and the checks every command makes before writing."""
 
+import collections
 import contextlib
 import ctypes
 import errno
@@ -245,6 +246,16 @@ def expand_inputs(patterns, flag="--input_file", streams=False):
     if not files:
         raise InputError(f"{flag}: no input files given")
     return files
+
+
+def warn_if_named_twice(files, log, flag="--input_file"):
+    """Warns through `log` of the first of `files` named more than once (overlapping globs, one path in two
+    spellings), which is then read as many times, as the reference reads it."""
+    counts = collections.Counter(os.path.realpath(path) for path in files)
+    repeated = next((path for path in files if counts[os.path.realpath(path)] > 1), None)
+    if repeated is not None:
+        times = counts[os.path.realpath(repeated)]
+        log(f"warning: {flag} names {repeated} {times} times (overlapping globs?): it is read {times} times")
 
 
 def make_output_dir(directory, flag):

@@ -65,6 +65,7 @@ def main(argv):
     config = bert_config.load_config(FLAGS.bert_config_file)
     bert_config.check_seq_length(config, FLAGS.max_seq_length)
     files = fileio.expand_inputs(FLAGS.input_file)
+    fileio.warn_if_named_twice(files, log)
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
     files = pretraining.check_records(files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config)
     record_check = (files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config, cli.rank_log())

@@ -380,3 +380,14 @@ def test_a_text_of_one_huge_line_is_read_in_pieces_cut_between_words(wikitext_do
     pieces = list(vocab.bounded_lines(io.BytesIO(unbroken)))
     assert b"".join(pieces) == unbroken and len(pieces) > 5
     assert "".join(piece.decode("utf-8") for piece in pieces) == unbroken.decode("utf-8")
+
+
+def test_a_file_named_twice_is_warned_of(tmp_path, wikitext_docs):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(first_lines(wikitext_docs, 300))
+    (tmp_path / "same.txt").symlink_to(corpus)
+    result = run_cli("vocab", f"--input_file={corpus},{tmp_path}/*.txt", f"--output_file={tmp_path / 'vocab.out'}",
+                     "--vocab_size=600")
+    assert result.returncode == 0, result.stderr
+    assert (f"bert-vocab: warning: --input_file names {corpus} 3 times (overlapping globs?): it is read 3 times"
+            in result.stderr)
