@@ -44,7 +44,7 @@ def in_background(work, desc):
     def run():
         try:
             outcome["result"] = work()
-        except BaseException as e:  # noqa: B036 - handed to the main thread, which raises it
+        except BaseException as e:  # handed to the main thread, which raises it
             outcome["error"] = e
 
     thread = threading.Thread(target=run, name=desc, daemon=True)
