@@ -55,9 +55,10 @@ def resolve_checkpoint(path, flag="--init_checkpoint"):
                 raise InputError(f"{flag}: {os.path.join(text, STATE_FILE)} names {latest} as the latest checkpoint, "
                                  f"which is missing; name the one to start from" + (f", e.g. {earlier}" if earlier else ""))
             return latest
-        candidates = sorted(name[: -len(".index")] for name in os.listdir(text) if name.endswith(".index"))
+        candidates = sorted((name[: -len(".index")] for name in os.listdir(text) if name.endswith(".index")),
+                            key=_natural_order)
         if not candidates:
-            raise InputError(f"{flag}: no checkpoint found in directory {text}")
+            raise InputError(f"{flag}: no checkpoint found in directory {text}{_other_format(text)}")
         if len(candidates) > 1:
             raise InputError(f"{flag}: directory {text} holds {len(candidates)} checkpoints "
                              f"({', '.join(candidates)}) and no usable 'checkpoint' file saying which is latest; "
@@ -66,8 +67,32 @@ def resolve_checkpoint(path, flag="--init_checkpoint"):
     if not os.path.isfile(text + ".index"):
         text = _FILE_SUFFIX.sub("", text)
     if not os.path.isfile(text + ".index"):
+        if os.path.isfile(text):
+            raise InputError(f"{flag}: {text} is a file, not a checkpoint (a checkpoint is a prefix such as "
+                             f"bert_model.ckpt, naming its .index and data files){_other_format(os.path.dirname(text) or '.')}")
         raise InputError(f"{flag}: checkpoint not found: {text} (expected {text}.index and its data files)")
     return text
+
+
+def _natural_order(name):
+    """model.ckpt-9 before model.ckpt-10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _other_format(directory):
+    """'; ' and what `directory` holds instead of a checkpoint in the reference's names, with the way to it; else ''."""
+    names = set(os.listdir(directory)) if os.path.isdir(directory) else set()
+    if "config.json" in names and names & {"model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                                          "pytorch_model.bin.index.json"}:
+        return (f"; it is a Hugging Face model: convert it first (bert-convert --from=hf --input={directory} "
+                f"--output=DIR, then DIR/bert_model.ckpt)")
+    if "tf_model.h5" in names:
+        return ("; it holds Hugging Face's TensorFlow weights (tf_model.h5), which are not read: save the model with "
+                "safetensors (transformers' save_pretrained) and convert that with bert-convert --from=hf")
+    if "saved_model.pb" in names:
+        return ("; it is a SavedModel (as TF Hub serves), whose variables are not in the reference's names: take the "
+                "model's TF1 release (bert_model.ckpt) or its Hugging Face form (bert-convert --from=hf)")
+    return ""
 
 
 STATE_FILE = "checkpoint"
@@ -256,29 +281,32 @@ class CheckpointReader:
                              f"{error_text(e)}") from None
 
 
-def load_weights(variables_by_name, path, flag="--init_checkpoint", optional=()):
+def load_weights(variables_by_name, path, flag="--init_checkpoint", optional=(), restart_reshaped=True):
     """Assigns every variable in `variables_by_name` from the checkpoint at `path`.
 
     All variables are checked before any is assigned, so a bad checkpoint leaves the model as it was.
     Names in `optional` (a fine-tuning head) are loaded when the checkpoint has them with the model's
-    shape and otherwise keep their initial values. Returns (the sorted names of checkpoint variables
-    that were not used, the optional names that were not loaded).
+    shape and otherwise keep their initial values; with `restart_reshaped` False, one of another shape
+    is an error (evaluating a head of another task's shape, initialised at random, would mean nothing).
+    Returns (the sorted names of checkpoint variables that were not used, {optional name not loaded:
+    its shape in the checkpoint, None where it has none}).
     """
     reader = CheckpointReader(path, flag)
-    values, fresh = {}, []
+    values, fresh = {}, {}
     for name, variable in variables_by_name.items():
         expected = variable.shape.as_list()
-        if name in optional and (name not in reader or reader.shape(name) != expected):
-            fresh.append(name)
+        if name in optional and name not in reader:
+            fresh[name] = None
+            continue
+        if name in optional and restart_reshaped and reader.shape(name) != expected:
+            fresh[name] = reader.shape(name)
             continue
         if name not in reader:
             raise InputError(f"{flag}: checkpoint {reader.prefix} has no variable '{name}' ({_missing_hint(reader, name)})")
         if reader.shape(name) != expected:
-            hint = ("does --bert_config_file match the checkpoint?" if name.startswith(("bert/", "cls/"))
-                    else "is it a model of another task or number of labels?")
             raise InputError(
                 f"{flag}: variable '{name}' in {reader.prefix} has shape {reader.shape(name)}, the model "
-                f"config needs {expected} ({hint})"
+                f"needs {expected} ({_shape_hint(name, reader.shape(name), expected)})"
             )
         values[name] = reader.tensor(name)
     for name, value in values.items():
@@ -286,20 +314,103 @@ def load_weights(variables_by_name, path, flag="--init_checkpoint", optional=())
     return sorted(set(reader.names()) - set(values)), fresh
 
 
+# The config keys that size each dimension of a variable, by its name; any other variable is hidden_size wide.
+_SHAPE_KEYS = (
+    (re.compile(r"bert/embeddings/word_embeddings"), ("vocab_size", "hidden_size")),
+    (re.compile(r"bert/embeddings/position_embeddings"), ("max_position_embeddings", "hidden_size")),
+    (re.compile(r"bert/embeddings/token_type_embeddings"), ("type_vocab_size", "hidden_size")),
+    (re.compile(r".*/intermediate/dense/kernel"), ("hidden_size", "intermediate_size")),
+    (re.compile(r".*/intermediate/dense/bias"), ("intermediate_size",)),
+    (re.compile(r"bert/encoder/layer_\d+/output/dense/kernel"), ("intermediate_size", "hidden_size")),
+    (re.compile(r"cls/predictions/output_bias"), ("vocab_size",)),
+    (re.compile(r"cls/seq_relationship/output_(weights|bias)"), (None, "hidden_size")),
+)
+
+
+def _shape_hint(name, found, expected):
+    """Which config key a variable of another shape than the model's speaks of."""
+    if not name.startswith(("bert/", "cls/")):
+        return "is it a model of another task or number of labels?"
+    keys = next((keys for pattern, keys in _SHAPE_KEYS if pattern.fullmatch(name)), ("hidden_size",) * len(expected))
+    if len(found) == len(expected):
+        differing = [(key, model, theirs) for key, model, theirs in zip(keys, expected, found) if key and model != theirs]
+        if differing:
+            key, model, theirs = differing[0]
+            return (f"the config's '{key}' is {model}, the checkpoint's model had {theirs}: does --bert_config_file "
+                    f"match the checkpoint?")
+    return "does --bert_config_file match the checkpoint?"
+
+
+_LAYER = re.compile(r"bert/encoder/layer_(\d+)/")
+
+
+def _layers_of(names):
+    """The number of encoder layers whose variables `names` hold (the highest layer index + 1)."""
+    return max((int(m.group(1)) + 1 for m in map(_LAYER.match, names) if m), default=0)
+
+
 def _missing_hint(reader, name):
     """Why a checkpoint may lack the variable `name`."""
     if reader.other_object_graph:
         return ("it is a TF2 object-based checkpoint, as TF Model Garden and TF Hub save, not one in the reference's "
-                "TF1 variable names")
+                "TF1 variable names; transformers' convert_bert_original_tf2_checkpoint_to_pytorch makes it a Hugging "
+                "Face model, which bert-convert --from=hf reads")
+    layer = _LAYER.match(name)
+    if layer and "bert/embeddings/word_embeddings" in reader and int(layer.group(1)) >= _layers_of(reader.names()):
+        return (f"it has {_layers_of(reader.names())} encoder layers, the config's 'num_hidden_layers' asks for more: "
+                f"does --bert_config_file match the checkpoint?")
+    if name.startswith("cls/seq_relationship/") and "cls/predictions/output_bias" in reader:
+        return "it holds the masked-LM head but no next-sentence head (cls/seq_relationship), as a BertForMaskedLM does"
     if name.startswith("cls/") and "bert/embeddings/word_embeddings" in reader:
         return "it holds an encoder without the pre-training heads (cls/...), as a fine-tuned or encoder-only model does"
     return f"it has {len(reader.names())} variables; is it a BERT checkpoint of this model?"
 
 
+# The training state a fine-tuned or training checkpoint carries beside the weights: never read as weights.
+_TRAINING_STATE = re.compile(r"(global_step|step|.*/(adam_[mv]|Momentum|Adam(_1)?|accumulator))")
+
+
 def initialised_line(path, unused):
-    """What a command that starts from checkpoint `path` reports: where from, and which of its variables it left."""
-    shown = ", ".join(unused[:4]) + (", ..." if len(unused) > 4 else "")
-    return f"initialised from {path}" + (f"; {len(unused)} checkpoint variable(s) not used: {shown}" if unused else "")
+    """What a command that starts from checkpoint `path` reports: where from (the checkpoint a directory or
+    `checkpoint` file resolves to, too), and which of its variables it left."""
+    prefix = resolve_checkpoint(path)
+    source = path if os.path.normpath(prefix) == os.path.normpath(os.fspath(path)) else f"{path} ({prefix})"
+    state = [name for name in unused if _TRAINING_STATE.fullmatch(name)]
+    other = [name for name in unused if not _TRAINING_STATE.fullmatch(name)]
+    parts = []
+    if other:
+        parts.append(f"{len(other)} checkpoint variable(s) not used: " + ", ".join(other[:4]) + (", ..." if len(other) > 4 else ""))
+    if state:
+        parts.append(f"{len(state)} training-state variable(s) (step, optimizer slots) not read")
+    return f"initialised from {source}" + "".join(f"; {part}" for part in parts)
+
+
+def report_initialisation(path, unused, log):
+    """Logs where a model was initialised from, and warns of encoder layers of the checkpoint it left out."""
+    log(initialised_line(path, unused))
+    layers = _unused_layers_warning(unused)
+    if layers:
+        log(layers)
+
+
+def _unused_layers_warning(unused, flag="--init_checkpoint"):
+    """A warning when the checkpoint holds encoder layers past the model's (left `unused`), else None: a config of
+    fewer layers than its checkpoint is a slip as easily as a choice (distilling from the first layers)."""
+    layers = sorted({int(m.group(1)) for m in map(_LAYER.match, unused) if m and not _TRAINING_STATE.fullmatch(m.string)})
+    if not layers:
+        return None
+    return (f"warning: {flag} holds encoder layers {layers[0]} to {layers[-1]}, which the model, of the config's "
+            f"'num_hidden_layers' {layers[0]}, leaves out")
+
+
+def fresh_line(fresh, variables_by_name):
+    """What a command that starts the optional weights `fresh` (load_weights' second result) afresh says of them."""
+    missing = [name for name, shape in fresh.items() if shape is None]
+    reshaped = [f"{name} {shape}, this model's {variables_by_name[name].shape.as_list()}"
+                for name, shape in fresh.items() if shape is not None]
+    parts = ([f"not in the checkpoint: {', '.join(missing)}"] if missing else []) + (
+        [f"of another shape in the checkpoint (another task or number of labels): {'; '.join(reshaped)}"] if reshaped else [])
+    return f"newly initialised ({'; '.join(parts)})"
 
 
 VOCAB_NAME = "vocab.txt"

@@ -579,9 +579,9 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                 f"({unrestored}); its input restarts, shuffled anew")
     elif init_checkpoint and chief:
         unused, fresh = checkpoints.load_weights(trainer.variables_by_name, init_checkpoint, optional=optional_init)
-        log(checkpoints.initialised_line(init_checkpoint, unused))
+        checkpoints.report_initialisation(init_checkpoint, unused, log)
         if fresh:
-            log(f"newly initialised (not in the checkpoint): {', '.join(fresh)}")
+            log(checkpoints.fresh_line(fresh, trainer.variables_by_name))
     replicas.broadcast(trainer.state_variables())
     # A run killed after a scheduled checkpoint but before `on_save` finished with it: `on_save` knows
     # whether it did, and does it now if not.
@@ -771,10 +771,14 @@ def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()
     if not (run_checkpoint or init_checkpoint):
         raise InputError(f"{evaluation_flags} without --do_train needs a checkpoint in --output_dir or --init_checkpoint")
     if not run_checkpoint:
-        _, fresh = checkpoints.load_weights(variables_by_name, init_checkpoint, optional=optional)
-        if fresh and log:
-            log(f"warning: --init_checkpoint {init_checkpoint} holds no {', '.join(fresh)} of this model's shape: "
-                f"evaluated as initialised, at random")
+        # A head of another shape is another task's: an error, not a head evaluated as initialised, at random.
+        unused, fresh = checkpoints.load_weights(variables_by_name, init_checkpoint, optional=optional,
+                                                 restart_reshaped=False)
+        if log:
+            checkpoints.report_initialisation(init_checkpoint, unused, log)
+            if fresh:
+                log(f"warning: --init_checkpoint {init_checkpoint} holds no {', '.join(fresh)}: evaluated as "
+                    f"initialised, at random")
         return 0
     if init_checkpoint and log:
         log(f"evaluating {run_checkpoint}, the run's newest checkpoint; --init_checkpoint {init_checkpoint} is not read")

@@ -14,6 +14,7 @@ from bert import classifier, glue, tokenization, training
 from tests import numpy_bert
 from tests.conftest import ROOT, assert_clean_failure, learning_rates, run_cli, run_with_random_kills, shared_file
 from tests.pretrain_fixtures import SMALL_MODEL
+from tests.test_modeling import write_tf1_checkpoint
 
 SEQ = 64
 
@@ -194,15 +195,27 @@ def test_regression_task_writes_scores(small_config, uncased_vocab, tmp_path):
     other_task = run_cli("classify", *classify_args(shared_file("glue", "MRPC"), small_config, uncased_vocab, out, "--do_eval"))
     hidden = SMALL_MODEL["hidden_size"]
     assert_clean_failure(other_task, f"--output_dir: variable 'output_weights' in {out}/ckpt-", f"has shape [1, {hidden}], "
-                         f"the model config needs [2, {hidden}] (is it a model of another task or number of labels?)")
+                         f"the model needs [2, {hidden}] (is it a model of another task or number of labels?)")
     assert snapshot(out) == before
-    # From --init_checkpoint alone (a pre-trained model, or here another task's) the head starts at random: said so.
+    # Nor from --init_checkpoint, another task's model: the reference refuses a head of another shape too.
     exported = out / "bert_model.ckpt"
     from_init = run_cli("classify", *classify_args(shared_file("glue", "MRPC"), small_config, uncased_vocab,
                                                    tmp_path / "elsewhere", "--do_eval", f"--init_checkpoint={exported}"))
+    assert_clean_failure(from_init, f"--init_checkpoint: variable 'output_weights' in {exported} has shape [1, {hidden}], "
+                         f"the model needs [2, {hidden}] (is it a model of another task or number of labels?)")
+    # From a model with no head (pre-trained), the head starts at random: said so, with where the weights came from.
+    reader = tf.train.load_checkpoint(str(exported))
+    headless = tmp_path / "headless" / "bert_model.ckpt"
+    headless.parent.mkdir()
+    write_tf1_checkpoint(headless, {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+                                    if not name.startswith("output_")})
+    from_init = run_cli("classify", *classify_args(shared_file("glue", "MRPC"), small_config, uncased_vocab,
+                                                   tmp_path / "elsewhere", "--do_eval", f"--init_checkpoint={headless.parent}"))
     assert from_init.returncode == 0, from_init.stderr
-    assert (f"bert-classify: warning: --init_checkpoint {exported} holds no output_weights, output_bias of this model's "
-            "shape: evaluated as initialised, at random") in from_init.stderr.splitlines()
+    lines = from_init.stderr.splitlines()
+    assert any(line.startswith(f"bert-classify: initialised from {headless.parent} ({headless})") for line in lines), lines
+    assert (f"bert-classify: warning: --init_checkpoint {headless.parent} holds no output_weights, output_bias: evaluated "
+            "as initialised, at random") in lines
 
     # QQP's short rows are passed over in dev.tsv too, and said so there too, as they change the dev figures.
     qqp = tmp_path / "QQP"
@@ -212,7 +225,7 @@ def test_regression_task_writes_scores(small_config, uncased_vocab, tmp_path):
     (qqp / "dev.tsv").write_text("".join("\t".join(row) + "\n" for row in [["id", "qid1", "qid2", "question1", "question2",
                                                                             "is_duplicate"], *rows]), encoding="utf-8")
     on_qqp = run_cli("classify", *classify_args(qqp, small_config, uncased_vocab, tmp_path / "qqp_out", "--do_eval",
-                                                f"--init_checkpoint={exported}", task="QQP"))
+                                                f"--init_checkpoint={headless}", task="QQP"))
     assert on_qqp.returncode == 0, on_qqp.stderr
     assert "bert-classify: dev.tsv: skipped 1 row(s) with missing fields" in on_qqp.stderr.splitlines()
 
@@ -328,7 +341,7 @@ def test_pretrained_minilm_fine_tunes_to_a_sensible_dev_score(minilm_checkpoint,
         "--learning_rate=1e-4", "--eval_batch_size=64",
     )
     assert result.returncode == 0, result.stderr
-    assert "newly initialised (not in the checkpoint): output_weights, output_bias" in result.stderr
+    assert "newly initialised (not in the checkpoint: output_weights, output_bias)" in result.stderr
     results = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
     # The majority class is 51% of SST-2 dev; this run reaches about 79%.
     assert float(results["eval_accuracy"]) >= 0.75, results

@@ -307,10 +307,66 @@ def test_checkpoint_is_named_by_its_prefix_any_of_its_files_or_its_directory(tmp
 
 
 def test_directory_of_several_checkpoints_without_a_state_file_names_them(tmp_path):
-    for step in (100, 200):
+    for step in (9, 100, 200):
         write_tf1_checkpoint(tmp_path / f"model.ckpt-{step}", random_weights(CONFIG))
-    with pytest.raises(InputError, match=r"holds 2 checkpoints \(model.ckpt-100, model.ckpt-200\).*name one"):
+    with pytest.raises(InputError, match=r"holds 3 checkpoints \(model.ckpt-9, model.ckpt-100, model.ckpt-200\).*name "
+                                         r"one, e.g. .*/model.ckpt-200$"):
         checkpoints.resolve_checkpoint(tmp_path)
+
+
+def test_a_model_in_another_format_is_named_with_the_way_to_a_checkpoint(tmp_path):
+    hugging_face = tmp_path / "hf"
+    hugging_face.mkdir()
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        (hugging_face / name).write_bytes(b"{}")
+    for given in (hugging_face, hugging_face / "model.safetensors"):
+        with pytest.raises(InputError, match=f"it is a Hugging Face model: convert it first \\(bert-convert --from=hf "
+                                             f"--input={hugging_face} --output=DIR"):
+            checkpoints.resolve_checkpoint(given)
+    (hugging_face / "model.safetensors").unlink()
+    (hugging_face / "tf_model.h5").write_bytes(b"")
+    with pytest.raises(InputError, match=r"Hugging Face's TensorFlow weights \(tf_model.h5\), which are not read"):
+        checkpoints.resolve_checkpoint(hugging_face)
+    hub = tmp_path / "hub"
+    (hub / "variables").mkdir(parents=True)
+    (hub / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(InputError, match=f"^--init_checkpoint: no checkpoint found in directory {hub}; it is a SavedModel"):
+        checkpoints.resolve_checkpoint(hub)
+    # A config named where the checkpoint goes: a file, not "not found".
+    config = tmp_path / "bert_config.json"
+    config.write_text("{}")
+    with pytest.raises(InputError, match=f"^--init_checkpoint: {config} is a file, not a checkpoint"):
+        checkpoints.resolve_checkpoint(config)
+
+
+def test_a_checkpoint_of_another_size_is_named_by_the_config_key_that_differs(tmp_path):
+    for key, value, variable in (("max_position_embeddings", 64, "bert/embeddings/position_embeddings"),
+                                 ("type_vocab_size", 16, "bert/embeddings/token_type_embeddings"),
+                                 ("vocab_size", 120, "bert/embeddings/word_embeddings"),
+                                 ("intermediate_size", 64, "bert/encoder/layer_0/intermediate/dense/kernel")):
+        other = BertConfig.from_dict({**CONFIG.to_dict(), key: value})
+        prefix = write_tf1_checkpoint(tmp_path / f"{key}.ckpt", random_weights(other))
+        with pytest.raises(InputError, match=f"variable '{variable}' .* \\(the config's '{key}' is {getattr(CONFIG, key)}, "
+                                             f"the checkpoint's model had {value}: does --bert_config_file match"):
+            checkpoints.load_weights(modeling.BertPretrainer(CONFIG).variables_by_name, prefix)
+    # Fewer layers in the checkpoint than the config asks for, and more.
+    two_layers = BertConfig.from_dict({**CONFIG.to_dict(), "num_hidden_layers": 2})
+    shallow = write_tf1_checkpoint(tmp_path / "shallow.ckpt", random_weights(two_layers))
+    with pytest.raises(InputError, match=r"no variable 'bert/encoder/layer_2/.*' \(it has 2 encoder layers, the config's "
+                                         r"'num_hidden_layers' asks for more"):
+        checkpoints.load_weights(modeling.BertPretrainer(CONFIG).variables_by_name, shallow)
+    deep = write_tf1_checkpoint(tmp_path / "deep.ckpt", random_weights(CONFIG))
+    unused, _ = checkpoints.load_weights(modeling.BertPretrainer(two_layers).variables_by_name, deep)
+    logged = []
+    checkpoints.report_initialisation(deep, unused, logged.append)
+    assert logged[1] == ("warning: --init_checkpoint holds encoder layers 2 to 2, which the model, of the config's "
+                         "'num_hidden_layers' 2, leaves out")
+    # A masked-LM model (transformers' BertForMaskedLM) has no next-sentence head to pre-train on.
+    masked_lm = {name: value for name, value in random_weights(CONFIG).items() if not name.startswith("cls/seq_relationship")}
+    prefix = write_tf1_checkpoint(tmp_path / "mlm.ckpt", masked_lm)
+    with pytest.raises(InputError, match=r"no variable 'cls/seq_relationship/.*' \(it holds the masked-LM head but no "
+                                         r"next-sentence head"):
+        checkpoints.load_weights(modeling.BertPretrainer(CONFIG).variables_by_name, prefix)
 
 
 def test_a_directory_is_its_checkpoint_files_latest_and_a_missing_latest_is_named(tmp_path):
@@ -436,3 +492,23 @@ def test_masked_lm_hits_break_ties_as_argmax_does():
     hits = modeling._cross_entropy_and_hits(logits, tf.zeros([4]), labels)[1].numpy()
     assert tf.argmax(tf.cast(logits, tf.float32), -1).numpy().tolist() == [1, 0, 1]
     assert hits.tolist() == [0.0, 1.0, 1.0]
+
+
+def test_a_classifier_head_of_another_number_of_labels_starts_afresh_in_training_and_is_refused_in_evaluation(tmp_path):
+    from bert import classifier
+
+    two_labels = classifier.BertClassifier(CONFIG, num_labels=2)
+    prefix = str(tmp_path / "mrpc.ckpt")
+    checkpoints.export_checkpoint(two_labels.variables_by_name, prefix)
+    three_labels = classifier.BertClassifier(CONFIG, num_labels=3)
+    initial = three_labels.variables_by_name["output_weights"].numpy()
+    _, fresh = checkpoints.load_weights(three_labels.variables_by_name, prefix, optional=classifier.OPTIONAL_INIT)
+    assert fresh == {"output_weights": [2, 32], "output_bias": [2]}
+    assert (three_labels.variables_by_name["output_weights"].numpy() == initial).all()
+    assert checkpoints.fresh_line(fresh, three_labels.variables_by_name) == (
+        "newly initialised (of another shape in the checkpoint (another task or number of labels): output_weights "
+        "[2, 32], this model's [3, 32]; output_bias [2], this model's [3])")
+    with pytest.raises(InputError, match=r"variable 'output_weights' in .* has shape \[2, 32\], the model needs \[3, 32\] "
+                                         r"\(is it a model of another task or number of labels\?\)"):
+        checkpoints.load_weights(three_labels.variables_by_name, prefix, optional=classifier.OPTIONAL_INIT,
+                                 restart_reshaped=False)
