@@ -292,7 +292,23 @@ def load_weights(variables_by_name, path, flag="--init_checkpoint", optional=(),
     its shape in the checkpoint, None where it has none}).
     """
     reader = CheckpointReader(path, flag)
-    values, fresh = {}, {}
+    loaded, fresh = _matched(reader, variables_by_name, flag, optional, restart_reshaped)
+    values = {name: reader.tensor(name) for name in loaded}
+    for name, value in values.items():
+        variables_by_name[name].assign(value.astype(np.float32))
+    return sorted(set(reader.names()) - set(values)), fresh
+
+
+def check_weights(variables_by_name, path, flag="--init_checkpoint", optional=()):
+    """Raises load_weights' error, if it would raise one, from the checkpoint's index alone (its names and shapes):
+    before minutes of encoding training features, not after."""
+    _matched(CheckpointReader(path, flag), variables_by_name, flag, optional, restart_reshaped=True)
+
+
+def _matched(reader, variables_by_name, flag, optional, restart_reshaped):
+    """(the names of the model's variables to load from `reader`, the optional ones not loaded as in load_weights);
+    raises InputError naming a variable the checkpoint lacks or holds in another shape."""
+    loaded, fresh = [], {}
     for name, variable in variables_by_name.items():
         expected = variable.shape.as_list()
         if name in optional and name not in reader:
@@ -308,10 +324,8 @@ def load_weights(variables_by_name, path, flag="--init_checkpoint", optional=(),
                 f"{flag}: variable '{name}' in {reader.prefix} has shape {reader.shape(name)}, the model "
                 f"needs {expected} ({_shape_hint(name, reader.shape(name), expected)})"
             )
-        values[name] = reader.tensor(name)
-    for name, value in values.items():
-        variables_by_name[name].assign(value.astype(np.float32))
-    return sorted(set(reader.names()) - set(values)), fresh
+        loaded.append(name)
+    return loaded, fresh
 
 
 # The config keys that size each dimension of a variable, by its name; any other variable is hidden_size wide.

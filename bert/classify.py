@@ -237,7 +237,8 @@ def main(argv):
             options, replicas, bert_config=config.to_dict(), max_seq_length=FLAGS.max_seq_length, task=task.name,
             labels=task.labels, train_data=fingerprint,
         )
-        training.check_run_directory(FLAGS.output_dir, description, replicas, FLAGS.init_checkpoint)
+        training.check_run_directory(FLAGS.output_dir, description, replicas, FLAGS.init_checkpoint, model.variables_by_name,
+                                     classifier.OPTIONAL_INIT)
         arrays = fileio.cached_arrays(
             os.path.join(FLAGS.output_dir, f"train-features-{fingerprint}.npz"),
             lambda: classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, "encode train",

@@ -271,10 +271,11 @@ def _own_checkpoint(output_dir):
     return newest
 
 
-def check_run_directory(output_dir, description, replicas, init_checkpoint=None):
+def check_run_directory(output_dir, description, replicas, init_checkpoint=None, variables_by_name=None, optional_init=()):
     """Refuses an output directory that another training process is using, that holds a run of another
     model or data shape, or a model whose export would be replaced (a released model's directory given as
-    --output_dir); records ours there, and locks it (on the chief) while this process lives.
+    --output_dir); records ours there, and locks it (on the chief) while this process lives. An
+    `init_checkpoint` the run will start from is checked against the model's `variables_by_name` first.
 
     `description` is a JSON-able dict of what must not change between a run and its resumption. Only a
     run that saved a checkpoint or its exported model binds the directory: one refused or stopped before
@@ -288,6 +289,8 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None)
         if os.path.basename(start) == EXPORT_NAME and os.path.samefile(os.path.dirname(start) or ".", output_dir):
             raise InputError(f"--init_checkpoint: {start} is where this run exports its model, which would replace "
                              f"it; use another --output_dir")
+        if variables_by_name is not None:
+            checkpoints.check_weights(variables_by_name, start, optional=optional_init)
     path = os.path.join(output_dir, RUN_FILE)
     exported = os.path.exists(os.path.join(output_dir, f"{EXPORT_NAME}.index"))
     # Before the lock, which would leave a file in a released model's directory.

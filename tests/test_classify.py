@@ -345,3 +345,20 @@ def test_pretrained_minilm_fine_tunes_to_a_sensible_dev_score(minilm_checkpoint,
     results = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
     # The majority class is 51% of SST-2 dev; this run reaches about 79%.
     assert float(results["eval_accuracy"]) >= 0.75, results
+
+
+def test_a_checkpoint_of_another_model_is_refused_before_the_training_set_is_encoded(small_config, uncased_vocab, tmp_path):
+    from bert.config import BertConfig
+    from tests.test_modeling import random_weights
+
+    other = BertConfig.from_dict({**SMALL_MODEL, "max_position_embeddings": 2 * SMALL_MODEL["max_position_embeddings"]})
+    (tmp_path / "other").mkdir()
+    checkpoint = write_tf1_checkpoint(tmp_path / "other" / "bert_model.ckpt", random_weights(other))
+    out = tmp_path / "out"
+    result = run_cli("classify", *classify_args(shared_file("glue", "MRPC"), small_config, uncased_vocab, out, "--do_train",
+                                                f"--init_checkpoint={checkpoint}"))
+    assert_clean_failure(result, "--init_checkpoint: variable 'bert/embeddings/position_embeddings'",
+                         f"(the config's 'max_position_embeddings' is {SMALL_MODEL['max_position_embeddings']}, the "
+                         f"checkpoint's model had {2 * SMALL_MODEL['max_position_embeddings']}")
+    # Nothing encoded, cached or recorded: the run directory it made is gone again.
+    assert not out.exists()
