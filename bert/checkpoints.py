@@ -380,8 +380,11 @@ def _missing_hint(reader, name):
     return f"it has {len(reader.names())} variables; is it a BERT checkpoint of this model?"
 
 
-# The training state a fine-tuned or training checkpoint carries beside the weights: never read as weights.
-_TRAINING_STATE = re.compile(r"(global_step|step|.*/(adam_[mv]|Momentum|Adam(_1)?|accumulator))")
+# The training state a fine-tuned or training checkpoint carries beside the weights, never read as weights: the
+# reference's (global_step, AdamWeightDecay's slots), ours (Trainer.state(), CheckpointManager's save_counter) and
+# NVIDIA's (its loss scaling).
+_TRAINING_STATE = re.compile(r"global_step|step|save_counter|loss_scale|current_loss_scale|good_steps|skipped_batches"
+                             r"|starting_ranks|.*/(adam_[mv]|Momentum|Adam(_1)?|accumulator)")
 
 
 def initialised_line(path, unused):
@@ -399,32 +402,26 @@ def initialised_line(path, unused):
     return f"initialised from {source}" + "".join(f"; {part}" for part in parts)
 
 
-def report_initialisation(path, unused, log):
-    """Logs where a model was initialised from, and warns of encoder layers of the checkpoint it left out."""
+def report_initialisation(path, unused, log, variables_by_name):
+    """Logs where the model of `variables_by_name` was initialised from, and warns of encoder layers of the
+    checkpoint past the model's, which it leaves out: a config of fewer layers than its checkpoint is a slip as easily
+    as a choice (distilling from the first layers)."""
     log(initialised_line(path, unused))
-    layers = _unused_layers_warning(unused)
-    if layers:
-        log(layers)
-
-
-def _unused_layers_warning(unused, flag="--init_checkpoint"):
-    """A warning when the checkpoint holds encoder layers past the model's (left `unused`), else None: a config of
-    fewer layers than its checkpoint is a slip as easily as a choice (distilling from the first layers)."""
-    layers = sorted({int(m.group(1)) for m in map(_LAYER.match, unused) if m and not _TRAINING_STATE.fullmatch(m.string)})
-    if not layers:
-        return None
-    return (f"warning: {flag} holds encoder layers {layers[0]} to {layers[-1]}, which the model, of the config's "
-            f"'num_hidden_layers' {layers[0]}, leaves out")
+    layers = _layers_of(variables_by_name)
+    left_out = {int(m.group(1)) for m in map(_LAYER.match, unused) if m and not _TRAINING_STATE.fullmatch(m.string)}
+    left_out = sorted(layer for layer in left_out if layer >= layers)
+    if left_out:
+        log(f"warning: --init_checkpoint holds encoder layers {left_out[0]} to {left_out[-1]}, past the config's "
+            f"'num_hidden_layers' ({layers}): they are left out")
 
 
 def fresh_line(fresh, variables_by_name):
     """What a command that starts the optional weights `fresh` (load_weights' second result) afresh says of them."""
     missing = [name for name, shape in fresh.items() if shape is None]
-    reshaped = [f"{name} {shape}, this model's {variables_by_name[name].shape.as_list()}"
+    reshaped = [f"{name} (the checkpoint's {shape}, this model's {variables_by_name[name].shape.as_list()})"
                 for name, shape in fresh.items() if shape is not None]
-    parts = ([f"not in the checkpoint: {', '.join(missing)}"] if missing else []) + (
-        [f"of another shape in the checkpoint (another task or number of labels): {'; '.join(reshaped)}"] if reshaped else [])
-    return f"newly initialised ({'; '.join(parts)})"
+    parts = ([f"{', '.join(missing)} (not in the checkpoint)"] if missing else []) + reshaped
+    return f"newly initialised: {', '.join(parts)}"
 
 
 VOCAB_NAME = "vocab.txt"

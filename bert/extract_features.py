@@ -194,7 +194,7 @@ def main(argv):
                                            FLAGS.max_seq_length)
     layers = parse_layers(FLAGS.layers, config.num_hidden_layers)
     log = cli.rank_log()
-    checkpoints.report_initialisation(FLAGS.init_checkpoint, unused, log)
+    checkpoints.report_initialisation(FLAGS.init_checkpoint, unused, log, encoder.weights)
     checkpoints.warn_if_vocabulary_differs(FLAGS.init_checkpoint, cli.tokenizer_file(), log)
 
     forward = make_forward(encoder, layers)

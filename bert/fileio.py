@@ -481,8 +481,9 @@ def check_not_compressed(paths, flag):
             head = f.read(10)
         for magic, kind, command in _COMPRESSED_MAGIC:
             if magic.match(head):
+                dump = ", or if it is a Wikipedia dump, run bert-prepare-wiki on it" if kind == "bzip2" else ""
                 raise InputError(f"{flag}: {path} is {kind}-compressed, not text; decompress it first ({command} "
-                                 f"{path}), or for a Wikipedia dump run bert-prepare-wiki on it")
+                                 f"{path}){dump}")
 
 
 def check_writable_dir(directory, flag):

@@ -121,7 +121,7 @@ class CompressedRecordsError(CorruptRecordError):
 
 
 class NotRecordsError(CorruptRecordError):
-    """A file that does not start with a TFRecord: another kind of file entirely."""
+    """A file that does not start with a TFRecord: another kind of file, most likely."""
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -150,7 +150,8 @@ def read_records(stream):
             if offset == 0 and header.startswith(_ZLIB_HEADERS):
                 raise CompressedRecordsError("zlib")
             if offset == 0:
-                raise NotRecordsError("not a TFRecord file: its first bytes are not a record's length and checksum")
+                raise NotRecordsError("not a TFRecord file (or its first record is damaged): its first bytes are not a "
+                                      "record's length and checksum")
             raise CorruptRecordError(f"record {index} at byte {offset}: the checksum of its length does not match")
         body = stream.read(length + 4)
         if len(body) < length + 4:

@@ -515,7 +515,8 @@ class StopSignals:
 
 
 def _next_batch(batches):
-    """The next batch of an input iterator; tf.data's errors about a record become DamagedRecordError."""
+    """The next batch of an input iterator; tf.data's errors about a record become DamagedRecordError, and those
+    about a file it can no longer open or read an InputError naming it."""
     try:
         return next(batches)
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
@@ -582,7 +583,7 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                 f"({unrestored}); its input restarts, shuffled anew")
     elif init_checkpoint and chief:
         unused, fresh = checkpoints.load_weights(trainer.variables_by_name, init_checkpoint, optional=optional_init)
-        checkpoints.report_initialisation(init_checkpoint, unused, log)
+        checkpoints.report_initialisation(init_checkpoint, unused, log, trainer.variables_by_name)
         if fresh:
             log(checkpoints.fresh_line(fresh, trainer.variables_by_name))
     replicas.broadcast(trainer.state_variables())
@@ -778,7 +779,7 @@ def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()
         unused, fresh = checkpoints.load_weights(variables_by_name, init_checkpoint, optional=optional,
                                                  restart_reshaped=False)
         if log:
-            checkpoints.report_initialisation(init_checkpoint, unused, log)
+            checkpoints.report_initialisation(init_checkpoint, unused, log, variables_by_name)
             if fresh:
                 log(f"warning: --init_checkpoint {init_checkpoint} holds no {', '.join(fresh)}: evaluated as "
                     f"initialised, at random")

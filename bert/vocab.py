@@ -21,7 +21,6 @@ import io
 import os
 import random
 import re
-import sys
 import tempfile
 import time
 
@@ -111,10 +110,10 @@ def bounded_lines(stream):
     and taken apart into words, at 80 times its size.
     """
     tail = b""
-    for piece in iter(lambda: stream.readline(MAX_LINE_BYTES), b""):
-        piece = tail + piece
-        if piece.endswith(b"\n"):
-            tail = b""
+    for raw in iter(lambda: stream.readline(MAX_LINE_BYTES), b""):
+        piece, tail = tail + raw, b""
+        # A whole line, or the stream's last, unended: as it is.
+        if raw.endswith(b"\n") or len(raw) < MAX_LINE_BYTES:
             yield piece
             continue
         cut = max(piece.rfind(space) for space in (b" ", b"\t", b"\r")) + 1
@@ -143,15 +142,17 @@ def learn_wordpiece(corpus, scratch_dir, vocab_size, do_lower_case, num_unused, 
     # there is none): the trainer reads them after the alphabet is known, and the corpus need not fit in memory.
     with _scratch_file(scratch_dir) as (words, words_path):
         characters = collections.Counter()
-        try:
-            for line in corpus:
-                text = " ".join(basic.tokenize(line))
-                characters.update(text)
+        for line in corpus:
+            text = " ".join(basic.tokenize(line))
+            characters.update(text)
+            try:
                 words.write(text + "\n")
+            except OSError as e:
+                raise _scratch_error(scratch_dir, e) from None
+        try:
             words.flush()
         except OSError as e:
-            raise InputError(f"cannot write the text's words to a scratch file in {scratch_dir or tempfile.gettempdir()}: "
-                             f"{e.strerror or e}") from None
+            raise _scratch_error(scratch_dir, e) from None
         characters.pop(" ", None)
         if not characters:
             raise corpus.no_text_error()
@@ -192,6 +193,11 @@ def _scratch_file(directory):
         raise InputError(f"cannot make a scratch file in {directory or tempfile.gettempdir()}: {e.strerror or e}") from None
     with scratch:
         yield scratch, scratch.name if named else f"/proc/self/fd/{scratch.fileno()}"
+
+
+def _scratch_error(directory, error):
+    return InputError(f"cannot write the text's words to a scratch file in {directory or tempfile.gettempdir()}: "
+                      f"{error.strerror or error}")
 
 
 def _alphabet(characters, limit):
@@ -324,8 +330,8 @@ def _learn():
             limit = "--limit_alphabet" if FLAGS.limit_alphabet <= (FLAGS.vocab_size - reserved) // 2 else "--vocab_size"
             notes.append(f"{left_out} rarer characters ({share:.2%} of the text's) left out by {limit}")
             if share > ALPHABET_LOSS_WARNING:
-                print(f"bert-vocab: warning: {share:.2%} of the text's characters ({left_out} distinct ones) are in no "
-                      f"piece and become [UNK]: raise {limit} (now {getattr(FLAGS, limit[2:])})", file=sys.stderr)
+                cli.rank_log()(f"warning: {share:.2%} of the text's characters ({left_out} distinct ones) are in no "
+                               f"piece and become [UNK]: raise {limit} (now {getattr(FLAGS, limit[2:])})")
         if size < FLAGS.vocab_size:
             notes.append(f"short of --vocab_size={FLAGS.vocab_size}: the text holds no more pieces seen "
                          f"--min_frequency={FLAGS.min_frequency} times")

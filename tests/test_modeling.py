@@ -356,11 +356,12 @@ def test_a_checkpoint_of_another_size_is_named_by_the_config_key_that_differs(tm
                                          r"'num_hidden_layers' asks for more"):
         checkpoints.load_weights(modeling.BertPretrainer(CONFIG).variables_by_name, shallow)
     deep = write_tf1_checkpoint(tmp_path / "deep.ckpt", random_weights(CONFIG))
-    unused, _ = checkpoints.load_weights(modeling.BertPretrainer(two_layers).variables_by_name, deep)
+    model = modeling.BertPretrainer(two_layers)
+    unused, _ = checkpoints.load_weights(model.variables_by_name, deep)
     logged = []
-    checkpoints.report_initialisation(deep, unused, logged.append)
-    assert logged[1] == ("warning: --init_checkpoint holds encoder layers 2 to 2, which the model, of the config's "
-                         "'num_hidden_layers' 2, leaves out")
+    checkpoints.report_initialisation(deep, unused, logged.append, model.variables_by_name)
+    assert logged[1] == ("warning: --init_checkpoint holds encoder layers 2 to 2, past the config's 'num_hidden_layers' "
+                         "(2): they are left out")
     # A masked-LM model (transformers' BertForMaskedLM) has no next-sentence head to pre-train on.
     masked_lm = {name: value for name, value in random_weights(CONFIG).items() if not name.startswith("cls/seq_relationship")}
     prefix = write_tf1_checkpoint(tmp_path / "mlm.ckpt", masked_lm)
@@ -506,8 +507,8 @@ def test_a_classifier_head_of_another_number_of_labels_starts_afresh_in_training
     assert fresh == {"output_weights": [2, 32], "output_bias": [2]}
     assert (three_labels.variables_by_name["output_weights"].numpy() == initial).all()
     assert checkpoints.fresh_line(fresh, three_labels.variables_by_name) == (
-        "newly initialised (of another shape in the checkpoint (another task or number of labels): output_weights "
-        "[2, 32], this model's [3, 32]; output_bias [2], this model's [3])")
+        "newly initialised: output_weights (the checkpoint's [2, 32], this model's [3, 32]), output_bias (the "
+        "checkpoint's [2], this model's [3])")
     with pytest.raises(InputError, match=r"variable 'output_weights' in .* has shape \[2, 32\], the model needs \[3, 32\] "
                                          r"\(is it a model of another task or number of labels\?\)"):
         checkpoints.load_weights(three_labels.variables_by_name, prefix, optional=classifier.OPTIONAL_INIT,

@@ -1085,7 +1085,8 @@ def test_manifests_among_the_inputs_are_passed_over_and_a_manifest_alone_is_refu
     # A JSON file that is not one of ours is read as records, and named as not being any.
     other = tmp_path / "notes.manifest.json"
     other.write_text('{"files": []}')
-    with pytest.raises(InputError, match=f"^{other}: not a TFRecord file: its first bytes are not a record's length"):
+    with pytest.raises(InputError, match=f"^{other}: not a TFRecord file \\(or its first record is damaged\\): its first "
+                                         f"bytes are not a record's length"):
         pretraining.check_records([str(other), *good], SEQ, PREDICTIONS, config)
     # Records TensorFlow wrote with compression_type="ZLIB", named as such rather than as damaged.
     zlib_records = tmp_path / "zlib.tfrecord"
@@ -1467,3 +1468,19 @@ def test_float32_is_true_float32_unless_tf32_is_allowed():
                                 env=dict(os.environ, PYTHONPATH=str(ROOT)))
         assert result.returncode == 0, result.stderr
         assert result.stdout.split() == ["False", after_flags]
+
+
+def test_a_training_checkpoint_given_as_init_checkpoint_reports_its_training_state_apart(tmp_path):
+    config = BertConfig.from_dict(SMALL_MODEL)
+    trainer = _trainer(config, output_dir=str(tmp_path))
+    tf.train.CheckpointManager(tf.train.Checkpoint(**trainer.state()), str(tmp_path), max_to_keep=1,
+                               checkpoint_name="ckpt").save(checkpoint_number=5)
+    encoder = modeling.BertModel(config)
+    unused, _ = checkpoints.load_weights(encoder.weights, tmp_path, optional=modeling.POOLER_NAMES)
+    line = checkpoints.initialised_line(tmp_path, unused)
+    # The heads are what the encoder left; the step, loss scaling, slots and the manager's counter are the run's state.
+    heads = [name for name in trainer.variables_by_name if name.startswith("cls/")]
+    state = len(unused) - len(heads)
+    assert line == (f"initialised from {tmp_path} ({tmp_path / 'ckpt-5'}); {len(heads)} checkpoint variable(s) not used: "
+                    f"{', '.join(sorted(heads)[:4])}, ...; {state} training-state variable(s) (step, optimizer slots) not read")
+    assert state > 2 * len(trainer.variables_by_name)

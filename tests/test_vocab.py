@@ -375,6 +375,8 @@ def test_a_text_of_one_huge_line_is_read_in_pieces_cut_between_words(wikitext_do
     assert max(map(len, pieces)) <= 2 * 4096  # with the word carried over from the piece before
     basic = tokenization.BasicTokenizer(do_lower_case=True)
     assert [word for piece in pieces for word in basic.tokenize(piece.decode("utf-8"))] == basic.tokenize(text.decode("utf-8"))
+    # Lines within the limit, the last unended too, come whole.
+    assert list(vocab.bounded_lines(io.BytesIO(b"a b\nlast line, no newline"))) == [b"a b\n", b"last line, no newline"]
     # With no whitespace to cut at, a piece ends between characters, never inside one.
     unbroken = "€𝄞é".encode("utf-8") * 3000
     pieces = list(vocab.bounded_lines(io.BytesIO(unbroken)))
