@@ -184,8 +184,7 @@ def main(argv):
     if FLAGS.do_predict or FLAGS.do_eval:
         # Read first: a bad --predict_file should not wait for the end of training to be found.
         predict_examples, _ = squad_data.read_squad_examples(FLAGS.predict_file, False, FLAGS.version_2_with_negative)
-        predict_features = squad_data.convert_examples_to_features(
-            predict_examples, tokenizer, is_training=False, show_progress=chief, **_window_settings())
+        squad_data.check_questions_fit(predict_examples, tokenizer, FLAGS.max_seq_length, FLAGS.max_query_length)
     if FLAGS.do_eval:
         # Its answers too: scoring no predictions checks every question can be scored.
         eval_dataset = squad_data.read_squad_json(FLAGS.predict_file)
@@ -231,6 +230,9 @@ def main(argv):
         if step is None:
             step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint,
                                              optional=OPTIONAL_INIT, log=log)
+        # Converted once the model is known good, and by the chief alone.
+        predict_features = squad_data.convert_examples_to_features(
+            predict_examples, tokenizer, is_training=False, **_window_settings())
         predictions, nbest, null_odds = predict(
             model, predict_examples, predict_features, training.COMPUTE_DTYPES[cli.compute_dtype()])
         _write_json(os.path.join(FLAGS.output_dir, "predictions.json"), predictions)

@@ -243,6 +243,27 @@ def _json_type(value):
 # Features
 
 
+def check_questions_fit(examples, tokenizer, max_seq_length, max_query_length):
+    """Raises InputError for the first question that leaves its context no room in a window.
+
+    The questions alone, in a fraction of the time the whole conversion takes: a run checks them before its
+    training, and converts the predict file after it.
+    """
+    for example in examples:
+        _query_tokens(example, tokenizer, max_seq_length, max_query_length)
+
+
+def _query_tokens(example, tokenizer, max_seq_length, max_query_length):
+    query_tokens = tokenizer.tokenize(example.question_text)[:max_query_length]
+    # As the reference, a window holds what the question leaves; only a question that leaves nothing is refused.
+    if len(query_tokens) + 3 >= max_seq_length:
+        raise InputError(
+            f"question {example.qas_id}: its {len(query_tokens)} tokens (--max_query_length={max_query_length}) "
+            f"leave no room for its context in --max_seq_length={max_seq_length}; raise --max_seq_length or "
+            f"lower --max_query_length")
+    return query_tokens
+
+
 def convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
                                  is_training, show_progress=True):
     """The model inputs of every window of every example, in order; see the module docstring.
@@ -255,13 +276,7 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride
     unique_id = FIRST_UNIQUE_ID
     shown = progress.bar(examples, desc="windows", unit="ex", disable=not show_progress)
     for example_index, example in enumerate(shown):
-        query_tokens = tokenizer.tokenize(example.question_text)[:max_query_length]
-        # As the reference, a window holds what the question leaves; only a question that leaves nothing is refused.
-        if len(query_tokens) + 3 >= max_seq_length:
-            raise InputError(
-                f"question {example.qas_id}: its {len(query_tokens)} tokens (--max_query_length={max_query_length}) "
-                f"leave no room for its context in --max_seq_length={max_seq_length}; raise --max_seq_length or "
-                f"lower --max_query_length")
+        query_tokens = _query_tokens(example, tokenizer, max_seq_length, max_query_length)
         sub_tokens, sub_token_to_word, word_to_first_sub_token = _tokenize_words(example.doc_tokens, tokenizer)
         if is_training and not example.is_impossible:
             answer_start, answer_end = _answer_sub_token_span(

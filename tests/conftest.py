@@ -1,12 +1,16 @@
 """Shared fixtures: the real data in ../shared/data (skipped with a reason when absent), CLI runs."""
 
+import fcntl
 import os
+import pty
 import random
 import re
 import resource
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -88,6 +92,27 @@ def run_cli(module, *args, cwd=None, env=None, max_file_size=None):
         [sys.executable, "-m", f"bert.{module}", *map(str, args)],
         capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=600, preexec_fn=file_size_limit(max_file_size),
     )
+
+
+def run_cli_on_terminal(module, *args):
+    """Runs `python -m bert.<module> args...` with stdout and stderr on a pseudo-terminal, as a user at a shell
+    sees it (progress as tqdm bars); returns (exit status, everything it wrote)."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 0 columns would hide every bar
+    process = subprocess.Popen([sys.executable, "-m", f"bert.{module}", *map(str, args)], stdin=subprocess.DEVNULL,
+                               stdout=terminal, stderr=terminal, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    os.close(terminal)
+    written = bytearray()
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: every holder of the terminal's other end has closed it
+            break
+        if not chunk:
+            break
+        written += chunk
+    os.close(controller)
+    return process.wait(timeout=600), written.decode("utf-8", "replace")
 
 
 def file_size_limit(max_file_size):

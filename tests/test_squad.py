@@ -7,9 +7,10 @@ import pytest
 import tensorflow as tf
 
 from bert import checkpoints, config as bert_config, modeling, squad, squad_data, tokenization
-from tests.conftest import assert_clean_failure, run_cli
+from tests.conftest import assert_clean_failure, run_cli, run_cli_on_terminal
 from tests.pretrain_fixtures import SMALL_MODEL
 from tests.test_classify import snapshot
+from tests.test_modeling import random_weights, write_tf1_checkpoint
 from tests.test_squad_data import GOLD, OBSERVATORY, OBSERVATORY_QUESTIONS, squad_dataset, squad_files, write_json  # noqa: F401 (fixture)
 
 WINDOW = ("--max_seq_length=96", "--doc_stride=32", "--max_query_length=24")
@@ -121,6 +122,26 @@ def test_bad_inputs_fail_cleanly(squad_config, uncased_vocab, squad_files, tmp_p
     for args, fragments in cases:
         assert_clean_failure(run_cli("squad", *args), *fragments)
     assert snapshot(out) == before
+
+
+def test_a_missing_or_mismatched_checkpoint_is_refused_before_the_predict_file_is_converted(squad_config, uncased_vocab,
+                                                                                          squad_files, tmp_path):
+    other = bert_config.BertConfig.from_dict({**SMALL_MODEL, "max_position_embeddings": 256})
+    (tmp_path / "other").mkdir()
+    checkpoint = write_tf1_checkpoint(tmp_path / "other" / "bert_model.ckpt", random_weights(other))
+    predict = ("--do_predict", f"--predict_file={squad_files['v1']}")
+    mismatched = "--init_checkpoint: variable 'bert/embeddings/position_embeddings'"
+    cases = [
+        ((), "needs a checkpoint in --output_dir or --init_checkpoint"),
+        ((f"--init_checkpoint={checkpoint}",), mismatched),
+        ((f"--init_checkpoint={checkpoint}", "--do_train", f"--train_file={squad_files['v1']}"), mismatched),
+    ]
+    for number, (extra, fragment) in enumerate(cases):
+        args = squad_args(squad_config, uncased_vocab, tmp_path / f"out{number}", *predict, *extra)
+        status, written = run_cli_on_terminal("squad", *args)
+        assert status != 0 and fragment in written and "Traceback" not in written, written
+        # No progress bar of windows: no file was converted.
+        assert "windows" not in written, written
 
 
 def test_head_names_are_the_references(squad_config):
