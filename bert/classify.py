@@ -19,6 +19,7 @@ batch is --train_batch_size x --num_accumulation_steps x ranks, with linear warm
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -150,10 +151,16 @@ class Evaluator:
     def __init__(self, task, tokenizer, logits_function, split, files):
         self.task = task
         self.logits_function = logits_function
-        self.sets = []
-        for index, (path, examples) in enumerate(files):
-            arrays = classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, f"encode {split}")
-            self.sets.append((_suffix(index, path), arrays))
+        self._tokenizer = tokenizer
+        self._split = split
+        self._files = files
+
+    @functools.cached_property
+    def sets(self):
+        """(file suffix, arrays) of each file, encoded at the first evaluation: after the checkpoint is checked."""
+        return [(_suffix(index, path), classifier.encode_examples(examples, self._tokenizer, FLAGS.max_seq_length,
+                                                                  self.task.labels, f"encode {self._split}"))
+                for index, (path, examples) in enumerate(self._files)]
 
     def evaluate(self, arrays, batch_size):
         logits = classifier.predict_logits(self.logits_function, arrays, batch_size, "eval")

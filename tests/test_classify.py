@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from bert import classifier, glue, tokenization, training
 from tests import numpy_bert
-from tests.conftest import ROOT, assert_clean_failure, learning_rates, run_cli, run_with_random_kills, shared_file
+from tests.conftest import (ROOT, assert_clean_failure, learning_rates, run_cli, run_cli_on_terminal, run_with_random_kills,
+                            shared_file)
 from tests.pretrain_fixtures import SMALL_MODEL
 from tests.test_modeling import write_tf1_checkpoint
 
@@ -362,3 +363,25 @@ def test_a_checkpoint_of_another_model_is_refused_before_the_training_set_is_enc
                          f"checkpoint's model had {2 * SMALL_MODEL['max_position_embeddings']}")
     # Nothing encoded, cached or recorded: the run directory it made is gone again.
     assert not out.exists()
+
+
+def test_a_missing_or_mismatched_checkpoint_is_refused_before_the_dev_set_is_encoded(small_config, uncased_vocab, tmp_path):
+    from bert.config import BertConfig
+    from tests.test_modeling import random_weights
+
+    other = BertConfig.from_dict({**SMALL_MODEL, "max_position_embeddings": 2 * SMALL_MODEL["max_position_embeddings"]})
+    (tmp_path / "other").mkdir()
+    checkpoint = write_tf1_checkpoint(tmp_path / "other" / "bert_model.ckpt", random_weights(other))
+    mismatched = "--init_checkpoint: variable 'bert/embeddings/position_embeddings'"
+    cases = [
+        (("--do_eval",), "needs a checkpoint in --output_dir or --init_checkpoint"),
+        (("--do_eval", f"--init_checkpoint={checkpoint}"), mismatched),
+        (("--do_train", "--do_eval", f"--init_checkpoint={checkpoint}"), mismatched),
+        (("--do_train", "--keep_best", f"--init_checkpoint={checkpoint}"), mismatched),
+    ]
+    for number, (extra, fragment) in enumerate(cases):
+        args = classify_args(shared_file("glue", "MRPC"), small_config, uncased_vocab, tmp_path / f"out{number}", *extra)
+        status, written = run_cli_on_terminal("classify", *args)
+        assert status != 0 and fragment in written and "Traceback" not in written, written
+        # No progress bar of encoding: the dev set, like the training set, is encoded once the checkpoint is known good.
+        assert "encode" not in written, written
