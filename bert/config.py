@@ -222,6 +222,6 @@ def check_seq_length(config, max_seq_length):
     """Refuse sequences longer than the model has position embeddings for."""
     if max_seq_length > config.max_position_embeddings:
         raise InputError(
-            f"max_seq_length {max_seq_length} exceeds the model config's key 'max_position_embeddings' "
-            f"({config.max_position_embeddings})"
+            f"--max_seq_length={max_seq_length} is longer than the model has positions for (--bert_config_file's "
+            f"'max_position_embeddings' is {config.max_position_embeddings}); lower --max_seq_length"
         )

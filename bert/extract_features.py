@@ -11,6 +11,7 @@ the reference's schema (its key spelling included), one entry per token of `[CLS
 rounded to 6 decimals.
 """
 
+import glob
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import numpy as np
 from bert.tf import tf
 from absl import flags
 
-from bert import checkpoints, cli, config as bert_config, features, fileio, modeling, progress
+from bert import checkpoints, cli, config as bert_config, features, fileio, modeling, progress, tokenization
 from bert.errors import InputError
 
 FLAGS = flags.FLAGS
@@ -79,16 +80,13 @@ def read_examples(path):
     return examples
 
 
-def load_encoder(config_flag_value, checkpoint, vocab_size, max_seq_length):
-    """The encoder of the config named by --bert_config_file with the checkpoint's weights; the config, the
-    encoder, and the names of the checkpoint's variables it does not use (the pre-training heads, say)."""
-    config = bert_config.load_config(config_flag_value)
-    bert_config.check_vocab(config, vocab_size, cli.vocabulary_source())
-    bert_config.check_seq_length(config, max_seq_length)
+def load_encoder(config, checkpoint):
+    """The encoder of `config` with the checkpoint's weights, and the names of the checkpoint's variables it does
+    not use (the pre-training heads, say)."""
     encoder = modeling.BertModel(config)
     # The features never read the pooler, so a checkpoint without one serves, as in the reference.
     unused, _ = checkpoints.load_weights(encoder.weights, checkpoint, optional=modeling.POOLER_NAMES)
-    return config, encoder, unused
+    return encoder, unused
 
 
 # Python's round(x, 6) and "%.6f" choose the same correctly rounded six decimals (both are dtoa's mode 3),
@@ -184,23 +182,35 @@ def main(argv):
         raise InputError(f"--max_seq_length must be at least 3, got {FLAGS.max_seq_length}")
     if FLAGS.batch_size < 1:
         raise InputError(f"--batch_size must be at least 1, got {FLAGS.batch_size}")
+    if not FLAGS.spm_model_file:
+        tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
     input_path = one_input_file(FLAGS.input_file)
-    fileio.check_output_file(FLAGS.output_file, "--output_file", [input_path, FLAGS.bert_config_file, *cli.tokenizer_files()])
+    checkpoint = checkpoints.resolve_checkpoint(FLAGS.init_checkpoint)
+    checkpoint_files = glob.glob(glob.escape(checkpoint) + ".*")
+    fileio.check_output_file(FLAGS.output_file, "--output_file",
+                             [input_path, FLAGS.bert_config_file, *cli.tokenizer_files(), *checkpoint_files])
+    tokenizer = cli.make_tokenizer()
+    # The model's flags are checked before the input is read: a large file takes a while.
+    config = bert_config.load_config(FLAGS.bert_config_file)
+    bert_config.check_vocab(config, tokenizer.vocab_size, cli.vocabulary_source())
+    bert_config.check_seq_length(config, FLAGS.max_seq_length)
+    layers = parse_layers(FLAGS.layers, config.num_hidden_layers)
     examples = read_examples(input_path)
     if not examples:
         raise InputError(f"--input_file: {input_path} is empty; there are no lines to extract features from")
-    tokenizer = cli.make_tokenizer()
-    config, encoder, unused = load_encoder(FLAGS.bert_config_file, FLAGS.init_checkpoint, tokenizer.vocab_size,
-                                           FLAGS.max_seq_length)
-    layers = parse_layers(FLAGS.layers, config.num_hidden_layers)
+    encoder, unused = load_encoder(config, checkpoint)
     log = cli.rank_log()
     checkpoints.report_initialisation(FLAGS.init_checkpoint, unused, log, encoder.weights)
     checkpoints.warn_if_vocabulary_differs(FLAGS.init_checkpoint, cli.tokenizer_file(), log)
 
     forward = make_forward(encoder, layers)
     start = time.time()
-    with fileio.AtomicFile(FLAGS.output_file) as out:
+    with fileio.sigterm_interrupts(), fileio.AtomicFile(FLAGS.output_file) as out:
         extract(examples, tokenizer, forward, layers, FLAGS.max_seq_length, FLAGS.batch_size, out.write)
+    if not fileio.is_stream(FLAGS.output_file):
+        # What runs killed by SIGKILL left (any other end removes its own): as large as the output.
+        real = os.path.realpath(FLAGS.output_file)
+        fileio.remove_leftover_temporaries(os.path.dirname(real), glob.escape(os.path.basename(real)))
     elapsed = time.time() - start
     cli.print_summary(
         f"bert-extract-features: {len(examples)} examples, layers {','.join(map(str, layers))} -> "

@@ -303,7 +303,7 @@ def test_check_vocab_allows_a_smaller_vocabulary():
 def test_check_seq_length():
     config = load_config("tiny")
     check_seq_length(config, 512)
-    with pytest.raises(InputError, match=r"max_seq_length 513 .*'max_position_embeddings' \(512\)"):
+    with pytest.raises(InputError, match=r"--max_seq_length=513 .*'max_position_embeddings' is 512"):
         check_seq_length(config, 513)
 
 

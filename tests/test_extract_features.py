@@ -3,8 +3,10 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -192,7 +194,8 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
     assert_clean_failure(extract(model_dir, input_file, output_file, "--layers=-3", "--max_seq_length=40"), "--layers", "-3")
     assert_clean_failure(extract(model_dir, input_file, output_file, "--layers=x", "--max_seq_length=40"), "--layers")
     assert_clean_failure(extract(model_dir, input_file, output_file, "--max_seq_length=65"), "max_position_embeddings")
-    assert_clean_failure(extract(model_dir, input_file, output_file, "--bert_config_file=tiny", "--max_seq_length=40"),
+    assert_clean_failure(extract(model_dir, input_file, output_file, "--bert_config_file=tiny", "--max_seq_length=40",
+                                 "--layers=-1"),
                          "word_embeddings", "[30522, 32]", "[30522, 128]")
     small_vocab = tmp_path / "small_vocab.json"
     small_vocab.write_text(json.dumps({**json.loads((model_dir[0] / "bert_config.json").read_text()), "vocab_size": 1000}))
@@ -213,7 +216,8 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
                          "--input_file", "names 2 files")
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    assert_clean_failure(extract(model_dir, empty, output_file, "--max_seq_length=40"), "--input_file", "empty.txt is empty")
+    assert_clean_failure(extract(model_dir, empty, output_file, "--max_seq_length=40", "--layers=-1"), "--input_file",
+                         "empty.txt is empty")
     no_cls = tmp_path / "no_cls_vocab.txt"
     no_cls.write_text("[PAD]\n[UNK]\n[SEP]\nhello\nworld\n")
     assert_clean_failure(extract(model_dir, input_file, output_file, f"--vocab_file={no_cls}", "--max_seq_length=40"),
@@ -238,11 +242,70 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
                                  "--max_seq_length=40"), "--output_file", "bert_config.json is an input file too")
     assert_clean_failure(extract(model_dir, input_file, vocab_copy, f"--vocab_file={vocab_copy}", "--max_seq_length=40"),
                          "--output_file", "vocab.txt is an input file too")
+    # Nor the checkpoint read, by any of its files.
+    checkpoint_copy = tmp_path / "copy"
+    checkpoint_copy.mkdir()
+    for file in directory.glob("bert_model.ckpt.*"):
+        (checkpoint_copy / file.name).write_bytes(file.read_bytes())
+    for name in ("bert_model.ckpt.index", "bert_model.ckpt.data-00000-of-00001"):
+        assert_clean_failure(extract(model_dir, input_file, checkpoint_copy / name, "--max_seq_length=40", "--layers=-1",
+                                     f"--init_checkpoint={checkpoint_copy}"), "--output_file", f"{name} is an input file too")
+        assert (checkpoint_copy / name).read_bytes() == (directory / name).read_bytes()
+    # A released cased model read with the default --do_lower_case would see lower-cased text, as in fine-tuning.
+    cased = tmp_path / "cased_L-12_H-768_A-12"
+    checkpoint_copy.rename(cased)
+    assert_clean_failure(extract(model_dir, input_file, output_file, "--max_seq_length=40", "--layers=-1",
+                                 f"--init_checkpoint={cased}"),
+                         "cased_L-12_H-768_A-12", "--do_lower_case")
     assert config_copy.read_bytes() == (directory / "bert_config.json").read_bytes()
     assert vocab_copy.read_bytes() == vocab.read_bytes()
     assert input_file.read_text() == "hello world\n"
     assert not list(tmp_path.glob(".*tmp-*"))
     assert output_file.read_text() == "previous\n"
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stopped_run_leaves_the_previous_output_and_no_partial_file(model_dir, tmp_path, signal_number):
+    """As `docker stop` or a closed ssh session stops it: the partial output (as large as the whole, gigabytes for
+    BERT-base) is removed; one a SIGKILL left is removed by the next run that finishes."""
+    input_file = tmp_path / "input.txt"
+    input_file.write_text(shared_file("corpus", "wikitext2_valid.raw.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    output_file = tmp_path / "out.jsonl"
+    output_file.write_text("previous\n")
+    directory, vocab, _ = model_dir
+    args = [f"--input_file={input_file}", f"--output_file={output_file}", f"--vocab_file={vocab}",
+            f"--bert_config_file={directory / 'bert_config.json'}", f"--init_checkpoint={directory / 'bert_model.ckpt'}",
+            "--max_seq_length=64", "--layers=-1"]
+
+    def started_writing():
+        process = subprocess.Popen([sys.executable, "-m", "bert.extract_features", *args], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        deadline = time.time() + 120
+        while not list(tmp_path.glob(".out.jsonl.tmp-*")):
+            assert process.poll() is None, process.communicate()
+            assert time.time() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)  # inside the writing loop
+        return process
+
+    process = started_writing()
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal_number, stderr
+    assert "terminated; no output was finalised" in stderr and "Traceback" not in stderr, stderr
+    assert not list(tmp_path.glob(".out.jsonl.tmp-*"))
+    assert output_file.read_text() == "previous\n"
+
+    process = started_writing()
+    process.kill()
+    process.wait()
+    assert list(tmp_path.glob(".out.jsonl.tmp-*"))
+    lines = [line for line in input_file.read_text(encoding="utf-8").split("\n")[:50]]
+    input_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    finished = run_cli("extract_features", *args)
+    assert finished.returncode == 0, finished.stderr
+    assert len(output_file.read_text().splitlines()) == 50
+    assert not list(tmp_path.glob(".out.jsonl.tmp-*"))
 
 
 def test_carriage_returns_are_dropped_and_text_that_is_not_utf8_is_refused(model_dir, tmp_path):
