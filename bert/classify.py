@@ -269,12 +269,15 @@ def main(argv):
         return
     best = _read_best(os.path.join(FLAGS.output_dir, BEST_DIR, BEST_FILE)) if FLAGS.keep_best else None
     if best:
+        if step is None:
+            training.check_run_config(FLAGS.output_dir, config)
         checkpoints.load_weights(model.variables_by_name, os.path.join(FLAGS.output_dir, BEST_DIR, "bert_model.ckpt"))
         step = best["step"]
         summary.append(f"using the best checkpoint (step {step}, dev {best['metric']} {best['value']:.4f})")
     elif step is None:
         step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint,
-                                         optional=classifier.OPTIONAL_INIT, log=log)
+                                         optional=classifier.OPTIONAL_INIT, log=log, config=config,
+                                         tokenizer_file=cli.tokenizer_file())
     if FLAGS.do_eval:
         for suffix, arrays in dev.sets:
             results = dev.evaluate(arrays, FLAGS.eval_batch_size)

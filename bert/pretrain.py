@@ -130,7 +130,7 @@ def main(argv):
     if FLAGS.do_eval and chief:
         if step is None:
             step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint,
-                                             evaluation_flags="--do_eval", log=log)
+                                             evaluation_flags="--do_eval", log=log, config=config)
         dataset = pretraining.evaluation_dataset(files, FLAGS.eval_batch_size, FLAGS.max_seq_length,
                                                  FLAGS.max_predictions_per_seq, config)
         with pretraining.damage_located(*record_check):

@@ -229,7 +229,8 @@ def main(argv):
     if chief and (FLAGS.do_predict or FLAGS.do_eval):
         if step is None:
             step = training.restore_for_eval(model.variables_by_name, FLAGS.output_dir, FLAGS.init_checkpoint,
-                                             optional=OPTIONAL_INIT, log=log)
+                                             optional=OPTIONAL_INIT, log=log, config=config,
+                                             tokenizer_file=cli.tokenizer_file())
         # Converted once the model is known good, and by the chief alone.
         predict_features = squad_data.convert_examples_to_features(
             predict_examples, tokenizer, is_training=False, **_window_settings())

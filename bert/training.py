@@ -259,6 +259,30 @@ _KEY_SOURCES = {
 }
 
 
+def _command_of(record):
+    """The command whose run a RUN_FILE record describes, by the keys each command's describe() gives it."""
+    if "task" not in record:
+        return "bert-pretrain"
+    return "bert-squad" if record["task"] == "squad" else "bert-classify"
+
+
+def _refuse_another_run(output_dir, previous, description):
+    """Raises InputError naming every way the run recorded in `output_dir` differs from `description`, if any."""
+    differences = list(_differences(previous, description))
+    if not differences:
+        return
+    was, now = _command_of(previous), _command_of(description)
+    if was != now:
+        advice = f" (to fine-tune its model, give --init_checkpoint={output_dir})" if was == "bert-pretrain" else ""
+        raise InputError(f"--output_dir: {output_dir} holds a {was} run, not a {now} one; use another --output_dir{advice}")
+    shown = []
+    for key, before, after in differences:
+        name = f"--bert_config_file's '{key[len('bert_config.'):]}'" if key.startswith("bert_config.") else key
+        shown.append(f"{name}{_KEY_SOURCES.get(key, '')} ({json.dumps(before)}, now {json.dumps(after)})")
+    raise InputError(f"--output_dir: {output_dir} holds a run with a different {'; a different '.join(shown)}; resume it "
+                     f"with its own flags or use another --output_dir")
+
+
 def _own_checkpoint(output_dir):
     """The newest checkpoint of this tool's run in `output_dir`, or None. A `checkpoint` file naming another
     program's (the reference's model.ckpt-N) is refused: this run could neither resume from it nor keep it."""
@@ -317,11 +341,7 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None,
         legacy = "global_batch_size" not in previous
         if legacy:
             _pin_global_batch(previous, _ranks_of_saved_input(output_dir) or replicas.size)
-        for key, was, now in _differences(previous, description):
-            raise InputError(
-                f"--output_dir: {output_dir} holds a run with a different {key}{_KEY_SOURCES.get(key, '')} "
-                f"({json.dumps(was)}, now {json.dumps(now)}); resume it with its own flags or use another --output_dir"
-            )
+        _refuse_another_run(output_dir, previous, description)
         if not legacy:
             return
     elif saved:
@@ -763,13 +783,15 @@ def describe(options, replicas, **shape):
 
 
 def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=(), evaluation_flags="--do_eval or --do_predict",
-                     log=None):
+                     log=None, config=None, tokenizer_file=None):
     """Loads the newest checkpoint of `output_dir`, or else `init_checkpoint`, for evaluation; returns the step.
 
     The step is the reference's `global_step`: that of the run in `output_dir`, and 0 when only
     `init_checkpoint` is evaluated (the reference restores its trainable variables alone, so a
     `global_step` it holds belongs to the run that made it, not to this one). `evaluation_flags` names
     the command's evaluation flags in the message when there is neither; `log` gets newest_checkpoint's warnings.
+    The run's own checkpoint is refused for a `config` other than the run's (see check_run_config), and `log`
+    warned of a `tokenizer_file` ((path, kind)) other than the one exported beside it.
     """
     run_checkpoint = checkpoints.newest_checkpoint(output_dir, log)
     if not (run_checkpoint or init_checkpoint):
@@ -786,10 +808,40 @@ def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()
         return 0
     if init_checkpoint and log:
         log(f"evaluating {run_checkpoint}, the run's newest checkpoint; --init_checkpoint {init_checkpoint} is not read")
+    if config is not None:
+        check_run_config(output_dir, config)
+    if log:
+        checkpoints.warn_if_vocabulary_differs(run_checkpoint, tokenizer_file, log, flag="--output_dir")
     # A run's own checkpoint holds its whole model: a head missing or of another shape is another task's.
     checkpoints.load_weights(variables_by_name, run_checkpoint, flag="--output_dir")
     reader = checkpoints.CheckpointReader(run_checkpoint, flag="--output_dir")
     return next((int(reader.tensor(n)) for n in ("step", "global_step") if n in reader), 0)
+
+
+# The config keys evaluation does not read: a model evaluated with other dropouts is the same model.
+_TRAINING_ONLY_CONFIG_KEYS = ("attention_probs_dropout_prob", "hidden_dropout_prob", "initializer_range")
+
+
+def check_run_config(output_dir, config):
+    """Refuses a `config` (--bert_config_file) whose model is not the one the run in `output_dir` trained, by the
+    config its RUN_FILE records. Its weights would load into fewer layers without a word, or into other attention
+    heads or another activation of the same shapes, and be scored as that run's."""
+    path = os.path.join(output_dir, RUN_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return  # a run of an earlier version, or its record lost: load_weights checks what the names and shapes can
+    recorded = recorded.get("bert_config") if isinstance(recorded, dict) else None
+    if not isinstance(recorded, dict):
+        return
+    current = config.to_dict()
+    for key in sorted(set(recorded) & set(current) - set(_TRAINING_ONLY_CONFIG_KEYS)):
+        if recorded[key] != current[key]:
+            own = os.path.join(output_dir, "bert_config.json")
+            advice = f"give the run's own, {own}" if os.path.isfile(own) else "give the config the run was trained with"
+            raise InputError(f"--bert_config_file: its '{key}' is {json.dumps(current[key])}, but the model trained in "
+                             f"--output_dir {output_dir} has {json.dumps(recorded[key])} (by its {RUN_FILE}); {advice}")
 
 
 def evaluate(task, dataset, max_steps, compute_dtype=tf.float32):

@@ -98,6 +98,20 @@ def test_train_eval_predict_with_best_checkpoint(small_config, uncased_vocab, tm
     again = run_cli("classify", *classify_args(data, small_config, uncased_vocab, out, "--do_eval", "--keep_best"))
     assert again.returncode == 0, again.stderr
     assert (out / "eval_results.txt").read_text() == before
+    # Evaluated with another vocabulary than the run's, it is warned of; with another model's config, refused, the
+    # results left as they were.
+    cased_vocab = shared_file("vocab", "cased_vocab.txt")
+    cased = run_cli("classify", *classify_args(data, small_config, cased_vocab, out, "--do_eval", "--do_lower_case=False"))
+    assert cased.returncode == 0, cased.stderr
+    assert (f"warning: the vocabulary {cased_vocab} is not the one beside --output_dir ({out / 'vocab.txt'})"
+            in cased.stderr)
+    heads = tmp_path / "heads.json"
+    heads.write_text(json.dumps({**SMALL_MODEL, "num_attention_heads": 4}))
+    written = (out / "eval_results.txt").read_text()
+    for keep_best in ((), ("--keep_best",)):
+        refused = run_cli("classify", *classify_args(data, heads, uncased_vocab, out, "--do_eval", *keep_best))
+        assert_clean_failure(refused, "--bert_config_file: its 'num_attention_heads' is 4")
+    assert (out / "eval_results.txt").read_text() == written
 
     # Killed after its last checkpoint but before scoring it on dev, the run scores it when the command is run
     # again. Emulated by the record of a run that scored steps 2 and 4 only, with a poor best.

@@ -450,7 +450,7 @@ def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_conf
     bigger = tmp_path / "bigger.json"
     bigger.write_text(json.dumps({**SMALL_MODEL, "num_hidden_layers": 3}))
     result = run_cli("pretrain", *pretrain_args(records_dir, bigger, out, "--do_train", "--num_train_steps=4"))
-    assert_clean_failure(result, "--output_dir", "bert_config")
+    assert_clean_failure(result, "--output_dir", "a different --bert_config_file's 'num_hidden_layers' (2, now 3)")
     lamb = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4",
                                               "--optimizer_type=lamb"))
     assert_clean_failure(lamb, "optimizer_type")
@@ -458,7 +458,28 @@ def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_conf
                                                  "--train_batch_size=4"))
     assert_clean_failure(smaller, "a different global_batch_size (--train_batch_size times --num_accumulation_steps times "
                                   "the number of ranks) (8, now 4)")
+    # Every difference at once, not one per attempt.
+    both = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4",
+                                              "--train_batch_size=4", "--optimizer_type=lamb"))
+    assert_clean_failure(both, "(8, now 4); a different optimizer_type (\"adam\", now \"lamb\")")
+    # A fine-tuning command given the pre-training run's directory is told what it holds.
+    classify = run_cli("classify", "--task_name=MRPC", f"--data_dir={ROOT / 'data' / 'mrpc_sample'}", "--do_train",
+                       f"--vocab_file={shared_file('vocab', 'uncased_vocab.txt')}", f"--bert_config_file={small_config}",
+                       f"--output_dir={out}", "--max_seq_length=32")
+    assert_clean_failure(classify, f"--output_dir: {out} holds a bert-pretrain run, not a bert-classify one",
+                         f"--init_checkpoint={out}")
+    # Evaluation reads the run's weights into the config's model: one that is not the run's is refused, not scored.
+    heads = tmp_path / "heads.json"
+    heads.write_text(json.dumps({**SMALL_MODEL, "num_attention_heads": 4}))  # the same shapes, another function
+    for config, key in ((bigger, "'num_hidden_layers' is 3"), (heads, "'num_attention_heads' is 4")):
+        evaluated = run_cli("pretrain", *pretrain_args(records_dir, config, out, "--do_eval"))
+        assert_clean_failure(evaluated, f"--bert_config_file: its {key}, but the model trained in --output_dir {out}",
+                             f"give the run's own, {out / 'bert_config.json'}")
     assert snapshot(out) == before
+    undropped = tmp_path / "undropped.json"
+    undropped.write_text(json.dumps({**SMALL_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}))
+    evaluated = run_cli("pretrain", *pretrain_args(records_dir, undropped, out, "--do_eval"))
+    assert evaluated.returncode == 0, evaluated.stderr
 
 
 def test_a_run_resumes_with_its_batch_split_into_more_micro_batches(records_dir, small_config, tmp_path):
