@@ -613,9 +613,14 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                                     or resume_step == options.num_train_steps):
         on_save(resume_step)
 
-    writer = tf.summary.create_file_writer(options.output_dir) if chief else None
-    events = f"TensorBoard events to {options.output_dir}"
     step = int(trainer.step.numpy())
+    if chief and step >= options.num_train_steps:
+        where = f"is at step {step}, past" if step > options.num_train_steps else "has reached"
+        log(f"note: the run in {options.output_dir} {where} the flags' last step ({options.num_train_steps}): "
+            f"nothing to train")
+    # A run with nothing to train writes no events file, which would show in TensorBoard as a run of its own.
+    writer = tf.summary.create_file_writer(options.output_dir) if chief and step < options.num_train_steps else None
+    events = f"TensorBoard events to {options.output_dir}"
     if indexed:
         iterator = dataset.from_step(step + int(trainer.skipped_batches.numpy()))
     total = options.num_train_steps

@@ -482,6 +482,21 @@ def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_conf
     assert evaluated.returncode == 0, evaluated.stderr
 
 
+def test_a_finished_run_run_again_says_it_has_nothing_to_train(records_dir, small_config, tmp_path):
+    out = tmp_path / "run"
+    first = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=2"))
+    assert first.returncode == 0, first.stderr
+    events = sorted(out.glob("events.out.tfevents.*"))
+    assert events
+    for steps, where in ((2, "has reached the flags' last step (2)"), (1, "is at step 2, past the flags' last step (1)")):
+        again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", f"--num_train_steps={steps}"))
+        assert again.returncode == 0, again.stderr
+        assert f"note: the run in {out} {where}: nothing to train" in again.stderr
+        assert "trained to step 2" in again.stdout
+    # Nor an empty events file, which TensorBoard would list as a run.
+    assert sorted(out.glob("events.out.tfevents.*")) == events
+
+
 def test_a_run_resumes_with_its_batch_split_into_more_micro_batches(records_dir, small_config, tmp_path):
     # As the out-of-memory message advises: the same batch per step in smaller pieces.
     out = tmp_path / "run"
