@@ -268,7 +268,8 @@ def _command_of(record):
 
 def _refuse_another_run(output_dir, previous, description):
     """Raises InputError naming every way the run recorded in `output_dir` differs from `description`, if any."""
-    differences = list(_differences(previous, description))
+    differences = [difference for difference in _differences(previous, description)
+                   if not difference[0].startswith(f"{CHANGEABLE}.") and difference[0] != CHANGEABLE]
     if not differences:
         return
     was, now = _command_of(previous), _command_of(description)
@@ -295,11 +296,13 @@ def _own_checkpoint(output_dir):
     return newest
 
 
-def check_run_directory(output_dir, description, replicas, init_checkpoint=None, variables_by_name=None, optional_init=()):
+def check_run_directory(output_dir, description, replicas, init_checkpoint=None, variables_by_name=None, optional_init=(),
+                        log=None):
     """Refuses an output directory that another training process is using, that holds a run of another
     model or data shape, or a model whose export would be replaced (a released model's directory given as
     --output_dir); records ours there, and locks it (on the chief) while this process lives. An
     `init_checkpoint` the run will start from is checked against the model's `variables_by_name` first.
+    A resumption that changes the run's CHANGEABLE settings is noted to `log`.
 
     `description` is a JSON-able dict of what must not change between a run and its resumption. Only a
     run that saved a checkpoint or its exported model binds the directory: one refused or stopped before
@@ -342,7 +345,12 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None,
         if legacy:
             _pin_global_batch(previous, _ranks_of_saved_input(output_dir) or replicas.size)
         _refuse_another_run(output_dir, previous, description)
-        if not legacy:
+        changed = list(_differences(previous.get(CHANGEABLE) or {}, description[CHANGEABLE]))
+        if changed and CHANGEABLE in previous and log:
+            shown = ", ".join(f"{key} ({json.dumps(was)}, now {json.dumps(now)})" for key, was, now in changed)
+            log(f"note: resuming the run in {output_dir} with another {shown}: its further steps take the new "
+                f"value{'s' if len(changed) > 1 else ''}")
+        if not (legacy or changed):
             return
     elif saved:
         raise InputError(f"--output_dir: {output_dir} holds checkpoints of another run (no {RUN_FILE}); use another --output_dir")
@@ -773,8 +781,12 @@ def training_summary(step, replicas, global_batch, report, export):
     return f"trained to step {step} ({replicas.name}, global batch {global_batch}{loss}); exported {export}"
 
 
+CHANGEABLE = "changeable"
+
+
 def describe(options, replicas, **shape):
-    """What a run directory pins: the model and data shape, the optimizer and the global batch per step.
+    """What a run directory pins: the model and data shape, the optimizer and the global batch per step; and
+    under CHANGEABLE the settings a resumption may change.
 
     The global batch is pinned, not its split among ranks and micro-batches: a run may resume on another
     number of ranks (after losing a machine), or where memory is short in more, smaller micro-batches,
@@ -783,6 +795,9 @@ def describe(options, replicas, **shape):
     return {
         "optimizer_type": options.optimizer_type,
         "global_batch_size": options.micro_batch_size * options.num_accumulation_steps * replicas.size,
+        # Not pinned (the reference's runs resume with any), but a resumption that changes them is noted.
+        CHANGEABLE: {"learning_rate": options.learning_rate, "num_warmup_steps": options.num_warmup_steps,
+                     "seed": options.seed, "compute_dtype": options.compute_dtype},
         **shape,
     }
 

@@ -482,7 +482,7 @@ def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_conf
     assert evaluated.returncode == 0, evaluated.stderr
 
 
-def test_a_finished_run_run_again_says_it_has_nothing_to_train(records_dir, small_config, tmp_path):
+def test_a_run_run_again_says_it_has_nothing_to_train_or_what_its_resumption_changes(records_dir, small_config, tmp_path):
     out = tmp_path / "run"
     first = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=2"))
     assert first.returncode == 0, first.stderr
@@ -495,6 +495,16 @@ def test_a_finished_run_run_again_says_it_has_nothing_to_train(records_dir, smal
         assert "trained to step 2" in again.stdout
     # Nor an empty events file, which TensorBoard would list as a run.
     assert sorted(out.glob("events.out.tfevents.*")) == events
+
+    # Resumed with another learning rate or seed, it trains on with them, and says so once.
+    changed = ("--learning_rate=5e-4", "--seed=7")
+    resumed = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=3", *changed))
+    assert resumed.returncode == 0, resumed.stderr
+    assert (f"note: resuming the run in {out} with another learning_rate (0.001, now 0.0005), seed (12345, now 7): its "
+            f"further steps take the new values") in resumed.stderr
+    again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4", *changed))
+    assert again.returncode == 0, again.stderr
+    assert "note: resuming" not in again.stderr and "trained to step 4" in again.stdout
 
 
 def test_a_run_resumes_with_its_batch_split_into_more_micro_batches(records_dir, small_config, tmp_path):
