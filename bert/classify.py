@@ -106,18 +106,18 @@ def resolve_task():
 
 
 def _training_set(task, tokenizer):
-    """The training examples, and a fingerprint of everything their encoding depends on."""
+    """The training examples, and a fingerprint of everything their encoding depends on and its parts."""
     (path,) = glue.split_paths(task, FLAGS.data_dir, "train", FLAGS.xnli_language)
     examples, skipped = glue.read_examples(task, path, "train", FLAGS.xnli_language)
-    fingerprint = fileio.fingerprint(
-        [path, cli.vocabulary_source()],
+    fingerprint, parts = fileio.fingerprint(
+        {"training file": path, "vocabulary": cli.vocabulary_source()},
         {"task": task.name, "labels": task.labels, "max_seq_length": FLAGS.max_seq_length,
          "do_lower_case": tokenizer.lower_cases, "language": FLAGS.xnli_language,
          # Columns other than the defaults (a GLUE task's, or a tsv task's as given by default, keep the
          # fingerprint they had before the columns counted).
          **({"columns": dataclasses.astuple(task.labeled)} if _custom_columns(task) else {})},
     )
-    return examples, skipped, fingerprint
+    return examples, skipped, fingerprint, parts
 
 
 def _custom_columns(task):
@@ -236,13 +236,13 @@ def main(argv):
     summary = []
     step = None
     if FLAGS.do_train:
-        examples, skipped, fingerprint = _training_set(task, tokenizer)
+        examples, skipped, fingerprint, fingerprint_parts = _training_set(task, tokenizer)
         if skipped:
             log(f"train.tsv: skipped {skipped} row(s) with missing fields")
         options, rank_batch, global_batch = cli.fine_tuning_options(FLAGS.output_dir, len(examples), replicas)
         description = training.describe(
             options, replicas, bert_config=config.to_dict(), max_seq_length=FLAGS.max_seq_length, task=task.name,
-            labels=task.labels, train_data=fingerprint,
+            labels=task.labels, train_data=fingerprint, train_data_parts=fingerprint_parts,
         )
         training.check_run_directory(FLAGS.output_dir, description, replicas, FLAGS.init_checkpoint, model.variables_by_name,
                                      classifier.OPTIONAL_INIT, log)

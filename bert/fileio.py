@@ -497,14 +497,20 @@ def check_writable_dir(directory, flag):
         raise InputError(f"{flag}: directory is not writable: {directory}")
 
 
-def fingerprint(paths, settings):
-    """A short hash of the files' bytes and a JSON-able dict of settings: names what an output was made from."""
+def fingerprint(named_paths, settings):
+    """A short hash of the bytes of the files of {name: path} (in its order) and a JSON-able dict of settings,
+    which names what an output was made from; and what it was made of, {"files": {name: a short hash of that
+    file}, "settings": settings as JSON reads them back}, which says what differs between two fingerprints."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for path in paths:
+    parts = {}
+    for name, path in named_paths.items():
+        own = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-    return digest.hexdigest()[:16]
+                own.update(block)
+        parts[name] = own.hexdigest()[:16]
+    return digest.hexdigest()[:16], {"files": parts, "settings": json.loads(json.dumps(settings))}
 
 
 def cached_arrays(path, build, save=True):

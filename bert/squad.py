@@ -198,13 +198,13 @@ def main(argv):
             raise InputError(f"--train_file: {FLAGS.train_file} has no usable questions")
         if skipped:
             log(f"{FLAGS.train_file}: skipped {skipped} question(s) whose answer text is not at its answer_start")
-        fingerprint = fileio.fingerprint(
-            [FLAGS.train_file, FLAGS.vocab_file],
+        fingerprint, fingerprint_parts = fileio.fingerprint(
+            {"training file": FLAGS.train_file, "vocabulary": FLAGS.vocab_file},
             {"do_lower_case": FLAGS.do_lower_case, "version_2_with_negative": FLAGS.version_2_with_negative, **_window_settings()},
         )
         options, rank_batch, global_batch = cli.fine_tuning_options(FLAGS.output_dir, len(examples), replicas)
         description = training.describe(options, replicas, bert_config=config.to_dict(), task="squad", train_data=fingerprint,
-                                        **_window_settings())
+                                        train_data_parts=fingerprint_parts, **_window_settings())
         training.check_run_directory(FLAGS.output_dir, description, replicas, FLAGS.init_checkpoint, model.variables_by_name,
                                      OPTIONAL_INIT, log)
         arrays = fileio.cached_arrays(

@@ -269,7 +269,7 @@ def _command_of(record):
 def _refuse_another_run(output_dir, previous, description):
     """Raises InputError naming every way the run recorded in `output_dir` differs from `description`, if any."""
     differences = [difference for difference in _differences(previous, description)
-                   if not difference[0].startswith(f"{CHANGEABLE}.") and difference[0] != CHANGEABLE]
+                   if difference[0].split(".")[0] not in _UNPINNED]
     if not differences:
         return
     was, now = _command_of(previous), _command_of(description)
@@ -278,6 +278,13 @@ def _refuse_another_run(output_dir, previous, description):
         raise InputError(f"--output_dir: {output_dir} holds a {was} run, not a {now} one; use another --output_dir{advice}")
     shown = []
     for key, before, after in differences:
+        parts = previous.get(TRAIN_DATA_PARTS), description.get(TRAIN_DATA_PARTS)
+        if key == "train_data" and all(isinstance(part, dict) for part in parts):
+            changed = [f"the {name[len('files.'):]}'s contents" if name.startswith("files.") else
+                       f"{name[len('settings.'):]} ({json.dumps(was)}, now {json.dumps(now)})"
+                       for name, was, now in _differences(*parts)]
+            shown.append(f"train_data (by {', '.join(changed)})")
+            continue
         name = f"--bert_config_file's '{key[len('bert_config.'):]}'" if key.startswith("bert_config.") else key
         shown.append(f"{name}{_KEY_SOURCES.get(key, '')} ({json.dumps(before)}, now {json.dumps(after)})")
     raise InputError(f"--output_dir: {output_dir} holds a run with a different {'; a different '.join(shown)}; resume it "
@@ -782,6 +789,10 @@ def training_summary(step, replicas, global_batch, report, export):
 
 
 CHANGEABLE = "changeable"
+# Under this key a run records what its train_data fingerprint is made of, which says what changed.
+TRAIN_DATA_PARTS = "train_data_parts"
+# Keys of a run's record that a resumption may change.
+_UNPINNED = (CHANGEABLE, TRAIN_DATA_PARTS)
 
 
 def describe(options, replicas, **shape):

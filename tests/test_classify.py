@@ -262,9 +262,21 @@ def test_a_tsv_run_is_bound_to_its_columns(small_config, uncased_vocab, tmp_path
     # The second sentence added: other inputs, so neither this run to resume nor its cached features.
     paired = run_cli("classify", *classify_args(data, small_config, uncased_vocab, out, "--do_train", "--num_train_epochs=1",
                                                 *columns, "--text_b_column=4", task="tsv"))
+    assert_clean_failure(paired, f"--output_dir: {out} holds a run with a different train_data (by columns ([3, null, 0, true], now "
+                                 "[3, 4, 0, true]))")
+    # What differs is named: here the vocabulary and its casing.
+    cased = run_cli("classify", *classify_args(data, small_config, shared_file("vocab", "cased_vocab.txt"), out, "--do_train",
+                                               "--num_train_epochs=1", "--do_lower_case=False", *columns, task="tsv"))
+    assert_clean_failure(cased, "a different train_data (by the vocabulary's contents, do_lower_case (true, now false))")
+    assert snapshot(out) == before
+    # A run recorded before its fingerprint's parts were says what the fingerprint is made of.
+    record = json.loads((out / "run.json").read_text())
+    del record["train_data_parts"]
+    (out / "run.json").write_text(json.dumps(record))
+    paired = run_cli("classify", *classify_args(data, small_config, uncased_vocab, out, "--do_train", "--num_train_epochs=1",
+                                                *columns, "--text_b_column=4", task="tsv"))
     assert_clean_failure(paired, f"--output_dir: {out} holds a run with a different train_data (a hash of the training "
                                  "file, the vocabulary, --do_lower_case")
-    assert snapshot(out) == before
 
 
 def test_sentencepiece_model_tokenizes_in_place_of_a_vocab_file(sentencepiece_model, tmp_path):
