@@ -272,13 +272,14 @@ def _refuse_another_run(output_dir, previous, description):
                    if difference[0].split(".")[0] not in _UNPINNED]
     if not differences:
         return
-    was, now = _command_of(previous), _command_of(description)
-    if was != now:
-        advice = f" (to fine-tune its model, give --init_checkpoint={output_dir})" if was == "bert-pretrain" else ""
-        raise InputError(f"--output_dir: {output_dir} holds a {was} run, not a {now} one; use another --output_dir{advice}")
+    recorded_command, command = _command_of(previous), _command_of(description)
+    if recorded_command != command:
+        advice = f" (to fine-tune its model, give --init_checkpoint={output_dir})" if recorded_command == "bert-pretrain" else ""
+        raise InputError(f"--output_dir: {output_dir} holds a {recorded_command} run, not a {command} one; use another "
+                         f"--output_dir{advice}")
+    parts = previous.get(TRAIN_DATA_PARTS), description.get(TRAIN_DATA_PARTS)
     shown = []
     for key, before, after in differences:
-        parts = previous.get(TRAIN_DATA_PARTS), description.get(TRAIN_DATA_PARTS)
         if key == "train_data" and all(isinstance(part, dict) for part in parts):
             changed = [f"the {name[len('files.'):]}'s contents" if name.startswith("files.") else
                        f"{name[len('settings.'):]} ({json.dumps(was)}, now {json.dumps(now)})"
