@@ -269,9 +269,11 @@ def main(argv):
         return
     best = _read_best(os.path.join(FLAGS.output_dir, BEST_DIR, BEST_FILE)) if FLAGS.keep_best else None
     if best:
+        best_model = os.path.join(FLAGS.output_dir, BEST_DIR, "bert_model.ckpt")
         if step is None:
             training.check_run_config(FLAGS.output_dir, config)
-        checkpoints.load_weights(model.variables_by_name, os.path.join(FLAGS.output_dir, BEST_DIR, "bert_model.ckpt"))
+            checkpoints.warn_if_vocabulary_differs(best_model, cli.tokenizer_file(), log, flag="--output_dir")
+        checkpoints.load_weights(model.variables_by_name, best_model)
         step = best["step"]
         summary.append(f"using the best checkpoint (step {step}, dev {best['metric']} {best['value']:.4f})")
     elif step is None:
