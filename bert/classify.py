@@ -271,8 +271,7 @@ def main(argv):
     if best:
         best_model = os.path.join(FLAGS.output_dir, BEST_DIR, "bert_model.ckpt")
         if step is None:
-            training.check_run_config(FLAGS.output_dir, config)
-            checkpoints.warn_if_vocabulary_differs(best_model, cli.tokenizer_file(), log, flag="--output_dir")
+            training.check_evaluated_run(FLAGS.output_dir, best_model, config, cli.tokenizer_file(), log)
         checkpoints.load_weights(model.variables_by_name, best_model)
         step = best["step"]
         summary.append(f"using the best checkpoint (step {step}, dev {best['metric']} {best['value']:.4f})")

@@ -280,12 +280,18 @@ def check_training_flags():
         raise InputError(f"--use_horovod contradicts --distribution_strategy={FLAGS.distribution_strategy}")
 
 
-def check_fine_tuning_flags():
+def check_case_matches_checkpoint(use="fine-tune on"):
+    """Refuses a --do_lower_case that contradicts the casing of the released model --init_checkpoint names; a
+    SentencePiece model decides its casing itself."""
     from bert import tokenization
 
-    check_training_flags()
     if not FLAGS.spm_model_file:
-        tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
+        tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint, use)
+
+
+def check_fine_tuning_flags():
+    check_training_flags()
+    check_case_matches_checkpoint()
     if FLAGS.predict_batch_size < 1:
         raise InputError(f"--predict_batch_size must be at least 1, got {FLAGS.predict_batch_size}")
     if not 0 < FLAGS.num_train_epochs < math.inf:

@@ -21,7 +21,7 @@ import numpy as np
 from bert.tf import tf
 from absl import flags
 
-from bert import checkpoints, cli, config as bert_config, features, fileio, modeling, progress, tokenization
+from bert import checkpoints, cli, features, fileio, modeling, progress
 from bert.errors import InputError
 
 FLAGS = flags.FLAGS
@@ -182,26 +182,21 @@ def main(argv):
         raise InputError(f"--max_seq_length must be at least 3, got {FLAGS.max_seq_length}")
     if FLAGS.batch_size < 1:
         raise InputError(f"--batch_size must be at least 1, got {FLAGS.batch_size}")
-    if not FLAGS.spm_model_file:
-        tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
+    cli.check_case_matches_checkpoint(use="read")
     input_path = one_input_file(FLAGS.input_file)
     checkpoint = checkpoints.resolve_checkpoint(FLAGS.init_checkpoint)
-    checkpoint_files = glob.glob(glob.escape(checkpoint) + ".*")
+    checkpoint_files = glob.glob(glob.escape(checkpoint) + ".index") + glob.glob(glob.escape(checkpoint) + ".data-*")
     fileio.check_output_file(FLAGS.output_file, "--output_file",
                              [input_path, FLAGS.bert_config_file, *cli.tokenizer_files(), *checkpoint_files])
-    tokenizer = cli.make_tokenizer()
+    log = cli.rank_log()
     # The model's flags are checked before the input is read: a large file takes a while.
-    config = bert_config.load_config(FLAGS.bert_config_file)
-    bert_config.check_vocab(config, tokenizer.vocab_size, cli.vocabulary_source())
-    bert_config.check_seq_length(config, FLAGS.max_seq_length)
+    config, tokenizer = cli.load_config_and_tokenizer(log)
     layers = parse_layers(FLAGS.layers, config.num_hidden_layers)
     examples = read_examples(input_path)
     if not examples:
         raise InputError(f"--input_file: {input_path} is empty; there are no lines to extract features from")
     encoder, unused = load_encoder(config, checkpoint)
-    log = cli.rank_log()
     checkpoints.report_initialisation(FLAGS.init_checkpoint, unused, log, encoder.weights)
-    checkpoints.warn_if_vocabulary_differs(FLAGS.init_checkpoint, cli.tokenizer_file(), log)
 
     forward = make_forward(encoder, layers)
     start = time.time()

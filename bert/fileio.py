@@ -117,6 +117,9 @@ class AtomicFile(CommitOrAbort):
             fd, self.temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self._destination)}.tmp-")
         except OSError as e:
             raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
+        # Held while the file is written, so that remove_leftover_temporaries passes over it.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._file = os.fdopen(fd, mode, encoding=encoding)
 
     def _open_stream(self, mode, encoding):
@@ -439,9 +442,22 @@ def restore_signal_handlers(previous):
 
 def remove_leftover_temporaries(directory, name_pattern):
     """Deletes the hidden temporary files that writers of files named `name_pattern` (a glob) in `directory`
-    left there when they were killed (see AtomicFile): a killed run's are as large as its output."""
+    left there when they were killed (see AtomicFile): a killed run's are as large as its output. Those a
+    running writer holds locked (another run writing the same output) are left to it."""
     pattern = os.path.join(glob.escape(directory or "."), f".{name_pattern}.tmp-*")
     for leftover in glob.glob(pattern):
+        try:
+            fd = os.open(leftover, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        except OSError:
+            pass  # a file system without locks: as before them, a leftover is anything of the name
+        finally:
+            os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(leftover)
 

@@ -39,13 +39,13 @@ class VocabError(InputError):
     """A vocabulary or SentencePiece model file that cannot be used."""
 
 
-def validate_case_matches_checkpoint(do_lower_case, init_checkpoint):
+def validate_case_matches_checkpoint(do_lower_case, init_checkpoint, use="fine-tune on"):
     """Refuses a `do_lower_case` that contradicts the casing of the released model `init_checkpoint` names.
 
     As in the reference, the model is recognised by the name of the directory holding its
     bert_model.ckpt; here that directory may also be given as the checkpoint itself. Fine-tuning a cased
     model on lower-cased text (or the reverse) runs, but maps many words to other pieces than the model
-    was pre-trained on.
+    was pre-trained on. `use` says what the command does with the text, in the message.
     """
     if not init_checkpoint:
         return
@@ -60,7 +60,7 @@ def validate_case_matches_checkpoint(do_lower_case, init_checkpoint):
         kind = "an uncased" if lower_cased else "a cased"
         raise InputError(
             f"--do_lower_case={bool(do_lower_case)} with --init_checkpoint={init_checkpoint}: {model_name} is "
-            f"{kind} model, so pass --do_lower_case={lower_cased} to fine-tune on text cased as it was pre-trained"
+            f"{kind} model, so pass --do_lower_case={lower_cased} to {use} text cased as it was pre-trained"
         )
 
 

@@ -277,19 +277,37 @@ def _refuse_another_run(output_dir, previous, description):
         advice = f" (to fine-tune its model, give --init_checkpoint={output_dir})" if recorded_command == "bert-pretrain" else ""
         raise InputError(f"--output_dir: {output_dir} holds a {recorded_command} run, not a {command} one; use another "
                          f"--output_dir{advice}")
-    parts = previous.get(TRAIN_DATA_PARTS), description.get(TRAIN_DATA_PARTS)
     shown = []
     for key, before, after in differences:
-        if key == "train_data" and all(isinstance(part, dict) for part in parts):
-            changed = [f"the {name[len('files.'):]}'s contents" if name.startswith("files.") else
-                       f"{name[len('settings.'):]} ({json.dumps(was)}, now {json.dumps(now)})"
-                       for name, was, now in _differences(*parts)]
-            shown.append(f"train_data (by {', '.join(changed)})")
-            continue
-        name = f"--bert_config_file's '{key[len('bert_config.'):]}'" if key.startswith("bert_config.") else key
+        if key == "train_data":
+            explained = _train_data_changes(previous, description, {key for key, _, _ in differences})
+            if explained is not None:
+                if explained:
+                    shown.append(f"train_data (by {', '.join(explained)})")
+                continue
+        name = f"'{key[len('bert_config.'):]}' in --bert_config_file" if key.startswith("bert_config.") else key
         shown.append(f"{name}{_KEY_SOURCES.get(key, '')} ({json.dumps(before)}, now {json.dumps(after)})")
     raise InputError(f"--output_dir: {output_dir} holds a run with a different {'; a different '.join(shown)}; resume it "
                      f"with its own flags or use another --output_dir")
+
+
+def _train_data_changes(previous, description, shown_keys):
+    """What made the train_data fingerprints of two records differ, by their TRAIN_DATA_PARTS (settings among
+    `shown_keys` left out, being named already); None where the parts do not say (a record without them)."""
+    parts = previous.get(TRAIN_DATA_PARTS), description.get(TRAIN_DATA_PARTS)
+    if not all(isinstance(part, dict) for part in parts):
+        return None
+    differences = list(_differences(*parts))
+    if not differences:
+        return None  # a fingerprint made otherwise than its parts say: as a record without them
+    changes = []
+    for name, was, now in differences:
+        group, _, key = name.partition(".")
+        if group == "files":
+            changes.append(f"the {key}'s contents")
+        elif key not in shown_keys:
+            changes.append(f"{key} ({json.dumps(was)}, now {json.dumps(now)})")
+    return changes
 
 
 def _own_checkpoint(output_dir):
@@ -353,12 +371,15 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None,
         if legacy:
             _pin_global_batch(previous, _ranks_of_saved_input(output_dir) or replicas.size)
         _refuse_another_run(output_dir, previous, description)
-        changed = list(_differences(previous.get(CHANGEABLE) or {}, description[CHANGEABLE]))
-        if changed and CHANGEABLE in previous and log:
+        recorded = previous.get(CHANGEABLE)
+        changed = list(_differences(recorded if isinstance(recorded, dict) else {}, description[CHANGEABLE]))
+        # Recorded only when they will train: a finished run re-run keeps the settings its steps were taken with.
+        trains_on = bool(saved) and int(saved.rsplit("-", 1)[1]) < description[CHANGEABLE]["num_train_steps"]
+        if changed and trains_on and isinstance(recorded, dict) and log:
             shown = ", ".join(f"{key} ({json.dumps(was)}, now {json.dumps(now)})" for key, was, now in changed)
             log(f"note: resuming the run in {output_dir} with another {shown}: its further steps take the new "
                 f"value{'s' if len(changed) > 1 else ''}")
-        if not (legacy or changed):
+        if not (legacy or (changed and trains_on)):
             return
     elif saved:
         raise InputError(f"--output_dir: {output_dir} holds checkpoints of another run (no {RUN_FILE}); use another --output_dir")
@@ -808,8 +829,9 @@ def describe(options, replicas, **shape):
         "optimizer_type": options.optimizer_type,
         "global_batch_size": options.micro_batch_size * options.num_accumulation_steps * replicas.size,
         # Not pinned (the reference's runs resume with any), but a resumption that changes them is noted.
-        CHANGEABLE: {"learning_rate": options.learning_rate, "num_warmup_steps": options.num_warmup_steps,
-                     "seed": options.seed, "compute_dtype": options.compute_dtype},
+        CHANGEABLE: {"learning_rate": options.learning_rate, "num_train_steps": options.num_train_steps,
+                     "num_warmup_steps": options.num_warmup_steps, "seed": options.seed,
+                     "compute_dtype": options.compute_dtype},
         **shape,
     }
 
@@ -822,8 +844,7 @@ def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()
     `init_checkpoint` is evaluated (the reference restores its trainable variables alone, so a
     `global_step` it holds belongs to the run that made it, not to this one). `evaluation_flags` names
     the command's evaluation flags in the message when there is neither; `log` gets newest_checkpoint's warnings.
-    The run's own checkpoint is refused for a `config` other than the run's (see check_run_config), and `log`
-    warned of a `tokenizer_file` ((path, kind)) other than the one exported beside it.
+    The run's own checkpoint is checked against `config` and `tokenizer_file` first (check_evaluated_run).
     """
     run_checkpoint = checkpoints.newest_checkpoint(output_dir, log)
     if not (run_checkpoint or init_checkpoint):
@@ -840,10 +861,7 @@ def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()
         return 0
     if init_checkpoint and log:
         log(f"evaluating {run_checkpoint}, the run's newest checkpoint; --init_checkpoint {init_checkpoint} is not read")
-    if config is not None:
-        check_run_config(output_dir, config)
-    if log:
-        checkpoints.warn_if_vocabulary_differs(run_checkpoint, tokenizer_file, log, flag="--output_dir")
+    check_evaluated_run(output_dir, run_checkpoint, config, tokenizer_file, log)
     # A run's own checkpoint holds its whole model: a head missing or of another shape is another task's.
     checkpoints.load_weights(variables_by_name, run_checkpoint, flag="--output_dir")
     reader = checkpoints.CheckpointReader(run_checkpoint, flag="--output_dir")
@@ -854,10 +872,19 @@ def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=()
 _TRAINING_ONLY_CONFIG_KEYS = ("attention_probs_dropout_prob", "hidden_dropout_prob", "initializer_range")
 
 
-def check_run_config(output_dir, config):
-    """Refuses a `config` (--bert_config_file) whose model is not the one the run in `output_dir` trained, by the
-    config its RUN_FILE records. Its weights would load into fewer layers without a word, or into other attention
-    heads or another activation of the same shapes, and be scored as that run's."""
+def check_evaluated_run(output_dir, checkpoint, config, tokenizer_file, log):
+    """Before `checkpoint`, a model of the run in `output_dir`, is evaluated: refuses a `config` (--bert_config_file)
+    whose model is not the one the run trained, by the config its RUN_FILE records, and warns `log` of a
+    `tokenizer_file` ((path, kind)) other than the one exported beside the checkpoint. The weights would load
+    into fewer layers without a word, or into other attention heads or another activation of the same shapes,
+    and be scored as that run's."""
+    if config is not None:
+        _check_run_config(output_dir, config)
+    if log:
+        checkpoints.warn_if_vocabulary_differs(checkpoint, tokenizer_file, log, flag="--output_dir")
+
+
+def _check_run_config(output_dir, config):
     path = os.path.join(output_dir, RUN_FILE)
     try:
         with open(path, encoding="utf-8") as f:

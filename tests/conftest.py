@@ -6,6 +6,7 @@ import pty
 import random
 import re
 import resource
+import select
 import signal
 import struct
 import subprocess
@@ -94,7 +95,7 @@ def run_cli(module, *args, cwd=None, env=None, max_file_size=None):
     )
 
 
-def run_cli_on_terminal(module, *args):
+def run_cli_on_terminal(module, *args, timeout=600):
     """Runs `python -m bert.<module> args...` with stdout and stderr on a pseudo-terminal, as a user at a shell
     sees it (progress as tqdm bars); returns (exit status, everything it wrote)."""
     controller, terminal = pty.openpty()
@@ -103,16 +104,25 @@ def run_cli_on_terminal(module, *args):
                                stdout=terminal, stderr=terminal, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     os.close(terminal)
     written = bytearray()
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # EIO: every holder of the terminal's other end has closed it
-            break
-        if not chunk:
-            break
-        written += chunk
-    os.close(controller)
-    return process.wait(timeout=600), written.decode("utf-8", "replace")
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                process.kill()
+                raise AssertionError(f"bert.{module} did not end within {timeout} s: {written.decode(errors='replace')}")
+            if not select.select([controller], [], [], left)[0]:
+                continue
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: every holder of the terminal's other end has closed it
+                break
+            if not chunk:
+                break
+            written += chunk
+    finally:
+        os.close(controller)
+    return process.wait(timeout=60), written.decode("utf-8", "replace")
 
 
 def file_size_limit(max_file_size):

@@ -228,7 +228,7 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
                          str(no_unk), "no [UNK] token")
     no_vocab = run_cli("extract_features", f"--input_file={input_file}", f"--output_file={output_file}",
                        f"--bert_config_file={directory / 'bert_config.json'}",
-                       f"--init_checkpoint={directory / 'bert_model.ckpt'}")
+                       f"--init_checkpoint={directory / 'bert_model.ckpt'}", "--max_seq_length=40")
     assert_clean_failure(no_vocab, "--vocab_file", "--spm_model_file")
     assert_clean_failure(extract(model_dir, input_file, output_file, f"--spm_model_file={no_cls}", "--max_seq_length=40"),
                          "--vocab_file and --spm_model_file both given")
@@ -278,13 +278,19 @@ def test_a_stopped_run_leaves_the_previous_output_and_no_partial_file(model_dir,
             "--max_seq_length=64", "--layers=-1"]
 
     def started_writing():
+        # SIGHUP as a shell gives it, also where the tests run under nohup (which ignores it, as the command then does).
         process = subprocess.Popen([sys.executable, "-m", "bert.extract_features", *args], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        deadline = time.time() + 120
-        while not list(tmp_path.glob(".out.jsonl.tmp-*")):
-            assert process.poll() is None, process.communicate()
-            assert time.time() < deadline
-            time.sleep(0.05)
+                                   stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                                   preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+        try:
+            deadline = time.time() + 120
+            while not list(tmp_path.glob(".out.jsonl.tmp-*")):
+                assert process.poll() is None, process.communicate()
+                assert time.time() < deadline
+                time.sleep(0.05)
+        except BaseException:
+            process.kill()
+            raise
         time.sleep(0.5)  # inside the writing loop
         return process
 
@@ -300,7 +306,7 @@ def test_a_stopped_run_leaves_the_previous_output_and_no_partial_file(model_dir,
     process.kill()
     process.wait()
     assert list(tmp_path.glob(".out.jsonl.tmp-*"))
-    lines = [line for line in input_file.read_text(encoding="utf-8").split("\n")[:50]]
+    lines = input_file.read_text(encoding="utf-8").split("\n")[:50]
     input_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     finished = run_cli("extract_features", *args)
     assert finished.returncode == 0, finished.stderr

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from bert.errors import InputError
-from bert.fileio import AtomicFile, check_output_file, expand_inputs, make_output_dir, remove_empty_created_dirs
+from bert.fileio import (AtomicFile, check_output_file, expand_inputs, make_output_dir, remove_empty_created_dirs,
+                         remove_leftover_temporaries)
 
 
 def leftovers(directory):
@@ -27,6 +28,20 @@ def test_the_destination_changes_only_when_the_whole_file_is_written(tmp_path):
     with AtomicFile(path) as f:
         f.write("new\n")
     assert path.read_text() == "new\n" and leftovers(tmp_path) == []
+
+
+def test_leftovers_of_killed_writers_are_removed_and_a_running_writers_file_is_left_to_it(tmp_path):
+    killed = tmp_path / ".out.txt.tmp-killed"
+    killed.write_text("partial")
+    other = tmp_path / ".other.txt.tmp-killed"
+    other.write_text("partial")
+    running = AtomicFile(tmp_path / "out.txt")
+    running.write("whole\n")
+    remove_leftover_temporaries(str(tmp_path), "out.txt")
+    assert not killed.exists() and other.exists()
+    assert os.path.exists(running.temp_path)
+    running.commit()
+    assert (tmp_path / "out.txt").read_text() == "whole\n"
 
 
 def test_a_replaced_file_keeps_its_permissions_and_a_new_one_gets_the_umasks(tmp_path):

@@ -450,7 +450,7 @@ def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_conf
     bigger = tmp_path / "bigger.json"
     bigger.write_text(json.dumps({**SMALL_MODEL, "num_hidden_layers": 3}))
     result = run_cli("pretrain", *pretrain_args(records_dir, bigger, out, "--do_train", "--num_train_steps=4"))
-    assert_clean_failure(result, "--output_dir", "a different --bert_config_file's 'num_hidden_layers' (2, now 3)")
+    assert_clean_failure(result, "--output_dir", "a different 'num_hidden_layers' in --bert_config_file (2, now 3)")
     lamb = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4",
                                               "--optimizer_type=lamb"))
     assert_clean_failure(lamb, "optimizer_type")
@@ -493,6 +493,7 @@ def test_a_run_run_again_says_it_has_nothing_to_train_or_what_its_resumption_cha
         assert again.returncode == 0, again.stderr
         assert f"note: the run in {out} {where}: nothing to train" in again.stderr
         assert "trained to step 2" in again.stdout
+        assert "note: resuming" not in again.stderr  # nor another --num_train_steps, which takes no step
     # Nor an empty events file, which TensorBoard would list as a run.
     assert sorted(out.glob("events.out.tfevents.*")) == events
 
@@ -500,11 +501,13 @@ def test_a_run_run_again_says_it_has_nothing_to_train_or_what_its_resumption_cha
     changed = ("--learning_rate=5e-4", "--seed=7")
     resumed = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=3", *changed))
     assert resumed.returncode == 0, resumed.stderr
-    assert (f"note: resuming the run in {out} with another learning_rate (0.001, now 0.0005), seed (12345, now 7): its "
-            f"further steps take the new values") in resumed.stderr
+    assert (f"note: resuming the run in {out} with another learning_rate (0.001, now 0.0005), num_train_steps (2, now 3), "
+            f"seed (12345, now 7): its further steps take the new values") in resumed.stderr
     again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4", *changed))
     assert again.returncode == 0, again.stderr
-    assert "note: resuming" not in again.stderr and "trained to step 4" in again.stdout
+    assert f"note: resuming the run in {out} with another num_train_steps (3, now 4): its further steps take the new " \
+           f"value" in again.stderr
+    assert "trained to step 4" in again.stdout
 
 
 def test_a_run_resumes_with_its_batch_split_into_more_micro_batches(records_dir, small_config, tmp_path):
