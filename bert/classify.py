@@ -245,7 +245,7 @@ def main(argv):
             labels=task.labels, train_data=fingerprint, train_data_parts=fingerprint_parts,
         )
         training.check_run_directory(FLAGS.output_dir, description, replicas, FLAGS.init_checkpoint, model.variables_by_name,
-                                     classifier.OPTIONAL_INIT, log)
+                                     classifier.OPTIONAL_INIT)
         arrays = fileio.cached_arrays(
             os.path.join(FLAGS.output_dir, f"train-features-{fingerprint}.npz"),
             lambda: classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, "encode train",

@@ -92,8 +92,7 @@ def main(argv):
             max_seq_length=FLAGS.max_seq_length,
             max_predictions_per_seq=FLAGS.max_predictions_per_seq,
         )
-        training.check_run_directory(FLAGS.output_dir, description, replicas, FLAGS.init_checkpoint, task.variables_by_name,
-                                     log=log)
+        training.check_run_directory(FLAGS.output_dir, description, replicas, FLAGS.init_checkpoint, task.variables_by_name)
         trainer = training.Trainer(task, options, replicas)
         rank_batch = FLAGS.train_batch_size * FLAGS.num_accumulation_steps
         global_batch = rank_batch * replicas.size

@@ -206,7 +206,7 @@ def main(argv):
         description = training.describe(options, replicas, bert_config=config.to_dict(), task="squad", train_data=fingerprint,
                                         train_data_parts=fingerprint_parts, **_window_settings())
         training.check_run_directory(FLAGS.output_dir, description, replicas, FLAGS.init_checkpoint, model.variables_by_name,
-                                     OPTIONAL_INIT, log)
+                                     OPTIONAL_INIT)
         arrays = fileio.cached_arrays(
             os.path.join(FLAGS.output_dir, f"train-features-{fingerprint}.npz"),
             lambda: feature_arrays(

@@ -322,13 +322,11 @@ def _own_checkpoint(output_dir):
     return newest
 
 
-def check_run_directory(output_dir, description, replicas, init_checkpoint=None, variables_by_name=None, optional_init=(),
-                        log=None):
+def check_run_directory(output_dir, description, replicas, init_checkpoint=None, variables_by_name=None, optional_init=()):
     """Refuses an output directory that another training process is using, that holds a run of another
     model or data shape, or a model whose export would be replaced (a released model's directory given as
     --output_dir); records ours there, and locks it (on the chief) while this process lives. An
     `init_checkpoint` the run will start from is checked against the model's `variables_by_name` first.
-    A resumption that changes the run's CHANGEABLE settings is noted to `log`.
 
     `description` is a JSON-able dict of what must not change between a run and its resumption. Only a
     run that saved a checkpoint or its exported model binds the directory: one refused or stopped before
@@ -371,15 +369,7 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None,
         if legacy:
             _pin_global_batch(previous, _ranks_of_saved_input(output_dir) or replicas.size)
         _refuse_another_run(output_dir, previous, description)
-        recorded = previous.get(CHANGEABLE)
-        changed = list(_differences(recorded if isinstance(recorded, dict) else {}, description[CHANGEABLE]))
-        # Recorded only when they will train: a finished run re-run keeps the settings its steps were taken with.
-        trains_on = bool(saved) and int(saved.rsplit("-", 1)[1]) < description[CHANGEABLE]["num_train_steps"]
-        if changed and trains_on and isinstance(recorded, dict) and log:
-            shown = ", ".join(f"{key} ({json.dumps(was)}, now {json.dumps(now)})" for key, was, now in changed)
-            log(f"note: resuming the run in {output_dir} with another {shown}: its further steps take the new "
-                f"value{'s' if len(changed) > 1 else ''}")
-        if not (legacy or (changed and trains_on)):
+        if not legacy:
             return
     elif saved:
         raise InputError(f"--output_dir: {output_dir} holds checkpoints of another run (no {RUN_FILE}); use another --output_dir")
@@ -635,6 +625,8 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
             # Whether or not it still exists, as a run resumed with its own command gives it again.
             unread = f"; --init_checkpoint {init_checkpoint} is not read" if init_checkpoint else ""
             log(f"resuming from {path} (step {resume_step}){unread}")
+            if resume_step < options.num_train_steps:
+                _record_changed_settings(options, log)
         if unrestored:
             log(f"warning: the input position of rank {replicas.rank} at step {resume_step} is not restored "
                 f"({unrestored}); its input restarts, shuffled anew")
@@ -828,12 +820,40 @@ def describe(options, replicas, **shape):
     return {
         "optimizer_type": options.optimizer_type,
         "global_batch_size": options.micro_batch_size * options.num_accumulation_steps * replicas.size,
-        # Not pinned (the reference's runs resume with any), but a resumption that changes them is noted.
-        CHANGEABLE: {"learning_rate": options.learning_rate, "num_train_steps": options.num_train_steps,
-                     "num_warmup_steps": options.num_warmup_steps, "seed": options.seed,
-                     "compute_dtype": options.compute_dtype},
+        CHANGEABLE: _changeable_settings(options),
         **shape,
     }
+
+
+def _changeable_settings(options):
+    # Not pinned (the reference's runs resume with any), but a resumption that changes them says so.
+    return {"learning_rate": options.learning_rate, "num_train_steps": options.num_train_steps,
+            "num_warmup_steps": options.num_warmup_steps, "seed": options.seed, "compute_dtype": options.compute_dtype}
+
+
+def _record_changed_settings(options, log):
+    """Notes to `log` the CHANGEABLE settings a resumed run takes that differ from those its RUN_FILE records, and
+    records them there. Called once the run has resumed and will train: a run that fails to or has nothing to train
+    keeps the record of the settings its steps were taken with."""
+    path = os.path.join(options.output_dir, RUN_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return
+    if not isinstance(record, dict):
+        return
+    recorded, current = record.get(CHANGEABLE), _changeable_settings(options)
+    changed = list(_differences(recorded if isinstance(recorded, dict) else {}, current))
+    if not changed:
+        return
+    if isinstance(recorded, dict):
+        shown = ", ".join(f"{key} ({json.dumps(was)}, now {json.dumps(now)})" for key, was, now in changed)
+        log(f"note: resuming the run in {options.output_dir} with another {shown}: its further steps take the new "
+            f"value{'s' if len(changed) > 1 else ''}")
+    with AtomicFile(path) as f:
+        json.dump({**record, CHANGEABLE: current}, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 def restore_for_eval(variables_by_name, output_dir, init_checkpoint, optional=(), evaluation_flags="--do_eval or --do_predict",
