@@ -322,6 +322,24 @@ def _own_checkpoint(output_dir):
     return newest
 
 
+def _read_run_record(output_dir, strict=False):
+    """The JSON object the RUN_FILE of `output_dir` holds, or None. A record that cannot be read, or is not an
+    object, is refused (InputError) when `strict`, and read as no record otherwise."""
+    path = os.path.join(output_dir, RUN_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError) as e:
+        if strict:
+            raise InputError(f"--output_dir: cannot read {path}: {e}") from None
+        return None
+    if not isinstance(record, dict):
+        if strict:
+            raise InputError(f"--output_dir: {path} is not a record of a run (a JSON object)")
+        return None
+    return record
+
+
 def check_run_directory(output_dir, description, replicas, init_checkpoint=None, variables_by_name=None, optional_init=()):
     """Refuses an output directory that another training process is using, that holds a run of another
     model or data shape, or a model whose export would be replaced (a released model's directory given as
@@ -358,13 +376,7 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None,
     if int(replicas.all_sum([tf.constant(1 if busy else 0, tf.int64)])[0]):
         raise busy or InputError(f"--output_dir: {output_dir} is in use by another training process (rank 0 found it locked)")
     if (saved or exported) and os.path.exists(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                previous = json.load(f)
-        except (OSError, ValueError) as e:
-            raise InputError(f"--output_dir: cannot read {path}: {e}") from None
-        if not isinstance(previous, dict):
-            raise InputError(f"--output_dir: {path} is not a record of a run (a JSON object)")
+        previous = _read_run_record(output_dir, strict=True)
         legacy = "global_batch_size" not in previous
         if legacy:
             _pin_global_batch(previous, _ranks_of_saved_input(output_dir) or replicas.size)
@@ -835,13 +847,8 @@ def _record_changed_settings(options, log):
     """Notes to `log` the CHANGEABLE settings a resumed run takes that differ from those its RUN_FILE records, and
     records them there. Called once the run has resumed and will train: a run that fails to or has nothing to train
     keeps the record of the settings its steps were taken with."""
-    path = os.path.join(options.output_dir, RUN_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            record = json.load(f)
-    except (OSError, ValueError):
-        return
-    if not isinstance(record, dict):
+    record = _read_run_record(options.output_dir)
+    if record is None:
         return
     recorded, current = record.get(CHANGEABLE), _changeable_settings(options)
     changed = list(_differences(recorded if isinstance(recorded, dict) else {}, current))
@@ -851,7 +858,7 @@ def _record_changed_settings(options, log):
         shown = ", ".join(f"{key} ({json.dumps(was)}, now {json.dumps(now)})" for key, was, now in changed)
         log(f"note: resuming the run in {options.output_dir} with another {shown}: its further steps take the new "
             f"value{'s' if len(changed) > 1 else ''}")
-    with AtomicFile(path) as f:
+    with AtomicFile(os.path.join(options.output_dir, RUN_FILE)) as f:
         json.dump({**record, CHANGEABLE: current}, f, indent=2, sort_keys=True)
         f.write("\n")
 
@@ -905,13 +912,8 @@ def check_evaluated_run(output_dir, checkpoint, config, tokenizer_file, log):
 
 
 def _check_run_config(output_dir, config):
-    path = os.path.join(output_dir, RUN_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            recorded = json.load(f)
-    except (OSError, ValueError):
-        return  # a run of an earlier version, or its record lost: load_weights checks what the names and shapes can
-    recorded = recorded.get("bert_config") if isinstance(recorded, dict) else None
+    # A run of an earlier version, or one whose record is lost: load_weights checks what the names and shapes can.
+    recorded = (_read_run_record(output_dir) or {}).get("bert_config")
     if not isinstance(recorded, dict):
         return
     current = config.to_dict()
