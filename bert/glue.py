@@ -185,13 +185,19 @@ def read_examples(task, path, split, language="zh"):
             label = task.label_map.get(label, label)
             if task.is_regression:
                 try:
-                    float(label)
+                    finite = math.isfinite(float(label))
                 except ValueError:
-                    raise InputError(f"{path}:{number}: label '{label}' is not a number (task {task.name} is a regression)") from None
+                    finite = False
+                if not finite:
+                    raise InputError(f"{path}:{number}: label '{label}' is not a finite number (task {task.name} is a "
+                                     f"regression)")
             elif label not in task.labels:
                 raise InputError(f"{path}:{number}: label '{label}' is not one of the task's labels ({', '.join(task.labels)})")
         text_b = row[indexes["text_b"]] if indexes["text_b"] is not None else None
         examples.append(InputExample(f"{split}-{number}", row[indexes["text_a"]], text_b, label))
+    if not examples and xnli_dev and body:
+        languages = sorted({row[0] for _, row in body if row})
+        raise InputError(f"{path}: no rows for --xnli_language '{language}' (the file has {', '.join(languages)})")
     if not examples:
         raise InputError(f"{path}: no examples")
     return examples, skipped
@@ -267,6 +273,9 @@ def _pearson(x, y):
 def compute_metrics(task, labels, outputs):
     """The task's metrics: `labels` are class ids (or scores), `outputs` the predicted ids (or scores)."""
     labels, outputs = np.asarray(labels), np.asarray(outputs)
+    if not np.all(np.isfinite(outputs)):
+        # A diverged model's scores: ranks and correlations of NaN would give it a score.
+        return {name: math.nan for name in task.metrics}
     values = {
         "accuracy": lambda: float(np.mean(labels == outputs)),
         "f1": lambda: float(_f1(labels, outputs)),

@@ -96,6 +96,17 @@ def test_xnli_reads_multinli_train_and_filters_dev_by_language(tmp_path):
     dev = _write(tmp_path / "xnli.dev.tsv", [header, ["de", "neutral", "", "", "", "", "Er geht.", "Er rennt."], ["fr", "neutral", "", "", "", "", "Il va.", "Il court."]])
     examples, _ = glue.read_examples(task, dev, "dev", "de")
     assert [(e.text_a, e.text_b, e.label) for e in examples] == [("Er geht.", "Er rennt.", "neutral")]
+    with pytest.raises(InputError, match=r"xnli.dev.tsv: no rows for --xnli_language 'xx' \(the file has de, fr\)"):
+        glue.read_examples(task, dev, "dev", "xx")
+
+
+def test_a_regression_label_must_be_a_finite_number(tmp_path):
+    header = ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2", "score"]
+    row = ["0", "main", "f", "2012", "1", "none", "none", "A plane takes off.", "A plane is taking off."]
+    for label in ("nan", "inf", "-Infinity", "high"):
+        path = _write(tmp_path / "dev.tsv", [header, row + ["4.2"], row + [label]])
+        with pytest.raises(InputError, match=rf"dev.tsv:3: label '{label}' is not a finite number"):
+            glue.read_examples(glue.get_task("sts-b"), path, "dev")
 
 
 def test_qqp_skips_short_rows_other_tasks_name_the_line(tmp_path):
@@ -183,6 +194,10 @@ def test_metrics_match_their_definitions():
 
     assert got["spearman"] == pytest.approx(np.corrcoef(average_ranks(scores), average_ranks(predicted))[0, 1])
     assert not math.isnan(glue.compute_metrics(glue.get_task("sts-b"), scores, np.zeros(100))["pearson"])
+    # A diverged model's scores are not ranked into a correlation.
+    diverged = predicted.copy()
+    diverged[::2] = np.nan
+    assert all(math.isnan(v) for v in glue.compute_metrics(glue.get_task("sts-b"), scores, diverged).values())
 
 
 def test_rows_are_read_as_the_reference_reads_them_and_bad_bytes_are_placed(tmp_path):
