@@ -30,7 +30,10 @@ from bert.errors import InputError
 
 FLAGS = flags.FLAGS
 
-HF_TO_OURS_ACTIVATION = {"gelu": "gelu_exact", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "relu": "relu", "tanh": "tanh", "linear": "linear"}
+# transformers' gelu_python is its erf GELU, and gelu_fast and gelu_accurate the reference's tanh one (constants
+# written out or precomputed).
+HF_TO_OURS_ACTIVATION = {"gelu": "gelu_exact", "gelu_python": "gelu_exact", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu",
+                         "gelu_fast": "gelu", "gelu_accurate": "gelu", "relu": "relu", "tanh": "tanh", "linear": "linear"}
 HF_DEFAULTS = {
     "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
     "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512, "type_vocab_size": 2,
@@ -92,29 +95,30 @@ def _hf_weight_name(name):
     name = name.removeprefix("bert.")
     if name in _UNCHANGED:
         return _UNCHANGED[name], False
+    scope, kind = None, None
     match = _LAYER.match(name)
     if match:
         layer, part, kind = match.groups()
-        scope = _LAYER_PARTS.get(part)
-        if scope is None:
-            return None, False
-        return f"bert/encoder/layer_{layer}/{scope}/{_leaf(scope, kind)}", kind == "weight" and "LayerNorm" not in scope
-    match = _PART.match(name)
-    if match and match.group(1) in _OTHER_PARTS:
-        scope = _OTHER_PARTS[match.group(1)]
-        return f"{scope}/{_leaf(scope, match.group(2))}", match.group(2) == "weight" and "LayerNorm" not in scope
-    return None, False
+        scope = _LAYER_PARTS.get(part) and f"bert/encoder/layer_{layer}/{_LAYER_PARTS[part]}"
+    elif match := _PART.match(name):
+        part, kind = match.groups()
+        scope = _OTHER_PARTS.get(part)
+    leaf = _leaf(scope, kind) if scope else None
+    if leaf is None:
+        return None, False
+    return f"{scope}/{leaf}", leaf == "kernel"
 
 
 def _leaf(scope, kind):
+    """The reference's name of a tensor of `kind` in `scope`, or None where it has none (a gamma outside a LayerNorm)."""
     if scope.endswith("LayerNorm"):
         return {"weight": "gamma", "gamma": "gamma", "bias": "beta", "beta": "beta"}[kind]
-    return {"weight": "kernel", "bias": "bias"}[kind]
+    return {"weight": "kernel", "bias": "bias"}.get(kind)
 
 
 def read_hf_config(path):
-    """(A Hugging Face config.json as our BertConfig, the classes it names under 'architectures'); refuses what
-    this model does not compute."""
+    """(A Hugging Face config.json as our BertConfig, the file's own JSON object); refuses what this model does
+    not compute."""
     try:
         with open(path, encoding="utf-8") as f:
             hf = json.load(f)
@@ -141,8 +145,7 @@ def read_hf_config(path):
     # are checked against the result.
     values = {key: hf.get(key, default) for key, default in HF_DEFAULTS.items()}
     values["hidden_act"] = HF_TO_OURS_ACTIVATION[activation]
-    architectures = hf.get("architectures") if isinstance(hf.get("architectures"), list) else []
-    return bert_config.BertConfig.from_dict(values, source=path), architectures
+    return bert_config.BertConfig.from_dict(values, source=path), hf
 
 
 def read_hf_weights(directory):
@@ -227,9 +230,15 @@ def hf_to_reference(hf_weights, config, config_path, architectures=()):
         if value is not None and tied in weights and not np.array_equal(np.asarray(value, np.float32), weights[tied]):
             raise InputError(f"--input: its masked-LM decoder ({decoder}) differs from {tied}; BERT ties the two, so "
                              f"this model cannot be converted as it was trained")
+    # A masked-LM head saved with its decoder's bias alone (no cls.predictions.bias) keeps it.
+    decoder_bias = hf_weights.get("cls.predictions.decoder.bias")
+    if decoder_bias is not None and "cls/predictions/output_bias" not in weights:
+        weights["cls/predictions/output_bias"] = np.asarray(decoder_bias, np.float32)
     expected = modeling.BertModel(config).weights
+    # A model without a pooler converts (fine-tuning starts one); a pooler is whole or refused.
+    pooled = any(name.startswith("bert/pooler/") for name in weights)
     for name, variable in expected.items():
-        if name.startswith("bert/pooler/") and name not in weights:
+        if name.startswith("bert/pooler/") and not pooled:
             continue
         if name not in weights:
             raise InputError(f"--input: its weights have no tensor '{_hf_name_of(name).removeprefix('bert.')}' (the "
@@ -335,6 +344,9 @@ def _tokenizer_json_vocab(path):
             vocab.setdefault(added["content"], added["id"])
     except (KeyError, TypeError, AttributeError) as e:
         raise InputError(f"{path}: its 'added_tokens' are not a list of objects with a 'content' and an 'id': {e}") from None
+    wrong = next((token for token, i in vocab.items() if type(i) is not int), None)
+    if wrong is not None:
+        raise InputError(f"{path}: the id of token {json.dumps(wrong)} is {json.dumps(vocab[wrong])}, not an integer")
     if sorted(vocab.values()) != list(range(len(vocab))):
         raise InputError(f"{path}: its WordPiece ids are not 0 to {len(vocab) - 1}, one a token")
     return sorted(vocab, key=vocab.get)
@@ -355,7 +367,8 @@ def from_hf(directory, output):
     if not os.path.isdir(directory):
         raise InputError(f"--input: not a directory: {directory}")
     config_path = os.path.join(directory, "config.json")
-    config, architectures = read_hf_config(config_path)
+    config, hf_config = read_hf_config(config_path)
+    architectures = hf_config.get("architectures") if isinstance(hf_config.get("architectures"), list) else []
     vocab, tokens = _find_vocab(config, directory)
     weights, unused, heads = hf_to_reference(read_hf_weights(directory), config, config_path, architectures)
     _check_output_dir(output, {"bert_model.ckpt.index", "bert_model.ckpt.data-00000-of-00001", "bert_config.json",
@@ -374,19 +387,52 @@ def from_hf(directory, output):
                      f"left out")
     if unused:
         notes.append(f"{len(unused)} tensor(s) not converted: {', '.join(unused[:4])}{', ...' if len(unused) > 4 else ''}")
+    if "output_weights" in weights:
+        notes.extend(_classifier_notes(hf_config))
     if config.hidden_act == "gelu_exact":
         notes.append("Google's reference knows only its tanh \"gelu\", not gelu_exact: it cannot run this model as trained")
-    lower = _hf_lower_case(directory)
-    if lower is not None:
-        notes.append(f"its tokenizer {'lower-cases' if lower else 'keeps case'}: use --do_lower_case={str(lower).lower()}")
+    if vocab and not vocab.endswith(".json"):
+        notes.extend(_added_tokens_note(directory, len(tokens)))
+    notes.extend(_tokenizer_notes(directory))
     return f"{len(weights)} weights ({config.num_hidden_layers} layers, H={config.hidden_size}, hidden_act {config.hidden_act}) -> {output}/bert_model.ckpt" + "".join(f"; {n}" for n in notes)
 
 
-def _hf_lower_case(directory):
-    """Whether a Hugging Face directory's tokenizer lower-cases: tokenizer_config.json's do_lower_case, else the
-    lowercase of tokenizer.json's BertNormalizer; None where neither says."""
-    for name, read in (("tokenizer_config.json", lambda d: d.get("do_lower_case")),
-                       ("tokenizer.json", lambda d: (d.get("normalizer") or {}).get("lowercase"))):
+def _classifier_notes(hf_config):
+    """What a sequence classifier's config.json says of its outputs that the checkpoint cannot: their labels, in the
+    order a task must list them, and a problem type other than one label of several."""
+    notes = []
+    id2label = hf_config.get("id2label")
+    if isinstance(id2label, dict):
+        labels = [id2label.get(str(i), id2label.get(i)) for i in range(len(id2label))]
+        if all(isinstance(label, str) for label in labels) and labels != [f"LABEL_{i}" for i in range(len(labels))]:
+            notes.append(f"its classifier's outputs are the labels {', '.join(labels)}, in this order: the task it is "
+                         f"fine-tuned or evaluated on must list its labels so")
+    problem = hf_config.get("problem_type")
+    if problem in ("regression", "multi_label_classification"):
+        notes.append(f"its classifier was trained for {problem.replace('_', '-')} (config.json's problem_type)")
+    return notes
+
+
+def _added_tokens_note(directory, size):
+    """A note of the tokens added_tokens.json adds past a vocab.txt of `size` tokens, which vocab.txt does not carry."""
+    try:
+        with open(os.path.join(directory, "added_tokens.json"), encoding="utf-8") as f:
+            added = json.load(f)
+    except (OSError, ValueError):
+        return []
+    added = sorted((i, token) for token, i in added.items() if type(i) is int and i >= size) if isinstance(added, dict) else []
+    if not added:
+        return []
+    shown = ", ".join(token for _, token in added[:4]) + (", ..." if len(added) > 4 else "")
+    return [f"{len(added)} token(s) added to its tokenizer ({shown}, added_tokens.json) are not in vocab.txt, which "
+            f"holds the vocabulary the model was trained with: not carried"]
+
+
+def _hf_tokenizer_setting(directory, config_key, normalizer_key):
+    """A boolean setting of a Hugging Face directory's tokenizer: tokenizer_config.json's `config_key`, else
+    tokenizer.json's BertNormalizer `normalizer_key`; None where neither says."""
+    for name, read in (("tokenizer_config.json", lambda d: d.get(config_key)),
+                       ("tokenizer.json", lambda d: (d.get("normalizer") or {}).get(normalizer_key))):
         try:
             with open(os.path.join(directory, name), encoding="utf-8") as f:
                 value = read(json.load(f))
@@ -395,6 +441,24 @@ def _hf_lower_case(directory):
         if isinstance(value, bool):
             return value
     return None
+
+
+def _tokenizer_notes(directory):
+    """The casing to give the commands, and the settings of a Hugging Face tokenizer that the reference's
+    tokenizer has no flag for: it strips accents exactly when it lower-cases, and always splits CJK characters."""
+    notes = []
+    lower = _hf_tokenizer_setting(directory, "do_lower_case", "lowercase")
+    if lower is not None:
+        notes.append(f"its tokenizer {'lower-cases' if lower else 'keeps case'}: use --do_lower_case={str(lower).lower()}")
+    strips = _hf_tokenizer_setting(directory, "strip_accents", "strip_accents")
+    if strips is not None and lower is not None and strips != lower:
+        notes.append(f"its tokenizer {'strips' if strips else 'keeps'} accents (strip_accents {str(strips).lower()}) "
+                     f"while it {'lower-cases' if lower else 'keeps case'}; this project's tokenizer strips them exactly "
+                     f"when it lower-cases: accented words tokenize otherwise")
+    if _hf_tokenizer_setting(directory, "tokenize_chinese_chars", "handle_chinese_chars") is False:
+        notes.append("its tokenizer does not split CJK characters apart (tokenize_chinese_chars false), which this "
+                     "project's tokenizer always does: CJK text tokenizes otherwise")
+    return notes
 
 
 def to_hf(checkpoint, output):
@@ -483,6 +547,11 @@ def main(argv):
     source, target = FLAGS["from"].value, FLAGS.to
     if bool(source) == bool(target):
         raise InputError("give exactly one of --from=hf or --to=hf")
+    if source:
+        for name in ("bert_config_file", "do_lower_case"):
+            if FLAGS[name].present:
+                raise InputError(f"--{name}: only --to=hf reads it; --from=hf reads config.json and the tokenizer's "
+                                 f"files in --input")
     summary = from_hf(FLAGS.input, FLAGS.output) if source else to_hf(FLAGS.input, FLAGS.output)
     print(f"bert-convert: {summary}", file=sys.stdout)
 

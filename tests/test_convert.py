@@ -318,6 +318,14 @@ def test_a_pretraining_model_round_trips_with_its_heads_and_its_tokenizers_casin
     assert_clean_failure(run_cli("convert", "--from=hf", f"--input={hf}", f"--output={tmp_path / 'untied'}"),
                          "cls.predictions.decoder.weight", "differs from bert/embeddings/word_embeddings")
     assert not (tmp_path / "untied").exists()
+    # A masked-LM head saved with its decoder's bias alone keeps its output bias.
+    tensors["cls.predictions.decoder.weight"] = tensors["bert.embeddings.word_embeddings.weight"]
+    del tensors["cls.predictions.bias"]
+    save_file(tensors, str(hf / "model.safetensors"))
+    assert run_cli("convert", "--from=hf", f"--input={hf}", f"--output={tmp_path / 'decoder_bias'}").returncode == 0
+    np.testing.assert_array_equal(
+        tf.train.load_checkpoint(str(tmp_path / "decoder_bias" / "bert_model.ckpt")).get_tensor("cls/predictions/output_bias"),
+        model.variables_by_name["cls/predictions/output_bias"].numpy())
 
     # With the masked-LM head alone, the class that has no next-sentence head to start at random.
     masked_lm = tmp_path / "masked_lm"
@@ -327,3 +335,69 @@ def test_a_pretraining_model_round_trips_with_its_heads_and_its_tokenizers_casin
     result = run_cli("convert", "--to=hf", f"--input={masked_lm}", f"--output={tmp_path / 'masked_lm_hf'}")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "masked_lm_hf" / "config.json").read_text())["architectures"] == ["BertForMaskedLM"]
+
+
+def test_unusual_hugging_face_layouts_convert_or_fail_cleanly_and_say_what_they_lose(minilm_dir, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(minilm_dir / "model.safetensors"))
+    config = json.loads((minilm_dir / "config.json").read_text())
+    vocab_size = len((minilm_dir / "vocab.txt").read_text(encoding="utf-8").splitlines())
+
+    def variant(name, weights=None, config_changes=None, files=None):
+        directory = tmp_path / name
+        shutil.copytree(minilm_dir, directory)
+        if weights is not None:
+            save_file(weights, str(directory / "model.safetensors"))
+        if config_changes:
+            (directory / "config.json").write_text(json.dumps({**config, **config_changes}))
+        for file_name, content in (files or {}).items():
+            (directory / file_name).write_text(json.dumps(content))
+        return directory
+
+    def convert(directory, *flags):
+        return run_cli("convert", "--from=hf", f"--input={directory}", f"--output={tmp_path / (directory.name + '_tf')}", *flags)
+
+    # A tensor named like a LayerNorm's outside one is not a weight of the model, not a crash.
+    result = convert(variant("gamma", {**tensors, "pooler.dense.gamma": np.ones(384, np.float32)}))
+    assert result.returncode == 0, result.stderr
+    assert "1 tensor(s) not converted: pooler.dense.gamma" in result.stdout
+    # Half a pooler would leave the other half at random in fine-tuning without a word.
+    half = {name: value for name, value in tensors.items() if name.removeprefix("bert.") != "pooler.dense.bias"}
+    assert_clean_failure(convert(variant("half_pooler", half)), "its weights have no tensor 'pooler.dense.bias'")
+    # A tokenizer.json whose added token's id is not a number.
+    tokenizer = json.loads((minilm_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer["added_tokens"] = [{"id": str(vocab_size), "content": "[E1]"}]
+    only_json = variant("string_id", files={"tokenizer.json": tokenizer})
+    (only_json / "vocab.txt").unlink()
+    assert_clean_failure(convert(only_json), "tokenizer.json: the id of token \"[E1]\" is \"%d\", not an integer" % vocab_size)
+    # transformers' other names of the two GELUs.
+    for activation, ours in (("gelu_fast", "gelu"), ("gelu_accurate", "gelu"), ("gelu_python", "gelu_exact")):
+        directory = variant(activation, config_changes={"hidden_act": activation})
+        assert convert(directory).returncode == 0
+        assert json.loads((tmp_path / f"{activation}_tf" / "bert_config.json").read_text())["hidden_act"] == ours
+    # Flags only --to=hf reads are refused rather than ignored.
+    for flag in ("--do_lower_case=false", "--bert_config_file=bert_config.json"):
+        assert_clean_failure(convert(minilm_dir, flag), f"{flag.split('=')[0]}: only --to=hf reads it")
+
+    # What the checkpoint cannot carry is said: the classifier's labels and problem type, tokens added past
+    # vocab.txt, and tokenizer settings the reference's tokenizer has no flag for.
+    classifier = {**tensors, "classifier.weight": np.ones((2, 384), np.float32), "classifier.bias": np.zeros(2, np.float32)}
+    directory = variant(
+        "sentiment", classifier,
+        {"architectures": ["BertForSequenceClassification"], "id2label": {"0": "negative", "1": "positive"},
+         "problem_type": "multi_label_classification"},
+        {"added_tokens.json": {"[E1]": vocab_size, "[E2]": vocab_size + 1},
+         "tokenizer_config.json": {"do_lower_case": True, "strip_accents": False, "tokenize_chinese_chars": False}})
+    result = convert(directory)
+    assert result.returncode == 0, result.stderr
+    for fragment in ("its classifier's outputs are the labels negative, positive, in this order",
+                     "its classifier was trained for multi-label-classification",
+                     "2 token(s) added to its tokenizer ([E1], [E2], added_tokens.json) are not in vocab.txt",
+                     "its tokenizer keeps accents (strip_accents false) while it lower-cases",
+                     "does not split CJK characters apart (tokenize_chinese_chars false)"):
+        assert fragment in result.stdout, fragment
+    # The defaults say nothing of the kind.
+    result = convert(variant("plain", classifier, {"architectures": ["BertForSequenceClassification"]}))
+    assert result.returncode == 0, result.stderr
+    assert not any(word in result.stdout for word in ("labels", "added to", "accents", "CJK"))
