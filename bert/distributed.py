@@ -9,6 +9,7 @@ gradients, so every engine gives the same update.
 """
 
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -150,6 +151,8 @@ class MirroredWorkers:
         self.name = f"MultiWorkerMirroredStrategy, {self.size} workers"
         # For the broadcast's groups, of any length: traced for a first length, then for any, per dtype.
         self._sum_vector = tf.function(lambda vector: self._all_sum([vector])[0], autograph=False, reduce_retracing=True)
+        # Eager sums (the barriers, the checks before training): one function, not one traced anew each call.
+        self._eager_all_sum = tf.function(self._all_sum, autograph=False, reduce_retracing=True)
 
     def lost_contact(self, error):
         """The error to raise for a collective's `error` if another worker has ended, else None."""
@@ -158,7 +161,7 @@ class MirroredWorkers:
     @_collective
     def all_sum(self, tensors):
         if tf.executing_eagerly():  # eager collectives are slow and warn; one small function instead
-            return tf.function(self._all_sum, autograph=False)(list(tensors))
+            return self._eager_all_sum(list(tensors))
         return self._all_sum(tensors)
 
     def _all_sum(self, tensors):
@@ -189,6 +192,28 @@ class MirroredWorkers:
 
     def barrier(self):
         self.all_sum([tf.constant(0.0)])
+
+
+def differing_across_ranks(replicas, values):
+    """The names of `values` ({name: JSON-able value}) whose value on some rank is not rank 0's, the same on every
+    rank (so that every rank stops, or none); None where the ranks do not even name the same values."""
+    if replicas.size == 1:
+        return []
+    names = sorted(values)
+    if _differs_from_chief(replicas, [_hash(names)])[0]:
+        return None
+    return [name for name, differs in zip(names, _differs_from_chief(replicas, [_hash(values[n]) for n in names])) if differs]
+
+
+def _hash(value):
+    # 56 bits: rank 0's hashes summed with the other ranks' zeros stay within an int64.
+    return int.from_bytes(hashlib.sha256(json.dumps(value, sort_keys=True).encode()).digest()[:7], "big")
+
+
+def _differs_from_chief(replicas, hashes):
+    own = tf.constant(hashes, tf.int64)
+    chief = replicas.all_sum([own if replicas.rank == 0 else tf.zeros_like(own)])[0]
+    return replicas.all_sum([tf.cast(tf.not_equal(own, chief), tf.int64)])[0].numpy() > 0
 
 
 def make_replicas(strategy):

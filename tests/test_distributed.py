@@ -169,6 +169,8 @@ def test_multi_worker_mirrored_pretrain_cli(records_dir, small_config, tmp_path)
     outputs = [p.communicate(timeout=600) for p in processes]
     for p, (stdout, stderr) in zip(processes, outputs):
         assert p.returncode == 0, stderr[-3000:]
+        # The barriers and checks are sums of one traced function, not one traced anew each time.
+        assert "retracing" not in stderr, stderr[-3000:]
     assert "trained to step 4 (MultiWorkerMirroredStrategy, 2 workers, global batch 16" in outputs[0][0]
     assert outputs[1][0] == ""
     assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
@@ -498,6 +500,76 @@ def test_horovod_classify_equals_one_process_with_the_global_batch(small_config,
     assert int(got["global_step"]) == int(want["global_step"]) == 9
     for name in want:
         np.testing.assert_allclose(got[name], want[name], atol=2e-5, err_msg=name)
+
+
+def _rank_with_extra_flags(directory, command, rank, flags):
+    """A script running `python -m bert.<command>` under horovodrun, with `flags` added to rank `rank`'s own."""
+    (directory / "bin").mkdir(exist_ok=True)
+    script = directory / "bin" / f"{command}_extra.py"
+    script.write_text("import os, runpy, sys\n"
+                      f"if os.environ['HOROVOD_RANK'] == '{rank}':\n"
+                      f"    sys.argv += {list(flags)!r}\n"
+                      f"runpy.run_module('bert.{command}', run_name='__main__', alter_sys=True)\n")
+    return script
+
+
+@pytest.mark.parametrize("flags, named", [
+    # Rank 1 would have left for the last barrier after step 4 while rank 0 waited in step 5's allreduce.
+    (["--num_train_steps=4", "--learning_rate=0.002"], ["num_train_steps (4 on rank 1)", "learning_rate (0.002 on rank 1)"]),
+    (["--save_checkpoints_steps=3"], ["save_checkpoints_steps (3 on rank 1)"]),
+])
+def test_ranks_started_with_different_settings_stop_with_one_line_each_instead_of_waiting(records_dir, small_config,
+                                                                                          tmp_path, flags, named):
+    runner = horovodrun()
+    out = tmp_path / "run"
+    script = _rank_with_extra_flags(tmp_path, "pretrain", 1, flags)
+    result = subprocess.run(
+        [runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, str(script), "--use_horovod",
+         *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=6", "--save_checkpoints_steps=2")],
+        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
+    assert result.returncode != 0
+    for rank in range(2):
+        lines = [line.split(":", 1)[1] for line in result.stderr.splitlines() if line.startswith(f"[{rank}]<stderr>:")]
+        (error,) = [line for line in lines if line.startswith("bert-pretrain")]
+        assert error.startswith("bert-pretrain: error: the ranks (Horovod, 2 ranks) differ in "), error
+        assert error.endswith(": start every rank with the same flags, config and data"), error
+        for fragment in named:
+            # Each rank shows its own value.
+            assert (fragment if rank else fragment.split(" (")[0] + " (") in error, error
+        assert f" on rank {rank})" in error, error
+        assert not any("Traceback" in line for line in lines), result.stderr[-3000:]
+    assert not list(out.glob("ckpt-*"))
+
+
+def test_horovod_classify_ranks_with_other_data_or_config_say_which(small_config, uncased_vocab, tmp_path):
+    import shutil
+
+    from tests.conftest import shared_file
+    from tests.pretrain_fixtures import SMALL_MODEL
+    from tests.test_classify import classify_args
+
+    runner = horovodrun()
+    # Rank 1's copy of the training file has one sentence edited, and its config another activation: the same
+    # shapes and steps, so nothing would stop the run but this.
+    other = tmp_path / "other_MRPC"
+    other.mkdir()
+    lines = shared_file("glue", "MRPC", "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[1] = lines[1].replace("Amrozi", "Amrozy")
+    (other / "train.tsv").write_text("".join(lines), encoding="utf-8")
+    shutil.copyfile(shared_file("glue", "MRPC", "dev.tsv"), other / "dev.tsv")
+    relu = tmp_path / "relu.json"
+    relu.write_text(json.dumps({**SMALL_MODEL, "hidden_act": "relu"}))
+    script = _rank_with_extra_flags(tmp_path, "classify", 1, [f"--data_dir={other}", f"--bert_config_file={relu}"])
+    result = subprocess.run(
+        [runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, str(script), "--use_horovod",
+         *classify_args(shared_file("glue", "MRPC"), small_config, uncased_vocab, tmp_path / "run", "--do_train",
+                        "--num_train_epochs=0.04")],
+        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
+    assert result.returncode != 0
+    lines = [line.split(":", 1)[1] for line in result.stderr.splitlines() if line.startswith("[1]<stderr>:")]
+    assert [line for line in lines if line.startswith("bert-classify")] == [
+        "bert-classify: error: the ranks (Horovod, 2 ranks) differ in 'hidden_act' in --bert_config_file (\"relu\" on "
+        "rank 1); the training file's contents: start every rank with the same flags, config and data"], result.stderr[-3000:]
 
 
 def test_a_dev_file_missing_stops_every_horovod_rank_before_training(small_config, uncased_vocab, tmp_path):
