@@ -96,7 +96,7 @@ def main(argv):
         trainer = training.Trainer(task, options, replicas)
         rank_batch = FLAGS.train_batch_size * FLAGS.num_accumulation_steps
         global_batch = rank_batch * replicas.size
-        uneven = pretraining.uneven_files_warning(len(files), replicas.size)
+        uneven = pretraining.uneven_files_warning(files, replicas.size)
         if uneven:
             log(uneven)
 

@@ -142,12 +142,22 @@ def rank_files(files, rank, size):
     return files[rank::size] if len(files) >= size else files
 
 
-def uneven_files_warning(num_files, size):
-    """A warning when `num_files` files do not divide among `size` ranks (None when they do, or when every
-    rank reads them all): ranks with fewer files go round them more often, so their records weigh more."""
-    if size <= num_files and num_files % size:
-        return (f"warning: --input_file: {num_files} files do not divide among {size} ranks; the records of the "
+def uneven_files_warning(files, size):
+    """A warning when `files` do not share evenly among `size` ranks (None when they do, or when every rank reads
+    them all): in number, or in bytes (over a quarter more on one rank than on another), which with records of a
+    size (a padded sequence) count the records. Ranks with less go round theirs more often, so their records weigh
+    more."""
+    if size > len(files) or size == 1:
+        return None
+    if len(files) % size:
+        return (f"warning: --input_file: {len(files)} files do not divide among {size} ranks; the records of the "
                 f"ranks with fewer files are seen more often (a multiple of {size} files evens it)")
+    shares = [sum(os.path.getsize(path) for path in rank_files(files, rank, size)) for rank in range(size)]
+    if max(shares) > 1.25 * min(shares):
+        smallest, largest = shares.index(min(shares)), shares.index(max(shares))
+        return (f"warning: --input_file: the ranks' files differ in size (rank {smallest}: {min(shares) / 1e6:.1f} MB, "
+                f"rank {largest}: {max(shares) / 1e6:.1f} MB); the records of the ranks with less are seen more often "
+                f"(files of one size, as bert-create-data's shards, even it)")
     return None
 
 

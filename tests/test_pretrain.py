@@ -1112,11 +1112,33 @@ def test_each_rank_reads_its_own_share_and_together_the_ranks_read_what_one_proc
 
 
 @pytest.mark.parametrize("num_files, size, uneven", [(5, 4, True), (8, 4, False), (3, 4, False), (2, 1, False)])
-def test_files_that_do_not_divide_among_the_ranks_are_warned_of(num_files, size, uneven):
-    warning = pretraining.uneven_files_warning(num_files, size)
+def test_files_that_do_not_divide_among_the_ranks_are_warned_of(num_files, size, uneven, tmp_path):
+    files = []
+    for number in range(num_files):
+        files.append(str(tmp_path / f"part-{number}"))
+        Path(files[-1]).write_bytes(b"r" * 1000)
+    warning = pretraining.uneven_files_warning(files, size)
     assert (warning == f"warning: --input_file: {num_files} files do not divide among {size} ranks; the records of the "
                        f"ranks with fewer files are seen more often (a multiple of {size} files evens it)") if uneven \
         else warning is None
+
+
+@pytest.mark.parametrize("sizes, warned", [([2_000_000, 300_000], True), ([1_000_000, 1_200_000], False),
+                                           ([500_000, 400_000, 200_000, 500_000], True)])
+def test_files_of_uneven_sizes_among_the_ranks_are_warned_of(sizes, warned, tmp_path):
+    files = []
+    for number, size in enumerate(sizes):
+        files.append(str(tmp_path / f"part-{number}"))
+        Path(files[-1]).write_bytes(b"r" * size)
+    warning = pretraining.uneven_files_warning(files, 2)
+    if not warned:
+        assert warning is None
+        return
+    shares = [sum(sizes[0::2]), sum(sizes[1::2])]
+    low, high = shares.index(min(shares)), shares.index(max(shares))
+    assert warning == (f"warning: --input_file: the ranks' files differ in size (rank {low}: {min(shares) / 1e6:.1f} MB, "
+                       f"rank {high}: {max(shares) / 1e6:.1f} MB); the records of the ranks with less are seen more "
+                       f"often (files of one size, as bert-create-data's shards, even it)")
 
 
 def test_manifests_among_the_inputs_are_passed_over_and_a_manifest_alone_is_refused(records_dir, tmp_path):
