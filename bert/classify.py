@@ -21,6 +21,7 @@ batch is --train_batch_size x --num_accumulation_steps x ranks, with linear warm
 import dataclasses
 import functools
 import json
+import math
 import os
 import time
 
@@ -186,7 +187,8 @@ def _keep_best(model, config, evaluator, log):
         if best is not None and best.get("evaluated", best["step"]) >= step:
             return
         results = evaluator.evaluate(evaluator.sets[0][1], FLAGS.eval_batch_size)
-        if best is None or results[metric] > best["value"]:
+        # A NaN score (a diverged model's) is beaten by any other.
+        if best is None or math.isnan(best["value"]) or results[metric] > best["value"]:
             os.makedirs(directory, exist_ok=True)
             checkpoints.export_checkpoint(model.variables_by_name, os.path.join(directory, "bert_model.ckpt"), config=config)
             checkpoints.export_tokenizer_file(*cli.tokenizer_file(), directory)

@@ -403,7 +403,7 @@ def _classifier_notes(hf_config):
     notes = []
     id2label = hf_config.get("id2label")
     if isinstance(id2label, dict):
-        labels = [id2label.get(str(i), id2label.get(i)) for i in range(len(id2label))]
+        labels = [id2label.get(str(i)) for i in range(len(id2label))]
         if all(isinstance(label, str) for label in labels) and labels != [f"LABEL_{i}" for i in range(len(labels))]:
             notes.append(f"its classifier's outputs are the labels {', '.join(labels)}, in this order: the task it is "
                          f"fine-tuned or evaluated on must list its labels so")

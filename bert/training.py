@@ -290,39 +290,39 @@ def _refuse_another_run(output_dir, previous, description):
                      f"with its own flags or use another --output_dir")
 
 
-def _key_name(key):
-    """How a message names the dotted key of a run record: a config's key as one of --bert_config_file, a setting by
-    what it is made of."""
+def _key_name(key, explained=True):
+    """How a message names the dotted key of a run record: a config's key as one of --bert_config_file, and (where
+    `explained`) a setting with what it is made of."""
     if key.startswith("bert_config."):
         return f"'{key[len('bert_config.'):]}' in --bert_config_file"
-    return key.removeprefix(f"{CHANGEABLE}.") + _KEY_SOURCES.get(key, "")
+    return key.removeprefix(f"{CHANGEABLE}.") + (_KEY_SOURCES.get(key, "") if explained else "")
 
 
 def check_ranks_agree(replicas, description, **settings):
     """Refuses, on every rank alike, a run whose ranks were started with different settings: a `description`
-    (describe()'s) or other `settings` (by flag name, without --) that differ from rank 0's. Ranks given different steps or
-    checkpoint schedules would wait in different collectives for ever; a different model, data or learning rate
-    would train into different weights without a word."""
+    (describe()'s) or other `settings` (by flag name, without --) that differ from rank 0's. Ranks given different
+    steps or checkpoint schedules would wait in different collectives for ever; a different model, data or learning
+    rate would train into different weights without a word."""
     values = dict(_leaves(description))
     values.update(settings)
     differing = distributed.differing_across_ranks(replicas, values)
     if differing is None:
-        raise InputError(f"the ranks ({replicas.name}) run different commands or configs: start every rank with the "
-                         f"same command, flags, config and data")
+        raise InputError(f"the ranks ({replicas.name}) run different commands or versions of this package: start every "
+                         f"rank with the same command, flags, config and data")
     if not differing:
         return
     shown = []
     for key in differing:
         group, _, part = key.partition(".")
+        own = f"({json.dumps(values[key])} on rank {replicas.rank})"
         if group == TRAIN_DATA_PARTS:
             kind, _, name = part.partition(".")
-            shown.append(f"the {name}'s contents" if kind == "files" else f"{name} ({json.dumps(values[key])} on rank {replicas.rank})")
-        elif key == "train_data" and any(k.startswith(f"{TRAIN_DATA_PARTS}.") for k in differing):
-            continue  # the parts say what
+            shown.append(f"the {name}'s contents" if kind == "files" else f"{name} {own}")
         elif key == "train_data":
-            shown.append(_key_name(key))
+            if not any(k.startswith(f"{TRAIN_DATA_PARTS}.") for k in differing):  # else the parts say what
+                shown.append(_key_name(key))
         else:
-            shown.append(f"{_key_name(key)} ({json.dumps(values[key])} on rank {replicas.rank})")
+            shown.append(f"{_key_name(key, explained=False)} {own}")
     # A setting of the data's fingerprint may be a key of the description too.
     shown = list(dict.fromkeys(shown))
     raise InputError(f"the ranks ({replicas.name}) differ in {'; '.join(shown)}: start every rank with the same "
@@ -391,8 +391,8 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None,
     """Refuses ranks started with different descriptions (check_ranks_agree); and an output directory that another
     training process is using, that holds a run of another model or data shape, or a model whose export would be
     replaced (a released model's directory given as --output_dir); records ours there, and locks it (on the chief)
-    while this process lives. An
-    `init_checkpoint` the run will start from is checked against the model's `variables_by_name` first.
+    while this process lives. An `init_checkpoint` the run will start from is checked against the model's
+    `variables_by_name` first.
 
     `description` is a JSON-able dict of what must not change between a run and its resumption. Only a
     run that saved a checkpoint or its exported model binds the directory: one refused or stopped before
@@ -651,7 +651,8 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     shows progress (bert.progress: a bar, or plain lines in a log) and logs what the run does; `log` is called
     on every other rank only for a warning of its own. Returns the final step and the last report (Python floats).
     """
-    check_ranks_agree(replicas, {}, save_checkpoints_steps=options.save_checkpoints_steps)
+    check_ranks_agree(replicas, {}, save_checkpoints_steps=options.save_checkpoints_steps,
+                      scale_lr_by_world_size=options.scale_learning_rate_by_ranks)
     chief = replicas.rank == 0
     latest = checkpoints.newest_checkpoint(options.output_dir, log) if chief else None
     if chief:

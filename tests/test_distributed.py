@@ -517,6 +517,7 @@ def _rank_with_extra_flags(directory, command, rank, flags):
     # Rank 1 would have left for the last barrier after step 4 while rank 0 waited in step 5's allreduce.
     (["--num_train_steps=4", "--learning_rate=0.002"], ["num_train_steps (4 on rank 1)", "learning_rate (0.002 on rank 1)"]),
     (["--save_checkpoints_steps=3"], ["save_checkpoints_steps (3 on rank 1)"]),
+    (["--scale_lr_by_world_size"], ["scale_lr_by_world_size (true on rank 1)"]),
 ])
 def test_ranks_started_with_different_settings_stop_with_one_line_each_instead_of_waiting(records_dir, small_config,
                                                                                           tmp_path, flags, named):
