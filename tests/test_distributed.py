@@ -277,16 +277,23 @@ def test_a_worker_stopped_by_a_failed_write_ends_the_other_with_one_line_each(re
     assert not list(out.glob("ckpt-*"))
 
 
-def _rank_with_file_size_limit(directory, command, rank, max_file_size):
-    """A script running `python -m bert.<command>` under horovodrun, with the files that rank `rank` writes limited
-    to `max_file_size` bytes (see conftest.file_size_limit)."""
+def _rank_script(directory, command, rank, statement):
+    """A script running `python -m bert.<command>` under horovodrun, rank `rank` alone running the Python
+    `statement` first (with os, resource and sys imported)."""
     (directory / "bin").mkdir(exist_ok=True)
-    script = directory / "bin" / f"{command}.py"
-    script.write_text("import os, resource, runpy\n"
+    script = directory / "bin" / f"{command}_rank{rank}.py"
+    script.write_text("import os, resource, runpy, sys\n"
                       f"if os.environ['HOROVOD_RANK'] == '{rank}':\n"
-                      f"    resource.setrlimit(resource.RLIMIT_FSIZE, ({max_file_size}, {max_file_size}))\n"
+                      f"    {statement}\n"
                       f"runpy.run_module('bert.{command}', run_name='__main__', alter_sys=True)\n")
     return script
+
+
+def _rank_with_file_size_limit(directory, command, rank, max_file_size):
+    """`command` under horovodrun with the files that rank `rank` writes limited to `max_file_size` bytes (see
+    conftest.file_size_limit)."""
+    return _rank_script(directory, command, rank,
+                        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({max_file_size}, {max_file_size}))")
 
 
 SIGNALLED_RANK = """\
@@ -503,14 +510,8 @@ def test_horovod_classify_equals_one_process_with_the_global_batch(small_config,
 
 
 def _rank_with_extra_flags(directory, command, rank, flags):
-    """A script running `python -m bert.<command>` under horovodrun, with `flags` added to rank `rank`'s own."""
-    (directory / "bin").mkdir(exist_ok=True)
-    script = directory / "bin" / f"{command}_extra.py"
-    script.write_text("import os, runpy, sys\n"
-                      f"if os.environ['HOROVOD_RANK'] == '{rank}':\n"
-                      f"    sys.argv += {list(flags)!r}\n"
-                      f"runpy.run_module('bert.{command}', run_name='__main__', alter_sys=True)\n")
-    return script
+    """`command` under horovodrun with `flags` added to rank `rank`'s own."""
+    return _rank_script(directory, command, rank, f"sys.argv += {list(flags)!r}")
 
 
 @pytest.mark.parametrize("flags, named", [
