@@ -195,10 +195,10 @@ def read_examples(task, path, split, language="zh"):
                 raise InputError(f"{path}:{number}: label '{label}' is not one of the task's labels ({', '.join(task.labels)})")
         text_b = row[indexes["text_b"]] if indexes["text_b"] is not None else None
         examples.append(InputExample(f"{split}-{number}", row[indexes["text_a"]], text_b, label))
-    languages = sorted({row[0] for _, row in body if row}) if xnli_dev else []
-    if not examples and languages:
-        raise InputError(f"{path}: no rows for --xnli_language '{language}' (the file has {', '.join(languages)})")
     if not examples:
+        languages = sorted({row[0] for _, row in body if row}) if xnli_dev else []
+        if languages:
+            raise InputError(f"{path}: no rows for --xnli_language '{language}' (the file has {', '.join(languages)})")
         raise InputError(f"{path}: no examples")
     return examples, skipped
 
