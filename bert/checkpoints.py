@@ -384,7 +384,7 @@ def _missing_hint(reader, name):
 # reference's (global_step, AdamWeightDecay's slots), ours (Trainer.state(), CheckpointManager's save_counter) and
 # NVIDIA's (its loss scaling).
 _TRAINING_STATE = re.compile(r"global_step|step|save_counter|loss_scale|current_loss_scale|good_steps|skipped_batches"
-                             r"|starting_ranks|.*/(adam_[mv]|Momentum|Adam(_1)?|accumulator)")
+                             r"|starting_ranks|loss_scaling|.*/(adam_[mv]|Momentum|Adam(_1)?|accumulator)")
 
 
 def initialised_line(path, unused):

@@ -111,6 +111,9 @@ class Trainer:
         self.dynamic_scaling = options.compute_dtype == "float16"
         self.loss_scale = tf.Variable(INITIAL_LOSS_SCALE if self.dynamic_scaling else 1.0, trainable=False, name="loss_scale")
         self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="good_steps")
+        # Saved so that a resumption knows the precision its checkpoint was written in: a float16 run may
+        # stop just after a skip at scale 2, and save scale 1 and no good steps, as a run without scaling does.
+        self.loss_scaling = tf.Variable(self.dynamic_scaling, trainable=False, name="loss_scaling")
         # Batches whose step float16 skipped: in-memory input (IndexedBatches) resumes past them.
         self.skipped_batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_batches")
         # A run resumed on fewer or more ranks keeps its global batch, and so the learning rate scaled for it.
@@ -139,6 +142,7 @@ class Trainer:
             "step": self.step,
             "loss_scale": self.loss_scale,
             "good_steps": self.good_steps,
+            "loss_scaling": self.loss_scaling,
             "skipped_batches": self.skipped_batches,
             "starting_ranks": self.starting_ranks,
         }
@@ -148,21 +152,21 @@ class Trainer:
                 self.skipped_batches, self.starting_ranks]
 
     def restore(self, path):
-        """Restores a training checkpoint; one written before `skipped_batches` existed counts none, and one
-        written before `starting_ranks` existed is taken as started on this run's number of ranks."""
+        """Restores a training checkpoint; one written before `skipped_batches` existed counts none, one
+        written before `starting_ranks` existed is taken as started on this run's number of ranks, and one
+        written before `loss_scaling` existed is judged by its loss scale."""
         state = self.state()
         saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
-        for later in ("skipped_batches", "starting_ranks"):
+        for later in ("skipped_batches", "starting_ranks", "loss_scaling"):
             if later not in saved:
                 del state[later]
         tf.train.Checkpoint(**state).restore(path).assert_existing_objects_matched()
-        self._take_up_loss_scaling()
-
-    def _take_up_loss_scaling(self):
-        """After restoring a checkpoint of a run in another precision: this run's own loss scaling from its start."""
-        # A run without loss scaling saves scale 1 and no good steps; a float16 run saves that only just after
-        # a skip at scale 2, and would stop at its next one.
-        scaled = int(self.good_steps.numpy()) > 0 or float(self.loss_scale.numpy()) != 1.0
+        # A run without loss scaling saves scale 1 and no good steps, which a float16 run saves only just
+        # after a skip at scale 2.
+        scaled = (bool(self.loss_scaling.numpy()) if "loss_scaling" in saved
+                  else int(self.good_steps.numpy()) > 0 or float(self.loss_scale.numpy()) != 1.0)
+        self.loss_scaling.assign(self.dynamic_scaling)
+        # A checkpoint of a run in another precision: this run's own loss scaling from its start.
         if scaled != self.dynamic_scaling:
             self.loss_scale.assign(INITIAL_LOSS_SCALE if self.dynamic_scaling else 1.0)
             self.good_steps.assign(0)

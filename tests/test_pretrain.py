@@ -1485,6 +1485,18 @@ def test_a_run_resumed_in_another_precision_takes_up_its_own_loss_scaling(record
     assert float(resumed.loss_scale.numpy()) >= training.INITIAL_LOSS_SCALE / 2
 
 
+def test_a_float16_run_stopped_just_after_a_skip_at_scale_2_resumes_at_scale_1(records_dir, tmp_path):
+    # Scale 1 and no good steps, as a run without loss scaling saves too: the checkpoint says which it was.
+    stopped = _fit_in_process(records_dir, tmp_path, "float16", 2)
+    stopped.loss_scale.assign(1.0)
+    stopped.good_steps.assign(0)
+    tf.train.CheckpointManager(tf.train.Checkpoint(**stopped.state()), str(tmp_path), max_to_keep=5,
+                               checkpoint_name="ckpt").save(checkpoint_number=2)
+    resumed = _fit_in_process(records_dir, tmp_path, "float16", 3)
+    assert int(resumed.step.numpy()) == 3 and int(resumed.good_steps.numpy()) == 1
+    assert float(resumed.loss_scale.numpy()) == 1.0
+
+
 def test_bfloat16_and_xla_train(records_dir, small_config, tmp_path):
     out = tmp_path / "bf16"
     result = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=3",
