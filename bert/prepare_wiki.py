@@ -31,7 +31,8 @@ Two stages:
    Its `-` for stdin opens a file named "-", hence /dev/stdin; its template pass needs a second read
    of the dump, which the pipe cannot give, hence --templates naming the dump itself. On the way in,
    code, verse, music and timeline blocks (<syntaxhighlight>, <source>, <pre>, <poem>, <score>,
-   <timeline>), whose lines it keeps as text, are removed, and a dump holding several revisions of a
+   <timeline>), and lines starting with a space (preformatted, most often code), whose lines it keeps
+   as text, are removed, the dump going through in blocks of whole pages, and a dump holding several revisions of a
    page (a history dump), whose texts it would run together, is refused. It runs in a process group
    of its own, which an interrupt, a SIGTERM or a SIGHUP to this command ends whole, and ends with
    this command however it ends.
@@ -39,10 +40,11 @@ Two stages:
 2. Worker processes (--num_workers) each take one of wikiextractor's files and, per article, undo its
    HTML escaping (&amp;, &lt;), drop paragraphs that still hold markup ([[, ]], {{, }}, <ref, {|, |},
    HTML tags) or are list items it let through (indented "* ..."), split the paragraphs into
-   sentences, normalise whitespace, and drop sentences shorter than 2 characters or that are just
-   what wikiextractor leaves of a formula or code block ("formula_3"). Articles left with no text (or
-   less than --min_article_chars) are dropped. The parent writes the articles into the shards in
-   order, each shard through bert.fileio.AtomicFile.
+   sentences, drop a paragraph's last sentence where it ends in a colon and no text follows (what it
+   introduced, a list, table, formula or code, is gone), normalise whitespace, and drop sentences shorter than 2
+   characters or that are just what wikiextractor leaves of a formula or code block ("formula_3").
+   Articles left with no text (or less than --min_article_chars) are dropped. The parent writes the
+   articles into the shards in order, each shard through bert.fileio.AtomicFile.
 
 Sentence splitter: blingfire, not pysbd. On the 106 articles of the enwiki sample (7061 paragraphs,
 2.6 MB) blingfire took 0.40 s (6.6 MB/s) and pysbd 29.5 s (0.09 MB/s): 75 times slower, days of CPU
@@ -50,9 +52,10 @@ for the whole English Wikipedia against about an hour. Inside a sentence both ha
 "U.S.", "Dr. Smith", "St. Louis", "3.5", "J. R. R. Tolkien" and "Washington, D.C."; pysbd splits after
 "c." and "approx." ("built c. | 1200"). blingfire's mistakes are of two kinds, both repaired here: a
 title or initial that opens a sentence is split off on its own ("Dr. | Jones returned", "H. | N. |
-Abrams"), and a quoted "!" or "?" ends the sentence ('"Stop!" | and left'). So a fragment that is
-nothing but capitalised abbreviations or a list number ("Dr.", "H. N.", "2.") is joined to the next
-one, and a fragment that starts with a lower-case letter to the previous one. In a dump whose language
+Abrams"), and a quoted "!" or "?" ends the sentence ('"Stop!" | and left'), or a citation's page
+does ("Stein 2005, p. | 79"). So a fragment that is nothing but capitalised abbreviations or a list
+number ("Dr.", "H. N.", "2.") is joined to the next one, and a fragment that starts with a lower-case
+letter, or with a number after "p." or "pp.", to the previous one. In a dump whose language
 (the xml:lang of its root element) writes ordinals with a full stop (German "im 13. Jahrhundert", "am
 3. Oktober"; ORDINAL_DOT_LANGUAGES), a fragment ending in a number from 1 to 31 and a full stop is
 joined to the next one too: blingfire ends a sentence there.
@@ -90,6 +93,9 @@ SHARD_PATTERN = "wiki_*.txt"
 # Enough to hold the <mediawiki> tag, a <siteinfo> and the start of the first page.
 _HEAD_CHARS = 1 << 20
 _BLOCK_CHARS = 1 << 20
+_PAGE_END = "</page>"
+# Far above MediaWiki's limit on a page's size ($wgMaxArticleSize, 2 MiB by default).
+_MAX_PAGE_CHARS = 64 << 20
 
 # A line of wikitext that is a heading, or all bold: articles use '''Notes''' or '''[[Maryland]]''' as
 # a heading over a list. It may be the first or last line of a <text> element and be followed by
@@ -116,6 +122,8 @@ _SITEINFO = "".join(
 
 _MARKUP = re.compile(r"\[\[|\]\]|\{\{|\}\}|<ref|\{\||\|\}|<!--|</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
 _ABBREVIATIONS_ONLY = re.compile(r"(?:[A-Z][a-z]{0,3}|\d{1,3})\.(?: [A-Z][a-z]{0,3}\.)*")
+# A page abbreviation, which a number follows in a citation ("Stein 2005, p. 79"), where blingfire ends a sentence.
+_PAGE_ABBREVIATION_END = re.compile(r"(?:^|[\s(\[])pp?\.$")
 # What wikiextractor leaves of a <math> or <code> block: alone on a line, it says nothing.
 _PLACEHOLDER_ONLY = re.compile(r"(?:formula|codice)_\d+\W*")
 # A fragment that ends in a number from 1 to 31 with a full stop: in these languages most often an ordinal (a day,
@@ -191,15 +199,20 @@ def _read(text, size, path):
         raise InputError(f"--input_file: cannot read {path} as a MediaWiki XML dump: {e}") from None
 
 
-def _whole_lines(head, text, path):
-    """Yields `head`, then the rest of the dump, in blocks that end at a line end (headings are lines)."""
+def _whole_pages(head, text, path):
+    """Yields `head`, then the rest of the dump, in blocks that end after a page (the cleanup's patterns span
+    lines of a page: a code block, a wrapped paragraph); a block without one, longer than any page MediaWiki
+    saves, ends at a line end."""
     rest = head
     while True:
         block = _read(text, _BLOCK_CHARS, path)
         if not block:
             break
         block = rest + block
-        cut = block.rfind("\n") + 1
+        page_end = block.rfind(_PAGE_END)
+        cut = block.find("\n", page_end) + 1 if page_end >= 0 else 0
+        if not cut and len(block) > _MAX_PAGE_CHARS:
+            cut = block.rfind("\n") + 1
         if cut:
             rest = block[cut:]
             yield block[:cut]
@@ -242,7 +255,7 @@ def _run_wikiextractor(path, text_dir, log_path, num_workers, raw, text, head):
         revisions = _RevisionCheck(path)
         try:
             try:
-                for block in _whole_lines(head, text, path):
+                for block in _whole_pages(head, text, path):
                     revisions.check(block)
                     # Not tail + block: a copy of every block of the dump, to keep its last few characters.
                     tail = (tail + block[-_TAIL_CHARS:])[-_TAIL_CHARS:]
@@ -362,15 +375,35 @@ _TEXT_START = r"[^\s*#:;{}|!=&<\-]"
 _WRAPPED_LINE = re.compile(rf"^((?:[ \t]*<text[^>\n]*>)?{_TEXT_START}[^\n]*)\n(?={_TEXT_START})", re.MULTILINE)
 
 
+# A line of a <text> element (its first too) starting with a space: MediaWiki shows it as preformatted text, most
+# often code, which wikiextractor keeps as text. Other lines of the dump start with a space too, its XML's
+# indentation, and hold tags ("<"), which no line of a <text> element holds but its closing tag.
+_PREFORMATTED_LINE = re.compile(r"^([ \t]*<text[^>\n]*>)? (?=[^\n]*\S)([^<\n]*)(</text>)?$", re.MULTILINE)
+# What may open or close something over several lines (a template, link, table, tag or comment): a line holding
+# such a part of it stays, lest the lines that follow it or come before it become text.
+_SPANNING_MARKUP = re.compile(r"\{\||\|\}|&lt;[A-Za-z/!]|--&gt;")
+
+
+def _without_preformatted_line(match):
+    line = match.group(2)
+    if (_SPANNING_MARKUP.search(line) or line.count("{{") != line.count("}}")
+            or line.count("[[") != line.count("]]")):
+        return match.group(0)
+    # Blank, not gone: the text on either side of a preformatted block is two paragraphs, not one.
+    return _keep_text_tags(match, closing=3)
+
+
 def _prepared_wikitext(block):
-    """A block of the dump with its headings and verbatim blocks removed and its wrapped paragraphs joined (see
-    _HEADING, _VERBATIM_BLOCK and _WRAPPED_LINE)."""
+    """A block of the dump with its headings, preformatted lines and verbatim blocks removed and its wrapped
+    paragraphs joined (see _HEADING, _PREFORMATTED_LINE, _VERBATIM_BLOCK and _WRAPPED_LINE)."""
+    # Preformatted lines first: a verbatim block opening a line leaves the space that stands for it.
+    block = _PREFORMATTED_LINE.sub(_without_preformatted_line, block)
     block = _VERBATIM_BLOCK.sub(" ", block)
     return _WRAPPED_LINE.sub(r"\1 ", _HEADING.sub(_keep_text_tags, block))
 
 
-def _keep_text_tags(match):
-    return (match.group(1) or "") + (match.group(2) or "")
+def _keep_text_tags(match, closing=2):
+    return (match.group(1) or "") + (match.group(closing) or "")
 
 
 def _sentences(paragraph, ordinal_dots=False):
@@ -382,6 +415,7 @@ def _sentences(paragraph, ordinal_dots=False):
         if not sentence:
             continue
         if out and (sentence[0].islower() or _ABBREVIATIONS_ONLY.fullmatch(out[-1])
+                    or (sentence[0].isdigit() and _PAGE_ABBREVIATION_END.search(out[-1]))
                     or (ordinal_dots and _ORDINAL_END.search(out[-1]))):
             out[-1] = f"{out[-1]} {sentence}"
         else:
@@ -391,12 +425,17 @@ def _sentences(paragraph, ordinal_dots=False):
 
 def _article_sentences(text, ordinal_dots=False):
     """wikiextractor's text of one article -> its sentences, residual markup and list items dropped."""
+    paragraphs = [paragraph.strip() for paragraph in html.unescape(text).split("\n") if paragraph.strip()]
+    kept = [[] if paragraph[0] in "*#;" or _MARKUP.search(paragraph) else _sentences(paragraph, ordinal_dots)
+            for paragraph in paragraphs]
     sentences = []
-    for paragraph in html.unescape(text).split("\n"):
-        paragraph = paragraph.strip()
-        if not paragraph or paragraph[0] in "*#;" or _MARKUP.search(paragraph):
-            continue
-        sentences.extend(_sentences(paragraph, ordinal_dots))
+    for own, following in zip(kept, kept[1:] + [[]]):
+        # The list, table or formula a sentence ending in a colon introduced is gone, as is all of a
+        # disambiguation page but its "Ada may refer to:". One that a paragraph of text follows stays: that
+        # may be the quotation it introduced.
+        if own and own[-1].endswith(":") and not following:
+            own = own[:-1]
+        sentences.extend(own)
     return sentences
 
 

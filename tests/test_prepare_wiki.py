@@ -26,6 +26,8 @@ NOT_PROSE = ("*", "#", ":", ";", "=", "{", "}", "|", "!", "<", "__", "[[File:", 
 # Its wikitext is headings, {{Div col}} templates, one image and list items: nothing for wikiextractor
 # to keep (its JSON text is empty).
 ENWIKI_EMPTY = {"List of anthropologists"}
+# Disambiguation pages: all their text but the line before the list ("Ada may refer to:").
+ENWIKI_DISAMBIGUATION = {"Alien", "Ada"}
 # The Vietnamese main page: a layout of <div>s and templates.
 VIWIKI_EMPTY = {"Trang Chính"}
 RESIDUE = ("[[", "]]", "{{", "}}", "<ref", "|}", "{|")
@@ -105,9 +107,9 @@ def test_every_article_with_text_comes_out(enwiki):
     expected = articles_in_dump(dump(ENWIKI))
     assert len(expected) == 106  # 206 pages, 100 of them redirects
     assert without_prose(expected) == ENWIKI_EMPTY
-    assert len(articles) == len(expected) - len(ENWIKI_EMPTY)
+    assert len(articles) == len(expected) - len(ENWIKI_EMPTY) - len(ENWIKI_DISAMBIGUATION)
     assert result.stdout.strip() == result.stdout.strip().splitlines()[0]
-    assert "106 articles in, 105 articles written" in result.stdout
+    assert "106 articles in, 103 articles written" in result.stdout
     assert f"{sum(map(len, articles))} sentences, 3 shard(s)" in result.stdout
     assert articles[0][0].startswith("Anarchism is a political philosophy")
     assert articles[-1][0].startswith("In mathematics and computer science, an algorithm")
@@ -154,6 +156,11 @@ def test_no_markup_headings_or_lists_left(enwiki):
     assert {"Etymology and terminology", "History", "See also", "External links", "Notes", "New Jersey"} <= headings
     assert not [line for line in lines if line in headings or line.endswith(".") and line[:-1] in headings]
     assert "Etymology and terminology." not in lines
+    # Euclid's algorithm, written in lines that start with a space: MediaWiki shows them as code.
+    assert "INPUT L, S" not in lines and "GOTO 10" not in lines and "R ← S" not in lines
+    # What a list it introduced leaves of a disambiguation page, or of an article's end.
+    assert not {"Ada may refer to:", "Austin may also refer to:", "Argument may also refer to:"} & set(lines)
+    assert "The first two lines of the \"Iliad\" read:" in lines  # the quotation stays too
 
 
 def test_sentences_are_clean_lines(enwiki):
@@ -183,6 +190,9 @@ def test_sentence_splits_are_sane(enwiki):
         # Wrapped over four lines of wikitext, which MediaWiki joins into one paragraph.
         "Example: Teaching experiments could be performed by a university department to find a good introductory "
         "textbook, with each text considered a treatment.",
+        # A citation's page.
+        "Burgin (2005, p. 24) uses a generalized definition of algorithms that relaxes the common requirement that "
+        "the output of the algorithm that computes a function must be determined after a finite number of steps.",
     ]:
         assert sentence in lines, sentence
     assert any(line.startswith("Dr. Samuel Jutzi, director of FAO's animal production") for line in lines)
@@ -449,6 +459,51 @@ def test_code_verse_and_music_blocks_are_no_sentences(tmp_path):
     articles = read_articles(tmp_path / "out")
     assert articles[0] == ["Euclid's method is short.", "The statement assigns.", "It ends there."]
     assert len(articles) == 3 and articles[2] == ["The next page is whole."]
+
+
+def test_preformatted_lines_are_no_sentences_but_what_they_close_stays_closed(tmp_path):
+    text = ("Euclid's method in pseudo-code:\n INPUT L, S\n R ← S\n IF R = 0 THEN GOTO 10\nIt ends there.\n"
+            # Lines starting with a space inside a template, the last closing it: the template goes, no more.
+            "{{Infobox person\n | name = Euclid\n   a caption over two lines }}\nThe box is gone.\n"
+            "{{Quote|text=An infobox line\n more of it}}\n"
+            # A table whose first line starts with a space: it goes whole, its cells are no text.
+            ' {| class="wikitable"\n|-\n| A cell\n|}\nAfter the table.')
+    first_line = " 10 PRINT X\n 20 GOTO 10\n\nA program that never ends."
+    prepare(small_dump(tmp_path / "enwiki.xml", [("Euclid", [text]), ("Loop", [first_line])]), tmp_path / "out")
+    assert read_articles(tmp_path / "out") == [["Euclid's method in pseudo-code:", "It ends there.", "The box is gone.",
+                                                "After the table."], ["A program that never ends."]]
+
+
+def test_a_sentence_ending_in_a_colon_goes_where_no_text_follows_it(tmp_path):
+    disambiguation = "'''Ada''' may refer to:\n* [[Ada Lovelace]], a mathematician\n* [[Ada (language)]]"
+    text = ("The formula reads:\n<math>x = y</math>\n\n"
+            "He said:\n<blockquote>We shall see.</blockquote>\n\nTwo kinds are known. They are:\n* one\n* two")
+    prepare(small_dump(tmp_path / "enwiki.xml", [("Ada", [disambiguation]), ("Kinds", [text])]), tmp_path / "out")
+    assert read_articles(tmp_path / "out") == [["He said:", "We shall see.", "Two kinds are known."]]
+
+
+def test_code_and_wrapped_paragraphs_are_cleaned_up_wherever_the_dump_is_read_in_blocks(tmp_path):
+    # About 3.2 MB: the dump is read in blocks of about 1 MiB, whose ends fall inside the code block and the
+    # paragraph, each of them about 300 kB, unless the blocks end at a page's end.
+    def filler(number, size):
+        paragraphs, length = [], 0
+        while length < size:
+            paragraphs.append(f"Filler sentence {len(paragraphs)} of page {number}.")
+            length += len(paragraphs[-1]) + 2
+        return "\n\n".join(paragraphs)
+
+    code = '<syntaxhighlight lang="text">\n' + "\n".join(f"codeline {i}" for i in range(30_000)) + "\n</syntaxhighlight>"
+    wrapped = "\n".join(f"Sentence {i} is wrapped\nover two lines." for i in range(9_000))
+    path = small_dump(tmp_path / "enwiki.xml", [("Code", [filler(1, 1_900_000) + "\n\n" + code + "\n\nAfter the code."]),
+                                                ("Wrapped", [filler(2, 700_000) + "\n\n" + wrapped])])
+    text = path.read_text(encoding="utf-8")
+    assert text.index("codeline 0") < 2 << 20 < text.index("codeline 29999")
+    assert text.index("Sentence 0 is") < 3 << 20 < text.index("Sentence 8999 is")
+    prepare(path, tmp_path / "out", "--num_workers=1")
+    code_page, wrapped_page = read_articles(tmp_path / "out")
+    assert code_page[-1] == "After the code." and not [line for line in code_page if "codeline" in line]
+    sentences = [line for line in wrapped_page if not line.startswith("Filler")]
+    assert sentences == [f"Sentence {i} is wrapped over two lines." for i in range(9_000)]
 
 
 def test_a_history_dump_is_refused_before_anything_is_written(tmp_path):
