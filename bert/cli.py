@@ -410,6 +410,15 @@ def make_tokenizer(required_tokens=("[CLS]", "[SEP]")):
     return tokenizer
 
 
+def warn_if_casing_differs(tokenizer, log):
+    """Warns through `log` where --do_lower_case does not suit the casing of --vocab_file's pieces."""
+    from bert import tokenization
+
+    warning = tokenization.casing_warning(tokenizer, FLAGS.vocab_file)
+    if warning:
+        log(warning)
+
+
 def tokenizer_lower_case():
     """--do_lower_case as the tokenizer takes it: with a SentencePiece model, only where it is given (its model's
     normalizer cases text otherwise; see tokenization.SentencePieceTokenizer)."""
@@ -450,6 +459,7 @@ def load_config_and_tokenizer(log):
     bert_config.check_seq_length(config, FLAGS.max_seq_length)
     tokenizer = make_tokenizer()
     bert_config.check_vocab(config, tokenizer.vocab_size, vocabulary_source())
+    warn_if_casing_differs(tokenizer, log)
     checkpoints.warn_if_vocabulary_differs(FLAGS.init_checkpoint, tokenizer_file(), log)
     return config, tokenizer
 

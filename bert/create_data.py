@@ -211,6 +211,7 @@ def _create_records():
                                        cli.tokenizer_lower_case())
     tokenizer = make_tokenizer()
     pretraining_data.SpecialIds(tokenizer, cli.vocabulary_source())
+    cli.warn_if_casing_differs(tokenizer, cli.rank_log())
     output_paths, output_dir = _output_paths(input_files)
     _remove_leftovers(output_paths, output_dir)
 

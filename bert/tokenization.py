@@ -351,6 +351,25 @@ def _has_upper_case_pieces(processor):
     return any(piece.type == normal and any(c.isupper() for c in piece.piece) for piece in model.pieces)
 
 
+def casing_warning(tokenizer, vocab_file):
+    """A warning where the lower-casing of a WordPiece `tokenizer` does not suit its vocabulary's casing, else
+    None. The reference takes either without a word: an uncased vocabulary makes every capitalised word of
+    cased text [UNK] or lower-case pieces, and a cased one loses every piece with a capital to lower-casing."""
+    if not isinstance(tokenizer, FullTokenizer):
+        return None
+    pieces = [token for token in tokenizer.vocab if not (token.startswith("[") and token.endswith("]"))]
+    cased = sum(any(c.isupper() for c in piece) for piece in pieces)
+    # Google's uncased vocabulary has 2 such pieces in 29523 (ℝ, ##ℝ), its cased one 8368 in 28890.
+    if tokenizer.lower_cases and cased >= 0.1 * len(pieces):
+        return (f"warning: {vocab_file} looks cased ({cased} of its {len(pieces)} pieces hold a capital letter, which "
+                f"lower-cased text never matches): pass --do_lower_case=False unless lower-casing is meant")
+    if not tokenizer.lower_cases and pieces and cased < 0.001 * len(pieces):
+        return (f"warning: {vocab_file} looks uncased ({cased} of its {len(pieces)} pieces hold a capital letter): "
+                f"with --do_lower_case=False a capitalised word becomes [UNK] or other pieces; pass "
+                f"--do_lower_case=True unless that is meant")
+    return None
+
+
 def make_tokenizer(vocab_file, spm_model_file=None, do_lower_case=True):
     """The SentencePiece tokenizer of `spm_model_file` if one is given, else the WordPiece one of `vocab_file`
     (`do_lower_case` None: see SentencePieceTokenizer's `lower_case`)."""

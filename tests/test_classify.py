@@ -101,12 +101,13 @@ def test_train_eval_predict_with_best_checkpoint(small_config, uncased_vocab, tm
     # Evaluated with another vocabulary than the run's, it is warned of; with another model's config, refused, the
     # results left as they were.
     cased_vocab = shared_file("vocab", "cased_vocab.txt")
-    for keep_best, beside in (((), out), (("--keep_best",), out / "best")):
-        cased = run_cli("classify", *classify_args(data, small_config, cased_vocab, out, "--do_eval", "--do_lower_case=False",
-                                                   *keep_best))
+    # Lower-cased, the cased vocabulary's capitals are never matched: that is warned of too.
+    for keep_best, beside, casing in (((), out, ("--do_lower_case=False",)), (("--keep_best",), out / "best", ())):
+        cased = run_cli("classify", *classify_args(data, small_config, cased_vocab, out, "--do_eval", *casing, *keep_best))
         assert cased.returncode == 0, cased.stderr
         assert (f"warning: the vocabulary {cased_vocab} is not the one beside --output_dir ({beside / 'vocab.txt'})"
                 in cased.stderr)
+        assert (f"bert-classify: warning: {cased_vocab} looks cased" in cased.stderr) == (not casing), cased.stderr
     heads = tmp_path / "heads.json"
     heads.write_text(json.dumps({**SMALL_MODEL, "num_attention_heads": 4}))
     written = (out / "eval_results.txt").read_text()

@@ -86,6 +86,28 @@ def test_cased_many_inputs_and_outputs_equal_the_reference(tmp_path, wikitext_do
     assert interleave(per_file) == expected
 
 
+def test_lower_casing_that_does_not_suit_the_vocabulary_is_warned_of_and_the_records_are_still_the_reference_s(
+        tmp_path, wikitext_docs, uncased_vocab, cased_vocab):
+    text = first_lines(wikitext_docs, 300, tmp_path)
+    lines = text.read_text(encoding="utf-8").split("\n")[:-1]
+    for vocab, lower_case, warned in [(uncased_vocab, False, "looks uncased (2 of its 29523 pieces"),
+                                      (cased_vocab, True, "looks cased (8368 of its 28890 pieces"),
+                                      (uncased_vocab, True, None), (cased_vocab, False, None)]:
+        output = tmp_path / f"{vocab.stem}_{lower_case}.tfrecord"
+        result = run_cli("create_data", f"--input_file={text}", f"--vocab_file={vocab}", f"--do_lower_case={lower_case}",
+                         f"--output_file={output}", "--dupe_factor=1")
+        assert result.returncode == 0, result.stderr
+        warnings = [line for line in result.stderr.splitlines() if "looks" in line]
+        if warned:
+            assert len(warnings) == 1 and warnings[0].startswith(f"bert-create-data: warning: {vocab} {warned}")
+            assert f"pass --do_lower_case={not lower_case}" in warnings[0]
+        else:
+            assert warnings == []
+        # A warning, not a refusal: the reference takes either, and the records stay its records.
+        expected = oracle.reference_instances([lines], oracle.read_vocab(vocab), lower_case, 12345, dupe_factor=1)
+        assert read_records([output]) == expected
+
+
 def test_paragraph_per_line_text_is_truncated_as_the_reference_truncates(tmp_path, wikitext_docs, uncased_vocab):
     # Whole paragraphs on one line: every pair is far over --max_seq_length and trimmed at both ends.
     documents = wikitext_docs.read_text(encoding="utf-8").split("\n\n")[:40]
