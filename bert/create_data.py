@@ -205,7 +205,7 @@ def _create_records():
         raise InputError(f"--shuffle_buffer_size must be at least 1, got {FLAGS.shuffle_buffer_size}")
     input_files = fileio.expand_inputs(FLAGS.input_file)
     fileio.warn_if_named_twice(input_files, cli.rank_log())
-    fileio.check_not_compressed(input_files, "--input_file")
+    fileio.check_text_files(input_files, "--input_file")
     cli.check_tokenizer_flags()
     make_tokenizer = functools.partial(tokenization.make_tokenizer, FLAGS.vocab_file, FLAGS.spm_model_file,
                                        cli.tokenizer_lower_case())

@@ -477,8 +477,7 @@ def check_output_file(path, flag, inputs=()):
             raise InputError(f"{flag}: {path} is an input file too; writing it would replace the input")
 
 
-# The first bytes of the compressed files a corpus most often comes in, which read as text give a vocabulary
-# or records of garbage (their invalid UTF-8 dropped, the rest kept).
+# The first bytes of the compressed files a corpus most often comes in.
 _COMPRESSED_MAGIC = (
     (re.compile(rb"BZh[1-9]1AY&SY|BZh[1-9]\x17rE8P\x90"), "bzip2", "bunzip2 -k"),
     (re.compile(rb"\x1f\x8b"), "gzip", "gunzip -k"),
@@ -488,18 +487,33 @@ _COMPRESSED_MAGIC = (
 )
 
 
-def check_not_compressed(paths, flag):
-    """Raises InputError naming the flag and the file where one of the text files `paths` is compressed."""
+# Enough of a file to tell text from binary: no text holds a NUL byte, where records (a zero in a feature) and
+# UTF-16 (every ASCII character) have one within a few bytes.
+_TEXT_CHECK_BYTES = 1 << 16
+
+
+def check_text_files(paths, flag):
+    """Raises InputError naming the flag and the file where one of the text files `paths` is compressed, or
+    binary (a NUL byte near its start: records, UTF-16 text), which read as text gives a vocabulary or records of
+    garbage, its invalid UTF-8 dropped, the rest kept."""
     for path in paths:
         if is_stream(path):
             continue
         with open(path, "rb") as f:
-            head = f.read(10)
+            head = f.read(_TEXT_CHECK_BYTES)
         for magic, kind, command in _COMPRESSED_MAGIC:
             if magic.match(head):
                 dump = ", or if it is a Wikipedia dump, run bert-prepare-wiki on it" if kind == "bzip2" else ""
                 raise InputError(f"{flag}: {path} is {kind}-compressed, not text; decompress it first ({command} "
                                  f"{path}){dump}")
+        nul = head.find(b"\0")
+        if nul >= 0:
+            # A byte-order mark, or ASCII text's every other byte.
+            utf16 = (head.startswith((b"\xff\xfe", b"\xfe\xff"))
+                     or max(head[::2].count(b"\0"), head[1::2].count(b"\0")) > 0.4 * len(head))
+            hint = ("it is UTF-16: convert it first (iconv -f UTF-16 -t UTF-8)" if utf16
+                    else "it is a binary file (records?), not UTF-8 text")
+            raise InputError(f"{flag}: {path} has a NUL byte at offset {nul}: {hint}")
 
 
 def check_writable_dir(directory, flag):

@@ -287,7 +287,7 @@ def main(argv):
 def _learn():
     input_files = fileio.expand_inputs(FLAGS.input_file, streams=True)
     fileio.warn_if_named_twice(input_files, cli.rank_log())
-    fileio.check_not_compressed(input_files, "--input_file")
+    fileio.check_text_files(input_files, "--input_file")
     outputs = [FLAGS.output_file]
     if FLAGS.model_type != "wordpiece":
         if fileio.is_stream(FLAGS.output_file):

@@ -480,6 +480,18 @@ def test_bad_inputs_fail_cleanly(tmp_path, uncased_vocab):
                                  f"--output_file={out}"),
                          f"--input_file: {compressed} is bzip2-compressed, not text; decompress it first (bunzip2 -k")
     assert not out.exists()
+    # So did records, or UTF-16 text, which the NUL bytes that no UTF-8 text holds tell.
+    utf16 = tmp_path / "c16.txt"
+    utf16.write_text(corpus.read_text(encoding="utf-8"), encoding="utf-16")
+    records = tmp_path / "records.tfrecord"
+    with tf.io.TFRecordWriter(str(records)) as writer:
+        writer.write(tf.train.Example(features=tf.train.Features(feature={
+            "input_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=[101, 7592, 102, 0, 0]))})).SerializeToString())
+    for path, said in ((utf16, "has a NUL byte at offset 3: it is UTF-16: convert it first (iconv -f UTF-16 -t UTF-8)"),
+                       (records, "it is a binary file (records?), not UTF-8 text")):
+        assert_clean_failure(run_cli("create_data", f"--input_file={corpus},{path}", f"--vocab_file={uncased_vocab}",
+                                     f"--output_file={out}"), f"--input_file: {path}", said)
+        assert not out.exists()
 
 
 def test_a_vocabulary_without_unk_is_refused_before_anything_is_written(tmp_path, uncased_vocab):

@@ -286,6 +286,10 @@ def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
         (tmp_path / name).write_bytes(compress(text))
         assert_clean_failure(run_cli("vocab", f"--input_file={corpus},{tmp_path / name}", f"--output_file={out}"),
                              f"--input_file: {tmp_path / name} is {kind}-compressed, not text; decompress it first")
+    # So did UTF-16 text, its NUL bytes dropped as control characters, the rest of anything but ASCII garbage.
+    (tmp_path / "utf16.txt").write_text(text.decode("utf-8"), encoding="utf-16-le")
+    assert_clean_failure(run_cli("vocab", f"--input_file={corpus},{tmp_path / 'utf16.txt'}", f"--output_file={out}"),
+                         f"--input_file: {tmp_path / 'utf16.txt'} has a NUL byte at offset 1: it is UTF-16")
     assert not out.exists()
 
 
