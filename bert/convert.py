@@ -511,7 +511,9 @@ def to_hf(checkpoint, output):
                 f"Hugging Face's BertTokenizer reads only a WordPiece vocab.txt")
     if not vocab:
         return f"{summary}; no vocab.txt found (give --vocab_file), so no tokenizer is written"
-    lower_case = FLAGS.do_lower_case if FLAGS.do_lower_case is not None else not _is_cased(tokens)
+    lower_case = FLAGS.do_lower_case
+    if lower_case is None:
+        lower_case = tokenization.vocabulary_casing(tokens) != "cased"
     with fileio.AtomicFile(os.path.join(output, "tokenizer_config.json")) as f:
         # Without model_max_length Hugging Face's tokenizer would not truncate to what the model's positions hold.
         json.dump({"do_lower_case": lower_case, "model_max_length": config.max_position_embeddings,
@@ -519,13 +521,6 @@ def to_hf(checkpoint, output):
         f.write("\n")
     _write_vocab(vocab, tokens, output)
     return summary
-
-
-def _is_cased(tokens):
-    """Whether a vocabulary holds capitalised words (over 1% of its tokens; an uncased one, learned from
-    lower-cased text, holds none)."""
-    words = [t for t in tokens if not t.startswith(("[", "##"))]
-    return sum(t != t.lower() for t in words) > len(words) / 100
 
 
 def _architecture(weights):

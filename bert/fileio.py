@@ -487,15 +487,17 @@ _COMPRESSED_MAGIC = (
 )
 
 
-# Enough of a file to tell text from binary: no text holds a NUL byte, where records (a zero in a feature) and
-# UTF-16 (every ASCII character) have one within a few bytes.
+# Enough of a file to tell text from binary.
 _TEXT_CHECK_BYTES = 1 << 16
+# Text has a stray NUL at most (the tokenizer drops it, as the reference's does); records have one in the length
+# header that starts them and in every zero of a feature, UTF-16 and UTF-32 text in every ASCII character.
+_BINARY_NUL_SHARE = 0.01
 
 
 def check_text_files(paths, flag):
     """Raises InputError naming the flag and the file where one of the text files `paths` is compressed, or
-    binary (a NUL byte near its start: records, UTF-16 text), which read as text gives a vocabulary or records of
-    garbage, its invalid UTF-8 dropped, the rest kept."""
+    binary (records) or UTF-16/32 text, which read as UTF-8 text give a vocabulary or records of garbage, their
+    invalid UTF-8 dropped, the rest kept."""
     for path in paths:
         if is_stream(path):
             continue
@@ -506,14 +508,31 @@ def check_text_files(paths, flag):
                 dump = ", or if it is a Wikipedia dump, run bert-prepare-wiki on it" if kind == "bzip2" else ""
                 raise InputError(f"{flag}: {path} is {kind}-compressed, not text; decompress it first ({command} "
                                  f"{path}){dump}")
-        nul = head.find(b"\0")
-        if nul >= 0:
-            # A byte-order mark, or ASCII text's every other byte.
-            utf16 = (head.startswith((b"\xff\xfe", b"\xfe\xff"))
-                     or max(head[::2].count(b"\0"), head[1::2].count(b"\0")) > 0.4 * len(head))
-            hint = ("it is UTF-16: convert it first (iconv -f UTF-16 -t UTF-8)" if utf16
-                    else "it is a binary file (records?), not UTF-8 text")
-            raise InputError(f"{flag}: {path} has a NUL byte at offset {nul}: {hint}")
+        nuls = head.count(b"\0")
+        if nuls >= 4 and nuls >= _BINARY_NUL_SHARE * len(head):
+            encoding = _wide_encoding(head)
+            if encoding:
+                raise InputError(f"{flag}: {path} is {encoding} text, not UTF-8; convert it first (iconv -f {encoding} "
+                                 f"-t UTF-8)")
+            raise InputError(f"{flag}: {path} is binary ({nuls} NUL bytes in its first {len(head)} bytes: records?), "
+                             f"not UTF-8 text")
+
+
+def _wide_encoding(head):
+    """"UTF-16LE", "UTF-32BE", ... where `head` reads as such text, by its byte-order mark or, without one, by
+    which of every four bytes are NUL in its ASCII characters (iconv takes a BOM-less one as big-endian)."""
+    for mark, encoding in ((b"\xff\xfe\0\0", "UTF-32"), (b"\0\0\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+                           (b"\xfe\xff", "UTF-16")):
+        if head.startswith(mark):
+            return encoding
+    nul = [head[i::4].count(b"\0") > 0.4 * len(head[i::4]) for i in range(4)]
+    if nul[1] and nul[2]:
+        return "UTF-32LE" if nul[3] else "UTF-32BE"
+    if nul[1] and nul[3]:
+        return "UTF-16LE"
+    if nul[0] and nul[2]:
+        return "UTF-16BE"
+    return None
 
 
 def check_writable_dir(directory, flag):

@@ -377,20 +377,25 @@ _WRAPPED_LINE = re.compile(rf"^((?:[ \t]*<text[^>\n]*>)?{_TEXT_START}[^\n]*)\n(?
 
 # A line of a <text> element (its first too) starting with a space: MediaWiki shows it as preformatted text, most
 # often code, which wikiextractor keeps as text. Other lines of the dump start with a space too, its XML's
-# indentation, and hold tags ("<"), which no line of a <text> element holds but its closing tag.
-_PREFORMATTED_LINE = re.compile(r"^([ \t]*<text[^>\n]*>)? (?=[^\n]*\S)([^<\n]*)(</text>)?$", re.MULTILINE)
+# indentation, and hold tags ("<"), which no line of a <text> element holds but its closing tag. Inside a
+# <blockquote> (to its end, or the page's) such a line is text: the quotation is matched whole, and kept.
+_PREFORMATTED_LINE = re.compile(
+    r"(?P<quotation>(?s:&lt;blockquote\b.*?(?:&lt;/blockquote\s*&gt;|(?=</text>))))"
+    r"|^(?P<open>[ \t]*<text[^>\n]*>)? (?![^\n]*&lt;blockquote\b)(?=[^\n]*\S)(?P<line>[^<\n]*)(?P<close></text>)?$",
+    re.MULTILINE,
+)
 # What may open or close something over several lines (a template, link, table, tag or comment): a line holding
 # such a part of it stays, lest the lines that follow it or come before it become text.
-_SPANNING_MARKUP = re.compile(r"\{\||\|\}|&lt;[A-Za-z/!]|--&gt;")
+_SPANNING_MARKUP = re.compile(r"\{\||\|\}|&lt;/?[A-Za-z][A-Za-z0-9]*(?:\s|/?&gt;)|&lt;!--|--&gt;")
 
 
 def _without_preformatted_line(match):
-    line = match.group(2)
-    if (_SPANNING_MARKUP.search(line) or line.count("{{") != line.count("}}")
+    line = match.group("line")
+    if (line is None or _SPANNING_MARKUP.search(line) or line.count("{{") != line.count("}}")
             or line.count("[[") != line.count("]]")):
         return match.group(0)
     # Blank, not gone: the text on either side of a preformatted block is two paragraphs, not one.
-    return _keep_text_tags(match, closing=3)
+    return (match.group("open") or "") + (match.group("close") or "")
 
 
 def _prepared_wikitext(block):
@@ -402,8 +407,8 @@ def _prepared_wikitext(block):
     return _WRAPPED_LINE.sub(r"\1 ", _HEADING.sub(_keep_text_tags, block))
 
 
-def _keep_text_tags(match, closing=2):
-    return (match.group(1) or "") + (match.group(closing) or "")
+def _keep_text_tags(match):
+    return (match.group(1) or "") + (match.group(2) or "")
 
 
 def _sentences(paragraph, ordinal_dots=False):

@@ -351,22 +351,38 @@ def _has_upper_case_pieces(processor):
     return any(piece.type == normal and any(c.isupper() for c in piece.piece) for piece in model.pieces)
 
 
+def vocabulary_casing(tokens):
+    """"cased" or "uncased" where a WordPiece vocabulary's pieces say which (None where they do not).
+
+    Counted over the pieces holding a letter that has case: Arabic, Devanagari or CJK pieces say nothing. Google's
+    uncased vocabulary has 2 capitalised pieces (ℝ, ##ℝ) in 26930, its cased one 8368 in 26955, its Chinese one
+    some 28 (A to Z, <S>, <T>) in a few thousand, which is neither.
+    """
+    with_case = [token for token in tokens if not (token.startswith("[") and token.endswith("]"))
+                 and any(c.lower() != c.upper() for c in token)]
+    capitalised = sum(any(c.isupper() for c in token) for token in with_case)
+    if capitalised >= 0.1 * len(with_case) and with_case:
+        return "cased"
+    # Too few pieces with case (a vocabulary of some other script) to tell a cased vocabulary from an uncased one.
+    if len(with_case) >= 1000 and capitalised < 0.001 * len(with_case):
+        return "uncased"
+    return None
+
+
 def casing_warning(tokenizer, vocab_file):
     """A warning where the lower-casing of a WordPiece `tokenizer` does not suit its vocabulary's casing, else
     None. The reference takes either without a word: an uncased vocabulary makes every capitalised word of
     cased text [UNK] or lower-case pieces, and a cased one loses every piece with a capital to lower-casing."""
     if not isinstance(tokenizer, FullTokenizer):
         return None
-    pieces = [token for token in tokenizer.vocab if not (token.startswith("[") and token.endswith("]"))]
-    cased = sum(any(c.isupper() for c in piece) for piece in pieces)
-    # Google's uncased vocabulary has 2 such pieces in 29523 (ℝ, ##ℝ), its cased one 8368 in 28890.
-    if tokenizer.lower_cases and cased >= 0.1 * len(pieces):
-        return (f"warning: {vocab_file} looks cased ({cased} of its {len(pieces)} pieces hold a capital letter, which "
-                f"lower-cased text never matches): pass --do_lower_case=False unless lower-casing is meant")
-    if not tokenizer.lower_cases and pieces and cased < 0.001 * len(pieces):
-        return (f"warning: {vocab_file} looks uncased ({cased} of its {len(pieces)} pieces hold a capital letter): "
-                f"with --do_lower_case=False a capitalised word becomes [UNK] or other pieces; pass "
-                f"--do_lower_case=True unless that is meant")
+    casing = vocabulary_casing(tokenizer.vocab)
+    if tokenizer.lower_cases and casing == "cased":
+        return (f"warning: {vocab_file} looks cased (many of its pieces hold a capital letter, which lower-cased text "
+                f"never matches): pass --do_lower_case=False unless lower-casing is meant")
+    if not tokenizer.lower_cases and casing == "uncased":
+        return (f"warning: {vocab_file} looks uncased (next to none of its pieces holds a capital letter): with "
+                f"--do_lower_case=False a capitalised word becomes [UNK] or other pieces; pass --do_lower_case=True "
+                f"unless that is meant")
     return None
 
 

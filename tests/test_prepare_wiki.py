@@ -469,9 +469,15 @@ def test_preformatted_lines_are_no_sentences_but_what_they_close_stays_closed(tm
             # A table whose first line starts with a space: it goes whole, its cells are no text.
             ' {| class="wikitable"\n|-\n| A cell\n|}\nAfter the table.')
     first_line = " 10 PRINT X\n 20 GOTO 10\n\nA program that never ends."
-    prepare(small_dump(tmp_path / "enwiki.xml", [("Euclid", [text]), ("Loop", [first_line])]), tmp_path / "out")
+    # Inside a quotation such a line is text, also in one the page leaves open.
+    quotations = ("He wrote:\n<blockquote>\n The quoted sentence is prose.\n</blockquote>\n for (i = 0; i <n; i++) f();\n"
+                  "Then she wrote:\n<blockquote>\n Hers is left open.")
+    prepare(small_dump(tmp_path / "enwiki.xml", [("Euclid", [text]), ("Loop", [first_line]), ("Quotes", [quotations])]),
+            tmp_path / "out")
     assert read_articles(tmp_path / "out") == [["Euclid's method in pseudo-code:", "It ends there.", "The box is gone.",
-                                                "After the table."], ["A program that never ends."]]
+                                                "After the table."], ["A program that never ends."],
+                                               ["He wrote:", "The quoted sentence is prose.", "Then she wrote:",
+                                                "Hers is left open."]]
 
 
 def test_a_sentence_ending_in_a_colon_goes_where_no_text_follows_it(tmp_path):

@@ -1475,14 +1475,16 @@ def test_a_run_resumed_in_another_precision_takes_up_its_own_loss_scaling(record
     _fit_in_process(records_dir, tmp_path / "to_float32", "float16", 2)
     resumed = _fit_in_process(records_dir, tmp_path / "to_float32", "float32", 3)
     assert float(resumed.loss_scale.numpy()) == 1.0
-    # A float32 checkpoint of an earlier version: no skipped_batches, no starting_ranks.
-    earlier = _fit_in_process(records_dir, tmp_path / "earlier", "float32", 2)
-    state = earlier.state()
-    del state["skipped_batches"], state["starting_ranks"]
-    tf.train.CheckpointManager(tf.train.Checkpoint(**state), str(tmp_path / "earlier"), max_to_keep=5,
-                               checkpoint_name="ckpt").save(checkpoint_number=2)
-    resumed = _fit_in_process(records_dir, tmp_path / "earlier", "float16", 3)
-    assert float(resumed.loss_scale.numpy()) >= training.INITIAL_LOSS_SCALE / 2
+    # Checkpoints of an earlier version, without skipped_batches, starting_ranks or loss_scaling: their loss scale
+    # tells their precision.
+    for saved, resumed_in, scale in (("float32", "float16", training.INITIAL_LOSS_SCALE), ("float16", "float32", 1.0)):
+        earlier = _fit_in_process(records_dir, tmp_path / f"earlier_{saved}", saved, 2)
+        state = earlier.state()
+        del state["skipped_batches"], state["starting_ranks"], state["loss_scaling"]
+        tf.train.CheckpointManager(tf.train.Checkpoint(**state), str(tmp_path / f"earlier_{saved}"), max_to_keep=5,
+                                   checkpoint_name="ckpt").save(checkpoint_number=2)
+        resumed = _fit_in_process(records_dir, tmp_path / f"earlier_{saved}", resumed_in, 3)
+        assert scale / 2 <= float(resumed.loss_scale.numpy()) <= scale
 
 
 def test_a_float16_run_stopped_just_after_a_skip_at_scale_2_resumes_at_scale_1(records_dir, tmp_path):

@@ -196,3 +196,17 @@ def test_whole_word_masking_reads_sentencepiece_words_as_albert_does():
     pieces = ["▁word", "ing", ",", ".", "<unk>", "'", "s", "▁", "-", "=", "\\", "[UNK]", "[", "]"]
     continues = [tokenization.SentencePieceTokenizer.is_continuation(piece) for piece in pieces]
     assert continues == [False, True, False, False, False, True, True, False, False, True, False, False, False, False]
+
+
+def test_a_vocabulary_s_casing_is_told_by_its_pieces_with_case_alone(uncased, cased):
+    assert tokenization.vocabulary_casing(uncased.vocab) == "uncased"
+    assert tokenization.vocabulary_casing(cased.vocab) == "cased"
+    # Pieces of scripts without case say nothing: lower-casing would strip their marks (हिन्दी -> हिनदी).
+    arabic = [chr(0x0621 + i % 26) + chr(0x0621 + i // 26 % 26) + chr(0x064B + i // 676) for i in range(3000)]
+    assert tokenization.vocabulary_casing(["[UNK]", *arabic]) is None
+    # A Chinese vocabulary: ideographs, lower-case Latin pieces and a few capitals (A to Z) is neither.
+    latin = [f"{a}{b}" for a in "abcdefghijklmnopqrstuvwxyz" for b in "abcdefghijklmnopqrstuvwxyz"] * 2
+    chinese = [chr(0x4E00 + i) for i in range(3000)] + latin + list("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    assert tokenization.vocabulary_casing(chinese) is None
+    # A cased vocabulary of mostly caseless pieces is cased still.
+    assert tokenization.vocabulary_casing(arabic + ["Paris", "London", "the", "of", "Berlin"]) == "cased"

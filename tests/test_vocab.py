@@ -289,7 +289,7 @@ def test_bad_input_fails_cleanly(tmp_path, wikitext_docs):
     # So did UTF-16 text, its NUL bytes dropped as control characters, the rest of anything but ASCII garbage.
     (tmp_path / "utf16.txt").write_text(text.decode("utf-8"), encoding="utf-16-le")
     assert_clean_failure(run_cli("vocab", f"--input_file={corpus},{tmp_path / 'utf16.txt'}", f"--output_file={out}"),
-                         f"--input_file: {tmp_path / 'utf16.txt'} has a NUL byte at offset 1: it is UTF-16")
+                         f"--input_file: {tmp_path / 'utf16.txt'} is UTF-16LE text, not UTF-8; convert it first")
     assert not out.exists()
 
 
