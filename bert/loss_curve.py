@@ -17,33 +17,32 @@ CURVES = ("loss", "masked_lm_loss", "next_sentence_loss")
 
 
 def read_scalars(logdir, tags=CURVES):
-    """{tag: [(step, value), ...]} of the scalars the training loop logged under `logdir`."""
+    """{tag: [(step, value), ...]} of the scalars the training loop logged under `logdir`, as the run stands: a
+    point logged at a step already passed replaces the points from that step on, and so does TensorBoard's mark
+    of a (re)start (SessionLog.START at the step after the checkpoint resumed from): a resumed run trains those
+    steps again, in an event file of its own, which is read after the earlier ones (their names start with the
+    time they were opened)."""
     # TensorFlow first, through bert.tf so that its import-time notices stay quiet: TensorBoard's readers import it.
     importlib.import_module("bert.tf")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.compat.proto.event_pb2 import SessionLog
     from tensorboard.util import tensor_util
 
-    if not glob.glob(os.path.join(glob.escape(logdir), "events.out.tfevents.*")):
+    paths = sorted(glob.glob(os.path.join(glob.escape(logdir), "events.out.tfevents.*")))
+    if not paths:
         raise InputError(f"--logdir: no TensorBoard event files in {logdir}")
-    events = EventAccumulator(logdir, size_guidance={"tensors": 0})
-    events.Reload()
     found = {}
-    for tag in tags:
-        if tag in events.Tags()["tensors"]:
-            found[tag] = _as_rewritten([(e.step, float(tensor_util.make_ndarray(e.tensor_proto)))
-                                        for e in events.Tensors(tag)])
-    return found
-
-
-def _as_rewritten(points):
-    """`points` in the order written, a point at a step already passed replacing the points from that step on:
-    a run resumed from an earlier checkpoint trains those steps again, in an event file of its own."""
-    kept = []
-    for step, value in points:
-        while kept and kept[-1][0] >= step:
-            kept.pop()
-        kept.append((step, value))
-    return kept
+    for path in paths:
+        for event in EventFileLoader(path).Load():
+            restarted = event.HasField("session_log") and event.session_log.status == SessionLog.START
+            for tag, points in found.items():
+                if restarted or any(value.tag == tag for value in event.summary.value):
+                    while points and points[-1][0] >= event.step:
+                        points.pop()
+            for value in event.summary.value:
+                if value.tag in tags:
+                    found.setdefault(value.tag, []).append((event.step, float(tensor_util.make_ndarray(value.tensor))))
+    return {tag: found[tag] for tag in tags if tag in found}
 
 
 def figure_of(curves, title):

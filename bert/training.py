@@ -717,6 +717,9 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     # A run with nothing to train writes no events file, which would show in TensorBoard as a run of its own.
     writer = tf.summary.create_file_writer(options.output_dir) if chief and step < options.num_train_steps else None
     events = f"TensorBoard events to {options.output_dir}"
+    if writer is not None:
+        with _writing(step, manager, what=events):
+            _mark_session_start(writer, step)
     if indexed:
         iterator = dataset.from_step(step + int(trainer.skipped_batches.numpy()))
     total = options.num_train_steps
@@ -812,6 +815,18 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     if stop or signals.received is not None:
         raise _stop_requested(signals.received, step, total, options.output_dir if saved_step else None)
     return step, report
+
+
+def _mark_session_start(writer, step):
+    """Writes TensorBoard's mark of a (re)start after `step`: its readers drop the points a run logged past the
+    checkpoint it is resumed from, which it trains again (after newer checkpoints were removed to go back to it),
+    as they do for the reference's Estimator, which marks every start."""
+    from tensorboard.compat.proto import event_pb2
+
+    event = event_pb2.Event(step=step + 1, wall_time=time.time(),
+                            session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
+    # tf.summary has no call for an event other than a summary: the writer's own resource takes the raw one.
+    tf.raw_ops.ImportEvent(writer=writer._resource, event=[event.SerializeToString()])
 
 
 def _last_good_checkpoint(output_dir):

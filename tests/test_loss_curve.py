@@ -2,13 +2,16 @@
 
 import tensorflow as tf
 
-from bert import loss_curve
+from bert import loss_curve, training
 from tests.conftest import run_cli
 
 
-def write_points(logdir, steps, value, tag="loss"):
-    """One training process's event file: `value` logged as `tag` at each of `steps`."""
+def write_points(logdir, steps, value, tag="loss", started_after=None):
+    """One training process's event file: `value` logged as `tag` at each of `steps`, after the mark of a start
+    after step `started_after` where given, as training writes it."""
     writer = tf.summary.create_file_writer(str(logdir))
+    if started_after is not None:
+        training._mark_session_start(writer, started_after)
     with writer.as_default():
         for step in steps:
             tf.summary.scalar(tag, value, step=step)
@@ -22,6 +25,15 @@ def test_a_resumed_run_replaces_the_steps_it_trains_again(tmp_path):
     assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
     assert loss_curve.read_scalars(str(tmp_path))["loss"] == [
         (5, 1.0), (10, 1.0), (15, 1.0), (20, 1.0), (25, 2.0), (30, 2.0), (35, 2.0)]
+
+
+def test_a_run_taken_back_to_an_earlier_checkpoint_twice_drops_every_point_past_it(tmp_path):
+    # Checkpoints at 10, 20, 30; taken back to step 10 twice (the newer checkpoints removed), the last time reporting
+    # less often: the points the second run logged past step 10 were trained again, and go too.
+    write_points(tmp_path, range(4, 32, 4), 1.0, started_after=0)
+    write_points(tmp_path, [12, 16, 20, 24, 28, 30], 2.0, started_after=10)
+    write_points(tmp_path, [25, 30], 3.0, started_after=10)
+    assert loss_curve.read_scalars(str(tmp_path))["loss"] == [(4, 1.0), (8, 1.0), (25, 3.0), (30, 3.0)]
 
 
 def test_a_directory_named_like_a_glob_with_masked_lm_loss_alone_is_plotted(tmp_path):

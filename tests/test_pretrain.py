@@ -84,11 +84,14 @@ def test_train_eval_export(records_dir, small_config, tmp_path):
     for key, value in want.items():
         assert float(values[key]) == pytest.approx(value, rel=1e-4, abs=1e-6), key
 
-    tags = set()
+    tags, starts = set(), []
     for event_file in out.glob("events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
             tags.update(v.tag for v in event.summary.value)
+            if event.HasField("session_log"):
+                starts.append((event.step, event.session_log.status))
     assert {"loss", "masked_lm_accuracy", "learning_rate", "sequences_per_second", "loss_scale"} <= tags
+    assert starts == [(1, tf.compat.v1.SessionLog.START)]  # TensorBoard's mark of a run's start, after step 0
 
     curve = run_cli("loss_curve", f"--logdir={out}", f"--output={tmp_path / 'curve.png'}")
     assert curve.returncode == 0, curve.stderr
