@@ -53,9 +53,11 @@ for the whole English Wikipedia against about an hour. Inside a sentence both ha
 "c." and "approx." ("built c. | 1200"). blingfire's mistakes are of two kinds, both repaired here: a
 title or initial that opens a sentence is split off on its own ("Dr. | Jones returned", "H. | N. |
 Abrams"), and a quoted "!" or "?" ends the sentence ('"Stop!" | and left'), or a citation's page
-does ("Stein 2005, p. | 79"). So a fragment that is nothing but capitalised abbreviations or a list
-number ("Dr.", "H. N.", "2.") is joined to the next one, and a fragment that starts with a lower-case
-letter, or with a number after "p." or "pp.", to the previous one. In a dump whose language
+does ("Stein 2005, p. | 79"), or in Chinese and Japanese the end of a quotation or aside ("「本当？ |
+」と彼は言った。"). So a fragment that is nothing but capitalised abbreviations or a list number ("Dr.",
+"H. N.", "2.") is joined to the next one, and a fragment that starts with a lower-case letter, with a
+number after "p." or "pp.", or with a closing quotation mark or bracket the previous one left open, to
+the previous one (with no space where the text had none). In a dump whose language
 (the xml:lang of its root element) writes ordinals with a full stop (German "im 13. Jahrhundert", "am
 3. Oktober"; ORDINAL_DOT_LANGUAGES), a fragment ending in a number from 1 to 31 and a full stop is
 joined to the next one too: blingfire ends a sentence there.
@@ -124,6 +126,10 @@ _MARKUP = re.compile(r"\[\[|\]\]|\{\{|\}\}|<ref|\{\||\|\}|<!--|</?[A-Za-z][A-Za-
 _ABBREVIATIONS_ONLY = re.compile(r"(?:[A-Z][a-z]{0,3}|\d{1,3})\.(?: [A-Z][a-z]{0,3}\.)*")
 # A page abbreviation, which a number follows in a citation ("Stein 2005, p. 79"), where blingfire ends a sentence.
 _PAGE_ABBREVIATION_END = re.compile(r"(?:^|[\s(\[])pp?\.$")
+# Closing quotation marks and brackets, by their opening ones: blingfire ends a sentence inside a quotation or an
+# aside written with them in Chinese and Japanese ('「本当？' | '」と彼は言った。'), which the closing one then opens.
+# Only where the sentence before holds more opening than closing ones: Swedish opens a quotation with ”.
+_OPENING = {"”": "“", "’": "‘", "」": "「", "』": "『", "）": "（", ")": "(", "】": "【", "》": "《", "〉": "〈", "]": "["}
 # What wikiextractor leaves of a <math> or <code> block: alone on a line, it says nothing.
 _PLACEHOLDER_ONLY = re.compile(r"(?:formula|codice)_\d+\W*")
 # A fragment that ends in a number from 1 to 31 with a full stop: in these languages most often an ordinal (a day,
@@ -414,18 +420,30 @@ def _keep_text_tags(match):
 def _sentences(paragraph, ordinal_dots=False):
     """blingfire's sentences of a paragraph, with its kinds of false split undone (see top); `ordinal_dots`: in a
     language that writes ordinals with a full stop, also after a number."""
+    text = " ".join(paragraph.split())
     out = []
+    end = 0
     for sentence in blingfire.text_to_sentences(paragraph).split("\n"):
         sentence = " ".join(sentence.split())
         if not sentence:
             continue
+        # Joined as they stood: with no space where there was none (Chinese, Japanese).
+        start = text.find(sentence, end)
+        separator = "" if start == end and end else " "
+        end = start + len(sentence) if start >= 0 else end
         if out and (sentence[0].islower() or _ABBREVIATIONS_ONLY.fullmatch(out[-1])
                     or (sentence[0].isdigit() and _PAGE_ABBREVIATION_END.search(out[-1]))
+                    or _closes_a_quotation(out[-1], sentence[0])
                     or (ordinal_dots and _ORDINAL_END.search(out[-1]))):
-            out[-1] = f"{out[-1]} {sentence}"
+            out[-1] = f"{out[-1]}{separator}{sentence}"
         else:
             out.append(sentence)
     return [s for s in out if len(s) >= 2 and not _PLACEHOLDER_ONLY.fullmatch(s)]
+
+
+def _closes_a_quotation(before, mark):
+    opening = _OPENING.get(mark)
+    return opening is not None and before.count(opening) > before.count(mark)
 
 
 def _article_sentences(text, ordinal_dots=False):

@@ -445,6 +445,18 @@ def test_ordinals_join_their_sentence_in_a_language_that_writes_them_with_a_full
                                                "The team won."]]
 
 
+def test_a_closing_quotation_mark_or_bracket_stays_with_its_sentence(tmp_path):
+    # blingfire ends a sentence inside 「...」 or “...” and (...) in Chinese and Japanese; joined again, with no space
+    # where there was none. In Swedish ” opens a quotation as well as closing one.
+    pages = [("東京", ["「本当？」と彼は言った。東京は日本の首都である。"]),
+             ("北京", ["“你好。”他说。北京是中国的首都（这是真的。）它很大。"]),
+             ("Stockholm", ["Han sa: ”Det är bra.” Sedan gick han. ”Ja”, sa hon."])]
+    prepare(small_dump(tmp_path / "wiki.xml", pages), tmp_path / "out")
+    assert read_articles(tmp_path / "out") == [["「本当？」と彼は言った。", "東京は日本の首都である。"],
+                                               ["“你好。”他说。", "北京是中国的首都（这是真的。）它很大。"],
+                                               ["Han sa: ”Det är bra.”", "Sedan gick han.", "”Ja”, sa hon."]]
+
+
 def test_code_verse_and_music_blocks_are_no_sentences(tmp_path):
     text = ("Euclid's method is short. The statement <source lang=\"cbmbas\" inline>LET A=B</source> assigns.\n"
             "<syntaxhighlight lang=\"python\">\ndef gcd(a, b):\n    return a\n</syntaxhighlight>\n"
