@@ -42,7 +42,8 @@ def read_scalars(logdir, tags=CURVES):
             for value in event.summary.value:
                 if value.tag in tags:
                     found.setdefault(value.tag, []).append((event.step, float(tensor_util.make_ndarray(value.tensor))))
-    return {tag: found[tag] for tag in tags if tag in found}
+    # A tag whose every point a later start took back has none.
+    return {tag: found[tag] for tag in tags if found.get(tag)}
 
 
 def figure_of(curves, title):

@@ -55,9 +55,11 @@ title or initial that opens a sentence is split off on its own ("Dr. | Jones ret
 Abrams"), and a quoted "!" or "?" ends the sentence ('"Stop!" | and left'), or a citation's page
 does ("Stein 2005, p. | 79"), or in Chinese and Japanese the end of a quotation or aside ("「本当？ |
 」と彼は言った。"). So a fragment that is nothing but capitalised abbreviations or a list number ("Dr.",
-"H. N.", "2.") is joined to the next one, and a fragment that starts with a lower-case letter, with a
-number after "p." or "pp.", or with a closing quotation mark or bracket the previous one left open, to
-the previous one (with no space where the text had none). In a dump whose language
+"H. N.", "2.") is joined to the next one, and a fragment that starts with a lower-case letter or with a
+number after "p." or "pp." to the previous one (with no space where the text had none). A fragment's
+closing quotation marks or brackets that the previous one left open go back to it, the rest with them
+unless the quotation ended in a full stop ("“我们会赢。” | 她回答说") and no Japanese quoting particle
+follows ("「行こう。」と言った"). In a dump whose language
 (the xml:lang of its root element) writes ordinals with a full stop (German "im 13. Jahrhundert", "am
 3. Oktober"; ORDINAL_DOT_LANGUAGES), a fragment ending in a number from 1 to 31 and a full stop is
 joined to the next one too: blingfire ends a sentence there.
@@ -126,10 +128,19 @@ _MARKUP = re.compile(r"\[\[|\]\]|\{\{|\}\}|<ref|\{\||\|\}|<!--|</?[A-Za-z][A-Za-
 _ABBREVIATIONS_ONLY = re.compile(r"(?:[A-Z][a-z]{0,3}|\d{1,3})\.(?: [A-Z][a-z]{0,3}\.)*")
 # A page abbreviation, which a number follows in a citation ("Stein 2005, p. 79"), where blingfire ends a sentence.
 _PAGE_ABBREVIATION_END = re.compile(r"(?:^|[\s(\[])pp?\.$")
-# Closing quotation marks and brackets, by their opening ones: blingfire ends a sentence inside a quotation or an
-# aside written with them in Chinese and Japanese ('「本当？' | '」と彼は言った。'), which the closing one then opens.
-# Only where the sentence before holds more opening than closing ones: Swedish opens a quotation with ”.
-_OPENING = {"”": "“", "’": "‘", "」": "「", "』": "『", "）": "（", ")": "(", "】": "【", "》": "《", "〉": "〈", "]": "["}
+# Quotation marks and brackets: the opening ones a closing one closes. blingfire ends a sentence inside a quotation
+# or an aside in Chinese and Japanese ('「本当？' | '」と彼は言った。'), whose closing mark then opens the next
+# fragment. Only one that closes what the fragment before left open counts: Swedish opens a quotation with ”,
+# German closes one with “ (it opens with „), French uses « » either way round.
+_CLOSES = {"”": "“„", "’": "‘‚", "“": "„", "‘": "‚", "»": "«", "«": "»", "」": "「", "』": "『", "）": "（", ")": "(",
+           "】": "【", "》": "《", "〉": "〈", "]": "["}
+_OPENS = frozenset("“„‘‚«»「『（(【《〈[")
+# What may follow a closing mark in the sentence it closes ("」。").
+_SENTENCE_PUNCTUATION = frozenset("。．.，,、！？!?；;：:")
+# Where the quotation ends in one, the rest of the fragment is a sentence of its own (“我们会赢。” | 她回答说：…),
+# unless it goes on with Japanese's quoting particle (「行こう。」と言った。).
+_FULL_STOPS = ("。", "．", ".")
+_QUOTING_PARTICLES = ("と", "って")
 # What wikiextractor leaves of a <math> or <code> block: alone on a line, it says nothing.
 _PLACEHOLDER_ONLY = re.compile(r"(?:formula|codice)_\d+\W*")
 # A fragment that ends in a number from 1 to 31 with a full stop: in these languages most often an ordinal (a day,
@@ -431,9 +442,17 @@ def _sentences(paragraph, ordinal_dots=False):
         start = text.find(sentence, end)
         separator = "" if start == end and end else " "
         end = start + len(sentence) if start >= 0 else end
+        closing = _closing_marks(out[-1], sentence) if out else 0
+        if closing:
+            rest = sentence[closing:]
+            if not (rest.strip() and out[-1].endswith(_FULL_STOPS) and not rest.lstrip().startswith(_QUOTING_PARTICLES)):
+                out[-1] = f"{out[-1]}{separator}{sentence}"
+                continue
+            # The marks end the sentence before; the rest is a fragment of its own.
+            out[-1] = f"{out[-1]}{separator}{sentence[:closing]}"
+            sentence, separator = rest.lstrip(), " " if rest[0] == " " else ""
         if out and (sentence[0].islower() or _ABBREVIATIONS_ONLY.fullmatch(out[-1])
                     or (sentence[0].isdigit() and _PAGE_ABBREVIATION_END.search(out[-1]))
-                    or _closes_a_quotation(out[-1], sentence[0])
                     or (ordinal_dots and _ORDINAL_END.search(out[-1]))):
             out[-1] = f"{out[-1]}{separator}{sentence}"
         else:
@@ -441,9 +460,22 @@ def _sentences(paragraph, ordinal_dots=False):
     return [s for s in out if len(s) >= 2 and not _PLACEHOLDER_ONLY.fullmatch(s)]
 
 
-def _closes_a_quotation(before, mark):
-    opening = _OPENING.get(mark)
-    return opening is not None and before.count(opening) > before.count(mark)
+def _closing_marks(before, fragment):
+    """How many of `fragment`'s first characters close quotations or brackets `before` left open, with the
+    punctuation right after them; 0 where its first does not."""
+    open_marks = []
+    for c in before:
+        if open_marks and open_marks[-1] in _CLOSES.get(c, ""):
+            open_marks.pop()
+        elif c in _OPENS:
+            open_marks.append(c)
+    count = 0
+    while count < len(fragment) and open_marks and open_marks[-1] in _CLOSES.get(fragment[count], ""):
+        open_marks.pop()
+        count += 1
+    while count and count < len(fragment) and fragment[count] in _SENTENCE_PUNCTUATION:
+        count += 1
+    return count
 
 
 def _article_sentences(text, ordinal_dots=False):

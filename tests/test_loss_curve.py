@@ -34,6 +34,11 @@ def test_a_run_taken_back_to_an_earlier_checkpoint_twice_drops_every_point_past_
     write_points(tmp_path, [12, 16, 20, 24, 28, 30], 2.0, started_after=10)
     write_points(tmp_path, [25, 30], 3.0, started_after=10)
     assert loss_curve.read_scalars(str(tmp_path))["loss"] == [(4, 1.0), (8, 1.0), (25, 3.0), (30, 3.0)]
+    # Started over, and stopped before its first report: nothing of the run is left to draw.
+    write_points(tmp_path, [], 0.0, started_after=0)
+    assert loss_curve.read_scalars(str(tmp_path)) == {}
+    result = run_cli("loss_curve", f"--logdir={tmp_path}")
+    assert result.returncode == 1 and result.stderr.strip().endswith(f"--logdir: {tmp_path} has no loss scalars")
 
 
 def test_a_directory_named_like_a_glob_with_masked_lm_loss_alone_is_plotted(tmp_path):

@@ -446,15 +446,21 @@ def test_ordinals_join_their_sentence_in_a_language_that_writes_them_with_a_full
 
 
 def test_a_closing_quotation_mark_or_bracket_stays_with_its_sentence(tmp_path):
-    # blingfire ends a sentence inside 「...」 or “...” and (...) in Chinese and Japanese; joined again, with no space
-    # where there was none. In Swedish ” opens a quotation as well as closing one.
-    pages = [("東京", ["「本当？」と彼は言った。東京は日本の首都である。"]),
-             ("北京", ["“你好。”他说。北京是中国的首都（这是真的。）它很大。"]),
-             ("Stockholm", ["Han sa: ”Det är bra.” Sedan gick han. ”Ja”, sa hon."])]
+    # blingfire ends a sentence inside 「...」 or “...” and (...) in Chinese and Japanese: the closing mark goes back to
+    # its sentence, with no space where there was none; what follows a quotation that ended in a full stop is a
+    # sentence of its own, unless Japanese's quoting particle goes on with it.
+    pages = [("東京", ["「本当？」と彼は言った。彼は「行こう。」と言った。東京は日本の首都である。"]),
+             ("北京", ["他说：“我们会赢。”她回答说：“不一定。”比赛在周日举行（这是真的。）观众很多。"]),
+             # Swedish opens a quotation with ”, German closes one with “, French writes « ».
+             ("Stockholm", ["Han sa: ”Det är bra.” Sedan gick han. ”Ja”, sa hon."]),
+             ("Berlin", ["Das Lied „Stille Nacht“. ”Ja”, sagte sie. Il a dit « non. » Puis il est parti."])]
     prepare(small_dump(tmp_path / "wiki.xml", pages), tmp_path / "out")
-    assert read_articles(tmp_path / "out") == [["「本当？」と彼は言った。", "東京は日本の首都である。"],
-                                               ["“你好。”他说。", "北京是中国的首都（这是真的。）它很大。"],
-                                               ["Han sa: ”Det är bra.”", "Sedan gick han.", "”Ja”, sa hon."]]
+    assert read_articles(tmp_path / "out") == [
+        ["「本当？」と彼は言った。", "彼は「行こう。」と言った。", "東京は日本の首都である。"],
+        ["他说：“我们会赢。”", "她回答说：“不一定。”", "比赛在周日举行（这是真的。）", "观众很多。"],
+        ["Han sa: ”Det är bra.”", "Sedan gick han.", "”Ja”, sa hon."],
+        # wikiextractor takes the spaces inside « » out.
+        ["Das Lied „Stille Nacht“.", "”Ja”, sagte sie.", "Il a dit «non.»", "Puis il est parti."]]
 
 
 def test_code_verse_and_music_blocks_are_no_sentences(tmp_path):
