@@ -490,14 +490,17 @@ _COMPRESSED_MAGIC = (
 # Enough of a file to tell text from binary.
 _TEXT_CHECK_BYTES = 1 << 16
 # Text has a stray NUL at most (the tokenizer drops it, as the reference's does); records have one in the length
-# header that starts them and in every zero of a feature, UTF-16 and UTF-32 text in every ASCII character.
+# header that starts them and in every zero of a feature.
 _BINARY_NUL_SHARE = 0.01
+# A few invalid bytes in UTF-8 text are dropped and counted, as the reference drops them; text in another encoding
+# has one in every accented or non-Latin character, and would lose them all.
+_OTHER_ENCODING_SHARE = 0.1
 
 
 def check_text_files(paths, flag):
-    """Raises InputError naming the flag and the file where one of the text files `paths` is compressed, or
-    binary (records) or UTF-16/32 text, which read as UTF-8 text give a vocabulary or records of garbage, their
-    invalid UTF-8 dropped, the rest kept."""
+    """Raises InputError naming the flag and the file where one of the text files `paths` is compressed, binary
+    (records), or text in another encoding than UTF-8 (UTF-16, Latin-1), which read as UTF-8 text give a
+    vocabulary or records of garbage, their invalid UTF-8 dropped, the rest kept."""
     for path in paths:
         if is_stream(path):
             continue
@@ -508,31 +511,31 @@ def check_text_files(paths, flag):
                 dump = ", or if it is a Wikipedia dump, run bert-prepare-wiki on it" if kind == "bzip2" else ""
                 raise InputError(f"{flag}: {path} is {kind}-compressed, not text; decompress it first ({command} "
                                  f"{path}){dump}")
+        encoding = _wide_encoding(head)
+        if encoding:
+            raise InputError(f"{flag}: {path} is {encoding} text, not UTF-8; convert it first (iconv -f {encoding} "
+                             f"-t UTF-8)")
         nuls = head.count(b"\0")
         if nuls >= 4 and nuls >= _BINARY_NUL_SHARE * len(head):
-            encoding = _wide_encoding(head)
-            if encoding:
-                raise InputError(f"{flag}: {path} is {encoding} text, not UTF-8; convert it first (iconv -f {encoding} "
-                                 f"-t UTF-8)")
             raise InputError(f"{flag}: {path} is binary ({nuls} NUL bytes in its first {len(head)} bytes: records?), "
                              f"not UTF-8 text")
+        invalid = len(head) - len(head.decode("utf-8", "ignore").encode("utf-8"))
+        if invalid >= 4 and invalid >= _OTHER_ENCODING_SHARE * len(head):
+            raise InputError(f"{flag}: {path} is not UTF-8 text ({invalid} of its first {len(head)} bytes are no "
+                             f"UTF-8: Latin-1 or another encoding?); convert it first, e.g. iconv -f LATIN1 -t UTF-8")
 
 
 def _wide_encoding(head):
-    """"UTF-16LE", "UTF-32BE", ... where `head` reads as such text, by its byte-order mark or, without one, by
-    which of every four bytes are NUL in its ASCII characters (iconv takes a BOM-less one as big-endian)."""
+    """"UTF-16LE", "UTF-32BE", ... where `head` reads as such text, by its byte-order mark (bytes no UTF-8 holds)
+    or, without one, by which of every four bytes are NUL in its ASCII characters, and which hardly ever (iconv
+    takes a BOM-less one as big-endian)."""
     for mark, encoding in ((b"\xff\xfe\0\0", "UTF-32"), (b"\0\0\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
                            (b"\xfe\xff", "UTF-16")):
         if head.startswith(mark):
             return encoding
-    nul = [head[i::4].count(b"\0") > 0.4 * len(head[i::4]) for i in range(4)]
-    if nul[1] and nul[2]:
-        return "UTF-32LE" if nul[3] else "UTF-32BE"
-    if nul[1] and nul[3]:
-        return "UTF-16LE"
-    if nul[0] and nul[2]:
-        return "UTF-16BE"
-    return None
+    shares = [head[i::4].count(b"\0") / max(1, len(head[i::4])) for i in range(4)]
+    pattern = "".join("0" if share > 0.4 else "x" if share < 0.05 else "?" for share in shares)
+    return {"x000": "UTF-32LE", "000x": "UTF-32BE", "x0x0": "UTF-16LE", "0x0x": "UTF-16BE"}.get(pattern)
 
 
 def check_writable_dir(directory, flag):

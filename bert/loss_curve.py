@@ -20,15 +20,14 @@ def read_scalars(logdir, tags=CURVES):
     """{tag: [(step, value), ...]} of the scalars the training loop logged under `logdir`, as the run stands: a
     point logged at a step already passed replaces the points from that step on, and so does TensorBoard's mark
     of a (re)start (SessionLog.START at the step after the checkpoint resumed from): a resumed run trains those
-    steps again, in an event file of its own, which is read after the earlier ones (their names start with the
-    time they were opened)."""
+    steps again, in an event file of its own, which is read after the earlier ones (see _opened_order)."""
     # TensorFlow first, through bert.tf so that its import-time notices stay quiet: TensorBoard's readers import it.
     importlib.import_module("bert.tf")
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     from tensorboard.compat.proto.event_pb2 import SessionLog
     from tensorboard.util import tensor_util
 
-    paths = sorted(glob.glob(os.path.join(glob.escape(logdir), "events.out.tfevents.*")))
+    paths = sorted(glob.glob(os.path.join(glob.escape(logdir), "events.out.tfevents.*")), key=_opened_order)
     if not paths:
         raise InputError(f"--logdir: no TensorBoard event files in {logdir}")
     found = {}
@@ -44,6 +43,15 @@ def read_scalars(logdir, tags=CURVES):
                     found.setdefault(value.tag, []).append((event.step, float(tensor_util.make_ndarray(value.tensor))))
     # A tag whose every point a later start took back has none.
     return {tag: found[tag] for tag in tags if found.get(tag)}
+
+
+def _opened_order(path):
+    """The order event files were opened in, by their names: events.out.tfevents.SECONDS.HOST[.PID.COUNTER.v2].
+    The counter of one process's writers is a number, which sorted as text puts 10 before 9."""
+    parts = os.path.basename(path).split(".")
+    seconds = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 0
+    counter = int(parts[-2]) if parts[-1] == "v2" and parts[-2].isdigit() else 0
+    return seconds, counter, path
 
 
 def figure_of(curves, title):

@@ -483,15 +483,16 @@ def _article_sentences(text, ordinal_dots=False):
     paragraphs = [paragraph.strip() for paragraph in html.unescape(text).split("\n") if paragraph.strip()]
     kept = [[] if paragraph[0] in "*#;" or _MARKUP.search(paragraph) else _sentences(paragraph, ordinal_dots)
             for paragraph in paragraphs]
-    sentences = []
-    for own, following in zip(kept, kept[1:] + [[]]):
+    # From the end, each paragraph's next one as it is left: a colon that follows a colon goes too.
+    following = []
+    for index in reversed(range(len(kept))):
         # The list, table or formula a sentence ending in a colon introduced is gone, as is all of a
         # disambiguation page but its "Ada may refer to:". One that a paragraph of text follows stays: that
         # may be the quotation it introduced.
-        if own and own[-1].endswith(":") and not following:
-            own = own[:-1]
-        sentences.extend(own)
-    return sentences
+        if kept[index] and kept[index][-1].endswith(":") and not following:
+            kept[index] = kept[index][:-1]
+        following = kept[index]
+    return [sentence for own in kept for sentence in own]
 
 
 def _split_file(path, min_article_chars, ordinal_dots):

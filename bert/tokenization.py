@@ -354,9 +354,10 @@ def _has_upper_case_pieces(processor):
 def vocabulary_casing(tokens):
     """"cased" or "uncased" where a WordPiece vocabulary's pieces say which (None where they do not).
 
-    Counted over the pieces holding a letter that has case: Arabic, Devanagari or CJK pieces say nothing. Google's
-    uncased vocabulary has 2 capitalised pieces (ℝ, ##ℝ) in 26930, its cased one 8368 in 26955, its Chinese one
-    some 28 (A to Z, <S>, <T>) in a few thousand, which is neither.
+    Counted over the pieces holding a letter that has case: Arabic, Devanagari or CJK pieces say nothing. Of
+    such pieces Google's uncased vocabulary has no capitalised one in 26930, its cased one 8366 in 26955, its
+    Chinese one some 28 (A to Z, <S>, <T>) in a few thousand, which is neither. An uncased verdict needs a
+    thousand such pieces; a cased one needs only the share.
     """
     with_case = [token for token in tokens if not (token.startswith("[") and token.endswith("]"))
                  and any(c.lower() != c.upper() for c in token)]

@@ -486,8 +486,15 @@ def test_bad_inputs_fail_cleanly(tmp_path, uncased_vocab):
     with tf.io.TFRecordWriter(str(records)) as writer:
         writer.write(tf.train.Example(features=tf.train.Features(feature={
             "input_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=[101, 7592, 102, 0, 0]))})).SerializeToString())
+    # And text in another encoding, which lost a letter in every accented word; UTF-16 of Chinese, with no NUL.
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_text("Café crème brûlée à la française, déjà vu.\n" * 20, encoding="latin-1")
+    chinese = tmp_path / "chinese.txt"
+    chinese.write_text("北京是中国的首都。\n" * 20, encoding="utf-16")
     for path, said in ((utf16, "is UTF-16BE text, not UTF-8; convert it first (iconv -f UTF-16BE -t UTF-8)"),
-                       (records, "is binary (")):
+                       (records, "is binary ("), (chinese, "is UTF-16 text"),
+                       (latin1, "is not UTF-8 text (160 of its first 860 bytes are no UTF-8: Latin-1 or another "
+                                "encoding?); convert it first, e.g. iconv -f LATIN1 -t UTF-8")):
         assert_clean_failure(run_cli("create_data", f"--input_file={corpus},{path}", f"--vocab_file={uncased_vocab}",
                                      f"--output_file={out}"), f"--input_file: {path} {said}")
         assert not out.exists()

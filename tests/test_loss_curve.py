@@ -41,6 +41,12 @@ def test_a_run_taken_back_to_an_earlier_checkpoint_twice_drops_every_point_past_
     assert result.returncode == 1 and result.stderr.strip().endswith(f"--logdir: {tmp_path} has no loss scalars")
 
 
+def test_event_files_are_read_in_the_order_they_were_opened():
+    names = ["events.out.tfevents.1796587079.vm.example.org.24252.10.v2", "events.out.tfevents.1796587079.vm.24252.9.v2",
+             "events.out.tfevents.1796587080.vm.24252.0.v2", "events.out.tfevents.1796587078.host"]
+    assert sorted(names, key=loss_curve._opened_order) == [names[3], names[1], names[0], names[2]]
+
+
 def test_a_directory_named_like_a_glob_with_masked_lm_loss_alone_is_plotted(tmp_path):
     logdir = tmp_path / "run [1]"
     write_points(logdir, range(10, 40, 10), 7.5, tag="masked_lm_loss")

@@ -499,7 +499,8 @@ def test_preformatted_lines_are_no_sentences_but_what_they_close_stays_closed(tm
 
 
 def test_a_sentence_ending_in_a_colon_goes_where_no_text_follows_it(tmp_path):
-    disambiguation = "'''Ada''' may refer to:\n* [[Ada Lovelace]], a mathematician\n* [[Ada (language)]]"
+    disambiguation = ("'''Ada''' may refer to:\n* [[Ada Lovelace]], a mathematician\n* [[Ada (language)]]\n"
+                      "'''Ada''' may also refer to:\n* [[Ada, Oklahoma]]")
     text = ("The formula reads:\n<math>x = y</math>\n\n"
             "He said:\n<blockquote>We shall see.</blockquote>\n\nTwo kinds are known. They are:\n* one\n* two")
     prepare(small_dump(tmp_path / "enwiki.xml", [("Ada", [disambiguation]), ("Kinds", [text])]), tmp_path / "out")
