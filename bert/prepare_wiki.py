@@ -32,19 +32,19 @@ Two stages:
    of the dump, which the pipe cannot give, hence --templates naming the dump itself. On the way in,
    code, verse, music and timeline blocks (<syntaxhighlight>, <source>, <pre>, <poem>, <score>,
    <timeline>), and lines starting with a space (preformatted, most often code), whose lines it keeps
-   as text, are removed, the dump going through in blocks of whole pages, and a dump holding several revisions of a
-   page (a history dump), whose texts it would run together, is refused. It runs in a process group
-   of its own, which an interrupt, a SIGTERM or a SIGHUP to this command ends whole, and ends with
-   this command however it ends.
+   as text, are removed, the dump going through in blocks of whole pages, and a dump holding several
+   revisions of a page (a history dump), whose texts it would run together, is refused. It runs in a
+   process group of its own, which an interrupt, a SIGTERM or a SIGHUP to this command ends whole, and
+   ends with this command however it ends.
 
 2. Worker processes (--num_workers) each take one of wikiextractor's files and, per article, undo its
    HTML escaping (&amp;, &lt;), drop paragraphs that still hold markup ([[, ]], {{, }}, <ref, {|, |},
    HTML tags) or are list items it let through (indented "* ..."), split the paragraphs into
    sentences, drop a paragraph's last sentence where it ends in a colon and no text follows (what it
-   introduced, a list, table, formula or code, is gone), normalise whitespace, and drop sentences shorter than 2
-   characters or that are just what wikiextractor leaves of a formula or code block ("formula_3").
-   Articles left with no text (or less than --min_article_chars) are dropped. The parent writes the
-   articles into the shards in order, each shard through bert.fileio.AtomicFile.
+   introduced, a list, table, formula or code, is gone), normalise whitespace, and drop sentences
+   shorter than 2 characters or that are just what wikiextractor leaves of a formula or code block
+   ("formula_3"). Articles left with no text (or less than --min_article_chars) are dropped. The
+   parent writes the articles into the shards in order, each shard through bert.fileio.AtomicFile.
 
 Sentence splitter: blingfire, not pysbd. On the 106 articles of the enwiki sample (7061 paragraphs,
 2.6 MB) blingfire took 0.40 s (6.6 MB/s) and pysbd 29.5 s (0.09 MB/s): 75 times slower, days of CPU
@@ -463,6 +463,9 @@ def _sentences(paragraph, ordinal_dots=False):
 def _closing_marks(before, fragment):
     """How many of `fragment`'s first characters close quotations or brackets `before` left open, with the
     punctuation right after them; 0 where its first does not."""
+    # Most fragments start with no closing mark at all: `before` is left unread for them.
+    if fragment[0] not in _CLOSES:
+        return 0
     open_marks = []
     for c in before:
         if open_marks and open_marks[-1] in _CLOSES.get(c, ""):
