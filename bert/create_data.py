@@ -218,6 +218,7 @@ def _create_records():
     start = time.perf_counter()
     progress = Progress(input_files)
     sink = records.RecordSink(output_paths)
+    staged = None
     try:
         if FLAGS.num_workers == 0:
             out, stats = pretraining_data.create_reference_records(
@@ -241,15 +242,19 @@ def _create_records():
         manifest = _manifest(stats, num_instances, sink, input_files, options, tokenizer)
         manifest_path = records.manifest_path_for(output_paths, output_dir)
         sink.sync()
+        # Written before any record is renamed in: a manifest that cannot be written leaves the earlier records.
+        staged = records.staged_manifest(manifest_path, manifest)
         with cli.signals_deferred("the records"):
             sink.commit()
             if output_dir:
                 for stale in _existing_outputs(output_dir)[0]:
                     if stale not in output_paths and stale.endswith(".tfrecord"):
                         os.unlink(stale)
-            records.write_manifest(manifest_path, manifest)
+            staged.commit()
     except BaseException:
         sink.abort()
+        if staged is not None:
+            staged.abort()
         raise
     finally:
         progress.close()

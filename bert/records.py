@@ -232,9 +232,17 @@ def manifest_path_for(output_files, output_dir=None):
     return output_files[0] + ".manifest.json"
 
 
-def write_manifest(path, manifest):
+def staged_manifest(path, manifest):
+    """The manifest written to disk under a temporary name: its `commit()` only renames it to `path`, so that the
+    records it names and it can be put in place together, after every slow or failing write."""
     body = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, **manifest}
-    with fileio.AtomicFile(path, "w") as f:
-        json.dump(body, f, indent=2, sort_keys=True)
-        f.write("\n")
+    staged = fileio.AtomicFile(path, "w")
+    try:
+        json.dump(body, staged, indent=2, sort_keys=True)
+        staged.write("\n")
+        staged.sync()
+    except BaseException:
+        staged.abort()
+        raise
+    return staged
 

@@ -599,6 +599,25 @@ def test_a_shard_that_fails_as_it_is_finished_leaves_every_shard_as_it_was(tmp_p
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_a_manifest_that_cannot_be_written_leaves_the_records_already_there(tmp_path, uncased_vocab):
+    # Records smaller than their manifest (long input names, short sequences): a disk that fills at the manifest.
+    inputs = []
+    for i in range(3):
+        inputs.append(tmp_path / f"doc{i}-{'x' * 200}.txt")
+        inputs[-1].write_text(f"Sentence number {i} is here.\nAnd one more.\n", encoding="utf-8")
+    out = tmp_path / "records"
+    args = ("create_data", f"--input_file={','.join(map(str, inputs))}", f"--vocab_file={uncased_vocab}", f"--output_dir={out}",
+            "--dupe_factor=1", "--max_seq_length=32", "--max_predictions_per_seq=5")
+    assert run_cli(*args).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    record_bytes, manifest_bytes = len(before["part-00000-of-00001.tfrecord"]), len(before["manifest.json"])
+    assert record_bytes < manifest_bytes
+    result = run_cli(*args, "--overwrite", "--random_seed=7", "--num_output_shards=2",
+                     max_file_size=(record_bytes + manifest_bytes) // 2)
+    assert_clean_failure(result, f"cannot write {out / 'manifest.json'}: File too large")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_ctrl_c_in_scale_mode_is_one_line_from_the_parent_and_no_worker_traceback(tmp_path, wikitext_docs, uncased_vocab):
     import os
     import signal
