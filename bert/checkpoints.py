@@ -51,12 +51,12 @@ def resolve_checkpoint(path, flag="--init_checkpoint"):
             if not os.path.isfile(latest + ".index") and os.path.isfile(moved + ".index"):
                 latest = moved
             if not os.path.isfile(latest + ".index"):
-                earlier = _newest_listed(state, text)
+                present = _checkpoints_in(text)
+                earlier = _newest_listed(state, text) or (os.path.join(text, present[-1]) if present else None)
                 raise InputError(f"{flag}: {os.path.join(text, STATE_FILE)} names {latest} as the latest checkpoint, "
                                  f"which is missing; name the one to start from" + (f", e.g. {earlier}" if earlier else ""))
             return latest
-        candidates = sorted((name[: -len(".index")] for name in os.listdir(text) if name.endswith(".index")),
-                            key=_natural_order)
+        candidates = _checkpoints_in(text)
         if not candidates:
             raise InputError(f"{flag}: no checkpoint found in directory {text}{_other_format(text)}")
         if len(candidates) > 1:
@@ -72,6 +72,12 @@ def resolve_checkpoint(path, flag="--init_checkpoint"):
                              f"bert_model.ckpt, naming its .index and data files){_other_format(os.path.dirname(text) or '.')}")
         raise InputError(f"{flag}: checkpoint not found: {text} (expected {text}.index and its data files)")
     return text
+
+
+def _checkpoints_in(directory):
+    """The prefixes of the checkpoints in `directory`, in step order; not the hidden staging of an export."""
+    return sorted((name[: -len(".index")] for name in os.listdir(directory)
+                   if name.endswith(".index") and not name.startswith(".")), key=_natural_order)
 
 
 def _natural_order(name):
@@ -245,6 +251,10 @@ class CheckpointReader:
     def __init__(self, path, flag="--init_checkpoint"):
         self.prefix = resolve_checkpoint(path, flag)
         self.flag = flag
+        # The index alone reads: without this, a copy that left the data behind would fail only at loading.
+        if not glob.glob(glob.escape(self.prefix) + ".data-*"):
+            raise InputError(f"{flag}: checkpoint {self.prefix} has its .index but no data file "
+                             f"({os.path.basename(self.prefix)}.data-00000-of-00001): copy that too")
         try:
             self._reader = tf.train.load_checkpoint(self.prefix)
             shapes = self._reader.get_variable_to_shape_map()
@@ -381,10 +391,11 @@ def _missing_hint(reader, name):
 
 
 # The training state a fine-tuned or training checkpoint carries beside the weights, never read as weights: the
-# reference's (global_step, AdamWeightDecay's slots), ours (Trainer.state(), CheckpointManager's save_counter) and
-# NVIDIA's (its loss scaling).
+# reference's (global_step, AdamWeightDecay's slots), ours (Trainer.state(), CheckpointManager's save_counter),
+# NVIDIA's (its loss scaling and gradient accumulation) and TF1 Adam's.
 _TRAINING_STATE = re.compile(r"global_step|step|save_counter|loss_scale|current_loss_scale|good_steps|skipped_batches"
-                             r"|starting_ranks|loss_scaling|.*/(adam_[mv]|Momentum|Adam(_1)?|accumulator)")
+                             r"|starting_ranks|loss_scaling|local_step|batch_finite|beta[12]_power"
+                             r"|.*/(adam_[mv]|Momentum|Adam(_1)?|accumulator|accum)")
 
 
 def initialised_line(path, unused):
@@ -435,6 +446,7 @@ def export_checkpoint(variables_by_name, prefix, config=None, extra=None):
     """
     directory = os.path.dirname(os.path.abspath(prefix))
     base = os.path.basename(prefix)
+    _remove_abandoned_staging(directory, base)
     staging = os.path.join(directory, f".{base}.tmp-{os.getpid()}")
     names = list(variables_by_name)
     tensors = [tf.convert_to_tensor(variables_by_name[name]) for name in names]
@@ -443,14 +455,51 @@ def export_checkpoint(variables_by_name, prefix, config=None, extra=None):
         tensors.append(tf.convert_to_tensor(value))
     try:
         tf.raw_ops.SaveV2(prefix=staging, tensor_names=names, shape_and_slices=[""] * len(names), tensors=tensors)
+        for suffix in (".data-00000-of-00001", ".index"):
+            _sync_file(staging + suffix)
+        # The two renames cannot be one: the old index goes first, so that an export cut between them leaves no
+        # checkpoint at `prefix` (an error naming it) rather than the old index over the new data.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{prefix}.index")
+        os.replace(f"{staging}.data-00000-of-00001", f"{prefix}.data-00000-of-00001")
+        os.replace(f"{staging}.index", f"{prefix}.index")
     except tf.errors.OpError as e:
-        remove_partial(staging)
         raise InputError(f"cannot write {prefix}: {write_error_reason(e)}") from None
-    os.replace(f"{staging}.data-00000-of-00001", f"{prefix}.data-00000-of-00001")
-    os.replace(f"{staging}.index", f"{prefix}.index")
+    except OSError as e:
+        raise InputError(f"cannot write {prefix}: {e.strerror or e}") from None
+    finally:
+        remove_partial(staging)
     if config is not None:
         with AtomicFile(os.path.join(directory, "bert_config.json")) as f:
             f.write(config.to_json_string())
+
+
+def _sync_file(path):
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _remove_abandoned_staging(directory, base):
+    """Removes the staging files of exports to `directory/base` that a killed process left."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        match = re.fullmatch(rf"\.{re.escape(base)}\.tmp-(\d+)\.(index|data-\d{{5}}-of-\d{{5}})", name)
+        if match and not _process_running(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(directory, name))
+
+
+def _process_running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
 
 
 def _tokenizer_file_beside(directory, source, kind):

@@ -1,6 +1,9 @@
 """The model against an independent NumPy forward pass; checkpoints in the reference's TF1 naming."""
 
 import json
+import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -408,6 +411,88 @@ def test_export_is_a_reference_checkpoint_and_round_trips(tmp_path):
     checkpoints.load_weights(other.variables_by_name, out)  # a directory holding one checkpoint
     for name, variable in model.variables_by_name.items():
         assert (other.variables_by_name[name].numpy() == variable.numpy()).all(), name
+
+
+def test_an_export_cut_short_leaves_no_checkpoint_mixing_two_and_no_staging_behind(tmp_path, monkeypatch):
+    first, second = modeling.BertPretrainer(CONFIG, seed=31), modeling.BertPretrainer(CONFIG, seed=32)
+    out = tmp_path / "export"
+    out.mkdir()
+    prefix = str(out / "bert_model.ckpt")
+    checkpoints.export_checkpoint(first.variables_by_name, prefix, config=CONFIG)
+    exported = sorted(p.name for p in out.iterdir())
+
+    # A Ctrl-C between the export's two renames (the data file's, then the index's).
+    rename = os.replace
+
+    def interrupted_at_the_index(source, destination):
+        if str(destination).endswith(".index"):
+            raise KeyboardInterrupt
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "replace", interrupted_at_the_index)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoints.export_checkpoint(second.variables_by_name, prefix, config=CONFIG)
+    monkeypatch.setattr(os, "replace", rename)
+    # Not the first export's index over the second's data (a checksum error at loading, or worse): no checkpoint.
+    assert sorted(p.name for p in out.iterdir()) == ["bert_config.json", "bert_model.ckpt.data-00000-of-00001"]
+    with pytest.raises(InputError, match=f"^--init_checkpoint: no checkpoint found in directory {out}"):
+        checkpoints.load_weights(modeling.BertPretrainer(CONFIG).variables_by_name, out)
+    checkpoints.export_checkpoint(second.variables_by_name, prefix, config=CONFIG)
+    assert sorted(p.name for p in out.iterdir()) == exported
+
+    # Staging a killed export left is not a second checkpoint of the directory, and the next export removes it;
+    # that of a process still running is its own.
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    for pid in (ended.pid, os.getppid()):
+        for suffix in (".index", ".data-00000-of-00001"):
+            shutil.copy(prefix + suffix, out / f".bert_model.ckpt.tmp-{pid}{suffix}")
+    assert checkpoints.resolve_checkpoint(out) == prefix
+    checkpoints.export_checkpoint(first.variables_by_name, prefix)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [
+        f".bert_model.ckpt.tmp-{os.getppid()}.data-00000-of-00001", f".bert_model.ckpt.tmp-{os.getppid()}.index"]
+    loaded = modeling.BertPretrainer(CONFIG, seed=33)
+    checkpoints.load_weights(loaded.variables_by_name, prefix)
+    for name, variable in first.variables_by_name.items():
+        assert np.array_equal(loaded.variables_by_name[name].numpy(), variable.numpy()), name
+
+
+def test_a_checkpoint_copied_without_its_data_is_refused_before_any_work(tmp_path):
+    model = modeling.BertPretrainer(CONFIG, seed=34)
+    checkpoints.export_checkpoint(model.variables_by_name, str(tmp_path / "full" / "bert_model.ckpt"))
+    (tmp_path / "index_only").mkdir()
+    shutil.copy(tmp_path / "full" / "bert_model.ckpt.index", tmp_path / "index_only")
+    prefix = tmp_path / "index_only" / "bert_model.ckpt"
+    message = (f"^--init_checkpoint: checkpoint {prefix} has its .index but no data file "
+               f"\\(bert_model.ckpt.data-00000-of-00001\\): copy that too$")
+    for check in (checkpoints.check_weights, checkpoints.load_weights):
+        with pytest.raises(InputError, match=message):
+            check(model.variables_by_name, prefix)
+
+
+def test_a_released_model_directory_with_a_stale_checkpoint_file_suggests_its_own_checkpoint(tmp_path):
+    model = modeling.BertPretrainer(CONFIG, seed=35)
+    checkpoints.export_checkpoint(model.variables_by_name, str(tmp_path / "bert_model.ckpt"))
+    # The state file of the machine the model was trained on, copied with it.
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "/home/someone/out/model.ckpt-1000000"\n'
+                                         'all_model_checkpoint_paths: "/home/someone/out/model.ckpt-1000000"\n')
+    with pytest.raises(InputError, match=f"which is missing; name the one to start from, e.g. {tmp_path / 'bert_model.ckpt'}$"):
+        checkpoints.resolve_checkpoint(tmp_path)
+
+
+def test_nvidia_and_tf1_adam_training_state_is_reported_as_training_state(tmp_path):
+    model = modeling.BertModel(CONFIG, seed=36)
+    tensors = {name: variable.numpy() for name, variable in model.weights.items()}
+    # NVIDIA's gradient accumulation and loss scaling, TF1 Adam's powers, beside the weights.
+    state = {"global_step": np.int64(9), "local_step": np.int64(1), "batch_finite": np.array(True),
+             "beta1_power": np.float32(0.9), "beta2_power": np.float32(0.999), "current_loss_scale": np.float32(2.0),
+             "bert/embeddings/word_embeddings/accum": tensors["bert/embeddings/word_embeddings"],
+             "bert/embeddings/word_embeddings/adam_m": tensors["bert/embeddings/word_embeddings"]}
+    prefix = write_tf1_checkpoint(tmp_path / "model.ckpt-9", {**tensors, **state})
+    unused, _ = checkpoints.load_weights(modeling.BertModel(CONFIG, seed=37).weights, prefix)
+    assert sorted(unused) == sorted(state)
+    assert checkpoints.initialised_line(prefix, unused) == (
+        f"initialised from {prefix}; {len(state)} training-state variable(s) (step, optimizer slots) not read")
 
 
 def test_object_based_training_checkpoint_loads_by_reference_name(tmp_path):
