@@ -251,15 +251,15 @@ class CheckpointReader:
     def __init__(self, path, flag="--init_checkpoint"):
         self.prefix = resolve_checkpoint(path, flag)
         self.flag = flag
-        # The index alone reads: without this, a copy that left the data behind would fail only at loading.
-        if not glob.glob(glob.escape(self.prefix) + ".data-*"):
-            raise InputError(f"{flag}: checkpoint {self.prefix} has its .index but no data file "
-                             f"({os.path.basename(self.prefix)}.data-00000-of-00001): copy that too")
         try:
             self._reader = tf.train.load_checkpoint(self.prefix)
             shapes = self._reader.get_variable_to_shape_map()
         except READ_ERRORS as e:
             raise InputError(f"{flag}: cannot read checkpoint {self.prefix}: {error_text(e)}") from None
+        # The index alone reads: without this, a copy that left the data behind would fail only at loading.
+        if not glob.glob(glob.escape(self.prefix) + ".data-*"):
+            raise InputError(f"{flag}: checkpoint {self.prefix} has its .index but no data file "
+                             f"({os.path.basename(self.prefix)}.data-00000-of-00001): copy that too")
         self._keys = {}
         for key, shape in shapes.items():
             if key == "_CHECKPOINTABLE_OBJECT_GRAPH":
