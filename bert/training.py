@@ -27,7 +27,7 @@ import numpy as np
 
 from bert import checkpoints, distributed, modeling, optimization, progress
 from bert.errors import DamagedRecordError, InputError, StopRequested
-from bert.fileio import AtomicFile, lock_directory, restore_signal_handlers, unignored
+from bert.fileio import AtomicFile, lock_directory, remove_leftover_temporaries, restore_signal_handlers, unignored
 from bert.tf import error_text, tf
 
 RUN_FILE = "run.json"
@@ -428,6 +428,9 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None,
     # Every rank stops with the chief rather than wait for it in the first collective of training.
     if int(replicas.all_sum([tf.constant(1 if busy else 0, tf.int64)])[0]):
         raise busy or InputError(f"--output_dir: {output_dir} is in use by another training process (rank 0 found it locked)")
+    if chief:
+        # What a run killed while writing its results, features or export left: as large as those, and never read.
+        remove_leftover_temporaries(output_dir, "*")
     if (saved or exported) and os.path.exists(path):
         previous = _read_run_record(output_dir, strict=True)
         legacy = "global_batch_size" not in previous
@@ -910,7 +913,8 @@ def describe(options, replicas, **shape):
 def _changeable_settings(options):
     # Not pinned (the reference's runs resume with any), but a resumption that changes them says so.
     return {"learning_rate": options.learning_rate, "num_train_steps": options.num_train_steps,
-            "num_warmup_steps": options.num_warmup_steps, "seed": options.seed, "compute_dtype": options.compute_dtype}
+            "num_warmup_steps": options.num_warmup_steps, "seed": options.seed, "compute_dtype": options.compute_dtype,
+            "scale_lr_by_world_size": options.scale_learning_rate_by_ranks}
 
 
 def _record_changed_settings(options, log):
@@ -921,10 +925,12 @@ def _record_changed_settings(options, log):
     if record is None:
         return
     recorded, current = record.get(CHANGEABLE), _changeable_settings(options)
-    changed = list(_differences(recorded if isinstance(recorded, dict) else {}, current))
-    if not changed:
+    recorded = recorded if isinstance(recorded, dict) else {}
+    # A setting an earlier version did not record is recorded now, but is not one this resumption changed.
+    changed = [change for change in _differences(recorded, current) if change[0] in recorded]
+    if not changed and set(current) <= set(recorded):
         return
-    if isinstance(recorded, dict):
+    if changed:
         shown = ", ".join(f"{key} ({json.dumps(was)}, now {json.dumps(now)})" for key, was, now in changed)
         log(f"note: resuming the run in {options.output_dir} with another {shown}: its further steps take the new "
             f"value{'s' if len(changed) > 1 else ''}")

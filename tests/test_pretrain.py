@@ -1,5 +1,6 @@
 """bert-pretrain end to end: outputs, exact resume after SIGKILL or SIGTERM, refusals, NaN stop, AMP, accumulation."""
 
+import fcntl
 import gzip
 import itertools
 import json
@@ -491,12 +492,21 @@ def test_a_run_run_again_says_it_has_nothing_to_train_or_what_its_resumption_cha
     assert first.returncode == 0, first.stderr
     events = sorted(out.glob("events.out.tfevents.*"))
     assert events
+    # What a run killed as it wrote its results or its export left; not what a process writing there holds.
+    leftovers = [out / ".eval_results.txt.tmp-k3x9q1", out / ".bert_model.ckpt.tmp-4194000.index"]
+    for leftover in leftovers:
+        leftover.write_bytes(b"partial")
+    held = open(out / ".other.txt.tmp-a1b2c3", "w")
+    fcntl.flock(held, fcntl.LOCK_EX)
     for steps, where in ((2, "has reached the flags' last step (2)"), (1, "is at step 2, past the flags' last step (1)")):
         again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", f"--num_train_steps={steps}"))
         assert again.returncode == 0, again.stderr
         assert f"note: the run in {out} {where}: nothing to train" in again.stderr
         assert "trained to step 2" in again.stdout
         assert "note: resuming" not in again.stderr  # nor another --num_train_steps, which takes no step
+        assert not any(leftover.exists() for leftover in leftovers)
+        assert (out / ".other.txt.tmp-a1b2c3").exists()
+    held.close()
     # Nor an empty events file, which TensorBoard would list as a run.
     assert sorted(out.glob("events.out.tfevents.*")) == events
 
@@ -506,11 +516,24 @@ def test_a_run_run_again_says_it_has_nothing_to_train_or_what_its_resumption_cha
     assert resumed.returncode == 0, resumed.stderr
     assert (f"note: resuming the run in {out} with another learning_rate (0.001, now 0.0005), num_train_steps (2, now 3), "
             f"seed (12345, now 7): its further steps take the new values") in resumed.stderr
-    again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4", *changed))
+    again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=4", *changed,
+                                               "--scale_lr_by_world_size"))
     assert again.returncode == 0, again.stderr
-    assert f"note: resuming the run in {out} with another num_train_steps (3, now 4): its further steps take the new " \
-           f"value" in again.stderr
+    assert f"note: resuming the run in {out} with another num_train_steps (3, now 4), scale_lr_by_world_size (false, " \
+           f"now true): its further steps take the new values" in again.stderr
     assert "trained to step 4" in again.stdout
+
+    # A run record of a version that recorded fewer settings: the missing one is recorded, not noted as changed.
+    record_file = out / training.RUN_FILE
+    record = json.loads(record_file.read_text())
+    del record[training.CHANGEABLE]["scale_lr_by_world_size"]
+    record_file.write_text(json.dumps(record))
+    older = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=5", *changed,
+                                               "--scale_lr_by_world_size"))
+    assert older.returncode == 0, older.stderr
+    assert f"note: resuming the run in {out} with another num_train_steps (4, now 5): its further steps take the new " \
+           f"value\n" in older.stderr
+    assert json.loads(record_file.read_text())[training.CHANGEABLE]["scale_lr_by_world_size"] is True
 
 
 def test_a_run_resumes_with_its_batch_split_into_more_micro_batches(records_dir, small_config, tmp_path):
