@@ -45,8 +45,45 @@ def _parse_flags(argv):
         # ValueError: absl's own for a value given to a negated boolean (--nodo_lower_case=true).
         message = str(e).splitlines()[0].removeprefix("ERROR:: ")
         unknown = re.match(r"Unknown command line flag '([^']+)'", message)
+        if unknown and _counterpart(unknown.group(1)):
+            message = f"Unknown command line flag '{unknown.group(1)}': {_counterpart(unknown.group(1))}"
         source = unknown and _flagfile_defining(unknown.group(1), argv[1:])
         fail(message + (f" (in --flagfile {source})" if source else ""), status=2)
+
+
+# Flags of NVIDIA's TensorFlow BERT scripts (DeepLearningExamples) spelt otherwise here or with no counterpart, by
+# the flag of ours a command must define for the hint to apply to it: a launch script of theirs then stops on a line
+# saying what to give instead, not on a bare unknown flag or absl's guess at a similar name.
+_NVIDIA_FLAGS = {
+    "horovod": ("use_horovod", "use --use_horovod"),
+    "amp": ("auto_mixed_precision", "use --auto_mixed_precision (float16 with dynamic loss scaling; bfloat16 with "
+                                    "--amp_dtype=bfloat16)"),
+    "use_fp16": ("auto_mixed_precision", "use --auto_mixed_precision (float16 with dynamic loss scaling)"),
+    "manual_fp16": ("auto_mixed_precision", "use --auto_mixed_precision (float16 with dynamic loss scaling)"),
+    "init_loss_scale": ("auto_mixed_precision", "float16 loss scaling starts at 2^15 and adapts to the gradients; drop "
+                                                "it"),
+    "report_loss": ("num_report_steps", "the loss is reported every --num_report_steps steps; drop it"),
+    "display_loss_steps": ("num_report_steps", "use --num_report_steps"),
+    "dllog_path": ("num_report_steps", "metrics go to TensorBoard event files in --output_dir; drop it"),
+    "allreduce_post_accumulation": ("num_accumulation_steps", "gradients are always summed across ranks once a step, "
+                                                              "after accumulation; drop it"),
+    "input_files_dir": ("max_eval_steps", "name the records with --input_file, a glob or comma list such as "
+                                      "--input_file='DIR/*.tfrecord'"),
+    "eval_files_dir": ("max_eval_steps", "evaluate in a run of its own: --do_eval with --input_file naming the "
+                                     "evaluation records"),
+}
+
+
+def _counterpart(name):
+    """What to give instead of NVIDIA's flag `name` (negated or not), or None where it is not one or this command
+    has no counterpart."""
+    negated = name not in _NVIDIA_FLAGS and name.startswith("no") and name[2:] in _NVIDIA_FLAGS
+    ours, hint = _NVIDIA_FLAGS.get(name[2:] if negated else name, (None, None))
+    if ours not in FLAGS:
+        return None
+    if negated and FLAGS[ours].default is False:
+        return f"NVIDIA's --{name[2:]} is off here unless --{ours} is given; drop it"
+    return f"NVIDIA's flag; {hint}"
 
 
 def _flagfile_defining(name, arguments, seen=()):

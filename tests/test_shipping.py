@@ -236,6 +236,25 @@ def test_a_path_flag_starting_with_a_tilde_is_under_home_not_a_directory_named_t
     assert list(work.iterdir()) == []
 
 
+def test_nvidia_flags_are_refused_with_what_to_give_instead(tmp_path):
+    # A line of NVIDIA's DeepLearningExamples launch scripts, kept in a flag file.
+    script = tmp_path / "nvidia.flags"
+    script.write_text("--noamp\n--use_xla\n")
+    pretrain = run_cli("pretrain", "--horovod", "--bert_config_file=tiny", f"--output_dir={tmp_path / 'run'}")
+    assert_clean_failure(pretrain, "Unknown command line flag 'horovod': NVIDIA's flag; use --use_horovod")
+    negated = run_cli("pretrain", f"--flagfile={script}")
+    assert_clean_failure(negated, "Unknown command line flag 'noamp': NVIDIA's --amp is off here unless "
+                                  f"--auto_mixed_precision is given; drop it (in --flagfile {script})")
+    squad = run_cli("squad", "--report_loss")
+    assert_clean_failure(squad, "Unknown command line flag 'report_loss': NVIDIA's flag; the loss is reported every "
+                                "--num_report_steps steps; drop it")
+    # Not where the command has no counterpart (no data parallelism in bert-create-data): absl's own line.
+    create_data = run_cli("create_data", "--horovod")
+    assert_clean_failure(create_data, "Unknown command line flag 'horovod'")
+    assert "NVIDIA" not in create_data.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_unknown_flag_in_a_flag_file_is_refused_naming_the_file(tmp_path):
     inner, outer = tmp_path / "inner.flags", tmp_path / "outer.flags"
     inner.write_text("--vocab_size=500\n--min_frequncy=2\n")
