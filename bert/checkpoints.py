@@ -283,9 +283,15 @@ class CheckpointReader:
     def __contains__(self, name):
         return name in self._keys
 
+    def master_copy(self, name):
+        """`name`, or NAME/shadow: NVIDIA's float16 training (--manual_fp16) keeps a weight in float16 and its
+        float32 master copy, which its updates go to, under that name."""
+        shadow = f"{name}/shadow"
+        return shadow if shadow in self._keys and self._keys[shadow][1] == self._keys[name][1] else name
+
     def tensor(self, name):
         try:
-            return self._reader.get_tensor(self._keys[name][0])
+            return self._reader.get_tensor(self._keys[self.master_copy(name)][0])
         except READ_ERRORS as e:
             raise InputError(f"{self.flag}: checkpoint {self.prefix} is damaged or incomplete: reading '{name}': "
                              f"{error_text(e)}") from None
@@ -306,7 +312,8 @@ def load_weights(variables_by_name, path, flag="--init_checkpoint", optional=(),
     values = {name: reader.tensor(name) for name in loaded}
     for name, value in values.items():
         variables_by_name[name].assign(value.astype(np.float32))
-    return sorted(set(reader.names()) - set(values)), fresh
+    read = {reader.master_copy(name) for name in values}
+    return sorted(set(reader.names()) - set(values) - read), fresh
 
 
 def check_weights(variables_by_name, path, flag="--init_checkpoint", optional=()):

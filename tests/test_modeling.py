@@ -495,6 +495,22 @@ def test_nvidia_and_tf1_adam_training_state_is_reported_as_training_state(tmp_pa
         f"initialised from {prefix}; {len(state)} training-state variable(s) (step, optimizer slots) not read")
 
 
+def test_nvidia_float16_weights_load_from_their_float32_master_copies(tmp_path):
+    # NVIDIA's --manual_fp16 runs keep each weight in float16 and its float32 master copy as NAME/shadow.
+    weights = random_weights(CONFIG)
+    tensors = {}
+    for name, value in weights.items():
+        tensors[name] = value.astype(np.float16)
+        tensors[f"{name}/shadow"] = value
+    prefix = write_tf1_checkpoint(tmp_path / "model.ckpt-5", tensors)
+    model = modeling.BertPretrainer(CONFIG)
+    unused, _ = checkpoints.load_weights(model.variables_by_name, prefix)
+    assert unused == []
+    for name, variable in model.variables_by_name.items():
+        assert np.array_equal(variable.numpy(), weights[name]), name
+    assert any(not np.array_equal(weights[name], tensors[name].astype(np.float32)) for name in weights)
+
+
 def test_object_based_training_checkpoint_loads_by_reference_name(tmp_path):
     model = modeling.BertPretrainer(CONFIG, seed=5)
     path = tf.train.Checkpoint(weights=model.variables_by_name).write(str(tmp_path / "ckpt-1"))
