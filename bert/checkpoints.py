@@ -284,10 +284,14 @@ class CheckpointReader:
         return name in self._keys
 
     def master_copy(self, name):
-        """`name`, or NAME/shadow: NVIDIA's float16 training (--manual_fp16) keeps a weight in float16 and its
+        """`name`, or NAME/shadow: NVIDIA's earlier float16 training (--use_fp16) keeps a weight in float16 and its
         float32 master copy, which its updates go to, under that name."""
         shadow = f"{name}/shadow"
-        return shadow if shadow in self._keys and self._keys[shadow][1] == self._keys[name][1] else name
+        if shadow not in self._keys or self._keys[shadow][1] != self._keys[name][1]:
+            return name
+        dtypes = self._reader.get_variable_to_dtype_map()
+        wider = dtypes[self._keys[shadow][0]] == tf.float32 and dtypes[self._keys[name][0]] in (tf.float16, tf.bfloat16)
+        return shadow if wider else name
 
     def tensor(self, name):
         try:
@@ -449,7 +453,8 @@ def export_checkpoint(variables_by_name, prefix, config=None, extra=None):
     """Writes a name-based checkpoint at `prefix` (`.index` + `.data-00000-of-00001`), as released ones are.
 
     `extra` maps more names to tensors (e.g. `global_step`). With `config`, `bert_config.json` is
-    written beside it. The files appear under their final names only when complete.
+    written beside it. The files appear under their final names only when complete; an export that fails once
+    they are being put in place leaves no checkpoint at `prefix`, the earlier one's index being gone.
     """
     directory = os.path.dirname(os.path.abspath(prefix))
     base = os.path.basename(prefix)
@@ -487,13 +492,17 @@ def _sync_file(path):
 
 
 def _remove_abandoned_staging(directory, base):
-    """Removes the staging files of exports to `directory/base` that a killed process left."""
+    """Removes the staging files of exports to `directory/base` that a killed process left. A process is known by
+    its id on this machine: an export to a shared directory from another machine at the same moment is not told
+    apart (two exports of one model there would race anyway)."""
     try:
         names = os.listdir(directory)
     except OSError:
         return
     for name in names:
-        match = re.fullmatch(rf"\.{re.escape(base)}\.tmp-(\d+)\.(index|data-\d{{5}}-of-\d{{5}})", name)
+        # TensorFlow writes each file under a .tempstate name first: a save killed midway leaves those.
+        match = re.fullmatch(rf"\.{re.escape(base)}\.tmp-(\d{{1,10}})\.(index|data-\d{{5}}-of-\d{{5}})(\.tempstate\d+)?",
+                             name)
         if match and not _process_running(int(match.group(1))):
             with contextlib.suppress(OSError):
                 os.remove(os.path.join(directory, name))
@@ -502,7 +511,7 @@ def _remove_abandoned_staging(directory, base):
 def _process_running(pid):
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:  # another user's
         pass

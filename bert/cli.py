@@ -45,8 +45,9 @@ def _parse_flags(argv):
         # ValueError: absl's own for a value given to a negated boolean (--nodo_lower_case=true).
         message = str(e).splitlines()[0].removeprefix("ERROR:: ")
         unknown = re.match(r"Unknown command line flag '([^']+)'", message)
-        if unknown and _counterpart(unknown.group(1)):
-            message = f"Unknown command line flag '{unknown.group(1)}': {_counterpart(unknown.group(1))}"
+        counterpart = unknown and _counterpart(unknown.group(1))
+        if counterpart:
+            message = f"Unknown command line flag '{unknown.group(1)}': {counterpart}"
         source = unknown and _flagfile_defining(unknown.group(1), argv[1:])
         fail(message + (f" (in --flagfile {source})" if source else ""), status=2)
 
@@ -68,16 +69,20 @@ _NVIDIA_FLAGS = {
     "allreduce_post_accumulation": ("num_accumulation_steps", "gradients are always summed across ranks once a step, "
                                                               "after accumulation; drop it"),
     "input_files_dir": ("max_eval_steps", "name the records with --input_file, a glob or comma list such as "
-                                      "--input_file='DIR/*.tfrecord'"),
+                                      "--input_file='DIR/*'"),
     "eval_files_dir": ("max_eval_steps", "evaluate in a run of its own: --do_eval with --input_file naming the "
                                      "evaluation records"),
 }
 
 
+# Those of them that are booleans, which absl also takes negated (--noamp).
+_NVIDIA_BOOLEANS = ("horovod", "amp", "use_fp16", "manual_fp16", "report_loss", "allreduce_post_accumulation")
+
+
 def _counterpart(name):
     """What to give instead of NVIDIA's flag `name` (negated or not), or None where it is not one or this command
     has no counterpart."""
-    negated = name not in _NVIDIA_FLAGS and name.startswith("no") and name[2:] in _NVIDIA_FLAGS
+    negated = name not in _NVIDIA_FLAGS and name.startswith("no") and name[2:] in _NVIDIA_BOOLEANS
     ours, hint = _NVIDIA_FLAGS.get(name[2:] if negated else name, (None, None))
     if ours not in FLAGS:
         return None

@@ -447,7 +447,8 @@ def remove_leftover_temporaries(directory, name_pattern):
     pattern = os.path.join(glob.escape(directory or "."), f".{name_pattern}.tmp-*")
     for leftover in glob.glob(pattern):
         try:
-            fd = os.open(leftover, os.O_RDONLY)
+            # For writing: NFS grants an exclusive lock only on a file opened so.
+            fd = os.open(leftover, os.O_RDWR)
         except OSError:
             continue
         try:

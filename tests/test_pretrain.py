@@ -450,6 +450,8 @@ def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_conf
     out = tmp_path / "run"
     first = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=2"))
     assert first.returncode == 0, first.stderr
+    # Nor is what a killed writer left there swept by a command refused.
+    (out / ".eval_results.txt.tmp-k3x9q1").write_bytes(b"partial")
     before = snapshot(out)
     bigger = tmp_path / "bigger.json"
     bigger.write_text(json.dumps({**SMALL_MODEL, "num_hidden_layers": 3}))
@@ -496,17 +498,16 @@ def test_a_run_run_again_says_it_has_nothing_to_train_or_what_its_resumption_cha
     leftovers = [out / ".eval_results.txt.tmp-k3x9q1", out / ".bert_model.ckpt.tmp-4194000.index"]
     for leftover in leftovers:
         leftover.write_bytes(b"partial")
-    held = open(out / ".other.txt.tmp-a1b2c3", "w")
-    fcntl.flock(held, fcntl.LOCK_EX)
-    for steps, where in ((2, "has reached the flags' last step (2)"), (1, "is at step 2, past the flags' last step (1)")):
-        again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", f"--num_train_steps={steps}"))
-        assert again.returncode == 0, again.stderr
-        assert f"note: the run in {out} {where}: nothing to train" in again.stderr
-        assert "trained to step 2" in again.stdout
-        assert "note: resuming" not in again.stderr  # nor another --num_train_steps, which takes no step
-        assert not any(leftover.exists() for leftover in leftovers)
-        assert (out / ".other.txt.tmp-a1b2c3").exists()
-    held.close()
+    with open(out / ".other.txt.tmp-a1b2c3", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        for steps, where in ((2, "has reached the flags' last step (2)"), (1, "is at step 2, past the flags' last step (1)")):
+            again = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", f"--num_train_steps={steps}"))
+            assert again.returncode == 0, again.stderr
+            assert f"note: the run in {out} {where}: nothing to train" in again.stderr
+            assert "trained to step 2" in again.stdout
+            assert "note: resuming" not in again.stderr  # nor another --num_train_steps, which takes no step
+            assert not any(leftover.exists() for leftover in leftovers)
+            assert (out / ".other.txt.tmp-a1b2c3").exists()
     # Nor an empty events file, which TensorBoard would list as a run.
     assert sorted(out.glob("events.out.tfevents.*")) == events
 
