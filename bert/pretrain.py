@@ -42,7 +42,9 @@ def define_flags():
 
 def _check_flags():
     cli.check_training_flags()
-    for name in ("num_train_steps", "max_eval_steps", "shuffle_buffer_size"):
+    # Each only where it is used: the reference evaluates with --num_train_steps=0.
+    used = ["num_train_steps", "shuffle_buffer_size"] * FLAGS.do_train + ["max_eval_steps"] * FLAGS.do_eval
+    for name in used:
         if FLAGS[name].value < 1:
             raise InputError(f"--{name} must be at least 1, got {FLAGS[name].value}")
     if FLAGS.num_warmup_steps < 0:

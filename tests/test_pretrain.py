@@ -484,7 +484,8 @@ def test_refuses_output_dir_of_another_run_and_leaves_it(records_dir, small_conf
     assert snapshot(out) == before
     undropped = tmp_path / "undropped.json"
     undropped.write_text(json.dumps({**SMALL_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}))
-    evaluated = run_cli("pretrain", *pretrain_args(records_dir, undropped, out, "--do_eval"))
+    # With --num_train_steps=0, as the reference's evaluation-only runs are given.
+    evaluated = run_cli("pretrain", *pretrain_args(records_dir, undropped, out, "--do_eval", "--num_train_steps=0"))
     assert evaluated.returncode == 0, evaluated.stderr
 
 
@@ -912,6 +913,11 @@ def test_bad_inputs_fail_before_training(records_dir, small_config, tmp_path):
     assert_clean_failure(gzipped, f"{compressed}: gzip-compressed", "decompress it")
     assert_clean_failure(run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train",
                                                             "--train_batch_size=0")), "--train_batch_size")
+    # A step count is refused where it is used: zero training steps to train, zero evaluation batches to evaluate.
+    assert_clean_failure(run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train",
+                                                            "--num_train_steps=0")), "--num_train_steps must be at least 1")
+    assert_clean_failure(run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_eval",
+                                                            "--max_eval_steps=0")), "--max_eval_steps must be at least 1")
     assert not list(out.glob("ckpt-*")) if out.exists() else True
 
 
