@@ -254,6 +254,7 @@ class CheckpointReader:
         try:
             self._reader = tf.train.load_checkpoint(self.prefix)
             shapes = self._reader.get_variable_to_shape_map()
+            self._dtypes = self._reader.get_variable_to_dtype_map()
         except READ_ERRORS as e:
             raise InputError(f"{flag}: cannot read checkpoint {self.prefix}: {error_text(e)}") from None
         # The index alone reads: without this, a copy that left the data behind would fail only at loading.
@@ -289,8 +290,8 @@ class CheckpointReader:
         shadow = f"{name}/shadow"
         if shadow not in self._keys or self._keys[shadow][1] != self._keys[name][1]:
             return name
-        dtypes = self._reader.get_variable_to_dtype_map()
-        wider = dtypes[self._keys[shadow][0]] == tf.float32 and dtypes[self._keys[name][0]] in (tf.float16, tf.bfloat16)
+        wider = (self._dtypes[self._keys[shadow][0]] == tf.float32
+                 and self._dtypes[self._keys[name][0]] in (tf.float16, tf.bfloat16))
         return shadow if wider else name
 
     def tensor(self, name):

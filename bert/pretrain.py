@@ -43,7 +43,7 @@ def define_flags():
 def _check_flags():
     cli.check_training_flags()
     # Each only where it is used: the reference evaluates with --num_train_steps=0.
-    used = ["num_train_steps", "shuffle_buffer_size"] * FLAGS.do_train + ["max_eval_steps"] * FLAGS.do_eval
+    used = (["num_train_steps", "shuffle_buffer_size"] if FLAGS.do_train else []) + (["max_eval_steps"] if FLAGS.do_eval else [])
     for name in used:
         if FLAGS[name].value < 1:
             raise InputError(f"--{name} must be at least 1, got {FLAGS[name].value}")

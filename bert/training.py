@@ -428,6 +428,7 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None,
     # Every rank stops with the chief rather than wait for it in the first collective of training.
     if int(replicas.all_sum([tf.constant(1 if busy else 0, tf.int64)])[0]):
         raise busy or InputError(f"--output_dir: {output_dir} is in use by another training process (rank 0 found it locked)")
+    recorded = False
     if (saved or exported) and os.path.exists(path):
         previous = _read_run_record(output_dir, strict=True)
         legacy = "global_batch_size" not in previous
@@ -437,8 +438,6 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None,
         recorded = not legacy
     elif saved:
         raise InputError(f"--output_dir: {output_dir} holds checkpoints of another run (no {RUN_FILE}); use another --output_dir")
-    else:
-        recorded = False
     if chief:
         # Once the run is known to be this one (a refused command changes nothing): what a run killed while writing
         # its results, features or export left, as large as those and never read.
