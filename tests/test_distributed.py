@@ -1,9 +1,11 @@
-"""Data parallelism for real: two ranks under horovodrun (Gloo) and two tf.distribute workers on this machine."""
+"""Data parallelism for real: two ranks under horovodrun (Gloo), on this machine and across two over ssh, and two
+tf.distribute workers."""
 
 import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -67,6 +69,64 @@ def test_horovod_two_ranks_equal_single_process_on_the_union(records_dir, tmp_pa
                              str(records_dir), str(tmp_path)], capture_output=True, text=True, env=_env(), timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     _assert_ranks_agree_with_union(tmp_path, records_dir)
+
+
+@pytest.fixture
+def second_machine(tmp_path):
+    """Another machine for horovodrun: an sshd of the test's own on 127.0.0.2, an address of the loopback network
+    that is not one of this machine's, so horovodrun starts the ranks placed there over ssh, as on another host.
+    Yields (host, ssh port, a directory to put first on PATH): its `ssh` logs in with the test's key and leaves
+    the user's known_hosts alone."""
+    sshd, ssh = "/usr/sbin/sshd", shutil.which("ssh")
+    if not (os.access(sshd, os.X_OK) and ssh):
+        unavailable("OpenSSH's server and client are not installed (.ci/run installs them)")
+    if os.geteuid() != 0:
+        unavailable("sshd is started as root (its privilege separation)")
+    directory = tmp_path / "ssh"
+    directory.mkdir()
+    for key in ("host_key", "user_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", directory / key], check=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        port = s.getsockname()[1]
+    (directory / "sshd_config").write_text(
+        f"ListenAddress 127.0.0.2:{port}\nHostKey {directory / 'host_key'}\n"
+        f"AuthorizedKeysFile {directory / 'user_key.pub'}\nPidFile {directory / 'sshd.pid'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n")
+    os.makedirs("/run/sshd", exist_ok=True)
+    server = subprocess.Popen([sshd, "-D", "-f", directory / "sshd_config", "-E", directory / "sshd.log"])
+    try:
+        wait_for(directory / "sshd.pid", server, timeout=30)
+        client = directory / "ssh"
+        client.write_text(f'#!/bin/sh\nexec {ssh} -i {directory / "user_key"} -o UserKnownHostsFile=/dev/null '
+                          '-o LogLevel=ERROR "$@"\n')
+        client.chmod(0o755)
+        yield "127.0.0.2", port, directory
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_horovod_across_two_machines_over_ssh_trains_as_on_one(records_dir, small_config, tmp_path, second_machine):
+    """The README's command across machines: `bert-pretrain` found on the other machine through the PATH horovodrun
+    passes on, its rank meeting rank 0 over the network, and the weights bit for bit those of the same run on one."""
+    runner = horovodrun()
+    host, port, ssh_directory = second_machine
+    env = dict(_env(), PATH=os.pathsep.join([str(ssh_directory), str(Path(sys.executable).parent), os.environ["PATH"]]))
+    exports = []
+    for hosts in ("localhost:2", f"localhost:1,{host}:1"):
+        out = tmp_path / hosts.replace(":", "_").replace(",", "+")
+        result = subprocess.run(
+            [runner, "--verbose", "-np", "2", "-H", hosts, "-p", str(port), "bert-pretrain", "--use_horovod",
+             *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=3", "--seed=7",
+                            "--deterministic")],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert result.stdout.count("trained to step 3 (Horovod, 2 ranks, global batch 16") == 1
+        exports.append((out / "bert_model.ckpt.data-00000-of-00001").read_bytes())
+    assert f"Remote host found: {host}" in result.stdout
+    assert "Accepted publickey" in (ssh_directory / "sshd.log").read_text()
+    assert exports[0] == exports[1]
 
 
 def _worker_addresses(count=2):
