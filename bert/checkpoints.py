@@ -96,6 +96,16 @@ def _other_format(directory):
         return ("; it holds Hugging Face's TensorFlow weights (tf_model.h5), which are not read: save the model with "
                 "safetensors (transformers' save_pretrained) and convert that with bert-convert --from=hf")
     if "saved_model.pb" in names:
+        # TF Hub's TF1 modules of BERT keep the reference's variables, under variables/variables.
+        variables = os.path.join(directory, "variables", "variables")
+        try:
+            reference_names = tf.train.load_checkpoint(variables).has_tensor("bert/embeddings/word_embeddings")
+        except READ_ERRORS:
+            reference_names = False
+        if reference_names:
+            vocab = os.path.join(directory, "assets", "vocab.txt")
+            return (f"; it is a TF Hub module whose variables are in the reference's names: give {variables}"
+                    + (f" (its vocabulary is {vocab})" if os.path.isfile(vocab) else ""))
         return ("; it is a SavedModel (as TF Hub serves), whose variables are not in the reference's names: take the "
                 "model's TF1 release (bert_model.ckpt) or its Hugging Face form (bert-convert --from=hf)")
     return ""

@@ -335,6 +335,19 @@ def test_a_model_in_another_format_is_named_with_the_way_to_a_checkpoint(tmp_pat
     (hub / "saved_model.pb").write_bytes(b"")
     with pytest.raises(InputError, match=f"^--init_checkpoint: no checkpoint found in directory {hub}; it is a SavedModel"):
         checkpoints.resolve_checkpoint(hub)
+    # TF Hub's TF1 modules of BERT hold the reference's variables, which load from where the message says.
+    weights = random_weights(CONFIG)
+    write_tf1_checkpoint(hub / "variables" / "variables", weights)
+    (hub / "assets").mkdir()
+    (hub / "assets" / "vocab.txt").write_text("[PAD]\n")
+    with pytest.raises(InputError, match=f"^--init_checkpoint: no checkpoint found in directory {hub}; it is a TF Hub "
+                                         f"module whose variables are in the reference's names: give "
+                                         f"{hub / 'variables' / 'variables'} \\(its vocabulary is "
+                                         f"{hub / 'assets' / 'vocab.txt'}\\)$"):
+        checkpoints.resolve_checkpoint(hub)
+    model = modeling.BertPretrainer(CONFIG)
+    checkpoints.load_weights(model.variables_by_name, hub / "variables" / "variables")
+    assert np.array_equal(model.variables_by_name["bert/pooler/dense/kernel"].numpy(), weights["bert/pooler/dense/kernel"])
     # A config named where the checkpoint goes: a file, not "not found".
     config = tmp_path / "bert_config.json"
     config.write_text("{}")
