@@ -23,25 +23,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 # Importing TensorFlow also imports Keras 3's optimizers, and through them all of Keras and matplotlib:
-# a quarter of every command's start-up (about a second), for nothing this package uses. TensorFlow
-# skips that while TF_USE_LEGACY_KERAS is set and tf_keras is absent; tf.keras, which reads the
-# variable only when first used, still gives Keras 3 once it is unset again.
+# a quarter of every command's start-up (about a second), for nothing this package uses (Horovod's
+# TensorFlow module loads Keras anyway). TensorFlow skips that while TF_USE_LEGACY_KERAS is set and
+# tf_keras is absent; tf.keras, which reads the variable only when first used, still gives Keras 3
+# once it is unset again.
 _keras_deferred = "TF_USE_LEGACY_KERAS" not in os.environ and importlib.util.find_spec("tf_keras") is None
-if _keras_deferred:
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-_saved_stderr = None if os.environ.get("BERT_TF_NOTICES") == "1" else os.dup(2)
-if _saved_stderr is not None:
-    _devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(_devnull, 2)
-    os.close(_devnull)
+_saved_stderr = None
 try:
+    if _keras_deferred:
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    if os.environ.get("BERT_TF_NOTICES") != "1":
+        _saved_stderr = os.dup(2)
+        _devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(_devnull, 2)
+        os.close(_devnull)
     import tensorflow as tf
 finally:
     if _saved_stderr is not None:
         os.dup2(_saved_stderr, 2)
         os.close(_saved_stderr)
     if _keras_deferred:
-        del os.environ["TF_USE_LEGACY_KERAS"]
+        os.environ.pop("TF_USE_LEGACY_KERAS", None)
 
 # TensorFlow rounds float32 matmul inputs to TF32 (10-bit mantissa) on Ampere and later GPUs unless told
 # not to; float32 here means the reference's float32, so TF32 is opt-in (the training commands' --allow_tf32).

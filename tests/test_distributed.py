@@ -75,36 +75,52 @@ def test_horovod_two_ranks_equal_single_process_on_the_union(records_dir, tmp_pa
 def second_machine(tmp_path):
     """Another machine for horovodrun: an sshd of the test's own on 127.0.0.2, an address of the loopback network
     that is not one of this machine's, so horovodrun starts the ranks placed there over ssh, as on another host.
-    Yields (host, ssh port, a directory to put first on PATH): its `ssh` logs in with the test's key and leaves
-    the user's known_hosts alone."""
+    Yields (host, ssh port, a directory to put first on PATH): its `ssh` logs in with the test's key alone, and
+    neither reads nor writes the user's ~/.ssh."""
     sshd, ssh = "/usr/sbin/sshd", shutil.which("ssh")
     if not (os.access(sshd, os.X_OK) and ssh):
         unavailable("OpenSSH's server and client are not installed (.ci/run installs them)")
-    if os.geteuid() != 0:
-        unavailable("sshd is started as root (its privilege separation)")
     directory = tmp_path / "ssh"
     directory.mkdir()
     for key in ("host_key", "user_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", directory / key], check=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.2", 0))
-        port = s.getsockname()[1]
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.2", 0))
+            port = s.getsockname()[1]
+    except OSError as e:
+        unavailable(f"127.0.0.2 is not a loopback address here: {e}")
+    log = directory / "sshd.log"
     (directory / "sshd_config").write_text(
         f"ListenAddress 127.0.0.2:{port}\nHostKey {directory / 'host_key'}\n"
         f"AuthorizedKeysFile {directory / 'user_key.pub'}\nPidFile {directory / 'sshd.pid'}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n")
-    os.makedirs("/run/sshd", exist_ok=True)
-    server = subprocess.Popen([sshd, "-D", "-f", directory / "sshd_config", "-E", directory / "sshd.log"])
+    if os.geteuid() == 0:
+        # sshd run as root confines its unprivileged child there; nothing makes it in a container.
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    server = subprocess.Popen([sshd, "-D", "-f", directory / "sshd_config", "-E", log])
     try:
-        wait_for(directory / "sshd.pid", server, timeout=30)
+        try:
+            wait_for(directory / "sshd.pid", server, timeout=30)
+        except AssertionError as e:
+            unavailable(f"sshd did not start: {e}: {log.read_text().strip() if log.exists() else ''}")
         client = directory / "ssh"
-        client.write_text(f'#!/bin/sh\nexec {ssh} -i {directory / "user_key"} -o UserKnownHostsFile=/dev/null '
+        client.write_text(f'#!/bin/sh\nexec {ssh} -F /dev/null -i {directory / "user_key"} -o IdentitiesOnly=yes '
+                          '-o IdentityAgent=none -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null '
                           '-o LogLevel=ERROR "$@"\n')
         client.chmod(0o755)
+        # sshd without PAM refuses an account whose password is locked, as root's is on some systems.
+        login = subprocess.run([client, "-p", str(port), "127.0.0.2", "true"], capture_output=True, text=True, timeout=60)
+        if login.returncode != 0:
+            unavailable(f"cannot log in to the test's sshd: {login.stderr.strip()} {log.read_text().strip()}")
         yield "127.0.0.2", port, directory
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def test_horovod_across_two_machines_over_ssh_trains_as_on_one(records_dir, small_config, tmp_path, second_machine):
@@ -121,7 +137,8 @@ def test_horovod_across_two_machines_over_ssh_trains_as_on_one(records_dir, smal
              *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=3", "--seed=7",
                             "--deterministic")],
             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert result.returncode == 0, (result.stdout[-3000:] + result.stderr[-3000:]
+                                        + (ssh_directory / "sshd.log").read_text()[-2000:])
         assert result.stdout.count("trained to step 3 (Horovod, 2 ranks, global batch 16") == 1
         exports.append((out / "bert_model.ckpt.data-00000-of-00001").read_bytes())
     assert f"Remote host found: {host}" in result.stdout
