@@ -80,6 +80,14 @@ def test_dockerfile_lints_clean_and_builds_what_it_should(name):
     base = next(line for line in text.splitlines() if line.startswith("ARG BASE_IMAGE="))
     assert ("nvidia/cuda:" if flavour == "gpu" else "rocm/tensorflow:") in base
     assert flavour != "rocm" or "tf2.21" in base
+    # The set-up (TensorFlow, Horovod) before the sources: a change to them does not build it again.
+    assert text.index("RUN bin/setup") < text.index("COPY --chown=10001:10001 bert ./bert")
+    assert "COPY --chown=10001:10001 bert/__init__.py" in text.split("RUN bin/setup")[0]
+    # The CUDA base image holds its NCCL packages at its CUDA's version: apt-get naming them fails on the hold.
+    installed = text.split("apt-get install", 1)[1].split("&&", 1)[0]
+    assert "nccl" not in installed and "openssh-server" in installed
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv" in ignored and ".git" in ignored
 
 
 def docker_pretrain(*args):
@@ -96,7 +104,8 @@ def test_docker_pretrain_dry_run_shows_the_run_it_would_do():
                              "--steps=30", "--precision=bf16", "--xla")
     assert result.returncode == 0, result.stderr
     build, run = result.stdout.strip().splitlines()
-    assert f"docker build -f {ROOT}/Dockerfile.rocm -t bert:rocm" in build
+    # Built every time (only the layers of changed files are built again), never an image of older sources.
+    assert shlex.split(build) == ["docker", "build", "-f", f"{ROOT}/Dockerfile.rocm", "-t", "bert:rocm", str(ROOT)]
     words = shlex.split(run)
     assert words[:3] == ["docker", "run", "--rm"] and "--device=/dev/kfd" in words and "bert:rocm" in words
     script = words[-1]
@@ -115,6 +124,11 @@ def test_docker_pretrain_dry_run_shows_the_run_it_would_do():
     if shutil.which("nvidia-smi") is None:
         assert "-np 1 -H localhost:1" in words[-1]
     assert "--train_batch_size=32" in words[-1] and "--amp_dtype=float16" in words[-1]
+
+    based = docker_pretrain("--dry-run", "--image=rocm", "--base-image=rocm/tensorflow:rocm7.0-tf2.21 custom")
+    assert based.returncode == 0, based.stderr
+    assert shlex.split(based.stdout.splitlines()[0])[-3:] == ["--build-arg", "BASE_IMAGE=rocm/tensorflow:rocm7.0-tf2.21 custom",
+                                                             str(ROOT)]
 
     tf32 = docker_pretrain("--dry-run", "--precision=tf32")
     assert tf32.returncode == 0, tf32.stderr
