@@ -276,3 +276,27 @@ def test_an_unknown_flag_in_a_flag_file_is_refused_naming_the_file(tmp_path):
     result = run_cli("vocab", f"--flagfile={outer}", "--input_file=corpus.txt")
     assert_clean_failure(result, f"Unknown command line flag 'min_frequncy'. Did you mean: min_frequency ? (in --flagfile {inner})")
     assert not (tmp_path / "vocab.txt").exists()
+
+
+def test_setup_for_horovod_on_a_gpu_names_a_missing_nvcc_or_nccl_before_installing_anything(tmp_path):
+    for name in ("setup.cfg", "pyproject.toml", "bin/setup"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    system_path = "/usr/bin:/bin"
+    if shutil.which("nvcc", path=system_path):
+        pytest.skip(f"nvcc is installed in {system_path}, so a machine without it cannot be shown here")
+    env = {"PATH": system_path, "HOME": str(tmp_path), "PYTHON": sys.executable}
+
+    def setup(**more):
+        return subprocess.run([str(tmp_path / "bin/setup"), "--flavour=gpu", "--with-horovod"], capture_output=True,
+                              text=True, env=dict(env, **more), timeout=60)
+
+    assert_clean_failure(setup(CUDA_HOME=str(tmp_path / "no-cuda")), "bin/setup: error:", "nvcc", "Dockerfile.cuda")
+    assert not (tmp_path / ".venv").exists()
+    toolkit = Path("/usr/local/cuda")
+    if not (toolkit / "bin" / "nvcc").exists():
+        pytest.skip("no CUDA toolkit in /usr/local/cuda to get past the nvcc check with")
+    if any(Path(d, "nccl.h").exists() for d in ("/usr/include", "/usr/local/include", toolkit / "include")):
+        pytest.skip("NCCL's header is installed, so a machine without it cannot be shown here")
+    assert_clean_failure(setup(CUDA_HOME=str(toolkit)), "bin/setup: error:", "nccl.h", "HOROVOD_NCCL_HOME")
+    assert not (tmp_path / ".venv").exists()
