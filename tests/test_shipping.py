@@ -300,3 +300,18 @@ def test_setup_for_horovod_on_a_gpu_names_a_missing_nvcc_or_nccl_before_installi
         pytest.skip("NCCL's header is installed, so a machine without it cannot be shown here")
     assert_clean_failure(setup(CUDA_HOME=str(toolkit)), "bin/setup: error:", "nccl.h", "HOROVOD_NCCL_HOME")
     assert not (tmp_path / ".venv").exists()
+
+
+def test_setup_for_rocm_refuses_a_python_whose_tensorflow_its_environment_would_not_see(tmp_path):
+    for name in ("setup.cfg", "pyproject.toml", "bin/setup"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    # This checkout's .venv python: TensorFlow is in the virtual environment, not in the installation it was made from.
+    base = subprocess.run([sys.executable, "-c", "import sys; print(sys.base_prefix)"], capture_output=True, text=True)
+    base_python = Path(base.stdout.strip()) / "bin" / "python3"
+    if subprocess.run([str(base_python), "-c", "import tensorflow"], capture_output=True).returncode == 0:
+        pytest.skip(f"{base_python}, which this checkout's .venv was made from, has TensorFlow too")
+    result = subprocess.run([str(tmp_path / "bin/setup"), "--flavour=rocm"], capture_output=True, text=True, timeout=120,
+                            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHON": sys.executable})
+    assert_clean_failure(result, "bin/setup: error: --flavour=rocm", sys.executable, "PYTHON")
+    assert not (tmp_path / ".venv").exists()
