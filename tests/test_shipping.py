@@ -1,5 +1,6 @@
 """What ships around the commands: the recipes in configs/, the Dockerfiles, bin/docker-pretrain, --help, the console scripts."""
 
+import contextlib
 import json
 import os
 import shlex
@@ -80,9 +81,9 @@ def test_dockerfile_lints_clean_and_builds_what_it_should(name):
     base = next(line for line in text.splitlines() if line.startswith("ARG BASE_IMAGE="))
     assert ("nvidia/cuda:" if flavour == "gpu" else "rocm/tensorflow:") in base
     assert flavour != "rocm" or "tf2.21" in base
-    # The set-up (TensorFlow, Horovod) before the sources: a change to them does not build it again.
-    assert text.index("RUN bin/setup") < text.index("COPY --chown=10001:10001 bert ./bert")
-    assert "COPY --chown=10001:10001 bert/__init__.py" in text.split("RUN bin/setup")[0]
+    # The set-up (TensorFlow, Horovod) before any of the sources: a change to them does not build it again.
+    before_setup, after_setup = text.split("RUN bin/setup")
+    assert "COPY --chown=10001:10001 bert" not in before_setup and "COPY --chown=10001:10001 bert ./bert" in after_setup
     # The CUDA base image holds its NCCL packages at its CUDA's version: apt-get naming them fails on the hold.
     installed = text.split("apt-get install", 1)[1].split("&&", 1)[0]
     assert "nccl" not in installed and "openssh-server" in installed
@@ -135,6 +136,31 @@ def test_docker_pretrain_dry_run_shows_the_run_it_would_do():
     values = pretrain_flags_of(shlex.split(tf32.stdout.strip().splitlines()[1])[-1])
     assert values["allow_tf32"] and "auto_mixed_precision" not in values
 
+
+
+def test_docker_pretrain_builds_again_on_the_base_of_the_image_already_there(tmp_path):
+    # No docker here: a stand-in answers the one question a dry run asks it, the base named in the existing image.
+    label = "org.opencontainers.image.base.name"
+    for name in ("Dockerfile.cuda", "Dockerfile.rocm"):
+        assert f"LABEL {label}=${{BASE_IMAGE}}" in (ROOT / name).read_text()
+    assert label in (ROOT / "bin" / "docker-pretrain").read_text()
+    docker = tmp_path / "docker"
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+
+    def build_line(answer, *args):
+        docker.write_text(f'#!/bin/sh\n[ "$1 $2" = "image inspect" ] && echo "{answer}"\n')
+        docker.chmod(0o755)
+        result = subprocess.run([str(ROOT / "bin" / "docker-pretrain"), "--dry-run", "--image=rocm", *args],
+                                capture_output=True, text=True, cwd=ROOT, env=env)
+        assert result.returncode == 0, result.stderr
+        return shlex.split(result.stdout.splitlines()[0])
+
+    assert build_line("rocm/tensorflow:rocm7.1-tf2.21")[-3:] == ["--build-arg", "BASE_IMAGE=rocm/tensorflow:rocm7.1-tf2.21",
+                                                                 str(ROOT)]
+    assert build_line("rocm/tensorflow:rocm7.1-tf2.21", "--base-image=rocm/tensorflow:other")[-2] == \
+        "BASE_IMAGE=rocm/tensorflow:other"
+    # An image without the label (or none at all): the Dockerfile's own base.
+    assert "--build-arg" not in build_line("<no value>")
 
 def test_docker_pretrain_counts_each_rocm_gpu_once(tmp_path):
     # rocm-smi --showid as ROCm 6 prints it for two GPUs: several lines for each.
@@ -278,18 +304,35 @@ def test_an_unknown_flag_in_a_flag_file_is_refused_naming_the_file(tmp_path):
     assert not (tmp_path / "vocab.txt").exists()
 
 
-def test_setup_for_horovod_on_a_gpu_names_a_missing_nvcc_or_nccl_before_installing_anything(tmp_path):
+def _setup_copy(directory):
+    """A project of bin/setup and the files it reads, in `directory`: a run goes no further than its checks there."""
     for name in ("setup.cfg", "pyproject.toml", "bin/setup"):
-        (tmp_path / name).parent.mkdir(exist_ok=True)
-        shutil.copy(ROOT / name, tmp_path / name)
+        (directory / name).parent.mkdir(exist_ok=True)
+        shutil.copy(ROOT / name, directory / name)
+
+    def setup(*args, env, timeout):
+        # Its own process group, all ended should it run on: a pip it started must not outlive the test.
+        process = subprocess.Popen([str(directory / "bin/setup"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, env=env, start_new_session=True)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    return setup
+
+
+def test_setup_for_horovod_on_a_gpu_names_a_missing_nvcc_or_nccl_before_installing_anything(tmp_path):
+    run_setup = _setup_copy(tmp_path)
     system_path = "/usr/bin:/bin"
     if shutil.which("nvcc", path=system_path):
         pytest.skip(f"nvcc is installed in {system_path}, so a machine without it cannot be shown here")
     env = {"PATH": system_path, "HOME": str(tmp_path), "PYTHON": sys.executable}
 
     def setup(**more):
-        return subprocess.run([str(tmp_path / "bin/setup"), "--flavour=gpu", "--with-horovod"], capture_output=True,
-                              text=True, env=dict(env, **more), timeout=60)
+        return run_setup("--flavour=gpu", "--with-horovod", env=dict(env, **more), timeout=60)
 
     assert_clean_failure(setup(CUDA_HOME=str(tmp_path / "no-cuda")), "bin/setup: error:", "nvcc", "Dockerfile.cuda")
     assert not (tmp_path / ".venv").exists()
@@ -303,15 +346,14 @@ def test_setup_for_horovod_on_a_gpu_names_a_missing_nvcc_or_nccl_before_installi
 
 
 def test_setup_for_rocm_refuses_a_python_whose_tensorflow_its_environment_would_not_see(tmp_path):
-    for name in ("setup.cfg", "pyproject.toml", "bin/setup"):
-        (tmp_path / name).parent.mkdir(exist_ok=True)
-        shutil.copy(ROOT / name, tmp_path / name)
+    run_setup = _setup_copy(tmp_path)
     # This checkout's .venv python: TensorFlow is in the virtual environment, not in the installation it was made from.
-    base = subprocess.run([sys.executable, "-c", "import sys; print(sys.base_prefix)"], capture_output=True, text=True)
-    base_python = Path(base.stdout.strip()) / "bin" / "python3"
+    base_python = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if sys.prefix == sys.base_prefix or not base_python.exists():
+        pytest.skip(f"the tests' python ({sys.executable}) is not in a virtual environment made from {base_python}")
     if subprocess.run([str(base_python), "-c", "import tensorflow"], capture_output=True).returncode == 0:
         pytest.skip(f"{base_python}, which this checkout's .venv was made from, has TensorFlow too")
-    result = subprocess.run([str(tmp_path / "bin/setup"), "--flavour=rocm"], capture_output=True, text=True, timeout=120,
-                            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHON": sys.executable})
+    result = run_setup("--flavour=rocm", timeout=120,
+                       env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHON": sys.executable})
     assert_clean_failure(result, "bin/setup: error: --flavour=rocm", sys.executable, "PYTHON")
     assert not (tmp_path / ".venv").exists()
