@@ -137,7 +137,6 @@ def test_docker_pretrain_dry_run_shows_the_run_it_would_do():
     assert values["allow_tf32"] and "auto_mixed_precision" not in values
 
 
-
 def test_docker_pretrain_builds_again_on_the_base_of_the_image_already_there(tmp_path):
     # No docker here: a stand-in answers the one question a dry run asks it, the base named in the existing image.
     label = "org.opencontainers.image.base.name"
@@ -161,6 +160,7 @@ def test_docker_pretrain_builds_again_on_the_base_of_the_image_already_there(tmp
         "BASE_IMAGE=rocm/tensorflow:other"
     # An image without the label (or none at all): the Dockerfile's own base.
     assert "--build-arg" not in build_line("<no value>")
+
 
 def test_docker_pretrain_counts_each_rocm_gpu_once(tmp_path):
     # rocm-smi --showid as ROCm 6 prints it for two GPUs: several lines for each.
