@@ -9,7 +9,7 @@ Outputs in --output_dir: `eval_results.txt` (eval_accuracy, eval_loss, the task'
 global_step, loss), `test_results.tsv` (one line per test example: the class probabilities,
 tab-separated; the predicted score for a regression task), training checkpoints (a re-run resumes),
 TensorBoard logs, and the fine-tuned model as `bert_model.ckpt` + `bert_config.json`. MNLI's
-mismatched dev and test sets go to `eval_results_mismatched.txt` and `test_results_mismatched.tsv`.
+mismatched dev and test sets, where present, go to `eval_results_mismatched.txt` and `test_results_mismatched.tsv`.
 With --keep_best the model is evaluated on dev at every checkpoint and the best one is kept in
 OUTPUT_DIR/best/, which evaluation and prediction then use.
 
@@ -108,7 +108,7 @@ def resolve_task():
 
 def _training_set(task, tokenizer):
     """The training examples, and a fingerprint of everything their encoding depends on and its parts."""
-    (path,) = glue.split_paths(task, FLAGS.data_dir, "train", FLAGS.xnli_language)
+    (path,), _ = glue.split_paths(task, FLAGS.data_dir, "train", FLAGS.xnli_language)
     examples, skipped = glue.read_examples(task, path, "train", FLAGS.xnli_language)
     fingerprint, parts = fileio.fingerprint(
         {"training file": path, "vocabulary": cli.vocabulary_source()},
@@ -138,7 +138,10 @@ def _suffix(index, path):
 def _read_split(task, split, log):
     """(path, examples) for each file of a split; raises InputError naming a missing or malformed file."""
     files = []
-    for path in glue.split_paths(task, FLAGS.data_dir, split, FLAGS.xnli_language):
+    paths, absent = glue.split_paths(task, FLAGS.data_dir, split, FLAGS.xnli_language)
+    for path in absent:
+        log(f"note: --data_dir has no {os.path.basename(path)}: {split} is {os.path.basename(paths[0])} alone")
+    for path in paths:
         examples, skipped = glue.read_examples(task, path, split, FLAGS.xnli_language)
         if skipped:
             log(f"{os.path.basename(path)}: skipped {skipped} row(s) with missing fields")

@@ -140,12 +140,13 @@ def _column_index(column, header, path, what):
 
 
 def split_paths(task, data_dir, split, language="zh"):
-    """The files of a split (MNLI's dev and test have two); raises InputError naming a missing one."""
+    """(The files of a split, those of its optional files that are absent). A split's first file is required
+    (InputError naming it); MNLI's mismatched dev and test files are optional, as the reference reads the
+    matched ones alone."""
     paths = [os.path.join(data_dir, name.format(language=language)) for name in task.splits[split]]
-    for path in paths:
-        if not os.path.isfile(path):
-            raise InputError(f"--data_dir: {path} not found (task {task.name} needs it for {split})")
-    return paths
+    if not os.path.isfile(paths[0]):
+        raise InputError(f"--data_dir: {paths[0]} not found (task {task.name} needs it for {split})")
+    return [p for p in paths if os.path.isfile(p)], [p for p in paths[1:] if not os.path.isfile(p)]
 
 
 def read_examples(task, path, split, language="zh"):

@@ -248,6 +248,64 @@ def test_regression_task_writes_scores(small_config, uncased_vocab, tmp_path):
     assert "bert-classify: dev.tsv: skipped 1 row(s) with missing fields" in on_qqp.stderr.splitlines()
 
 
+def _write_mnli(path, examples, split):
+    """MNLI's layout of `split` (train: 12 columns, dev: 16 with five annotator labels, test: 10, no label), from
+    real sentence pairs with labels in turn."""
+    labels = ["contradiction", "entailment", "neutral"]
+    with open(path, "w", encoding="utf-8") as f:
+        extra = {"train": ["label1"], "dev": [f"label{i}" for i in range(1, 6)], "test": []}[split]
+        f.write("\t".join(["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+                           "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", *extra,
+                           *([] if split == "test" else ["gold_label"])]) + "\n")
+        for i, e in enumerate(examples):
+            label = labels[i % 3]
+            gold = [] if split == "test" else [label] * len(extra) + [label]
+            f.write("\t".join([str(i), str(i), f"{i}e", "fiction", "", "", "", "", e.text_a, e.text_b, *gold]) + "\n")
+
+
+def test_mnli_reads_its_mismatched_dev_and_test_files_where_present(small_config, uncased_vocab, tmp_path):
+    examples, _ = glue.read_examples(glue.get_task("mrpc"), shared_file("glue", "MRPC", "dev.tsv"), "dev")
+    data = tmp_path / "MNLI"
+    data.mkdir()
+    for name, chosen in (("train", examples[:96]), ("dev_matched", examples[100:140]), ("test_matched", examples[150:170])):
+        _write_mnli(data / f"{name}.tsv", chosen, name.split("_")[0])
+    out = tmp_path / "out"
+    # Matched files alone, as the reference reads them: the run says which files it goes without.
+    matched = run_cli("classify", *classify_args(data, small_config, uncased_vocab, out, "--do_train", "--do_eval",
+                                                 "--do_predict", "--num_train_epochs=0.7", "--learning_rate=1e-3",
+                                                 task="MNLI"))
+    assert matched.returncode == 0, matched.stderr
+    lines = matched.stderr.splitlines()
+    assert "bert-classify: note: --data_dir has no dev_mismatched.tsv: dev is dev_matched.tsv alone" in lines
+    assert "bert-classify: note: --data_dir has no test_mismatched.tsv: test is test_matched.tsv alone" in lines
+    assert sorted(p.name for p in out.glob("*_results*")) == ["eval_results.txt", "test_results.tsv"]
+    written = (out / "eval_results.txt").read_text()
+
+    # With the mismatched files, each is scored and predicted on its own, by the same model.
+    for name, chosen in (("dev_mismatched", examples[200:230]), ("test_mismatched", examples[240:255])):
+        _write_mnli(data / f"{name}.tsv", chosen, name.split("_")[0])
+    both = run_cli("classify", *classify_args(data, small_config, uncased_vocab, out, "--do_eval", "--do_predict",
+                                              task="MNLI"))
+    assert both.returncode == 0, both.stderr
+    assert "note:" not in both.stderr
+    assert (out / "eval_results.txt").read_text() == written
+    task = glue.get_task("mnli")
+    model = out / "bert_model.ckpt"
+    for suffix, rows in (("", 40), ("_mismatched", 30)):
+        results = dict(line.split(" = ") for line in (out / f"eval_results{suffix}.txt").read_text().splitlines())
+        assert sorted(results) == ["eval_accuracy", "eval_loss", "global_step", "loss"]
+        logits, labels = _logits(model, task, data / f"dev{suffix or '_matched'}.tsv", "dev", uncased_vocab)
+        assert len(labels) == rows
+        assert float(results["eval_accuracy"]) == pytest.approx(np.mean(logits.argmax(-1) == labels), abs=1e-6)
+    for suffix, rows in (("", 20), ("_mismatched", 15)):
+        probabilities = np.array([line.split("\t") for line in (out / f"test_results{suffix}.tsv").read_text().splitlines()],
+                                 dtype=np.float64)
+        logits, _ = _logits(model, task, data / f"test{suffix or '_matched'}.tsv", "test", uncased_vocab)
+        logits -= logits.max(-1, keepdims=True)
+        assert probabilities.shape == (rows, 3)
+        np.testing.assert_allclose(probabilities, np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), atol=1e-5)
+
+
 def test_a_tsv_run_is_bound_to_its_columns(small_config, uncased_vocab, tmp_path):
     mrpc = shared_file("glue", "MRPC")
     data = tmp_path / "pairs"

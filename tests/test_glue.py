@@ -89,7 +89,7 @@ def test_each_task_reads_its_glue_layout(tmp_path):
 def test_xnli_reads_multinli_train_and_filters_dev_by_language(tmp_path):
     task = glue.get_task("xnli")
     train = _write(tmp_path / "multinli" / "multinli.train.de.tsv", [["premise", "hypo", "label"], ["Ein Hund.", "Ein Tier.", "entailment"], ["Ja.", "Nein.", "contradictory"]])
-    assert glue.split_paths(task, tmp_path, "train", "de") == [str(train)]
+    assert glue.split_paths(task, tmp_path, "train", "de") == ([str(train)], [])
     examples, _ = glue.read_examples(task, train, "train", "de")
     assert [(e.text_a, e.label) for e in examples] == [("Ein Hund.", "entailment"), ("Ja.", "contradiction")]
     header = ["language", "gold_label", "a", "b", "c", "d", "sentence1", "sentence2"]
