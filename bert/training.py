@@ -15,9 +15,11 @@ SIGTERM loses nothing: it saves a checkpoint at the next step's end and exits (`
 """
 
 import contextlib
+import glob
 import json
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -534,6 +536,30 @@ class DataPosition:
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=self.keep + 1,
                                                   checkpoint_name="data")
 
+    @staticmethod
+    def prune_absent_ranks(output_dir, ranks, kept_steps):
+        """Removes the positions that ranks past the first `ranks` (of a run since resumed on fewer) saved at steps
+        whose model checkpoint is gone, and such a rank's folder once it holds none: nothing can restore them.
+        Those at a kept checkpoint stay, for a run taken back to it on as many ranks as before."""
+        root = os.path.join(output_dir, "data")
+        try:
+            names = os.listdir(root)
+        except OSError:
+            return
+        for name in names:
+            rank = re.fullmatch(r"rank-(\d+)", name)
+            if rank is None or int(rank[1]) < ranks:
+                continue
+            directory = os.path.join(root, name)
+            saved = {int(match[1]): path[:-len(".index")]
+                     for path in glob.glob(os.path.join(glob.escape(directory), "data-*.index"))
+                     if (match := re.fullmatch(r"data-(\d+)\.index", os.path.basename(path)))}
+            for step, prefix in saved.items():
+                if step not in kept_steps:
+                    checkpoints.remove_partial(prefix)
+            if not set(saved) & set(kept_steps):
+                shutil.rmtree(directory, ignore_errors=True)
+
     @classmethod
     def recorded_inputs(cls, path):
         """The input recorded beside the position saved at checkpoint `path` (decoded JSON), or None where an
@@ -791,6 +817,9 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                     if chief:
                         with _writing(step, manager, checkpoint=os.path.join(options.output_dir, f"ckpt-{step}")):
                             manager.save(checkpoint_number=step)
+                        if position:
+                            DataPosition.prune_absent_ranks(options.output_dir, replicas.size,
+                                                            {int(path.rsplit("-", 1)[1]) for path in manager.checkpoints})
                     saved_step = step
                     # Not at an unscheduled stop: the checkpoints it sees (classify's --keep_best) stay those
                     # of an uninterrupted run.

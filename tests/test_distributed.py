@@ -220,6 +220,15 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
     assert ("input position of rank 0 at step 6 is not restored (it was taken on other input files or another number "
             "of ranks); its input restarts, shuffled anew") in alone.stderr
     assert "trained to step 8 (single process, global batch 16" in alone.stdout
+    # Rank 1's positions stay while their model checkpoints do (the run may be taken back to one on 2 ranks), and go
+    # with them.
+    assert sorted(p.name for p in (out / "data" / "rank-1").glob("*.index")) == ["data-2.index", "data-6.index"]
+    fewer = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=10",
+                                               "--train_batch_size=16", "--scale_lr_by_world_size",
+                                               "--save_checkpoints_steps=2", "--keep_checkpoints=1"))
+    assert fewer.returncode == 0, fewer.stderr
+    assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-10.index"]
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0"]
 
 
 def _start_mirrored_pretrain(records_dir, config, out, *flags, chief_max_file_size=None, worker_out=None):
