@@ -143,16 +143,20 @@ def _readable_checkpoints(directory, checkpoint_name):
         match = re.fullmatch(rf"{re.escape(checkpoint_name)}-(\d+)\.index", entry)
         if match:
             steps.append(int(match.group(1)))
-    readable = []
-    for step in sorted(steps):
-        prefix = os.path.join(directory, f"{checkpoint_name}-{step}")
-        try:
-            tf.train.load_checkpoint(prefix)
-        except READ_ERRORS:
-            continue
-        if glob.glob(glob.escape(prefix) + ".data-*"):
-            readable.append(prefix)
-    return readable
+    prefixes = (os.path.join(directory, f"{checkpoint_name}-{step}") for step in sorted(steps))
+    return [prefix for prefix in prefixes if is_complete(prefix)]
+
+
+def is_complete(prefix):
+    """Whether checkpoint `prefix` was written to the end: TensorFlow stages the data in PREFIX_temp and writes the
+    index last, so a save cut short leaves that directory, or no index, or one it cannot read."""
+    if os.path.isdir(f"{prefix}_temp"):
+        return False
+    try:
+        tf.train.load_checkpoint(prefix)
+    except READ_ERRORS:
+        return False
+    return bool(glob.glob(glob.escape(prefix) + ".data-*"))
 
 
 def _checkpoint_state(directory, checkpoint_name):

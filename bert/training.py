@@ -870,12 +870,15 @@ def _last_good_checkpoint(output_dir):
 @contextlib.contextmanager
 def _writing(step, manager, checkpoint=None, what=None):
     """Turns a failed write after `step` (a full disk, a file-size limit) of the checkpoint prefix `checkpoint`, or
-    of `what`, into an InputError saying where the run resumes; a half-written checkpoint is removed first."""
+    of `what`, into an InputError saying where the run resumes; a half-written checkpoint is removed first. One
+    written whole is kept: TensorFlow records the `checkpoint` file, and removes the checkpoints past the number
+    to keep, once it is written, and a failure there would otherwise leave none with --keep_checkpoints=1."""
     try:
         yield
     except tf.errors.OpError as e:
         if checkpoint:
-            checkpoints.remove_partial(checkpoint)
+            if not checkpoints.is_complete(checkpoint):
+                checkpoints.remove_partial(checkpoint)
             what = f"checkpoint {checkpoint}"
         # From the disk: a failed write of the `checkpoint` file leaves the manager naming the one just removed.
         newest = checkpoints.newest_checkpoint(manager.directory)

@@ -364,6 +364,38 @@ def test_fit_stops_at_the_end_of_the_step_after_a_signal_and_saves_it(records_di
     assert signal.getsignal(signal.SIGTERM) == handler
 
 
+def test_a_checkpoint_written_whole_is_kept_when_recording_it_fails(records_dir, tmp_path):
+    # TensorFlow writes the `checkpoint` file (and removes checkpoints past --keep_checkpoints) after the checkpoint
+    # itself: a failure there must not take the complete checkpoint with it, the only one with --keep_checkpoints=1.
+    config = BertConfig.from_dict(SMALL_MODEL)
+    files = sorted(str(p) for p in records_dir.glob("*.tfrecord"))
+    dataset = pretraining.training_dataset(files, 4, SEQ, PREDICTIONS, seed=1)
+    state_file = tmp_path / "checkpoint"
+
+    def unrecordable(step):  # a directory in the `checkpoint` file's place: TensorFlow's rename onto it fails
+        if step == 2:
+            state_file.unlink()
+            (state_file / "in-the-way").mkdir(parents=True)
+
+    trainer = _trainer(config, output_dir=str(tmp_path), num_train_steps=6, save_checkpoints_steps=2, micro_batch_size=4,
+                       keep_checkpoints=1)
+    with pytest.raises(InputError) as failed:
+        training.fit(trainer, lambda _: dataset, trainer.options, distributed.Single(), log=lambda _: None,
+                     on_save=unrecordable, input_files=files)
+    assert str(failed.value).startswith(f"cannot write checkpoint {tmp_path / 'ckpt-4'} after step 4: ")
+    assert str(failed.value).endswith(f"; the newest checkpoint is {tmp_path / 'ckpt-4'}: run the same command again to "
+                                      "resume from it")
+    assert (tmp_path / "ckpt-4.index").exists()
+
+    shutil.rmtree(state_file)
+    lines = []
+    resumed = _trainer(config, output_dir=str(tmp_path), num_train_steps=6, save_checkpoints_steps=2, micro_batch_size=4,
+                       keep_checkpoints=1)
+    training.fit(resumed, lambda _: dataset, resumed.options, distributed.Single(), log=lines.append, input_files=files)
+    assert f"resuming from {tmp_path / 'ckpt-4'} (step 4)" in lines
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*.index")) == ["ckpt-6.index"]
+
+
 def test_a_rank_signalled_in_the_last_step_waits_for_the_chief_s_last_checkpoint(records_dir, tmp_path):
     # Launchers end every rank once one has exited: leaving at once could kill the chief while it saves. Under
     # horovodrun --gloo here the ranks' shutdown waits anyway (test_distributed runs it); this checks the order of
