@@ -136,8 +136,7 @@ def read_checkpoint_state(directory):
 
 
 def _readable_checkpoints(directory, checkpoint_name):
-    """The checkpoints `directory/checkpoint_name-N` whose index and data files are there and whose index
-    TensorFlow can read, by step: a save cut short leaves its index missing or unreadable."""
+    """The complete checkpoints `directory/checkpoint_name-N` (see is_complete), by step."""
     steps = []
     for entry in os.listdir(directory):
         match = re.fullmatch(rf"{re.escape(checkpoint_name)}-(\d+)\.index", entry)

@@ -135,12 +135,19 @@ def _suffix(index, path):
     return "_" + stem.split("_", 1)[-1]
 
 
+def _results_path(split, suffix):
+    """Where a dev file's results or a test file's predictions are written."""
+    return os.path.join(FLAGS.output_dir, f"eval_results{suffix}.txt" if split == "dev" else f"test_results{suffix}.tsv")
+
+
 def _read_split(task, split, log):
     """(path, examples) for each file of a split; raises InputError naming a missing or malformed file."""
     files = []
     paths, absent = glue.split_paths(task, FLAGS.data_dir, split, FLAGS.xnli_language)
     for path in absent:
-        log(f"note: --data_dir has no {os.path.basename(path)}: {split} is {os.path.basename(paths[0])} alone")
+        earlier = _results_path(split, _suffix(1, path))
+        left = f" ({os.path.basename(earlier)} of an earlier run is left as it was)" if os.path.exists(earlier) else ""
+        log(f"note: --data_dir has no {os.path.basename(path)}: {split} is {os.path.basename(paths[0])} alone{left}")
     for path in paths:
         examples, skipped = glue.read_examples(task, path, split, FLAGS.xnli_language)
         if skipped:
@@ -288,7 +295,7 @@ def main(argv):
         for suffix, arrays in dev.sets:
             results = dev.evaluate(arrays, FLAGS.eval_batch_size)
             results["global_step"] = step
-            path = os.path.join(FLAGS.output_dir, f"eval_results{suffix}.txt")
+            path = _results_path("dev", suffix)
             cli.write_results(path, results)
             shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in sorted(results.items()) if k.startswith("eval_"))
             summary.append(f"dev{suffix}: {shown} -> {path}")
@@ -297,7 +304,7 @@ def main(argv):
             arrays = classifier.encode_examples(examples, tokenizer, FLAGS.max_seq_length, task.labels, "encode test")
             logits = classifier.predict_logits(logits_function, arrays, FLAGS.predict_batch_size)
             rows = logits[:, :1] if task.is_regression else classifier.softmax(logits)
-            out = os.path.join(FLAGS.output_dir, f"test_results{_suffix(index, path)}.tsv")
+            out = _results_path("test", _suffix(index, path))
             with fileio.AtomicFile(out) as f:
                 for row in rows:
                     f.write("\t".join(str(value) for value in row) + "\n")

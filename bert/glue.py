@@ -144,9 +144,10 @@ def split_paths(task, data_dir, split, language="zh"):
     (InputError naming it); MNLI's mismatched dev and test files are optional, as the reference reads the
     matched ones alone."""
     paths = [os.path.join(data_dir, name.format(language=language)) for name in task.splits[split]]
-    if not os.path.isfile(paths[0]):
+    present = [path for path in paths if os.path.isfile(path)]
+    if paths[0] not in present:
         raise InputError(f"--data_dir: {paths[0]} not found (task {task.name} needs it for {split})")
-    return [p for p in paths if os.path.isfile(p)], [p for p in paths[1:] if not os.path.isfile(p)]
+    return present, [path for path in paths if path not in present]
 
 
 def read_examples(task, path, split, language="zh"):

@@ -539,16 +539,16 @@ class DataPosition:
     @staticmethod
     def prune_absent_ranks(output_dir, ranks, kept_steps):
         """Removes the positions that ranks past the first `ranks` (of a run since resumed on fewer) saved at steps
-        whose model checkpoint is gone, and such a rank's folder once it holds none: nothing can restore them.
-        Those at a kept checkpoint stay, for a run taken back to it on as many ranks as before."""
+        other than `kept_steps`, and such a rank's folder once it holds none: nothing can restore them. Those at
+        a kept model checkpoint they were saved with stay, for a run taken back to it on as many ranks as before."""
         root = os.path.join(output_dir, "data")
         try:
             names = os.listdir(root)
         except OSError:
             return
         for name in names:
-            rank = re.fullmatch(r"rank-(\d+)", name)
-            if rank is None or int(rank[1]) < ranks:
+            match = re.fullmatch(r"rank-(\d+)", name)
+            if match is None or int(match[1]) < ranks:
                 continue
             directory = os.path.join(root, name)
             saved = {int(match[1]): path[:-len(".index")]
@@ -557,7 +557,7 @@ class DataPosition:
             for step, prefix in saved.items():
                 if step not in kept_steps:
                     checkpoints.remove_partial(prefix)
-            if not set(saved) & set(kept_steps):
+            if not saved.keys() & kept_steps:
                 shutil.rmtree(directory, ignore_errors=True)
 
     @classmethod
@@ -818,8 +818,9 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
                         with _writing(step, manager, checkpoint=os.path.join(options.output_dir, f"ckpt-{step}")):
                             manager.save(checkpoint_number=step)
                         if position:
-                            DataPosition.prune_absent_ranks(options.output_dir, replicas.size,
-                                                            {int(path.rsplit("-", 1)[1]) for path in manager.checkpoints})
+                            # A position saved at this step by a rank now absent is of the run's other history.
+                            kept = {int(path.rsplit("-", 1)[1]) for path in manager.checkpoints} - {step}
+                            DataPosition.prune_absent_ranks(options.output_dir, replicas.size, kept)
                     saved_step = step
                     # Not at an unscheduled stop: the checkpoints it sees (classify's --keep_best) stay those
                     # of an uninterrupted run.
@@ -872,7 +873,11 @@ def _writing(step, manager, checkpoint=None, what=None):
     """Turns a failed write after `step` (a full disk, a file-size limit) of the checkpoint prefix `checkpoint`, or
     of `what`, into an InputError saying where the run resumes; a half-written checkpoint is removed first. One
     written whole is kept: TensorFlow records the `checkpoint` file, and removes the checkpoints past the number
-    to keep, once it is written, and a failure there would otherwise leave none with --keep_checkpoints=1."""
+    to keep, once it is written, and a failure there would otherwise leave none with --keep_checkpoints=1.
+    The staging directory (PREFIX_temp) a killed save left is removed first: TensorFlow's own removal of it after
+    the save would fail while it holds files, and the checkpoint would look half-written."""
+    if checkpoint:
+        shutil.rmtree(f"{checkpoint}_temp", ignore_errors=True)
     try:
         yield
     except tf.errors.OpError as e:
@@ -880,7 +885,7 @@ def _writing(step, manager, checkpoint=None, what=None):
             if not checkpoints.is_complete(checkpoint):
                 checkpoints.remove_partial(checkpoint)
             what = f"checkpoint {checkpoint}"
-        # From the disk: a failed write of the `checkpoint` file leaves the manager naming the one just removed.
+        # From the disk: after a failed write the manager's own list of checkpoints is not to be trusted.
         newest = checkpoints.newest_checkpoint(manager.directory)
         resume = (f"the newest checkpoint is {newest}: run the same command again to resume from it" if newest
                   else "no checkpoint was saved: run the same command again to start over")

@@ -305,6 +305,13 @@ def test_mnli_reads_its_mismatched_dev_and_test_files_where_present(small_config
         assert probabilities.shape == (rows, 3)
         np.testing.assert_allclose(probabilities, np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), atol=1e-5)
 
+    # Without it again, the mismatched results of the run before are not taken for this one's: the note says so.
+    (data / "dev_mismatched.tsv").unlink()
+    alone = run_cli("classify", *classify_args(data, small_config, uncased_vocab, out, "--do_eval", task="MNLI"))
+    assert alone.returncode == 0, alone.stderr
+    assert ("bert-classify: note: --data_dir has no dev_mismatched.tsv: dev is dev_matched.tsv alone "
+            "(eval_results_mismatched.txt of an earlier run is left as it was)") in alone.stderr.splitlines()
+
 
 def test_a_tsv_run_is_bound_to_its_columns(small_config, uncased_vocab, tmp_path):
     mrpc = shared_file("glue", "MRPC")

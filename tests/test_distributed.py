@@ -223,12 +223,16 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
     # Rank 1's positions stay while their model checkpoints do (the run may be taken back to one on 2 ranks), and go
     # with them.
     assert sorted(p.name for p in (out / "data" / "rank-1").glob("*.index")) == ["data-2.index", "data-6.index"]
-    fewer = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", "--num_train_steps=10",
-                                               "--train_batch_size=16", "--scale_lr_by_world_size",
-                                               "--save_checkpoints_steps=2", "--keep_checkpoints=1"))
-    assert fewer.returncode == 0, fewer.stderr
-    assert sorted(p.name for p in out.glob("ckpt-*.index")) == ["ckpt-10.index"]
-    assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0"]
+    for steps, keep, model, rank_1 in ((10, 3, [6, 8, 10], [6]), (12, 1, [12], None)):
+        fewer = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--do_train", f"--num_train_steps={steps}",
+                                                   "--train_batch_size=16", "--scale_lr_by_world_size",
+                                                   "--save_checkpoints_steps=2", f"--keep_checkpoints={keep}"))
+        assert fewer.returncode == 0, fewer.stderr
+        assert sorted(p.name for p in out.glob("ckpt-*.index")) == sorted(f"ckpt-{step}.index" for step in model)
+        if rank_1 is None:
+            assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0"]
+        else:
+            assert sorted(p.name for p in (out / "data" / "rank-1").glob("*.index")) == [f"data-{s}.index" for s in rank_1]
 
 
 def _start_mirrored_pretrain(records_dir, config, out, *flags, chief_max_file_size=None, worker_out=None):

@@ -365,12 +365,17 @@ def test_fit_stops_at_the_end_of_the_step_after_a_signal_and_saves_it(records_di
 
 
 def test_a_checkpoint_written_whole_is_kept_when_recording_it_fails(records_dir, tmp_path):
-    # TensorFlow writes the `checkpoint` file (and removes checkpoints past --keep_checkpoints) after the checkpoint
-    # itself: a failure there must not take the complete checkpoint with it, the only one with --keep_checkpoints=1.
+    # TensorFlow writes the `checkpoint` file, removes checkpoints past --keep_checkpoints and writes the file again
+    # after the checkpoint itself: a failure there must not take the complete checkpoint with it, the only one with
+    # --keep_checkpoints=1 once the others are removed. Here the first write of the file fails.
     config = BertConfig.from_dict(SMALL_MODEL)
     files = sorted(str(p) for p in records_dir.glob("*.tfrecord"))
     dataset = pretraining.training_dataset(files, 4, SEQ, PREDICTIONS, seed=1)
     state_file = tmp_path / "checkpoint"
+    # What an earlier save of ckpt-4, killed, left in its staging directory: no sign that this one is unfinished.
+    stale = tmp_path / "ckpt-4_temp" / "part-00000-of-00001.data-00000-of-00001.tempstate123"
+    stale.parent.mkdir()
+    stale.write_bytes(b"\0" * 64)
 
     def unrecordable(step):  # a directory in the `checkpoint` file's place: TensorFlow's rename onto it fails
         if step == 2:
@@ -385,7 +390,7 @@ def test_a_checkpoint_written_whole_is_kept_when_recording_it_fails(records_dir,
     assert str(failed.value).startswith(f"cannot write checkpoint {tmp_path / 'ckpt-4'} after step 4: ")
     assert str(failed.value).endswith(f"; the newest checkpoint is {tmp_path / 'ckpt-4'}: run the same command again to "
                                       "resume from it")
-    assert (tmp_path / "ckpt-4.index").exists()
+    assert (tmp_path / "ckpt-4.index").exists() and not stale.parent.exists()
 
     shutil.rmtree(state_file)
     lines = []
