@@ -216,20 +216,39 @@ def _manifest_for(path, manifests_in):
     only the manifest's shorter message is lost). `manifests_in` lists a directory's manifests; a caching one
     lets thousands of shards in one directory list it once.
     """
-    name = os.path.basename(path)
-    listing = [(written, candidate, entries[name], manifest)
-               for written, candidate, entries, manifest in manifests_in(os.path.dirname(os.path.abspath(path)))
-               if name in entries]
-    if not listing:
+    listing = _newest_listing(path, manifests_in)
+    if listing is None:
         return None, None
-    written, candidate, entry, manifest = max(listing, key=lambda listed: listed[:2])
-    size = entry.get("bytes")
-    if isinstance(size, int) and not isinstance(size, bool):
+    written, candidate, entry, manifest = listing
+    size = _listed_size(entry)
+    if size is not None:
         if size != os.path.getsize(path):
             return None, None
     elif written < os.stat(path).st_mtime_ns:
         return None, None
     return candidate, manifest
+
+
+def _newest_listing(path, manifests_in):
+    """(mtime, path, entry of `path`, body) of the newest bert-create-data manifest beside `path` listing it, or None."""
+    name = os.path.basename(path)
+    listing = [(written, candidate, entries[name], manifest)
+               for written, candidate, entries, manifest in manifests_in(os.path.dirname(os.path.abspath(path)))
+               if name in entries]
+    return max(listing, key=lambda listed: listed[:2]) if listing else None
+
+
+def _listed_size(entry):
+    size = entry.get("bytes")
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
+def _shorter_than_listed(path, manifests_in):
+    """Whether `path` is smaller than the newest manifest listing it says: cut short (an interrupted copy), or
+    made again since."""
+    listing = _newest_listing(path, manifests_in)
+    size = _listed_size(listing[2]) if listing else None
+    return size is not None and os.path.getsize(path) < size
 
 
 def _manifest_vocabularies(files):
@@ -286,7 +305,7 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
     """Checks the input files against the flags and the model before training; returns those holding records.
 
     Reads each file's manifest if it has one, and its first records (more of the first files), or all
-    of them with `every_record`: every frame's checksums, every feature present with the length the
+    of them with `every_record` or where the file is smaller than a manifest lists it: every frame's checksums, every feature present with the length the
     flags say, and every id within what the model has (vocabulary, segments, positions, the two
     next-sentence labels). An empty file is passed over, as the reference's create_pretraining_data.py
     writes them for a small corpus; no records at all is an error. bert-create-data's manifests are passed
@@ -303,7 +322,9 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
     manifests_in = functools.lru_cache(maxsize=None)(_manifests_in)
     shown = progress.bar(files, desc="checking records", unit="file", leave=False, disable=not every_record)
     for index, path in enumerate(shown):
-        if every_record:
+        # A file shorter than its manifest says is read to the end: TensorFlow's reader takes a file cut inside a
+        # record's length for its end, and would drop what follows without a word.
+        if every_record or _shorter_than_listed(path, manifests_in):
             sample = None
         else:
             sample = CHECKED_RECORDS_FIRST_FILES if index < FIRST_FILES else CHECKED_RECORDS_OTHER_FILES

@@ -1137,6 +1137,25 @@ def test_a_manifest_giving_sizes_speaks_for_records_of_that_size_however_old(rec
     assert pretraining.check_records([str(listed)], SEQ, PREDICTIONS, config) == [str(listed)]
 
 
+def test_records_cut_short_inside_a_length_past_the_checked_ones_are_refused_before_training(records_dir, small_config,
+                                                                                              tmp_path):
+    copied = tmp_path / "records"
+    shutil.copytree(records_dir, copied)
+    cut = copied / "part-00001-of-00002.tfrecord"
+    with open(cut, "rb") as stream:
+        sizes = [12 + len(data) + 4 for data in records.read_records(stream)]
+    late = pretraining.CHECKED_RECORDS_FIRST_FILES + 700
+    offset = sum(sizes[:late])
+    cut.write_bytes(cut.read_bytes()[:offset + 5])  # as an interrupted copy leaves it
+    # TensorFlow's reader takes it for the end of the file: the records past it would be dropped without a word.
+    assert sum(1 for _ in tf.data.TFRecordDataset(str(cut))) == late
+    result = run_cli("pretrain", *pretrain_args(copied, small_config, tmp_path / "out", "--do_train",
+                                                "--num_train_steps=2"))
+    assert_clean_failure(result, f"{cut}: corrupt or truncated TFRecord file: record {late} at byte {offset}: the file "
+                                 "ends inside its length")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_record_file_gone_while_training_reads_is_one_line_naming_it(records_dir, tmp_path):
     first, second = tmp_path / "a.tfrecord", tmp_path / "b.tfrecord"
     for path in (first, second):
