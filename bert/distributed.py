@@ -12,9 +12,11 @@ import functools
 import hashlib
 import json
 import os
+import signal
 import sys
 
 from bert.errors import InputError
+from bert.fileio import restore_signal_handlers
 from bert.tf import tf
 
 STRATEGIES = ("none", "horovod", "multi_worker_mirrored")
@@ -146,7 +148,7 @@ class MirroredWorkers:
         # The strategy starts TensorFlow's runtime, after which the visible devices are fixed; it would otherwise
         # take every GPU of the machine as a replica of this process.
         use_one_gpu(self.local_rank, self.local_size)
-        self._strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+        self._strategy = _joined_cluster(resolver)
         self.size = self._strategy.num_replicas_in_sync
         self.name = f"MultiWorkerMirroredStrategy, {self.size} workers"
         # For the broadcast's groups, of any length: traced for a first length, then for any, per dtype.
@@ -192,6 +194,23 @@ class MirroredWorkers:
 
     def barrier(self):
         self.all_sum([tf.constant(0.0)])
+
+
+def _joined_cluster(resolver):
+    """The MultiWorkerMirroredStrategy of `resolver`'s cluster, once every worker of it has started.
+
+    TensorFlow waits for them (up to an hour) without letting go of the interpreter, so Python's handler of
+    Ctrl-C would never run: until they have, Ctrl-C ends this process at once, before it has written anything.
+    TensorFlow also takes SIGTERM over for preemption notices, which this program does not use: whatever
+    handled it before (the default: ending the process) does again once the cluster is joined.
+    """
+    previous = {signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    finally:
+        restore_signal_handlers(previous)
 
 
 def differing_across_ranks(replicas, values):

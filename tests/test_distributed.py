@@ -158,6 +158,46 @@ def _worker_addresses(count=2):
             s.close()
 
 
+def test_a_worker_waiting_for_the_cluster_stops_on_ctrl_c_and_a_joined_one_on_sigterm():
+    # TensorFlow holds the interpreter while it waits for the other workers, and takes SIGTERM over for its preemption
+    # notices: a worker whose peer never came could be ended by SIGKILL alone.
+    import time
+
+    workers = _worker_addresses()
+    joined = "from bert import distributed; distributed.MirroredWorkers(); print('joined', flush=True); input()"
+
+    def start(index):
+        env = dict(_env(), TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+        return subprocess.Popen([sys.executable, "-c", joined], env=env, cwd=ROOT, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    alone = start(0)
+    try:
+        host, port = workers[0].split(":")
+        deadline = time.monotonic() + 120
+        while alone.poll() is None and time.monotonic() < deadline:  # listening: waiting for worker 1
+            with socket.socket() as probe:
+                if probe.connect_ex((host, int(port))) == 0:
+                    break
+            time.sleep(0.2)
+        time.sleep(1)
+        alone.send_signal(signal.SIGINT)
+        assert alone.wait(timeout=30) == -signal.SIGINT
+    finally:
+        alone.kill()
+
+    workers[:] = _worker_addresses()
+    pair = [start(0), start(1)]
+    try:
+        assert [p.stdout.readline() for p in pair] == ["joined\n", "joined\n"]
+        pair[1].send_signal(signal.SIGTERM)
+        assert pair[1].wait(timeout=30) == -signal.SIGTERM
+    finally:
+        for p in pair:
+            p.kill()
+            p.wait()
+
+
 def test_multi_worker_mirrored_two_workers_equal_single_process_on_the_union(records_dir, tmp_path):
     workers = _worker_addresses()
     processes = []
