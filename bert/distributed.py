@@ -14,9 +14,10 @@ import json
 import os
 import signal
 import sys
+import threading
 
 from bert.errors import InputError
-from bert.fileio import restore_signal_handlers
+from bert.fileio import restore_signal_handlers, unignored
 from bert.tf import tf
 
 STRATEGIES = ("none", "horovod", "multi_worker_mirrored")
@@ -199,14 +200,17 @@ class MirroredWorkers:
 def _joined_cluster(resolver):
     """The MultiWorkerMirroredStrategy of `resolver`'s cluster, once every worker of it has started.
 
-    TensorFlow waits for them (up to an hour) without letting go of the interpreter, so Python's handler of
-    Ctrl-C would never run: until they have, Ctrl-C ends this process at once, before it has written anything.
-    TensorFlow also takes SIGTERM over for preemption notices, which this program does not use: whatever
-    handled it before (the default: ending the process) does again once the cluster is joined.
+    TensorFlow waits for them (up to an hour) inside one call that does not return to Python, so Python's
+    handler of Ctrl-C would not run: until they have, Ctrl-C ends this process at once, before it has written
+    anything. TensorFlow also takes SIGTERM over for preemption notices, which this program does not use:
+    whatever handled it before (the default: ending the process) does again once the cluster is joined.
+    Signal handlers belong to the main thread: elsewhere they are left as they are.
     """
+    if threading.current_thread() is not threading.main_thread():
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     previous = {signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for number in unignored(signal.SIGINT):
+        previous[number] = signal.signal(number, signal.SIG_DFL)
     try:
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     finally:

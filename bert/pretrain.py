@@ -69,7 +69,7 @@ def main(argv):
     files = fileio.expand_inputs(FLAGS.input_file)
     fileio.warn_if_named_twice(files, log)
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
-    files = pretraining.check_records(files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config)
+    files = pretraining.check_records(files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config, log=log)
     record_check = (files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config, cli.rank_log())
     mixed = pretraining.vocabulary_mix_warning(files)
     if mixed:

@@ -216,7 +216,20 @@ def _manifest_for(path, manifests_in):
     only the manifest's shorter message is lost). `manifests_in` lists a directory's manifests; a caching one
     lets thousands of shards in one directory list it once.
     """
-    listing = _newest_listing(path, manifests_in)
+    return _speaking_manifest(path, _newest_listing(path, manifests_in))
+
+
+def _newest_listing(path, manifests_in):
+    """(mtime, path, entry of `path`, body) of the newest bert-create-data manifest beside `path` listing it, or None."""
+    name = os.path.basename(path)
+    listing = [(written, candidate, entries[name], manifest)
+               for written, candidate, entries, manifest in manifests_in(os.path.dirname(os.path.abspath(path)))
+               if name in entries]
+    return max(listing, key=lambda listed: listed[:2]) if listing else None
+
+
+def _speaking_manifest(path, listing):
+    """(path, body) of the manifest of `listing` (a _newest_listing) if it speaks for `path`, else (None, None)."""
     if listing is None:
         return None, None
     written, candidate, entry, manifest = listing
@@ -229,26 +242,16 @@ def _manifest_for(path, manifests_in):
     return candidate, manifest
 
 
-def _newest_listing(path, manifests_in):
-    """(mtime, path, entry of `path`, body) of the newest bert-create-data manifest beside `path` listing it, or None."""
-    name = os.path.basename(path)
-    listing = [(written, candidate, entries[name], manifest)
-               for written, candidate, entries, manifest in manifests_in(os.path.dirname(os.path.abspath(path)))
-               if name in entries]
-    return max(listing, key=lambda listed: listed[:2]) if listing else None
-
-
 def _listed_size(entry):
     size = entry.get("bytes")
     return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
-def _shorter_than_listed(path, manifests_in):
-    """Whether `path` is smaller than the newest manifest listing it says: cut short (an interrupted copy), or
-    made again since."""
-    listing = _newest_listing(path, manifests_in)
+def _listed_larger(path, listing):
+    """The size the manifest of `listing` (a _newest_listing) gives `path` where the file is smaller, else None:
+    cut short (an interrupted copy), or made again since."""
     size = _listed_size(listing[2]) if listing else None
-    return size is not None and os.path.getsize(path) < size
+    return size if size is not None and os.path.getsize(path) < size else None
 
 
 def _manifest_vocabularies(files):
@@ -301,12 +304,13 @@ def _is_manifest(path):
     return (name == records.MANIFEST_NAME or name.endswith(".manifest.json")) and _read_manifest(path) is not None
 
 
-def check_records(files, max_seq_length, max_predictions_per_seq, config, every_record=False):
+def check_records(files, max_seq_length, max_predictions_per_seq, config, every_record=False, log=None):
     """Checks the input files against the flags and the model before training; returns those holding records.
 
     Reads each file's manifest if it has one, and its first records (more of the first files), or all
-    of them with `every_record` or where the file is smaller than a manifest lists it: every frame's checksums, every feature present with the length the
-    flags say, and every id within what the model has (vocabulary, segments, positions, the two
+    of them with `every_record` or where the file is smaller than the newest manifest listing it says
+    (then `log` gets a warning if they check out): every frame's checksums, every feature present with the
+    length the flags say, and every id within what the model has (vocabulary, segments, positions, the two
     next-sentence labels). An empty file is passed over, as the reference's create_pretraining_data.py
     writes them for a small corpus; no records at all is an error. bert-create-data's manifests are passed
     over too, as a glob like 'records/*' matches them beside the records. Raises InputError naming the file.
@@ -322,13 +326,17 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
     manifests_in = functools.lru_cache(maxsize=None)(_manifests_in)
     shown = progress.bar(files, desc="checking records", unit="file", leave=False, disable=not every_record)
     for index, path in enumerate(shown):
-        # A file shorter than its manifest says is read to the end: TensorFlow's reader takes a file cut inside a
-        # record's length for its end, and would drop what follows without a word.
-        if every_record or _shorter_than_listed(path, manifests_in):
+        listing = _newest_listing(path, manifests_in)
+        # A file smaller than its manifest lists is read to the end: TensorFlow's reader takes a cut inside a
+        # record's length for the end of the file, so the records an interrupted copy lost would go unnoticed.
+        listed_size = _listed_larger(path, listing)
+        if every_record or listed_size:
             sample = None
+            if listed_size and log and os.path.getsize(path) > LONG_CHECK_BYTES:
+                log(f"{path} is smaller than {listing[1]} lists: checking every record of it")
         else:
             sample = CHECKED_RECORDS_FIRST_FILES if index < FIRST_FILES else CHECKED_RECORDS_OTHER_FILES
-        manifest_path, manifest = _manifest_for(path, manifests_in)
+        manifest_path, manifest = _speaking_manifest(path, listing)
         if manifest:
             for key, want in (("max_seq_length", max_seq_length), ("max_predictions_per_seq", max_predictions_per_seq)):
                 if manifest.get(key) != want:
@@ -365,6 +373,11 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
             raise InputError(f"{path}: {e}") from None
         except records.CorruptRecordError as e:
             raise InputError(f"{path}: corrupt or truncated TFRecord file: {e}") from None
+        if listed_size and log:
+            listed_records = listing[2].get("num_instances")
+            log(f"warning: {path} holds {count} records in {os.path.getsize(path)} bytes, where {listing[1]} lists "
+                f"{listed_records} in {listed_size}: cut short (an interrupted copy), or made again since? its records "
+                f"check out and are used")
         if count:
             holding_records.append(path)
     if not holding_records:

@@ -10,6 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -158,45 +160,54 @@ def _worker_addresses(count=2):
             s.close()
 
 
-def test_a_worker_waiting_for_the_cluster_stops_on_ctrl_c_and_a_joined_one_on_sigterm():
-    # TensorFlow holds the interpreter while it waits for the other workers, and takes SIGTERM over for its preemption
-    # notices: a worker whose peer never came could be ended by SIGKILL alone.
-    import time
-
+def test_a_worker_waiting_for_the_cluster_stops_on_ctrl_c_and_a_joined_one_on_sigterm(tmp_path):
+    # TensorFlow waits for the other workers inside one call that does not return to Python, and takes SIGTERM over
+    # for its preemption notices: a worker whose peer never came could be ended by SIGKILL alone.
     workers = _worker_addresses()
     joined = "from bert import distributed; distributed.MirroredWorkers(); print('joined', flush=True); input()"
 
     def start(index):
         env = dict(_env(), TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
-        return subprocess.Popen([sys.executable, "-c", joined], env=env, cwd=ROOT, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        with open(tmp_path / f"worker-{index}.log", "w") as log:
+            return subprocess.Popen([sys.executable, "-c", joined], env=env, cwd=ROOT, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=log, text=True)
+
+    def first_line(process):
+        lines = []
+        reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout=120)
+        return lines[0] if lines else None
+
+    def stop(processes):
+        for process in processes:
+            process.kill()
+            process.wait()
+            process.stdin.close()
+            process.stdout.close()
 
     alone = start(0)
     try:
         host, port = workers[0].split(":")
-        deadline = time.monotonic() + 120
-        while alone.poll() is None and time.monotonic() < deadline:  # listening: waiting for worker 1
+        deadline, listening = time.monotonic() + 120, False
+        while not listening and alone.poll() is None and time.monotonic() < deadline:  # waiting for worker 1 there
             with socket.socket() as probe:
-                if probe.connect_ex((host, int(port))) == 0:
-                    break
+                listening = probe.connect_ex((host, int(port))) == 0
             time.sleep(0.2)
-        time.sleep(1)
+        assert listening and alone.poll() is None, (tmp_path / "worker-0.log").read_text()[-3000:]
         alone.send_signal(signal.SIGINT)
         assert alone.wait(timeout=30) == -signal.SIGINT
     finally:
-        alone.kill()
+        stop([alone])
 
     workers[:] = _worker_addresses()
     pair = [start(0), start(1)]
     try:
-        assert [p.stdout.readline() for p in pair] == ["joined\n", "joined\n"]
+        assert [first_line(p) for p in pair] == ["joined\n", "joined\n"], (tmp_path / "worker-1.log").read_text()[-3000:]
         pair[1].send_signal(signal.SIGTERM)
         assert pair[1].wait(timeout=30) == -signal.SIGTERM
     finally:
-        for p in pair:
-            p.kill()
-            p.wait()
-
+        stop(pair)
 
 def test_multi_worker_mirrored_two_workers_equal_single_process_on_the_union(records_dir, tmp_path):
     workers = _worker_addresses()
