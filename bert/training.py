@@ -551,9 +551,9 @@ class DataPosition:
             if match is None or int(match[1]) < ranks:
                 continue
             directory = os.path.join(root, name)
-            saved = {int(match[1]): path[:-len(".index")]
+            saved = {int(step[1]): path[:-len(".index")]
                      for path in glob.glob(os.path.join(glob.escape(directory), "data-*.index"))
-                     if (match := re.fullmatch(r"data-(\d+)\.index", os.path.basename(path)))}
+                     if (step := re.fullmatch(r"data-(\d+)\.index", os.path.basename(path)))}
             for step, prefix in saved.items():
                 if step not in kept_steps:
                     checkpoints.remove_partial(prefix)
