@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -164,27 +163,19 @@ def test_a_worker_waiting_for_the_cluster_stops_on_ctrl_c_and_a_joined_one_on_si
     # TensorFlow waits for the other workers inside one call that does not return to Python, and takes SIGTERM over
     # for its preemption notices: a worker whose peer never came could be ended by SIGKILL alone.
     workers = _worker_addresses()
-    joined = "from bert import distributed; distributed.MirroredWorkers(); print('joined', flush=True); input()"
+    joined = ("import signal, sys; from bert import distributed; distributed.MirroredWorkers(); "
+              "open(sys.argv[1], 'w').close(); signal.pause()")
 
     def start(index):
         env = dict(_env(), TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
         with open(tmp_path / f"worker-{index}.log", "w") as log:
-            return subprocess.Popen([sys.executable, "-c", joined], env=env, cwd=ROOT, stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=log, text=True)
-
-    def first_line(process):
-        lines = []
-        reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout=120)
-        return lines[0] if lines else None
+            return subprocess.Popen([sys.executable, "-c", joined, str(tmp_path / f"joined-{index}")], env=env, cwd=ROOT,
+                                    stdout=log, stderr=log)
 
     def stop(processes):
         for process in processes:
             process.kill()
             process.wait()
-            process.stdin.close()
-            process.stdout.close()
 
     alone = start(0)
     try:
@@ -203,11 +194,13 @@ def test_a_worker_waiting_for_the_cluster_stops_on_ctrl_c_and_a_joined_one_on_si
     workers[:] = _worker_addresses()
     pair = [start(0), start(1)]
     try:
-        assert [first_line(p) for p in pair] == ["joined\n", "joined\n"], (tmp_path / "worker-1.log").read_text()[-3000:]
+        for index, process in enumerate(pair):
+            wait_for(tmp_path / f"joined-{index}", process)
         pair[1].send_signal(signal.SIGTERM)
         assert pair[1].wait(timeout=30) == -signal.SIGTERM
     finally:
         stop(pair)
+
 
 def test_multi_worker_mirrored_two_workers_equal_single_process_on_the_union(records_dir, tmp_path):
     workers = _worker_addresses()
