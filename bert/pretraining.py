@@ -308,12 +308,13 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
     """Checks the input files against the flags and the model before training; returns those holding records.
 
     Reads each file's manifest if it has one, and its first records (more of the first files), or all
-    of them with `every_record` or where the file is smaller than the newest manifest listing it says
-    (then `log` gets a warning if they check out): every frame's checksums, every feature present with the
-    length the flags say, and every id within what the model has (vocabulary, segments, positions, the two
-    next-sentence labels). An empty file is passed over, as the reference's create_pretraining_data.py
-    writes them for a small corpus; no records at all is an error. bert-create-data's manifests are passed
-    over too, as a glob like 'records/*' matches them beside the records. Raises InputError naming the file.
+    of them with `every_record`, where the file does not end with a whole record, or where it is smaller
+    than the newest manifest listing it says (then `log` gets a warning if they check out): every frame's
+    checksums, every feature present with the length the flags say, and every id within what the model has
+    (vocabulary, segments, positions, the two next-sentence labels). An empty file is passed over, as the
+    reference's create_pretraining_data.py writes them for a small corpus; no records at all is an error.
+    bert-create-data's manifests are passed over too, as a glob like 'records/*' matches them beside the
+    records. Raises InputError naming the file.
     """
     manifests = [path for path in files if _is_manifest(path)]
     if manifests and len(manifests) == len(files):
@@ -330,10 +331,13 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
         # A file smaller than its manifest lists is read to the end: TensorFlow's reader takes a cut inside a
         # record's length for the end of the file, so the records an interrupted copy lost would go unnoticed.
         listed_size = _listed_larger(path, listing)
-        if every_record or listed_size:
+        # The same where the file ends inside a record, manifest or none: a cut found from its end in a few reads.
+        cut = not every_record and not listed_size and not _ends_on_record(path)
+        if every_record or listed_size or cut:
             sample = None
-            if listed_size and log and os.path.getsize(path) > LONG_CHECK_BYTES:
-                log(f"{path} is smaller than {listing[1]} lists: checking every record of it")
+            if log and not every_record and os.path.getsize(path) > LONG_CHECK_BYTES:
+                why = f"is smaller than {listing[1]} lists" if listed_size else "does not end with a whole record"
+                log(f"{path} {why}: checking every record of it")
         else:
             sample = CHECKED_RECORDS_FIRST_FILES if index < FIRST_FILES else CHECKED_RECORDS_OTHER_FILES
         manifest_path, manifest = _speaking_manifest(path, listing)
@@ -406,6 +410,11 @@ def damage_located(files, max_seq_length, max_predictions_per_seq, config, log, 
         check_records(ordered, max_seq_length, max_predictions_per_seq, config, every_record=True)
         raise InputError(f"{e} (yet every record of the {len(files)} input file(s) checks out now: did one change "
                          "while the run read it?)") from None
+
+
+def _ends_on_record(path):
+    with open(path, "rb") as stream:
+        return records.ends_on_record(stream, os.fstat(stream.fileno()).st_size)
 
 
 def _value_limits(config, max_seq_length):

@@ -12,6 +12,7 @@ import os
 import struct
 
 import google_crc32c
+import numpy as np
 
 from bert import fileio
 
@@ -162,6 +163,51 @@ def read_records(stream):
         yield data
         index += 1
         offset += 12 + length + 4
+
+
+# How far from its end a file is searched for the start of its last record: the first span holds a pre-training
+# record of any sequence length; the second is searched only where the first holds none.
+TAIL_SPANS = (1 << 16, 1 << 24)
+
+
+def ends_on_record(stream, size):
+    """Whether the `size`-byte binary stream ends with a whole TFRecord, found from the end, in a few reads.
+
+    A file cut short ends inside a record nearly always (a cut between two records is whole records,
+    fewer of them); checking that needs no walk from its start, as the last record's length field says how
+    far it is from the end: a start is any place holding that length, its length's checksum and its data's.
+    False where none is found within TAIL_SPANS' last span: a cut file, or a record larger than that span.
+    """
+    if size == 0:
+        return True
+    for span in TAIL_SPANS:
+        span = min(span, size)
+        stream.seek(size - span)
+        tail = stream.read(span)
+        if _last_record_start(tail) is not None:
+            return True
+        if span == size:
+            return False
+    return False
+
+
+def _last_record_start(tail):
+    """The index in `tail` where a TFRecord reaching exactly to its end starts, or None."""
+    if len(tail) < 16:
+        return None
+    candidates = []
+    for alignment in range(8):
+        values = np.frombuffer(tail, dtype="<u8", count=(len(tail) - alignment) // 8, offset=alignment)
+        starts = alignment + 8 * np.arange(len(values), dtype=np.int64)
+        lengths = len(tail) - 16 - starts
+        fits = lengths >= 0
+        candidates.extend(starts[fits][values[fits] == lengths[fits].astype(np.uint64)].tolist())
+    for start in sorted(candidates):
+        header, body = tail[start:start + 12], tail[start + 12:-4]
+        if (_masked_crc(header[:8]) == struct.unpack("<I", header[8:])[0]
+                and _masked_crc(body) == struct.unpack("<I", tail[-4:])[0]):
+            return start
+    return None
 
 
 class RecordSink(fileio.CommitOrAbort):

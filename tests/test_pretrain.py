@@ -2,6 +2,7 @@
 
 import fcntl
 import gzip
+import io
 import itertools
 import json
 import os
@@ -1163,6 +1164,49 @@ def test_records_cut_short_inside_a_length_past_the_checked_ones_are_refused_bef
     assert (f"bert-pretrain: warning: {cut} holds {late} records in {offset} bytes, where {copied / records.MANIFEST_NAME} "
             f"lists {len(sizes)} in {len(whole)}: cut short (an interrupted copy), or made again since? its records check "
             "out and are used") in result.stderr.splitlines()
+
+
+def test_a_record_file_is_judged_whole_from_its_end(records_dir):
+    data = (records_dir / "part-00000-of-00002.tfrecord").read_bytes()
+    with open(records_dir / "part-00000-of-00002.tfrecord", "rb") as stream:
+        ends = list(itertools.accumulate(12 + len(record) + 4 for record in records.read_records(stream)))
+    assert ends[-1] == len(data) and len(ends) > 100
+    cuts = {cut for end in [0] + ends[:40] + ends[-40:] for cut in range(end - 17, end + 18) if 0 <= cut <= len(data)}
+    for cut in sorted(cuts):
+        assert records.ends_on_record(io.BytesIO(data[:cut]), cut) == (cut in {0, *ends}), cut
+    # A record past the first span searched is found in the second; one past both is not.
+    large = records.frame_record(bytes(records.TAIL_SPANS[0]))
+    assert records.ends_on_record(io.BytesIO(data + large), len(data) + len(large))
+    huge = records.frame_record(bytes(records.TAIL_SPANS[1]))
+    assert not records.ends_on_record(io.BytesIO(huge), len(huge))
+
+
+def test_records_without_a_manifest_cut_past_the_checked_ones_are_refused_before_training(records_dir, small_config,
+                                                                                          tmp_path):
+    source = records_dir / "part-00001-of-00002.tfrecord"
+    with open(source, "rb") as stream:
+        sizes = [12 + len(data) + 4 for data in records.read_records(stream)]
+    late = pretraining.CHECKED_RECORDS_FIRST_FILES + 700
+    offset = sum(sizes[:late])
+    whole = source.read_bytes()
+    cut = tmp_path / "reference.tfrecord"  # as the reference's script writes them: no manifest
+    cut.write_bytes(whole[:offset + 5])
+    assert sum(1 for _ in tf.data.TFRecordDataset(str(cut))) == late
+    out = tmp_path / "out"
+    result = run_cli("pretrain", f"--input_file={cut}", f"--output_dir={out}", f"--bert_config_file={small_config}",
+                     f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}", "--do_train",
+                     "--num_train_steps=2")
+    assert_clean_failure(result, f"{cut}: corrupt or truncated TFRecord file: record {late} at byte {offset}: the file "
+                                 "ends inside its length")
+    assert not out.exists()
+    config = BertConfig.from_dict(SMALL_MODEL)
+    cut.write_bytes(whole[:offset + 100])
+    with pytest.raises(InputError, match=f"^{re.escape(str(cut))}: corrupt or truncated TFRecord file: record {late} at "
+                                         f"byte {offset}: the file ends inside its {sizes[late] - 16} bytes$"):
+        pretraining.check_records([str(cut)], SEQ, PREDICTIONS, config)
+    # Cut between two records: whole records, fewer of them, with nothing to tell them from a shorter file.
+    cut.write_bytes(whole[:offset])
+    assert pretraining.check_records([str(cut)], SEQ, PREDICTIONS, config) == [str(cut)]
 
 
 def test_a_record_file_gone_while_training_reads_is_one_line_naming_it(records_dir, tmp_path):
