@@ -308,8 +308,8 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
     """Checks the input files against the flags and the model before training; returns those holding records.
 
     Reads each file's manifest if it has one, and its first records (more of the first files), or all
-    of them with `every_record`, where the file does not end with a whole record, or where it is smaller
-    than the newest manifest listing it says (then `log` gets a warning if they check out): every frame's
+    of them with `every_record`, where the file is smaller than the newest manifest listing it says (then
+    `log` gets a warning if they check out), or where it does not end with a whole record: every frame's
     checksums, every feature present with the length the flags say, and every id within what the model has
     (vocabulary, segments, positions, the two next-sentence labels). An empty file is passed over, as the
     reference's create_pretraining_data.py writes them for a small corpus; no records at all is an error.
@@ -331,13 +331,10 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
         # A file smaller than its manifest lists is read to the end: TensorFlow's reader takes a cut inside a
         # record's length for the end of the file, so the records an interrupted copy lost would go unnoticed.
         listed_size = _listed_larger(path, listing)
-        # The same where the file ends inside a record, manifest or none: a cut found from its end in a few reads.
-        cut = not every_record and not listed_size and not _ends_on_record(path)
-        if every_record or listed_size or cut:
+        if every_record or listed_size:
             sample = None
-            if log and not every_record and os.path.getsize(path) > LONG_CHECK_BYTES:
-                why = f"is smaller than {listing[1]} lists" if listed_size else "does not end with a whole record"
-                log(f"{path} {why}: checking every record of it")
+            if listed_size and log and os.path.getsize(path) > LONG_CHECK_BYTES:
+                log(f"{path} is smaller than {listing[1]} lists: checking every record of it")
         else:
             sample = CHECKED_RECORDS_FIRST_FILES if index < FIRST_FILES else CHECKED_RECORDS_OTHER_FILES
         manifest_path, manifest = _speaking_manifest(path, listing)
@@ -354,29 +351,13 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
                     f"{path}: records use a vocabulary of {size} tokens ({manifest_path}), but the model "
                     f"config's key 'vocab_size' is {config.vocab_size}"
                 )
-        count = 0
-        # Read in Python, not through tf.data: TensorFlow's runtime can log its own line about a damaged
-        # file beside the one this check raises, and its errors do not say which file is damaged.
-        try:
-            with open(path, "rb", buffering=READ_BUFFER_BYTES) as stream:
-                chunks = _chunks(itertools.islice(records.read_records(stream), sample), CHECKED_CHUNK_RECORDS)
-                for chunk in chunks:
-                    # The training input's own parser judges a chunk in bulk, many times faster than one
-                    # record at a time in Python; only a chunk it refuses is gone through for the message.
-                    try:
-                        parse(tf.constant(chunk))
-                    # A record that is not a tf.train.Example can make TensorFlow's message itself not UTF-8.
-                    except (tf.errors.InvalidArgumentError, UnicodeDecodeError):
-                        for offset, serialized in enumerate(chunk):
-                            _check_record(path, count + offset, serialized, spec, limits)
-                    count += len(chunk)
-        except records.CompressedRecordsError as e:
-            raise InputError(f"{path}: {e.kind}-compressed; TFRecords are read uncompressed, as the reference reads them: "
-                             f"decompress it into a file of its own") from None
-        except records.NotRecordsError as e:
-            raise InputError(f"{path}: {e}") from None
-        except records.CorruptRecordError as e:
-            raise InputError(f"{path}: corrupt or truncated TFRecord file: {e}") from None
+        count = _checked_records(path, sample, parse, spec, limits)
+        # The same where a file the sample did not read to its end ends inside a record, manifest or none: the
+        # last record is found from the end in one or two reads.
+        if sample is not None and count == sample and not _ends_on_record(path):
+            if log and os.path.getsize(path) > LONG_CHECK_BYTES:
+                log(f"{path} does not end with a whole record: checking every record of it")
+            count = _checked_records(path, None, parse, spec, limits)
         if listed_size and log:
             listed_records = listing[2].get("num_instances")
             log(f"warning: {path} holds {count} records in {os.path.getsize(path)} bytes, where {listing[1]} lists "
@@ -410,6 +391,34 @@ def damage_located(files, max_seq_length, max_predictions_per_seq, config, log, 
         check_records(ordered, max_seq_length, max_predictions_per_seq, config, every_record=True)
         raise InputError(f"{e} (yet every record of the {len(files)} input file(s) checks out now: did one change "
                          "while the run read it?)") from None
+
+
+def _checked_records(path, limit, parse, spec, limits):
+    """How many records `path` holds, up to `limit` (None: all), each checked as check_records says; raises
+    InputError naming the file and record."""
+    count = 0
+    # Read in Python, not through tf.data: TensorFlow's runtime can log its own line about a damaged
+    # file beside the one this check raises, and its errors do not say which file is damaged.
+    try:
+        with open(path, "rb", buffering=READ_BUFFER_BYTES) as stream:
+            for chunk in _chunks(itertools.islice(records.read_records(stream), limit), CHECKED_CHUNK_RECORDS):
+                # The training input's own parser judges a chunk in bulk, many times faster than one
+                # record at a time in Python; only a chunk it refuses is gone through for the message.
+                try:
+                    parse(tf.constant(chunk))
+                # A record that is not a tf.train.Example can make TensorFlow's message itself not UTF-8.
+                except (tf.errors.InvalidArgumentError, UnicodeDecodeError):
+                    for offset, serialized in enumerate(chunk):
+                        _check_record(path, count + offset, serialized, spec, limits)
+                count += len(chunk)
+    except records.CompressedRecordsError as e:
+        raise InputError(f"{path}: {e.kind}-compressed; TFRecords are read uncompressed, as the reference reads them: "
+                         f"decompress it into a file of its own") from None
+    except records.NotRecordsError as e:
+        raise InputError(f"{path}: {e}") from None
+    except records.CorruptRecordError as e:
+        raise InputError(f"{path}: corrupt or truncated TFRecord file: {e}") from None
+    return count
 
 
 def _ends_on_record(path):

@@ -171,7 +171,7 @@ TAIL_SPANS = (1 << 16, 1 << 24)
 
 
 def ends_on_record(stream, size):
-    """Whether the `size`-byte binary stream ends with a whole TFRecord, found from the end, in a few reads.
+    """Whether the `size`-byte binary stream ends with a whole TFRecord, found from the end, in one or two reads.
 
     A file cut short ends inside a record nearly always (a cut between two records is whole records,
     fewer of them); checking that needs no walk from its start, as the last record's length field says how

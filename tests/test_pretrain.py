@@ -1174,6 +1174,9 @@ def test_a_record_file_is_judged_whole_from_its_end(records_dir):
     cuts = {cut for end in [0] + ends[:40] + ends[-40:] for cut in range(end - 17, end + 18) if 0 <= cut <= len(data)}
     for cut in sorted(cuts):
         assert records.ends_on_record(io.BytesIO(data[:cut]), cut) == (cut in {0, *ends}), cut
+    # A length that fits is not enough: the checksums must match too.
+    flipped = data[:-5] + bytes([data[-5] ^ 1]) + data[-4:]
+    assert not records.ends_on_record(io.BytesIO(flipped), len(flipped))
     # A record past the first span searched is found in the second; one past both is not.
     large = records.frame_record(bytes(records.TAIL_SPANS[0]))
     assert records.ends_on_record(io.BytesIO(data + large), len(data) + len(large))
