@@ -85,10 +85,10 @@ def mkl_shim():
     return library
 
 
-def run_peer(script, name, size, warmup, steps, python=None, details=None):
-    """Seconds per step of a peer, measured by `script --peer name` in its own process, which prints a last line
-    of JSON: its seconds and what it ran (versions, settings), put into `details` when it is the fastest so far
-    (the round the figures keep); None when it fails."""
+def run_peer(script, name, size, warmup, steps, python=None, details=None, flags=()):
+    """Seconds per step of a peer, measured by `script --peer name` (and `flags`) in its own process, which prints a
+    last line of JSON: its seconds and what it ran (versions, settings), put into `details` when it is the fastest
+    so far (the round the figures keep); None when it fails."""
     env = dict(os.environ)
     # Each peer at its fastest on this CPU: keras-hub's TensorFlow with the oneDNN kernels ours use (TensorFlow
     # leaves them off on AVX2-only CPUs, where they make keras-hub 1.2-2x faster too), transformers with the shim.
@@ -107,7 +107,7 @@ def run_peer(script, name, size, warmup, steps, python=None, details=None):
         env.setdefault("MALLOC_MMAP_MAX_", "0")
         env.setdefault("MALLOC_TRIM_THRESHOLD_", str(2**40))
     result = subprocess.run([python or sys.executable, str(script), "--peer", name, "--sizes", size, "--warmup", str(warmup),
-                             "--steps", str(steps)], capture_output=True, text=True, env=env)
+                             "--steps", str(steps), *flags], capture_output=True, text=True, env=env)
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["failed"])[-1]
         print(f"  {name} {size}: skipped ({reason})")

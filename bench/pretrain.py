@@ -3,6 +3,7 @@
     .venv/bin/python bench/pretrain.py                        # tiny, mini, small; float32 and bfloat16
     .venv/bin/python bench/pretrain.py --sizes=mini --xla      # with XLA
     .venv/bin/python bench/pretrain.py --compare               # also keras-hub and transformers, same run
+    .venv/bin/python bench/pretrain.py --compare --threads=8   # each framework computing on 8 threads
 
 Each case times full optimizer steps (forward, backward, adam update; the median of --steps) at seq 128, batch 32,
 20 masked positions, after warm-up steps, on batches of random token ids (throughput does not depend on
@@ -20,6 +21,8 @@ shim preloaded so MKL takes its fast path on AMD CPUs). Both clip gradients at g
 does, and the JSON records, for each case, their versions and settings. Install them with
 `.venv/bin/pip install keras-hub transformers torch`, or point --keras_hub_python/--transformers_python
 at another environment's interpreter (torch need not share ours); a missing peer is reported as skipped.
+Each framework computes on as many threads as it takes by default, unless --threads pins all three to one
+count; the JSON records that count (null for the defaults) and the count transformers' torch ran with.
 Results are printed and written to bench/results/pretrain.json.
 """
 
@@ -93,6 +96,14 @@ def random_batch():
     }
 
 
+def pin_tensorflow_threads(tf, threads):
+    """Runs TensorFlow's ops on `threads` threads (each op's own pool and the pool running ops side by side); its
+    default where None. Only before TensorFlow has run an op."""
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 def ours(size, dtype, xla, warmup, steps):
     from bert import distributed, modeling, pretraining, training
     from bert.config import BertConfig
@@ -108,9 +119,12 @@ def ours(size, dtype, xla, warmup, steps):
     return time_steps(lambda: trainer.train_step(features)["loss"].numpy(), warmup, steps)
 
 
-def keras_hub_peer(size, warmup, steps):
+def keras_hub_peer(size, warmup, steps, threads=None):
     """keras-hub at its faster on this machine: Keras leaves XLA off on a CPU-only machine, where it speeds up tiny
     and slows mini and small; both are timed and the faster is kept."""
+    import tensorflow as tf
+
+    pin_tensorflow_threads(tf, threads)
     import keras
     import keras_hub
     import numpy as np
@@ -135,11 +149,13 @@ def keras_hub_peer(size, warmup, steps):
                         "seconds_without_xla": timed[False], "seconds_with_xla": timed[True]}
 
 
-def transformers_peer(size, warmup, steps):
+def transformers_peer(size, warmup, steps, threads=None):
     import torch
     from transformers import BertConfig as HFConfig
     from transformers import BertForPreTraining
 
+    if threads:
+        torch.set_num_threads(threads)
     layers, hidden = SIZES[size]
     model = BertForPreTraining(HFConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers,
                                         num_attention_heads=hidden // 64, intermediate_size=4 * hidden))
@@ -175,6 +191,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per case and round (the median counts)")
     parser.add_argument("--rounds", type=int, default=3, help="times each case is measured; the fastest round counts")
+    parser.add_argument("--threads", type=int, help="threads each framework computes on (default: each its own)")
     parser.add_argument("--keras_hub_python", help="interpreter with keras-hub installed (default: this one)")
     parser.add_argument("--transformers_python", help="interpreter with transformers and torch (default: this one)")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
@@ -182,19 +199,20 @@ def main():
     args = parser.parse_args()
     sizes = comma_list(parser, args.sizes, "--sizes", list(SIZES))
     dtypes = comma_list(parser, args.dtypes, "--dtypes", ["float32", "bfloat16", "float16"])
-    check_positive(parser, args, "steps", "rounds")
+    check_positive(parser, args, "steps", "rounds", *(["threads"] if args.threads is not None else []))
     if args.peer:
         peer = keras_hub_peer if args.peer == "keras_hub" else transformers_peer
-        seconds, details = peer(sizes[0], args.warmup, args.steps)
+        seconds, details = peer(sizes[0], args.warmup, args.steps, args.threads)
         print(json.dumps({"seconds": seconds, "details": details}))
         return
 
-    if args.allow_tf32:
-        from bert.tf import tf
+    from bert.tf import tf
 
+    pin_tensorflow_threads(tf, args.threads)
+    if args.allow_tf32:
         tf.config.experimental.enable_tensor_float_32_execution(True)
     results = {"machine": machine(), "seq": SEQ, "batch": BATCH, "predictions": PREDICTIONS, "xla": args.xla,
-               "allow_tf32": args.allow_tf32, "rounds": args.rounds, "cases": []}
+               "allow_tf32": args.allow_tf32, "rounds": args.rounds, "threads": args.threads, "cases": []}
     peers = ("keras_hub", "transformers") if args.compare else ()
     peer_python = {"keras_hub": args.keras_hub_python, "transformers": args.transformers_python}
     peer_details = {(size, peer): {} for size in sizes for peer in peers}
@@ -202,8 +220,9 @@ def main():
     for size in sizes:
         cases += [((size, dtype), lambda s=size, d=dtype: ours(s, d, args.xla, args.warmup, args.steps))
                   for dtype in dtypes]
+        pinned = [f"--threads={args.threads}"] if args.threads else []
         cases += [((size, peer), lambda s=size, p=peer: run_peer(__file__, p, s, args.warmup, args.steps, peer_python[p],
-                                                                  peer_details[s, p]))
+                                                                  peer_details[s, p], pinned))
                   for peer in peers]
 
     def report(round_index, key, measured, steal):

@@ -13,12 +13,12 @@ def test_pretrain_bench_writes_its_figures_with_the_rounds_cpu_steal(tmp_path):
     output = tmp_path / "pretrain.json"
     # A bare file name is one in the working directory.
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "pretrain.py"), "--sizes=tiny", "--dtypes=float32",
-                             "--rounds=1", "--warmup=1", "--steps=2", "--output=pretrain.json"],
+                             "--rounds=1", "--warmup=1", "--steps=2", "--threads=1", "--output=pretrain.json"],
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pretrain.json"]
     results = json.loads(output.read_text())
-    assert results["machine"]["cpus"] >= 1
+    assert results["machine"]["cpus"] >= 1 and results["threads"] == 1
     (case,) = results["cases"]
     figures = case["float32"]
     assert case["size"] == "tiny" and figures["sequences_per_second"] > 0
@@ -52,6 +52,7 @@ def test_extract_features_bench_writes_ours_and_the_reference_algorithms_figures
     ("pretrain.py", "--sizes=huge", "--sizes: 'huge' is not one of tiny, mini, small, medium, base"),
     ("pretrain.py", "--dtypes=float32,fp8", "--dtypes: 'fp8' is not one of float32, bfloat16, float16"),
     ("pretrain.py", "--rounds=0", "--rounds must be at least 1, got 0"),
+    ("pretrain.py", "--threads=0", "--threads must be at least 1, got 0"),
     ("finetune.py", "--steps=0", "--steps must be at least 1, got 0"),
     ("finetune.py", "--sizes=tiny", "--sizes: 'tiny' is not one of mini, minilm, small, base"),
     ("extract_features.py", "--sizes=huge", "--sizes: 'huge' is not one of tiny, mini, small, medium, base, large"),
