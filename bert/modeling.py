@@ -11,9 +11,11 @@ at the masked positions against the tied word-embedding matrix. Weights stay flo
 run in float32.
 
 Dropout is stateless: every call takes a `seed` (two int32s) and each dropout site folds its own index
-into it, so a step's randomness depends only on the run's seed, the step and the micro-batch's place
-among the ranks, never on how many steps this process has run. That is what lets a killed run resume
-bit for bit.
+into it; an example's mask is drawn from its place in the step's global batch (counter-based, by
+Threefry-2x32). So a step's randomness depends only on the run's seed, the step and the examples, never
+on how many steps this process has run (a killed run resumes bit for bit), nor on how the global batch
+is split among ranks and micro-batches (accumulating k micro-batches draws the masks of one k-times
+larger batch).
 """
 
 import hashlib
@@ -127,31 +129,64 @@ class NamedWeights(tf.Module):
         return self.ones(f"{name}/gamma", [size]), self.zeros(f"{name}/beta", [size])
 
 
+_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_THREEFRY_PARITY = 0x1BD11BDA
+
+
+def threefry2x32(key, x0, x1):
+    """Random123's Threefry-2x32, 20 rounds: two random uint32 words for each counter (x0, x1), under a key of
+    two uint32 words. Counter-based: any counter's words are drawn alone, in any batch, on any device."""
+
+    def u32(value):
+        return tf.constant(value, tf.uint32)
+
+    schedule = (key[0], key[1], tf.bitwise.bitwise_xor(tf.bitwise.bitwise_xor(key[0], key[1]), u32(_THREEFRY_PARITY)))
+    x0, x1 = x0 + schedule[0], x1 + schedule[1]
+    for group in range(5):
+        for rotation in _THREEFRY_ROTATIONS[group % 2]:
+            x0 = x0 + x1
+            x1 = tf.bitwise.bitwise_or(tf.bitwise.left_shift(x1, u32(rotation)), tf.bitwise.right_shift(x1, u32(32 - rotation)))
+            x1 = tf.bitwise.bitwise_xor(x1, x0)
+        x0 = x0 + schedule[(group + 1) % 3]
+        x1 = x1 + schedule[(group + 2) % 3] + u32(group + 1)
+    return x0, x1
+
+
 @tf.function(jit_compile=True, autograph=False)
-def _dropout_mask(shape, seed, rate, dtype):
-    # tf.nn.dropout's arithmetic (keep where uniform >= rate, scale by 1 / (1 - rate)) as a multiplication
-    # by a scaled mask, whose gradient is the same multiplication. The uniform noise is float32 whatever
-    # the dtype, drawn by XLA's Threefry, which on a CPU is several times as fast as TensorFlow's Philox.
-    # The mask depends on the seed alone, so it is drawn while the layers before it still run.
-    keep = tf.random.stateless_uniform(shape, seed, alg="threefry") >= rate
-    return tf.cast(keep, dtype) * tf.cast(1.0 / (1.0 - rate), dtype)
+def _dropout_mask(shape, examples, seed, first_example, rate, dtype):
+    # tf.nn.dropout's arithmetic (keep with probability 1 - rate, scale by 1 / (1 - rate)) as a
+    # multiplication by a scaled mask, whose gradient is the same multiplication. Each example draws the
+    # words of the counters (its index in the global batch, 0, 1, ...), two values a counter. The mask
+    # depends on the seed and the examples alone, so it is drawn while the layers before it still run.
+    per_example = tf.reduce_prod(shape) // examples
+    pairs = (per_example + 1) // 2
+    rows = tf.cast(first_example + tf.range(examples), tf.uint32)
+    words = threefry2x32(tf.bitcast(seed, tf.uint32), tf.broadcast_to(rows[:, tf.newaxis], [examples, pairs]),
+                         tf.broadcast_to(tf.cast(tf.range(pairs), tf.uint32)[tf.newaxis], [examples, pairs]))
+    bits = tf.reshape(tf.stack(words, axis=-1), [examples, 2 * pairs])[:, :per_example]
+    keep = bits >= tf.constant(min(int(rate * 2**32), 2**32 - 1), tf.uint32)
+    return tf.reshape(tf.cast(keep, dtype) * tf.cast(1.0 / (1.0 - rate), dtype), shape)
 
 
 class Context:
-    """What one forward pass needs besides the inputs: training or not, the dtype, the dropout seed."""
+    """What one forward pass needs besides the inputs: training or not, the dtype, the dropout seed, and the
+    index of the batch's first example in the step's global batch (where a micro-batch's masks start)."""
 
-    def __init__(self, compute_dtype=tf.float32, training=False, seed=None):
+    def __init__(self, compute_dtype=tf.float32, training=False, seed=None, first_example=0):
         self.dtype = compute_dtype
         self.training = training
         self._seed = seed
+        self._first_example = first_example
         self._site = 0
 
-    def dropout(self, x, rate):
+    def dropout(self, x, rate, examples=None):
+        """x with dropout at `rate`; x's rows are example-major, `examples` of them (x's first dimension if None)."""
         if not self.training or rate == 0.0:
             return x
         self._site += 1
         site_seed = tf.random.experimental.stateless_fold_in(self._seed, self._site)
-        return x * _dropout_mask(tf.shape(x), site_seed, rate, x.dtype)
+        examples = tf.shape(x)[0] if examples is None else examples
+        return x * _dropout_mask(tf.shape(x), examples, site_seed, self._first_example, rate, x.dtype)
 
     def dense(self, x, weights, act=None):
         kernel, bias = weights
@@ -324,10 +359,10 @@ class BertModel(NamedWeights):
         scores = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) * (1.0 / math.sqrt(head_size)) + mask_adder
         probs = ctx.dropout(tf.cast(tf.nn.softmax(scores), ctx.dtype), config.attention_probs_dropout_prob)
         context = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [-1, h])
-        attention = ctx.dropout(ctx.dense(context, weights["attention_output"]), config.hidden_dropout_prob)
+        attention = ctx.dropout(ctx.dense(context, weights["attention_output"]), config.hidden_dropout_prob, batch)
         x = ctx.layer_norm(attention + queries_from, weights["attention_norm"])
         intermediate = ctx.dense(x, weights["intermediate"], activation(config.hidden_act))
-        output = ctx.dropout(ctx.dense(intermediate, weights["output"]), config.hidden_dropout_prob)
+        output = ctx.dropout(ctx.dense(intermediate, weights["output"]), config.hidden_dropout_prob, batch)
         return ctx.layer_norm(output + x, weights["output_norm"])
 
 

@@ -173,9 +173,9 @@ class Trainer:
             self.loss_scale.assign(INITIAL_LOSS_SCALE if self.dynamic_scaling else 1.0)
             self.good_steps.assign(0)
 
-    def _micro_gradients(self, features, counts, seed):
+    def _micro_gradients(self, features, counts, seed, first_example):
         with tf.GradientTape() as tape:
-            ctx = modeling.Context(self.dtype, training=True, seed=seed)
+            ctx = modeling.Context(self.dtype, training=True, seed=seed, first_example=first_example)
             sums = self.task.sums(features, ctx)
             loss = task_loss(self.task, sums, counts)
             scaled = loss * self.loss_scale if self.dynamic_scaling else loss
@@ -235,14 +235,14 @@ class Trainer:
         def micro_batch(i):
             return {key: value[i * micro : (i + 1) * micro] for key, value in features.items()}
 
-        def micro_batch_seed(i):
-            # Numbered across ranks, so each rank's dropout masks are its own, and N ranks of k micro-batches
-            # draw those of one process accumulating N * k.
-            return tf.random.experimental.stateless_fold_in(step_seed, self.replicas.rank * k + i)
+        def first_example(i):
+            # The global batch is the ranks' batches in rank order, each its micro-batches in order: a micro-batch's
+            # dropout masks are those of its examples there, however the global batch is split.
+            return tf.constant((self.replicas.rank * k + i) * micro, tf.int32)
 
-        gradients, sums = self._gradients(micro_batch(0), counts, micro_batch_seed(0))
+        gradients, sums = self._gradients(micro_batch(0), counts, step_seed, first_example(0))
         for i in range(1, k):
-            more, more_sums = self._gradients(micro_batch(i), counts, micro_batch_seed(i))
+            more, more_sums = self._gradients(micro_batch(i), counts, step_seed, first_example(i))
             gradients = [a + b for a, b in zip(gradients, more)]
             sums = {key: sums[key] + more_sums[key] for key in sums}
         sum_names = sorted(sums)

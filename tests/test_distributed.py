@@ -617,14 +617,12 @@ def test_horovod_classify_equals_one_process_with_the_global_batch(small_config,
 
     runner = horovodrun()
     data = shared_file("glue", "MRPC")
-    # Without dropout the two ranks' halves are computed exactly as the one process's whole batch.
-    config = tmp_path / "no_dropout.json"
-    config.write_text(json.dumps({**SMALL_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}))
+    # Dropout included: each example draws its masks by its place in the global batch, on whichever rank.
+    assert SMALL_MODEL["hidden_dropout_prob"] > 0 and SMALL_MODEL["attention_probs_dropout_prob"] > 0
 
     def args(out, batch):
-        return classify_args(data, config, uncased_vocab, out, "--do_train", "--num_train_epochs=0.04",
-                             f"--train_batch_size={batch}", "--learning_rate=1e-3", "--seed=5",
-                             "--classifier_dropout=0")
+        return classify_args(data, small_config, uncased_vocab, out, "--do_train", "--num_train_epochs=0.04",
+                             f"--train_batch_size={batch}", "--learning_rate=1e-3", "--seed=5")
 
     single = subprocess.run([sys.executable, "-m", "bert.classify", *args(tmp_path / "single", 16)],
                             capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)

@@ -229,6 +229,52 @@ def test_dropout_is_a_function_of_the_seed(tf1_checkpoint):
     assert (loss([1, 2], training=False) == loss([5, 5], training=False)).all()
 
 
+def test_threefry2x32_gives_random123s_known_answers():
+    # Random123's kat_vectors for threefry2x32 with 20 rounds: (counter, key) -> words.
+    known = [((0, 0), (0, 0), (0x6B200159, 0x99BA4EFE)),
+             ((0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF), (0x1CB996FC, 0xBB002BE7)),
+             ((0x243F6A88, 0x85A308D3), (0x13198A2E, 0x03707344), (0xC4923A9C, 0x483DF7A0))]
+    for counter, key, words in known:
+        got = modeling.threefry2x32(tf.constant(key, tf.uint32), *(tf.constant([c], tf.uint32) for c in counter))
+        assert tuple(int(w[0]) for w in got) == words
+
+
+def test_an_examples_dropout_masks_follow_its_place_in_the_global_batch_not_the_split(tf1_checkpoint):
+    prefix, _ = tf1_checkpoint
+    config = BertConfig(**{**CONFIG.__dict__, "hidden_dropout_prob": 0.2, "attention_probs_dropout_prob": 0.2})
+    model = modeling.BertPretrainer(config)
+    checkpoints.load_weights(model.variables_by_name, prefix)
+    features = random_features(config, batch=6)
+    seed = tf.constant([3, 4], tf.int32)
+    whole = model(features, modeling.Context(training=True, seed=seed))
+    halves = [model({name: value[rows] for name, value in features.items()},
+                    modeling.Context(training=True, seed=seed, first_example=rows.start))
+              for rows in (slice(0, 2), slice(2, 6))]
+    for loss in ("mlm_loss", "nsp_loss"):
+        np.testing.assert_allclose(np.concatenate([half[loss].numpy() for half in halves]), whole[loss].numpy(),
+                                   rtol=1e-5, atol=1e-6, err_msg=loss)
+    # Drawn where the examples stand: the same examples elsewhere in the global batch get other masks.
+    moved = model({name: value[2:6] for name, value in features.items()},
+                  modeling.Context(training=True, seed=seed, first_example=0))
+    assert not np.allclose(moved["nsp_loss"].numpy(), halves[1]["nsp_loss"].numpy())
+    undropped = model(features, modeling.Context())
+    assert not np.allclose(whole["nsp_loss"].numpy(), undropped["nsp_loss"].numpy())
+
+
+def test_dropout_keeps_each_value_with_probability_one_minus_the_rate_and_scales_it():
+    x = tf.ones([64, 32, 48])
+    for rate in (0.1, 0.5):
+        dropped = modeling.Context(training=True, seed=tf.constant([1, 2], tf.int32)).dropout(x, rate).numpy()
+        kept = dropped != 0
+        assert set(np.unique(dropped)) == {0.0, np.float32(1 / (1 - rate))}
+        # 98304 draws: the kept share within 4 standard deviations of 1 - rate, in every example and every position.
+        assert abs(kept.mean() - (1 - rate)) < 4 * np.sqrt(rate * (1 - rate) / kept.size)
+        assert abs(kept.mean(axis=(1, 2)) - (1 - rate)).max() < 0.05 and abs(kept.mean(axis=(0, 2)) - (1 - rate)).max() < 0.1
+        # Neighbours, in a row and across examples, are not tied.
+        for a, b in ((kept[:, :, :-1], kept[:, :, 1:]), (kept[:-1], kept[1:])):
+            assert abs((a == b).mean() - (rate**2 + (1 - rate) ** 2)) < 0.01
+
+
 def test_embedding_tables_are_never_gathered_from_the_variables():
     """A gather on a variable (ResourceGather) switches it to copy-on-read for good: every later dense
     read, as the tied masked-LM projection makes each step, would then copy the whole table."""

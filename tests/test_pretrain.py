@@ -1511,11 +1511,13 @@ def test_evaluation_reads_exactly_max_eval_steps_full_batches_wrapping_round_as_
     assert wrapped["masked_lm_loss"] != one_pass["masked_lm_loss"]
 
 
-def test_accumulating_k_micro_batches_equals_one_k_times_larger_batch(records_dir):
-    config = BertConfig.from_dict({**SMALL_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+@pytest.mark.parametrize("use_xla", [False, True], ids=["eager_kernels", "xla"])
+def test_accumulating_k_micro_batches_equals_one_k_times_larger_batch(records_dir, use_xla):
+    config = BertConfig.from_dict(SMALL_MODEL)
+    assert config.hidden_dropout_prob > 0 and config.attention_probs_dropout_prob > 0  # each example's masks the same
     features = _batch(records_dir, 8)
-    whole = _trainer(config, micro_batch_size=8, num_accumulation_steps=1, optimizer_type="lamb")
-    accumulated = _trainer(config, micro_batch_size=2, num_accumulation_steps=4, optimizer_type="lamb")
+    whole = _trainer(config, micro_batch_size=8, num_accumulation_steps=1, optimizer_type="lamb", use_xla=use_xla)
+    accumulated = _trainer(config, micro_batch_size=2, num_accumulation_steps=4, optimizer_type="lamb", use_xla=use_xla)
     for _ in range(3):
         a, b = whole.train_step(features), accumulated.train_step(features)
         assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-5)
