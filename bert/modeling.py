@@ -158,9 +158,11 @@ def _dropout_mask(shape, examples, seed, first_example, rate, dtype):
     # multiplication by a scaled mask, whose gradient is the same multiplication. Each example draws the
     # words of the counters (its index in the global batch, 0, 1, ...), two values a counter. The mask
     # depends on the seed and the examples alone, so it is drawn while the layers before it still run.
-    per_example = tf.reduce_prod(shape) // examples
+    # In int64: attention probabilities of a large micro-batch can hold 2^31 values or more.
+    examples = tf.cast(examples, tf.int64)
+    per_example = tf.reduce_prod(tf.cast(shape, tf.int64)) // examples
     pairs = (per_example + 1) // 2
-    rows = tf.cast(first_example + tf.range(examples), tf.uint32)
+    rows = tf.cast(tf.cast(first_example, tf.int64) + tf.range(examples), tf.uint32)
     words = threefry2x32(tf.bitcast(seed, tf.uint32), tf.broadcast_to(rows[:, tf.newaxis], [examples, pairs]),
                          tf.broadcast_to(tf.cast(tf.range(pairs), tf.uint32)[tf.newaxis], [examples, pairs]))
     bits = tf.reshape(tf.stack(words, axis=-1), [examples, 2 * pairs])[:, :per_example]

@@ -4,7 +4,7 @@
 
 Each rank starts from different random weights (rank 1 with a NaN word embedding), so the test also shows
 that rank 0's are broadcast.
-Dropout is on: each rank must draw its own masks.
+Dropout is on: each rank must draw the masks of its examples' places in the global batch.
 """
 
 import os

@@ -234,9 +234,11 @@ def test_threefry2x32_gives_random123s_known_answers():
     known = [((0, 0), (0, 0), (0x6B200159, 0x99BA4EFE)),
              ((0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF), (0x1CB996FC, 0xBB002BE7)),
              ((0x243F6A88, 0x85A308D3), (0x13198A2E, 0x03707344), (0xC4923A9C, 0x483DF7A0))]
-    for counter, key, words in known:
-        got = modeling.threefry2x32(tf.constant(key, tf.uint32), *(tf.constant([c], tf.uint32) for c in counter))
-        assert tuple(int(w[0]) for w in got) == words
+    compiled = tf.function(modeling.threefry2x32, jit_compile=True, autograph=False)  # as dropout draws it
+    for threefry in (modeling.threefry2x32, compiled):
+        for counter, key, words in known:
+            got = threefry(tf.constant(key, tf.uint32), *(tf.constant([c], tf.uint32) for c in counter))
+            assert tuple(int(w[0]) for w in got) == words
 
 
 def test_an_examples_dropout_masks_follow_its_place_in_the_global_batch_not_the_split(tf1_checkpoint):
