@@ -238,8 +238,12 @@ def main(argv):
             model, predict_examples, predict_features, training.COMPUTE_DTYPES[cli.compute_dtype()])
         _write_json(os.path.join(FLAGS.output_dir, "predictions.json"), predictions)
         _write_json(os.path.join(FLAGS.output_dir, "nbest_predictions.json"), nbest)
+        null_odds_path = os.path.join(FLAGS.output_dir, "null_odds.json")
         if FLAGS.version_2_with_negative:
-            _write_json(os.path.join(FLAGS.output_dir, "null_odds.json"), null_odds)
+            _write_json(null_odds_path, null_odds)
+        elif os.path.exists(null_odds_path):
+            log(f"note: {null_odds_path} of an earlier --version_2_with_negative run is left as it was: it is not of "
+                "these predictions")
         summary.append(f"{len(predict_examples)} questions ({len(predict_features)} windows) predicted -> {FLAGS.output_dir}/predictions.json")
         if FLAGS.do_eval:
             scores = _score(eval_dataset, predictions, null_odds)

@@ -69,6 +69,17 @@ def test_v2_train_predict_eval(squad_config, uncased_vocab, squad_files, tmp_pat
         assert float(results[key]) == pytest.approx(scores[key], abs=1e-6), key
     assert int(results["global_step"]) == 6
 
+    # Predicted again as SQuAD v1.1: the v2 run's null odds stay, and are said to be not of these predictions.
+    earlier = (out / "null_odds.json").read_bytes()
+    again = run_cli("squad", *squad_args(squad_config, uncased_vocab, out, f"--predict_file={squad_files['v2']}",
+                                         "--do_predict"))
+    assert again.returncode == 0, again.stderr
+    assert (f"bert-squad: note: {out / 'null_odds.json'} of an earlier --version_2_with_negative run is left as it was: "
+            "it is not of these predictions") in again.stderr.splitlines()
+    assert (out / "null_odds.json").read_bytes() == earlier
+    assert json.loads((out / "predictions.json").read_text()) == _recomputed_predictions(
+        out, squad_files["v2"], uncased_vocab, False)[0]
+
 
 def test_pretrained_model_learns_the_answers(minilm_checkpoint, tmp_path):
     """MiniLM fine-tuned on five questions answers them: the answer positions reach the loss intact."""
