@@ -1138,16 +1138,20 @@ def test_a_manifest_giving_sizes_speaks_for_records_of_that_size_however_old(rec
     assert pretraining.check_records([str(listed)], SEQ, PREDICTIONS, config) == [str(listed)]
 
 
+def _a_cut_past_the_checked_records(path):
+    """(each record's framed size, the index of a record past those sampled, its byte offset, the file's bytes)."""
+    with open(path, "rb") as stream:
+        sizes = [12 + len(data) + 4 for data in records.read_records(stream)]
+    late = pretraining.CHECKED_RECORDS_FIRST_FILES + 700
+    return sizes, late, sum(sizes[:late]), path.read_bytes()
+
+
 def test_records_cut_short_inside_a_length_past_the_checked_ones_are_refused_before_training(records_dir, small_config,
                                                                                               tmp_path):
     copied = tmp_path / "records"
     shutil.copytree(records_dir, copied)
     cut = copied / "part-00001-of-00002.tfrecord"
-    with open(cut, "rb") as stream:
-        sizes = [12 + len(data) + 4 for data in records.read_records(stream)]
-    late = pretraining.CHECKED_RECORDS_FIRST_FILES + 700
-    offset = sum(sizes[:late])
-    whole = cut.read_bytes()
+    sizes, late, offset, whole = _a_cut_past_the_checked_records(cut)
     cut.write_bytes(whole[:offset + 5])  # as an interrupted copy leaves it
     # TensorFlow's reader takes it for the end of the file: the records the copy lost would go unnoticed.
     assert sum(1 for _ in tf.data.TFRecordDataset(str(cut))) == late
@@ -1186,12 +1190,7 @@ def test_a_record_file_is_judged_whole_from_its_end(records_dir):
 
 def test_records_without_a_manifest_cut_past_the_checked_ones_are_refused_before_training(records_dir, small_config,
                                                                                           tmp_path):
-    source = records_dir / "part-00001-of-00002.tfrecord"
-    with open(source, "rb") as stream:
-        sizes = [12 + len(data) + 4 for data in records.read_records(stream)]
-    late = pretraining.CHECKED_RECORDS_FIRST_FILES + 700
-    offset = sum(sizes[:late])
-    whole = source.read_bytes()
+    sizes, late, offset, whole = _a_cut_past_the_checked_records(records_dir / "part-00001-of-00002.tfrecord")
     cut = tmp_path / "reference.tfrecord"  # as the reference's script writes them: no manifest
     cut.write_bytes(whole[:offset + 5])
     assert sum(1 for _ in tf.data.TFRecordDataset(str(cut))) == late
