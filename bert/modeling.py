@@ -145,7 +145,8 @@ def threefry2x32(key, x0, x1):
     for group in range(5):
         for rotation in _THREEFRY_ROTATIONS[group % 2]:
             x0 = x0 + x1
-            x1 = tf.bitwise.bitwise_or(tf.bitwise.left_shift(x1, u32(rotation)), tf.bitwise.right_shift(x1, u32(32 - rotation)))
+            x1 = tf.bitwise.bitwise_or(tf.bitwise.left_shift(x1, u32(rotation)),
+                                       tf.bitwise.right_shift(x1, u32(32 - rotation)))
             x1 = tf.bitwise.bitwise_xor(x1, x0)
         x0 = x0 + schedule[(group + 1) % 3]
         x1 = x1 + schedule[(group + 2) % 3] + u32(group + 1)
