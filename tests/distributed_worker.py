@@ -22,11 +22,10 @@ HALF_BATCH = 4
 STEPS = 3
 
 
-def make_trainer(replicas, seed, num_accumulation_steps=1):
+def make_trainer(replicas, seed, micro_batch_size=HALF_BATCH):
     model = modeling.BertPretrainer(BertConfig.from_dict(SMALL_MODEL), seed=seed)
     options = training.TrainOptions(output_dir="unused", num_train_steps=10, num_warmup_steps=0, learning_rate=1e-3,
-                                    optimizer_type="lamb", micro_batch_size=HALF_BATCH,
-                                    num_accumulation_steps=num_accumulation_steps)
+                                    optimizer_type="lamb", micro_batch_size=micro_batch_size)
     return training.Trainer(pretraining.PretrainingTask(model), options, replicas)
 
 

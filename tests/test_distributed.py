@@ -44,11 +44,12 @@ def _load(path):
 
 
 def _single_process_union(records_dir):
-    """The same three steps in one process accumulating both halves, from rank 0's initial weights.
+    """The same three steps in one process on both halves as one batch, from rank 0's initial weights.
 
     Dropout is on, so this also shows each rank drawing the masks of its place in the global batch.
     """
-    trainer = distributed_worker.make_trainer(distributed.Single(), seed=100, num_accumulation_steps=2)
+    trainer = distributed_worker.make_trainer(distributed.Single(), seed=100,
+                                              micro_batch_size=2 * distributed_worker.HALF_BATCH)
     batch = distributed_worker.fixed_batch(str(records_dir))
     for _ in range(distributed_worker.STEPS):
         trainer.train_step(batch)
