@@ -328,13 +328,8 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
     shown = progress.bar(files, desc="checking records", unit="file", leave=False, disable=not every_record)
     for index, path in enumerate(shown):
         listing = _newest_listing(path, manifests_in)
-        # A file smaller than its manifest lists is read to the end: TensorFlow's reader takes a cut inside a
-        # record's length for the end of the file, so the records an interrupted copy lost would go unnoticed.
-        listed_size = _listed_larger(path, listing)
-        if every_record or listed_size:
+        if every_record:
             sample = None
-            if listed_size and log and os.path.getsize(path) > LONG_CHECK_BYTES:
-                log(f"{path} is smaller than {listing[1]} lists: checking every record of it")
         else:
             sample = CHECKED_RECORDS_FIRST_FILES if index < FIRST_FILES else CHECKED_RECORDS_OTHER_FILES
         manifest_path, manifest = _speaking_manifest(path, listing)
@@ -352,11 +347,15 @@ def check_records(files, max_seq_length, max_predictions_per_seq, config, every_
                     f"config's key 'vocab_size' is {config.vocab_size}"
                 )
         count = _checked_records(path, sample, parse, spec, limits)
-        # The same where a file the sample did not read to its end ends inside a record, manifest or none: the
-        # last record is found from the end in one or two reads.
-        if sample is not None and count == sample and not _ends_on_record(path):
+        # A file cut short (an interrupted copy) is read to its end where the sample stopped short of it:
+        # TensorFlow's reader takes a cut inside a record's length for the end of the file, so the records lost
+        # would go unnoticed. Cut short: smaller than its manifest lists, or, manifest or none, not ending with a
+        # whole record (its last record found from the end in one or two reads).
+        listed_size = _listed_larger(path, listing)
+        if sample is not None and count == sample and (listed_size or not _ends_on_record(path)):
             if log and os.path.getsize(path) > LONG_CHECK_BYTES:
-                log(f"{path} does not end with a whole record: checking every record of it")
+                why = f"is smaller than {listing[1]} lists" if listed_size else "does not end with a whole record"
+                log(f"{path} {why}: checking every record of it")
             count = _checked_records(path, None, parse, spec, limits)
         if listed_size and log:
             listed_records = listing[2].get("num_instances")

@@ -184,17 +184,17 @@ def ends_on_record(stream, size):
         span = min(span, size)
         stream.seek(size - span)
         tail = stream.read(span)
-        if _last_record_start(tail) is not None:
+        if _ends_with_record(tail):
             return True
         if span == size:
             return False
     return False
 
 
-def _last_record_start(tail):
-    """The index in `tail` where a TFRecord reaching exactly to its end starts, or None."""
+def _ends_with_record(tail):
+    """Whether a TFRecord reaches exactly to the end of the bytes `tail`, starting anywhere in them."""
     if len(tail) < 16:
-        return None
+        return False
     candidates = []
     for alignment in range(8):
         values = np.frombuffer(tail, dtype="<u8", count=(len(tail) - alignment) // 8, offset=alignment)
@@ -202,12 +202,8 @@ def _last_record_start(tail):
         lengths = len(tail) - 16 - starts
         fits = lengths >= 0
         candidates.extend(starts[fits][values[fits] == lengths[fits].astype(np.uint64)].tolist())
-    for start in sorted(candidates):
-        header, body = tail[start:start + 12], tail[start + 12:-4]
-        if (_masked_crc(header[:8]) == struct.unpack("<I", header[8:])[0]
-                and _masked_crc(body) == struct.unpack("<I", tail[-4:])[0]):
-            return start
-    return None
+    return any(_masked_crc(tail[start:start + 8]) == struct.unpack("<I", tail[start + 8:start + 12])[0]
+               and _masked_crc(tail[start + 12:-4]) == struct.unpack("<I", tail[-4:])[0] for start in candidates)
 
 
 class RecordSink(fileio.CommitOrAbort):
