@@ -5,10 +5,11 @@
         --do_train --do_eval --do_predict --max_seq_length=128 --train_batch_size=32 \\
         --learning_rate=2e-5 --num_train_epochs=3 --output_dir=mrpc_output
 
-Outputs in --output_dir: `eval_results.txt` (eval_accuracy, eval_loss, the task's metrics,
-global_step, loss), `test_results.tsv` (one line per test example: the class probabilities,
-tab-separated; the predicted score for a regression task), training checkpoints (a re-run resumes),
-TensorBoard logs, and the fine-tuned model as `bert_model.ckpt` + `bert_config.json`. MNLI's
+Outputs in --output_dir: `eval_results.txt` (eval_loss; eval_METRIC for each of the task's
+metrics: accuracy, with f1 for MRPC and QQP and mcc for CoLA, or pearson and spearman for a
+regression; global_step, loss), `test_results.tsv` (one line per test example: the class
+probabilities, tab-separated; the predicted score for a regression task), training checkpoints
+(a re-run resumes), TensorBoard logs, and the fine-tuned model as `bert_model.ckpt` + `bert_config.json`. MNLI's
 mismatched dev and test sets, where present, go to `eval_results_mismatched.txt` and `test_results_mismatched.tsv`.
 With --keep_best the model is evaluated on dev at every checkpoint and the best one is kept in
 OUTPUT_DIR/best/, which evaluation and prediction then use.
@@ -37,15 +38,17 @@ BEST_FILE = "best.json"
 
 
 def define_flags():
-    flags.DEFINE_string("data_dir", None, "The task's directory: train.tsv, dev.tsv, test.tsv (GLUE layout).")
+    flags.DEFINE_string("data_dir", None, "The task's directory: train.tsv, dev.tsv, test.tsv (GLUE layout; MNLI: "
+                        "dev_matched.tsv, dev_mismatched.tsv, test_matched.tsv, test_mismatched.tsv; XNLI: "
+                        "multinli/multinli.train.LANGUAGE.tsv, xnli.dev.tsv, xnli.test.tsv).")
     flags.DEFINE_string("task_name", None, f"The task: {', '.join(glue.TASK_NAMES)}, or tsv (see --text_a_column).")
     cli.define_model_flags("The pre-trained checkpoint to fine-tune (a released bert_model.ckpt, ours, or bert-convert's).")
     cli.define_tokenizer_flags()
     flags.DEFINE_string("output_dir", None, "Where checkpoints, results and the fine-tuned model go.")
     flags.DEFINE_integer("max_seq_length", 128, "Maximum tokens per example after WordPiece, [CLS]/[SEP] included.")
-    flags.DEFINE_bool("do_train", False, "Fine-tune on train.tsv.")
-    flags.DEFINE_bool("do_eval", False, "Evaluate on dev.tsv and write eval_results.txt.")
-    flags.DEFINE_bool("do_predict", False, "Predict test.tsv and write test_results.tsv.")
+    flags.DEFINE_bool("do_train", False, "Fine-tune on the task's training file (train.tsv).")
+    flags.DEFINE_bool("do_eval", False, "Evaluate on the task's dev file(s) (dev.tsv) and write eval_results.txt.")
+    flags.DEFINE_bool("do_predict", False, "Predict the task's test file(s) (test.tsv) and write test_results.tsv.")
     flags.DEFINE_float("classifier_dropout", classifier.CLASSIFIER_DROPOUT, "Dropout on the pooled output before the classifier (the reference's 0.1).")
     flags.DEFINE_bool("keep_best", False, "Evaluate on dev at every checkpoint; keep the best in OUTPUT_DIR/best and use it.")
     flags.DEFINE_string("xnli_language", "zh", "XNLI: the language to train and evaluate on.")
@@ -53,7 +56,7 @@ def define_flags():
     flags.DEFINE_string("text_b_column", None, "tsv task: the second text's column, if the task takes pairs.")
     flags.DEFINE_string("label_column", "1", "tsv task: the label's column.")
     flags.DEFINE_bool("tsv_header", True, "tsv task: the files start with a header row.")
-    flags.DEFINE_list("tsv_labels", None, "tsv task: the labels, in order; default: those of train.tsv, sorted.")
+    flags.DEFINE_list("tsv_labels", None, "tsv task: the labels, in order; default: those of train.tsv (dev.tsv without one), sorted.")
     flags.DEFINE_bool("tsv_regression", False, "tsv task: the label is a number to regress (one output).")
     cli.define_training_flags()
     cli.define_fine_tuning_flags()

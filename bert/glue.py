@@ -8,7 +8,7 @@ which columns hold its texts and label, whether the file has a header, and which
 whose label is not one of them, or that lacks a column, is reported with its file and line.
 
 `--task_name=tsv` reads any such directory: columns by index or header name, labels as found in
-train.tsv (sorted) unless given.
+train.tsv (dev.tsv without one; sorted) unless given.
 """
 
 import csv

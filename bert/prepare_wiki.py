@@ -169,8 +169,8 @@ def define_flags():
     flags.DEFINE_string(
         "output_dir",
         None,
-        "Directory for the shards wiki_00000.txt, ...: one sentence a line, a blank line between "
-        "articles. Created if missing.",
+        "Directory for the shards wiki_00000.txt, ...: one sentence a line, a blank line after "
+        "each article (the last one in a shard too). Created if missing.",
     )
     flags.DEFINE_integer(
         "num_workers",

@@ -10,8 +10,8 @@ every position a start and an end logit; the loss is the mean of the start and e
 over all positions. Contexts longer than the window are read in windows `--doc_stride` apart
 (bert/squad_data.py has the data side: windows, max-context tokens, answer spans, n-best
 post-processing, the official evaluation). --do_predict writes `predictions.json`,
-`nbest_predictions.json` and, with --version_2_with_negative, `null_odds.json`; --do_eval scores
-the predictions against --predict_file with the official EM/F1 and writes `eval_results.txt`.
+`nbest_predictions.json` and, with --version_2_with_negative, `null_odds.json`; --do_eval writes
+them too and scores them against --predict_file with the official EM/F1 and writes `eval_results.txt`.
 Training runs for int(training questions / global batch x --num_train_epochs) steps, as the
 reference counts them, through the same loop, optimizers and checkpoints as every stage.
 """
@@ -86,7 +86,7 @@ def define_flags():
     flags.DEFINE_integer("max_query_length", 64, "Question sub-tokens kept; the rest is cut.")
     flags.DEFINE_bool("do_train", False, "Fine-tune on --train_file.")
     flags.DEFINE_bool("do_predict", False, "Predict --predict_file: predictions.json, nbest_predictions.json (null_odds.json).")
-    flags.DEFINE_bool("do_eval", False, "Score the predictions of --predict_file with the official EM/F1 -> eval_results.txt.")
+    flags.DEFINE_bool("do_eval", False, "Predict --predict_file (the --do_predict files) and score it with the official EM/F1 -> eval_results.txt.")
     flags.DEFINE_integer("n_best_size", 20, "Candidate answers kept per question in nbest_predictions.json.")
     flags.DEFINE_integer("max_answer_length", 30, "Longest answer, in sub-tokens.")
     flags.DEFINE_bool("version_2_with_negative", False, "SQuAD v2.0: questions may have no answer.")
