@@ -233,7 +233,8 @@ def define_model_flags(init_checkpoint_help="A checkpoint to initialise from (a 
     flags.DEFINE_string(
         "bert_config_file",
         None,
-        "The model's bert_config.json: a path, a config name under configs/models, or tiny/mini/small/medium/base/large.",
+        "The model's bert_config.json: a path (or a model directory holding one), a config name under configs/models, "
+        "or tiny/mini/small/medium/base/large.",
     )
     flags.DEFINE_string("init_checkpoint", None, init_checkpoint_help)
 

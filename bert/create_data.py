@@ -26,7 +26,8 @@ def define_flags():
         "input_file", None, "Input text: one sentence a line, a blank line between documents. Comma list or globs."
     )
     flags.DEFINE_string(
-        "output_file", None, "Output TFRecord file(s), comma-separated; instances are written round-robin."
+        "output_file", None, "Output TFRecord file(s), comma-separated; instances are written round-robin, and one "
+        "manifest for them all beside the first (FIRST.manifest.json)."
     )
     flags.DEFINE_string(
         "output_dir",
