@@ -394,7 +394,7 @@ def damage_located(files, max_seq_length, max_predictions_per_seq, config, log, 
 
 def _checked_records(path, limit, parse, spec, limits):
     """How many records `path` holds, up to `limit` (None: all), each checked as check_records says; raises
-    InputError naming the file and record."""
+    InputError naming the file (and the record, where one is damaged or does not match)."""
     count = 0
     # Read in Python, not through tf.data: TensorFlow's runtime can log its own line about a damaged
     # file beside the one this check raises, and its errors do not say which file is damaged.
