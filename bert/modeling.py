@@ -10,12 +10,12 @@ at the masked positions against the tied word-embedding matrix. Weights stay flo
 `compute_dtype` of float16 or bfloat16 they are cast at use, while LayerNorm, softmax and the losses
 run in float32.
 
-Dropout is stateless: every call takes a `seed` (a shape-[2] integer tensor) and each dropout
-site folds its own index into it; an example's mask is drawn from its place in the step's global
-batch (counter-based, by Threefry-2x32). So a step's randomness depends only on the run's seed, the step and the examples, never
-on how many steps this process has run (a killed run resumes bit for bit), nor on how the global batch
-is split among ranks and micro-batches (accumulating k micro-batches draws the masks of one k-times
-larger batch).
+Dropout is stateless: every call takes a `seed` (a shape-[2] integer tensor) and each dropout site
+folds its own index into it; an example's mask is drawn from its place in the step's global batch
+(counter-based, by Threefry-2x32). So a step's randomness depends only on the run's seed, the step and
+the examples, never on how many steps this process has run (a killed run resumes bit for bit), nor on
+how the global batch is split among ranks and micro-batches (accumulating k micro-batches draws the
+masks of one k-times larger batch).
 """
 
 import hashlib

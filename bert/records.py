@@ -133,8 +133,9 @@ _ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
 def read_records(stream):
     """The data of each TFRecord in a binary stream, both checksums of each frame verified.
 
-    Raises CorruptRecordError saying which record and byte offset is damaged, or at the stream's first bytes
-    its CompressedRecordsError (gzip or zlib) or NotRecordsError; a file cut inside a length field is damaged too (TensorFlow's reader takes it for the end of the file).
+    Raises CorruptRecordError saying which record and byte offset is damaged, or at the stream's first bytes its
+    CompressedRecordsError (gzip or zlib) or NotRecordsError; a file cut inside a length field is damaged too
+    (TensorFlow's reader takes it for the end of the file).
     """
     index = 0
     offset = 0
