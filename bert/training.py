@@ -242,7 +242,10 @@ class Trainer:
 
         gradients, sums = self._gradients(micro_batch(0), counts, step_seed, first_example(0))
         for i in range(1, k):
-            more, more_sums = self._gradients(micro_batch(i), counts, step_seed, first_example(i))
+            # Nothing else orders the micro-batches: without this, the runtime starts them side by side (on a GPU,
+            # all k before the first sum), holding k micro-batches' activations or gradients instead of one.
+            with tf.control_dependencies(gradients):
+                more, more_sums = self._gradients(micro_batch(i), counts, step_seed, first_example(i))
             gradients = [a + b for a, b in zip(gradients, more)]
             sums = {key: sums[key] + more_sums[key] for key in sums}
         sum_names = sorted(sums)

@@ -1524,6 +1524,31 @@ def test_accumulating_k_micro_batches_equals_one_k_times_larger_batch(records_di
         np.testing.assert_allclose(accumulated.variables_by_name[name].numpy(), variable.numpy(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("use_xla", [False, True], ids=["eager_kernels", "xla"])
+def test_each_micro_batch_starts_after_the_one_before_it_is_summed(records_dir, use_xla):
+    """Accumulation is for a batch too large to hold at once: micro-batches left unordered run side by side (on a
+    GPU all k before the first sum), holding k micro-batches' activations or gradients instead of one's."""
+    k = 4
+    trainer = _trainer(BertConfig.from_dict(SMALL_MODEL), micro_batch_size=2, num_accumulation_steps=k, use_xla=use_xla)
+    graph = trainer.train_step.get_concrete_function(_batch(records_dir, 2 * k)).graph
+    calls = [op for op in graph.get_operations()
+             if "PartitionedCall" in op.type and "_micro_gradients" in op.get_attr("f").name]
+    assert len(calls) == k
+
+    def upstream(op):
+        seen, stack = set(), [op]
+        while stack:
+            current = stack.pop()
+            for parent in [tensor.op for tensor in current.inputs] + list(current.control_inputs):
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
+        return seen
+
+    for earlier, later in zip(calls, calls[1:]):
+        assert earlier in upstream(later)
+
+
 @pytest.mark.parametrize("kind", ["adam", "lamb"])
 def test_a_step_clips_the_gradients_to_global_norm_one_then_applies_the_optimizer(records_dir, kind):
     from tests.test_optimization import numpy_steps
