@@ -206,15 +206,24 @@ def _joined_cluster(resolver):
     whatever handled it before (the default: ending the process) does again once the cluster is joined.
     Signal handlers belong to the main thread: elsewhere they are left as they are.
     """
+    options = communication_options(tf.config.get_visible_devices("GPU"))
     if threading.current_thread() is not threading.main_thread():
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
     previous = {signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
     for number in unignored(signal.SIGINT):
         previous[number] = signal.signal(number, signal.SIG_DFL)
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
     finally:
         restore_signal_handlers(previous)
+
+
+def communication_options(visible_gpus):
+    """NCCL (RCCL on ROCm) for a worker computing on a GPU: TensorFlow's own choice there is its ring over gRPC,
+    through host memory, for every step's gradients."""
+    implementation = tf.distribute.experimental.CommunicationImplementation
+    return tf.distribute.experimental.CommunicationOptions(
+        implementation=implementation.NCCL if visible_gpus else implementation.AUTO)
 
 
 def differing_across_ranks(replicas, values):
@@ -255,15 +264,32 @@ def use_one_gpu(local_rank, local_size):
     TensorFlow's runtime starts."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        tf.config.set_visible_devices(gpus[local_rank % len(gpus)], "GPU")
-        warning = gpu_use_warning(local_rank, local_size, len(gpus))
+        gpu = gpus[local_rank % len(gpus)]
+        tf.config.set_visible_devices(gpu, "GPU")
+        warning = gpu_use_warning(local_rank, local_size, len(gpus), os.environ)
         if warning:
             print(warning, file=sys.stderr)
+        # TensorFlow takes nearly all of a GPU's memory up front, which would leave none to the processes sharing it.
+        if local_size > len(gpus) and not _given_a_gpu_of_its_own(len(gpus), os.environ):
+            tf.config.experimental.set_memory_growth(gpu, True)
 
 
-def gpu_use_warning(local_rank, local_size, gpu_count):
+# What a launcher (Slurm's --gpus-per-task, Kubernetes, a scheduler's wrapper) sets to show each process its own GPU.
+_VISIBLE_DEVICE_VARIABLES = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
+
+
+def _given_a_gpu_of_its_own(gpu_count, environ):
+    """Whether the process sees one GPU because a visible-device variable in `environ` names one device."""
+    assigned = [environ[name] for name in _VISIBLE_DEVICE_VARIABLES if environ.get(name, "").strip()]
+    return gpu_count == 1 and any("," not in devices for devices in assigned)
+
+
+def gpu_use_warning(local_rank, local_size, gpu_count, environ):
     """A warning when the processes on a machine do not match its GPUs one to one: the process of `local_rank`
-    shares a GPU with another, or (said once, by local rank 0) some GPUs are left idle."""
+    shares a GPU with another, or (said once, by local rank 0) some GPUs are left idle. None where the launcher
+    gave the process one GPU of its own (a visible-device variable in `environ` names one device)."""
+    if _given_a_gpu_of_its_own(gpu_count, environ):
+        return None
     if local_rank >= gpu_count:
         return (f"warning: local rank {local_rank} shares GPU {local_rank % gpu_count} with another process: this "
                 f"machine has {gpu_count} GPU(s); start one process per GPU")

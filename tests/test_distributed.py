@@ -359,13 +359,26 @@ def test_broadcast_groups_keep_the_order_and_stay_within_the_byte_limit():
 
 
 def test_processes_that_do_not_match_their_machines_gpus_one_to_one_are_warned():
-    assert distributed.gpu_use_warning(7, 8, 8) is None
-    assert distributed.gpu_use_warning(9, 10, 8) == ("warning: local rank 9 shares GPU 1 with another process: this "
-                                                     "machine has 8 GPU(s); start one process per GPU")
+    assert distributed.gpu_use_warning(7, 8, 8, {}) is None
+    assert distributed.gpu_use_warning(9, 10, 8, {}) == ("warning: local rank 9 shares GPU 1 with another process: this "
+                                                         "machine has 8 GPU(s); start one process per GPU")
     # One worker per machine, as tf.distribute is often run: seven of eight GPUs would idle without a word.
-    assert distributed.gpu_use_warning(0, 1, 8) == ("warning: 1 process(es) on this machine use 1 of its 8 GPUs, one each; "
-                                                    "start one process per GPU")
-    assert distributed.gpu_use_warning(1, 2, 8) is None  # said once per machine, by its local rank 0
+    assert distributed.gpu_use_warning(0, 1, 8, {}) == ("warning: 1 process(es) on this machine use 1 of its 8 GPUs, one "
+                                                        "each; start one process per GPU")
+    assert distributed.gpu_use_warning(1, 2, 8, {}) is None  # said once per machine, by its local rank 0
+    # Two processes seeing one GPU share it, unless their launcher showed each its own (Slurm's --gpus-per-task=1).
+    shared = "warning: local rank 1 shares GPU 0 with another process: this machine has 1 GPU(s); start one process per GPU"
+    assert distributed.gpu_use_warning(1, 2, 1, {}) == shared
+    assert distributed.gpu_use_warning(1, 2, 1, {"CUDA_VISIBLE_DEVICES": ""}) == shared
+    for variable in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"):
+        assert distributed.gpu_use_warning(1, 2, 1, {variable: "3"}) is None
+
+
+def test_multi_worker_mirrored_sums_over_nccl_on_a_gpu():
+    implementation = tf.distribute.experimental.CommunicationImplementation
+    gpu = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+    assert distributed.communication_options([gpu]).implementation == implementation.NCCL
+    assert distributed.communication_options([]).implementation == implementation.AUTO  # the ring, on CPUs
 
 
 @pytest.mark.parametrize("cluster, task, message", [
