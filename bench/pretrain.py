@@ -79,20 +79,20 @@ def matmul_seconds(dtype_name):
     return (time.perf_counter() - start) / n
 
 
-def random_batch():
+def random_batch(batch=BATCH):
     import numpy as np
 
     rng = np.random.default_rng(0)
     return {
-        "input_ids": rng.integers(1000, VOCAB, (BATCH, SEQ)).astype(np.int32),
-        "input_mask": np.ones((BATCH, SEQ), np.int32),
-        "segment_ids": (np.arange(SEQ)[None].repeat(BATCH, 0) >= SEQ // 2).astype(np.int32),
+        "input_ids": rng.integers(1000, VOCAB, (batch, SEQ)).astype(np.int32),
+        "input_mask": np.ones((batch, SEQ), np.int32),
+        "segment_ids": (np.arange(SEQ)[None].repeat(batch, 0) >= SEQ // 2).astype(np.int32),
         # Distinct positions in each row, as in real records, so every peer predicts the same PREDICTIONS tokens.
-        "masked_lm_positions": np.sort(rng.permuted(np.tile(np.arange(1, SEQ), (BATCH, 1)), axis=1)[:, :PREDICTIONS],
+        "masked_lm_positions": np.sort(rng.permuted(np.tile(np.arange(1, SEQ), (batch, 1)), axis=1)[:, :PREDICTIONS],
                                        -1).astype(np.int32),
-        "masked_lm_ids": rng.integers(1000, VOCAB, (BATCH, PREDICTIONS)).astype(np.int32),
-        "masked_lm_weights": np.ones((BATCH, PREDICTIONS), np.float32),
-        "next_sentence_labels": rng.integers(0, 2, (BATCH, 1)).astype(np.int32),
+        "masked_lm_ids": rng.integers(1000, VOCAB, (batch, PREDICTIONS)).astype(np.int32),
+        "masked_lm_weights": np.ones((batch, PREDICTIONS), np.float32),
+        "next_sentence_labels": rng.integers(0, 2, (batch, 1)).astype(np.int32),
     }
 
 

@@ -48,6 +48,21 @@ def test_extract_features_bench_writes_ours_and_the_reference_algorithms_figures
     assert f"wrote {output}" in result.stdout
 
 
+def test_accumulation_bench_writes_each_ks_peak_memory(tmp_path):
+    output = tmp_path / "accumulation.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "accumulation.py"), "--size=tiny", "--micro_batch_size=2",
+                             "--accumulation=1,3", f"--output={output}"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(output.read_text())
+    assert results["size"] == "tiny" and results["micro_batch_size"] == 2 and results["machine"]["cpus"] >= 1
+    assert [(case["k"], case["batch"]) for case in results["cases"]] == [(1, 2), (3, 6)]
+    for case in results["cases"]:
+        assert 0 < case["before_mib"] <= case["after_mib"]
+        assert case["step_mib"] == pytest.approx(case["after_mib"] - case["before_mib"], abs=0.11)
+        assert f"tiny k={case['k']:<3d} batch {case['batch']:4d}: peak" in result.stdout
+    assert f"wrote {output}" in result.stdout
+
+
 @pytest.mark.parametrize("script, flag, fragment", [
     ("pretrain.py", "--sizes=huge", "--sizes: 'huge' is not one of tiny, mini, small, medium, base"),
     ("pretrain.py", "--dtypes=float32,fp8", "--dtypes: 'fp8' is not one of float32, bfloat16, float16"),
@@ -57,6 +72,9 @@ def test_extract_features_bench_writes_ours_and_the_reference_algorithms_figures
     ("finetune.py", "--sizes=tiny", "--sizes: 'tiny' is not one of mini, minilm, small, base"),
     ("extract_features.py", "--sizes=huge", "--sizes: 'huge' is not one of tiny, mini, small, medium, base, large"),
     ("create_data.py", "--workers=0", "--workers must be at least 1, got 0"),
+    ("accumulation.py", "--accumulation=1,0", "--accumulation: each k must be at least 1, got '1,0'"),
+    ("accumulation.py", "--accumulation=4x", "--accumulation: '4x' is not a comma list of whole numbers"),
+    ("accumulation.py", "--micro_batch_size=0", "--micro_batch_size must be at least 1, got 0"),
 ])
 def test_a_bench_refuses_a_bad_flag_in_one_line_before_measuring(tmp_path, script, flag, fragment):
     output = tmp_path / "out.json"
