@@ -273,8 +273,8 @@ def define_training_flags():
     from bert import distributed, optimization  # here, so that the commands that do not train never load TensorFlow
 
     flags.DEFINE_integer("train_batch_size", 32, "Examples per micro-batch on each rank.")
-    flags.DEFINE_integer("eval_batch_size", 8, "Examples per evaluation batch (bert-squad evaluates its predictions, "
-                         "made in --predict_batch_size batches).")
+    flags.DEFINE_integer("eval_batch_size", 8, "Examples per evaluation batch (unused by bert-squad, which predicts "
+                         "in --predict_batch_size batches).")
     flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
     flags.DEFINE_integer("save_checkpoints_steps", 1000, "Save a checkpoint every this many steps (and at the end).")
     flags.DEFINE_enum("optimizer_type", "adam", optimization.OPTIMIZERS, "adam (the reference's AdamWeightDecay), lamb, nadam or nlamb.")

@@ -148,8 +148,8 @@ class MirroredWorkers:
             resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id)
         # The strategy starts TensorFlow's runtime, after which the visible devices are fixed; it would otherwise
         # take every GPU of the machine as a replica of this process.
-        use_one_gpu(self.local_rank, self.local_size)
-        self._strategy = _joined_cluster(resolver)
+        own_gpu = use_one_gpu(self.local_rank, self.local_size)
+        self._strategy = _joined_cluster(resolver, communication_options(own_gpu))
         self.size = self._strategy.num_replicas_in_sync
         self.name = f"MultiWorkerMirroredStrategy, {self.size} workers"
         # For the broadcast's groups, of any length: traced for a first length, then for any, per dtype.
@@ -197,8 +197,9 @@ class MirroredWorkers:
         self.all_sum([tf.constant(0.0)])
 
 
-def _joined_cluster(resolver):
-    """The MultiWorkerMirroredStrategy of `resolver`'s cluster, once every worker of it has started.
+def _joined_cluster(resolver, options):
+    """The MultiWorkerMirroredStrategy of `resolver`'s cluster, communicating as `options` say, once every worker
+    of it has started.
 
     TensorFlow waits for them (up to an hour) inside one call that does not return to Python, so Python's
     handler of Ctrl-C would not run: until they have, Ctrl-C ends this process at once, before it has written
@@ -206,7 +207,6 @@ def _joined_cluster(resolver):
     whatever handled it before (the default: ending the process) does again once the cluster is joined.
     Signal handlers belong to the main thread: elsewhere they are left as they are.
     """
-    options = communication_options(tf.config.get_visible_devices("GPU"))
     if threading.current_thread() is not threading.main_thread():
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
     previous = {signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
@@ -218,12 +218,12 @@ def _joined_cluster(resolver):
         restore_signal_handlers(previous)
 
 
-def communication_options(visible_gpus):
-    """NCCL (RCCL on ROCm) for a worker computing on a GPU: TensorFlow's own choice there is its ring over gRPC,
-    through host memory, for every step's gradients."""
+def communication_options(own_gpu):
+    """NCCL (RCCL on ROCm) for a worker computing on a GPU of its own (NCCL refuses two ranks on one GPU):
+    TensorFlow's own choice there is its ring over gRPC, through host memory, for every step's gradients."""
     implementation = tf.distribute.experimental.CommunicationImplementation
     return tf.distribute.experimental.CommunicationOptions(
-        implementation=implementation.NCCL if visible_gpus else implementation.AUTO)
+        implementation=implementation.NCCL if own_gpu else implementation.AUTO)
 
 
 def differing_across_ranks(replicas, values):
@@ -261,17 +261,21 @@ def make_replicas(strategy):
 
 def use_one_gpu(local_rank, local_size):
     """Shows this process one GPU, its machine's `local_rank`-th of the `local_size` processes there, before
-    TensorFlow's runtime starts."""
+    TensorFlow's runtime starts; where there are fewer GPUs than processes, it takes GPU memory as it needs it.
+    Returns whether the process computes on a GPU of its own (False on a CPU)."""
     gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        gpu = gpus[local_rank % len(gpus)]
-        tf.config.set_visible_devices(gpu, "GPU")
-        warning = gpu_use_warning(local_rank, local_size, len(gpus), os.environ)
-        if warning:
-            print(warning, file=sys.stderr)
-        # TensorFlow takes nearly all of a GPU's memory up front, which would leave none to the processes sharing it.
-        if local_size > len(gpus) and not _given_a_gpu_of_its_own(len(gpus), os.environ):
-            tf.config.experimental.set_memory_growth(gpu, True)
+    if not gpus:
+        return False
+    gpu = gpus[local_rank % len(gpus)]
+    tf.config.set_visible_devices(gpu, "GPU")
+    warning = gpu_use_warning(local_rank, local_size, len(gpus), os.environ)
+    if warning:
+        print(warning, file=sys.stderr)
+    if local_size <= len(gpus):
+        return True
+    # TensorFlow takes nearly all of a GPU's memory up front, which would leave none to the processes sharing it.
+    tf.config.experimental.set_memory_growth(gpu, True)
+    return _given_a_gpu_of_its_own(len(gpus), os.environ)
 
 
 # What a launcher (Slurm's --gpus-per-task, Kubernetes, a scheduler's wrapper) sets to show each process its own GPU.
