@@ -19,7 +19,7 @@ import subprocess
 import sys
 
 from common import ROOT, check_positive, machine, write_results
-from pretrain import SEQ, SIZES, VOCAB, random_batch
+from pretrain import SEQ, SIZES, our_step
 
 sys.path.insert(0, str(ROOT))
 
@@ -30,20 +30,12 @@ def peak_mib():
 
 def measure(size, micro_batch_size, k, xla):
     """{before_mib, after_mib, step_mib, gpu_peak_mib} of two steps at k micro-batches, in this process."""
-    from bert import distributed, modeling, pretraining, training
-    from bert.config import BertConfig
     from bert.tf import tf
 
-    layers, hidden = SIZES[size]
-    config = BertConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
-                        intermediate_size=4 * hidden, max_position_embeddings=512, type_vocab_size=2)
-    options = training.TrainOptions(output_dir="unused", num_train_steps=100, num_warmup_steps=10, learning_rate=1e-4,
-                                    micro_batch_size=micro_batch_size, num_accumulation_steps=k, use_xla=xla)
-    trainer = training.Trainer(pretraining.PretrainingTask(modeling.BertPretrainer(config)), options, distributed.Single())
-    features = {name: tf.constant(value) for name, value in random_batch(micro_batch_size * k).items()}
+    step = our_step(size, xla=xla, micro_batch_size=micro_batch_size, accumulation=k)
     before = peak_mib()
     for _ in range(2):
-        trainer.train_step(features)["loss"].numpy()
+        step()
     after = peak_mib()
     gpu = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20 if tf.config.list_logical_devices("GPU") else None
     return {"before_mib": round(before, 1), "after_mib": round(after, 1), "step_mib": round(after - before, 1),

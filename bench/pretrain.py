@@ -104,7 +104,9 @@ def pin_tensorflow_threads(tf, threads):
         tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def ours(size, dtype, xla, warmup, steps):
+def our_step(size, dtype="float32", xla=False, micro_batch_size=BATCH, accumulation=1):
+    """A function taking one of our optimizer steps, of `accumulation` micro-batches, on random token ids; the
+    model and its trainer are built, nothing is run yet."""
     from bert import distributed, modeling, pretraining, training
     from bert.config import BertConfig
     from bert.tf import tf
@@ -113,10 +115,15 @@ def ours(size, dtype, xla, warmup, steps):
     config = BertConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
                         intermediate_size=4 * hidden, max_position_embeddings=512, type_vocab_size=2)
     options = training.TrainOptions(output_dir="unused", num_train_steps=10**6, num_warmup_steps=100, learning_rate=1e-4,
-                                    micro_batch_size=BATCH, compute_dtype=dtype, use_xla=xla)
+                                    micro_batch_size=micro_batch_size, num_accumulation_steps=accumulation,
+                                    compute_dtype=dtype, use_xla=xla)
     trainer = training.Trainer(pretraining.PretrainingTask(modeling.BertPretrainer(config)), options, distributed.Single())
-    features = {k: tf.constant(v) for k, v in random_batch().items()}
-    return time_steps(lambda: trainer.train_step(features)["loss"].numpy(), warmup, steps)
+    features = {k: tf.constant(v) for k, v in random_batch(micro_batch_size * accumulation).items()}
+    return lambda: trainer.train_step(features)["loss"].numpy()
+
+
+def ours(size, dtype, xla, warmup, steps):
+    return time_steps(our_step(size, dtype, xla), warmup, steps)
 
 
 def keras_hub_peer(size, warmup, steps, threads=None):
