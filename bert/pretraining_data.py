@@ -16,6 +16,7 @@ the result depends on the seed and block size, not on the number of workers.
 """
 
 import collections
+import itertools
 import multiprocessing
 import os
 import random
@@ -296,7 +297,12 @@ def truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
 def read_lines(path):
     """Raw lines of a file, split on b"\\n" only, as the reference's file reader splits them."""
     with open(path, "rb") as f:
-        yield from f
+        for raw in f:
+            # GFile drops carriage returns before it looks for the end of the file: after the last newline,
+            # carriage returns alone are the end, not an empty line (which would end a document).
+            if not raw.endswith(b"\n") and not raw.strip(b"\r"):
+                return
+            yield raw
 
 
 def create_reference_records(input_files, tokenizer, options, random_seed, progress=None):
@@ -381,7 +387,8 @@ def with_neighbours(blocks, block_size):
     if second is None:
         return
     outside, previous = None, first
-    for block in (second, *blocks):
+    # Chained, not unpacked: unpacking would read every block of the corpus before the second is made.
+    for block in itertools.chain((second,), blocks):
         if not block.continues:
             outside = previous
         yield block.chunks, _head(outside.chunks, block_size) if outside is not None else None

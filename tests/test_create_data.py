@@ -142,6 +142,41 @@ def test_carriage_returns_are_dropped_as_the_reference_reader_drops_them(tmp_pat
     assert read_records([tmp_path / "out.tfrecord"]) == expected
 
 
+def test_carriage_returns_after_the_last_newline_end_the_file_as_in_the_reference(tmp_path, wikitext_docs, uncased_vocab):
+    import tensorflow as tf
+
+    lines = [line for line in wikitext_docs.read_text(encoding="utf-8").split("\n")[:300] if line.strip()]
+    # No blank line anywhere: a document runs on into the next file unless a file's ending breaks it.
+    endings = [b"\r", b"\r\r", b"\n\r", b""]
+    files, lines_per_file = [], []
+    for i, ending in enumerate(endings):
+        files.append(tmp_path / f"part{i}.txt")
+        part = lines[i * 60:(i + 1) * 60]
+        files[-1].write_bytes("\n".join(part).encode("utf-8") + b"\n" + ending)
+        with tf.io.gfile.GFile(str(files[-1]), "r") as f:
+            lines_per_file.append([line.rstrip("\n") for line in iter(f.readline, "")])
+    assert lines_per_file == [lines[i * 60:(i + 1) * 60] + ([""] if ending == b"\n\r" else [])
+                              for i, ending in enumerate(endings)]
+    create(tmp_path, f"--input_file={','.join(map(str, files))}", f"--vocab_file={uncased_vocab}", "--dupe_factor=2")
+    expected = oracle.reference_instances(lines_per_file, oracle.read_vocab(uncased_vocab), True, 12345, dupe_factor=2)
+    assert read_records([tmp_path / "out.tfrecord"]) == expected
+
+
+def test_scale_mode_reads_the_corpus_a_block_at_a_time():
+    pulled = []
+
+    def blocks():
+        for i in range(1000):
+            pulled.append(i)
+            yield pretraining_data.Block([b"line %d\n" % i], False)
+
+    paired = pretraining_data.with_neighbours(blocks(), 1024)
+    for made in range(1, 6):
+        next(paired)
+        assert len(pulled) == max(made, 2)
+    assert len(list(paired)) == 995 and len(pulled) == 1000
+
+
 @pytest.fixture(scope="module")
 def many_records(tmp_path_factory, wikitext_docs, uncased_vocab):
     out = tmp_path_factory.mktemp("many") / "records.tfrecord"
