@@ -46,10 +46,6 @@ def resolve_checkpoint(path, flag="--init_checkpoint"):
         state, _ = read_checkpoint_state(text)
         if state:
             latest = state.model_checkpoint_path
-            # A run directory moved from another machine (or bucket) whose file holds absolute paths.
-            moved = os.path.join(text, os.path.basename(latest))
-            if not os.path.isfile(latest + ".index") and os.path.isfile(moved + ".index"):
-                latest = moved
             if not os.path.isfile(latest + ".index"):
                 present = _checkpoints_in(text)
                 earlier = _newest_listed(state, text) or (os.path.join(text, present[-1]) if present else None)
@@ -116,7 +112,10 @@ STATE_FILE = "checkpoint"
 
 def read_checkpoint_state(directory):
     """`directory`'s `checkpoint` file (TensorFlow's CheckpointState, paths made absolute) and, if it cannot
-    be used, why not: (state, None), (None, None) when there is no such file, or (None, reason)."""
+    be used, why not: (state, None), (None, None) when there is no such file, or (None, reason).
+
+    A path that is not there but whose checkpoint is in `directory` is taken to be that one: the file of a run
+    directory moved from another machine (or bucket) holds absolute paths if a TF1 Saver wrote it."""
     path = os.path.join(directory, STATE_FILE)
     state = CheckpointState()
     try:
@@ -130,9 +129,15 @@ def read_checkpoint_state(directory):
         return None, f"damaged ({e})"
     if not state.model_checkpoint_path:
         return None, "damaged (it names no checkpoint)"
-    state.model_checkpoint_path = os.path.join(directory, state.model_checkpoint_path)
-    state.all_model_checkpoint_paths[:] = [os.path.join(directory, name) for name in state.all_model_checkpoint_paths]
+    state.model_checkpoint_path = _located(directory, state.model_checkpoint_path)
+    state.all_model_checkpoint_paths[:] = [_located(directory, name) for name in state.all_model_checkpoint_paths]
     return state, None
+
+
+def _located(directory, name):
+    path = os.path.join(directory, name)
+    moved = os.path.join(directory, os.path.basename(name))
+    return moved if not os.path.exists(f"{path}.index") and os.path.exists(f"{moved}.index") else path
 
 
 def _readable_checkpoints(directory, checkpoint_name):

@@ -480,6 +480,11 @@ def to_hf(checkpoint, output):
         if name in weights and list(weights[name].shape) != variable.shape.as_list():
             raise InputError(f"--input: '{name}' has shape {list(weights[name].shape)}, {config_path} implies "
                              f"{variable.shape.as_list()}")
+    # Written out, they would sit in model.safetensors beside a config.json that has no place for them.
+    extra_layers = [name for name in weights if name.startswith("bert/encoder/") and name not in model_weights]
+    if extra_layers:
+        raise InputError(f"--input: checkpoint {reader.prefix} has '{extra_layers[0]}', a layer past the "
+                         f"{config.num_hidden_layers} of {config_path}")
     vocab, tokens = _find_vocab(config, checkpoint_dir)
     tensors = reference_to_hf(weights)
     _check_output_dir(output, {"model.safetensors", "config.json", *(["tokenizer_config.json", "vocab.txt"] if vocab else [])})

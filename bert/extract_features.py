@@ -22,6 +22,7 @@ from bert.tf import tf
 from absl import flags
 
 from bert import checkpoints, cli, features, fileio, modeling, progress
+from bert.config import resolve_config_path
 from bert.errors import InputError
 
 FLAGS = flags.FLAGS
@@ -185,9 +186,13 @@ def main(argv):
     cli.check_case_matches_checkpoint(use="read")
     input_path = one_input_file(FLAGS.input_file)
     checkpoint = checkpoints.resolve_checkpoint(FLAGS.init_checkpoint)
-    checkpoint_files = glob.glob(glob.escape(checkpoint) + ".index") + glob.glob(glob.escape(checkpoint) + ".data-*")
+    checkpoint_files = [path for suffix in (".index", ".data-*", ".meta")
+                        for path in glob.glob(glob.escape(checkpoint) + suffix)]
+    # The `checkpoint` file too, through which a directory names it.
+    checkpoint_files.append(os.path.join(os.path.dirname(checkpoint), checkpoints.STATE_FILE))
     fileio.check_output_file(FLAGS.output_file, "--output_file",
-                             [input_path, FLAGS.bert_config_file, *cli.tokenizer_files(), *checkpoint_files])
+                             [input_path, resolve_config_path(FLAGS.bert_config_file), *cli.tokenizer_files(),
+                              *checkpoint_files])
     log = cli.rank_log()
     # The model's flags are checked before the input is read: a large file takes a while.
     config, tokenizer = cli.load_config_and_tokenizer(log)

@@ -748,10 +748,12 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         log(f"note: the run in {options.output_dir} {where} the flags' last step ({options.num_train_steps}): "
             f"nothing to train")
     # A run with nothing to train writes no events file, which would show in TensorBoard as a run of its own.
-    writer = tf.summary.create_file_writer(options.output_dir) if chief and step < options.num_train_steps else None
     events = f"TensorBoard events to {options.output_dir}"
-    if writer is not None:
+    writer = None
+    if chief and step < options.num_train_steps:
+        # Creating the writer writes the file's first event.
         with _writing(step, manager, what=events):
+            writer = tf.summary.create_file_writer(options.output_dir)
             _mark_session_start(writer, step)
     if indexed:
         iterator = dataset.from_step(step + int(trainer.skipped_batches.numpy()))

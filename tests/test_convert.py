@@ -147,6 +147,11 @@ def test_to_hf_refuses_a_config_or_vocabulary_the_checkpoint_does_not_match(mini
     out = tmp_path / "hf"
     assert_clean_failure(run_cli("convert", "--to=hf", checkpoint, f"--bert_config_file={wide}", f"--output={out}"),
                          "--input", "'bert/embeddings/word_embeddings' has shape [30522, 384]", "wide.json implies [30522, 768]")
+    shallow = tmp_path / "shallow.json"
+    shallow.write_text(json.dumps({**config, "num_hidden_layers": config["num_hidden_layers"] - 1}))
+    last = config["num_hidden_layers"] - 1
+    assert_clean_failure(run_cli("convert", "--to=hf", checkpoint, f"--bert_config_file={shallow}", f"--output={out}"),
+                         "--input", f"has 'bert/encoder/layer_{last}/", f"a layer past the {last} of {shallow}")
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("".join(f"[unused{i}]\n" for i in range(30600)))
     assert_clean_failure(run_cli("convert", "--to=hf", checkpoint, f"--vocab_file={vocab}", f"--output={out}"),

@@ -242,6 +242,10 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
                                  "--max_seq_length=40"), "--output_file", "bert_config.json is an input file too")
     assert_clean_failure(extract(model_dir, input_file, vocab_copy, f"--vocab_file={vocab_copy}", "--max_seq_length=40"),
                          "--output_file", "vocab.txt is an input file too")
+    # Nor the config of a model directory given as --bert_config_file.
+    assert_clean_failure(extract(model_dir, input_file, config_copy, f"--bert_config_file={tmp_path}",
+                                 "--max_seq_length=40", "--layers=-1"), "--output_file",
+                         "bert_config.json is an input file too")
     # Nor the checkpoint read, by any of its files.
     checkpoint_copy = tmp_path / "copy"
     checkpoint_copy.mkdir()
@@ -251,6 +255,12 @@ def test_bad_layers_and_mismatched_vocab_fail_cleanly(model_dir, tmp_path):
         assert_clean_failure(extract(model_dir, input_file, checkpoint_copy / name, "--max_seq_length=40", "--layers=-1",
                                      f"--init_checkpoint={checkpoint_copy}"), "--output_file", f"{name} is an input file too")
         assert (checkpoint_copy / name).read_bytes() == (directory / name).read_bytes()
+    # Nor the `checkpoint` file through which a directory names it.
+    state_file = checkpoint_copy / "checkpoint"
+    state_file.write_text('model_checkpoint_path: "bert_model.ckpt"\n')
+    assert_clean_failure(extract(model_dir, input_file, state_file, "--max_seq_length=40", "--layers=-1",
+                                 f"--init_checkpoint={checkpoint_copy}"), "--output_file", "checkpoint is an input file too")
+    assert state_file.read_text() == 'model_checkpoint_path: "bert_model.ckpt"\n'
     # A released cased model read with the default --do_lower_case would see lower-cased text, as in fine-tuning.
     cased = tmp_path / "cased_L-12_H-768_A-12"
     checkpoint_copy.rename(cased)

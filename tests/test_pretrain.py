@@ -22,8 +22,8 @@ from bert import checkpoints, distributed, modeling, pretraining, progress, reco
 from bert.config import BertConfig
 from bert.errors import DamagedRecordError, InputError, StopRequested
 from tests import numpy_bert
-from tests.conftest import (PROGRESS_LINE, ROOT, assert_clean_failure, message_lines, run_cli, run_with_random_kills, shared_file,
-                            wait_for)
+from tests.conftest import (PROGRESS_LINE, ROOT, assert_clean_failure, file_size_limit, message_lines, run_cli,
+                            run_with_random_kills, shared_file, wait_for)
 from tests.pretrain_fixtures import PREDICTIONS, SEQ, SMALL_MODEL, pretrain_args
 from tests.test_modeling import random_weights, reference_shapes, write_tf1_checkpoint
 
@@ -232,6 +232,16 @@ def test_sigterm_saves_the_step_it_stops_after_and_the_resumed_run_is_bit_identi
     # The stop's own checkpoint and input position, off the schedule (unless it fell on step 20).
     assert (out / f"ckpt-{step}.index").exists() and (out / "data" / "rank-0" / f"data-{step}.index").exists()
     assert not (out / "bert_model.ckpt.index").exists()
+
+    # Resumed on a full disk: the first thing it writes is its TensorBoard events file, which it names. (AutoGraph
+    # warns first that it cannot write its own temporary files.)
+    saved = {path: data for path, data in snapshot(out).items() if not path.name.startswith("events.")}
+    full = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=ROOT, preexec_fn=file_size_limit(16))
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr
+    assert full.stderr.splitlines()[-1] == (
+        f"bert-pretrain: error: cannot write TensorBoard events to {out} after step {step}: File too large; the newest "
+        f"checkpoint is {out}/ckpt-{step}: run the same command again to resume from it")
+    assert {path: data for path, data in snapshot(out).items() if not path.name.startswith("events.")} == saved
 
     finish = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=ROOT)
     assert finish.returncode == 0, finish.stderr
@@ -630,7 +640,9 @@ def test_an_output_dir_of_the_reference_s_training_is_refused_and_left(records_d
     slots = {f"{name}/adam_{slot}": np.zeros_like(value) for name, value in weights.items() for slot in "mv"}
     for named in ("model.ckpt-1000", "model.ckpt"):
         write_tf1_checkpoint(reference_run / named, {**weights, **slots, "global_step": np.int64(1000)})
-    for named in ("model.ckpt-1000", "model.ckpt"):
+    # A TF1 Saver writes absolute paths: those of the machine the run was made on, where it was moved from.
+    for named, found in (("model.ckpt-1000", "model.ckpt-1000"), ("model.ckpt", "model.ckpt"),
+                         ("/elsewhere/pretraining_output/model.ckpt-1000", "model.ckpt-1000")):
         (reference_run / "checkpoint").write_text(f'model_checkpoint_path: "{named}"\n'
                                                   f'all_model_checkpoint_paths: "{named}"\n')
         before = snapshot(reference_run)
@@ -638,7 +650,7 @@ def test_an_output_dir_of_the_reference_s_training_is_refused_and_left(records_d
                                                     "--num_train_steps=2",
                                                     f"--init_checkpoint={reference_run / 'model.ckpt-1000'}"))
         assert_clean_failure(result, f"--output_dir: {reference_run} holds another program's training run: its checkpoint "
-                                     f"file names {reference_run / named}; to start from that checkpoint give it as "
+                                     f"file names {reference_run / found}; to start from that checkpoint give it as "
                                      "--init_checkpoint, with another --output_dir")
         assert snapshot(reference_run) == before
 
