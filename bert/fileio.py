@@ -154,15 +154,15 @@ class AtomicFile(CommitOrAbort):
         return InputError(f"cannot write {self.path}: {error.strerror or error}")
 
     def sync(self):
-        """Puts the content on disk and closes the file, the slow part of `commit()`, which then only renames."""
-        if self.done or self._file.closed:
+        """Puts the content on disk, the slow part of `commit()`, which then only renames. The file stays open,
+        and so locked against remove_leftover_temporaries, until it is renamed."""
+        if self.done:
             return
         try:
             self._file.flush()
             # A pipe or terminal has nothing to put on disk (fsync fails there).
             if self.temp_path is not None:
                 os.fsync(self._file.fileno())
-            self._file.close()
         except OSError as e:
             # A full disk.
             raise self._write_error(e) from None
@@ -170,16 +170,19 @@ class AtomicFile(CommitOrAbort):
     def commit(self):
         if self.done:
             return
-        self.sync()
-        if self.temp_path is None:
-            self.done = True
-            return
         try:
-            os.chmod(self.temp_path, _replacement_mode(self._destination))
-            os.replace(self.temp_path, self._destination)
+            self.sync()
+            if self.temp_path is not None:
+                os.chmod(self.temp_path, _replacement_mode(self._destination))
+                os.replace(self.temp_path, self._destination)
+            self._file.close()
         except OSError as e:
             # A destination that became a directory.
             raise self._write_error(e) from None
+        except BaseException:
+            # Ctrl-C or a signal during the fsync of a large file: no temporary file is left behind.
+            self.abort()
+            raise
         self.done = True
 
     def abort(self):
@@ -307,14 +310,16 @@ def lock_directory(directory, flag, holder="training process"):
     """Locks `directory` to this process until it ends; raises InputError naming the flag if another holds it.
 
     Two training processes writing the same run would interleave their checkpoints. The lock is an
-    flock on `directory/.lock`, created empty and never written, so a refused command changes nothing; on
-    a file system without locks the directory stays unlocked. Opened for writing: NFS, where two jobs
-    most easily meet, grants an exclusive lock only on such a file.
+    flock on `directory/.lock`, created empty and never written; on a file system without locks the
+    directory stays unlocked. Opened for writing: NFS, where two jobs most easily meet, grants an exclusive
+    lock only on such a file. Returns whether this call created the file, which a command refused after it
+    took the lock removes (unlock_directory) to leave the directory as it was.
     """
     key = os.path.realpath(directory)
     if key in _held_locks:
-        return
+        return False
     path = os.path.join(directory, LOCK_FILE)
+    created = not os.path.exists(path)
     while True:
         try:
             descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -327,7 +332,7 @@ def lock_directory(directory, flag, holder="training process"):
             if e.errno == errno.EWOULDBLOCK:
                 raise InputError(f"{flag}: {directory} is in use by another {holder} (it holds {path}); wait "
                                  f"for it to end or use another {flag}") from None
-            return
+            return created
         # The holder may have deleted the file before releasing it (see _release_lock_of_empty): a lock on it
         # would lock nothing.
         try:
@@ -337,6 +342,18 @@ def lock_directory(directory, flag, holder="training process"):
             pass
         os.close(descriptor)
     _held_locks[key] = descriptor
+    return created
+
+
+def unlock_directory(directory, remove_file):
+    """Releases this process's lock on `directory`, deleting its lock file first if `remove_file`."""
+    descriptor = _held_locks.pop(os.path.realpath(directory), None)
+    if descriptor is None:
+        return
+    if remove_file:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(directory, LOCK_FILE))
+    os.close(descriptor)
 
 
 def _release_lock_of_empty(directory):

@@ -29,7 +29,8 @@ import numpy as np
 
 from bert import checkpoints, distributed, modeling, optimization, progress
 from bert.errors import DamagedRecordError, InputError, StopRequested
-from bert.fileio import AtomicFile, lock_directory, remove_leftover_temporaries, restore_signal_handlers, unignored
+from bert.fileio import (AtomicFile, lock_directory, remove_leftover_temporaries, restore_signal_handlers, unignored,
+                         unlock_directory)
 from bert.tf import error_text, tf
 
 RUN_FILE = "run.json"
@@ -424,25 +425,31 @@ def check_run_directory(output_dir, description, replicas, init_checkpoint=None,
     if exported and not os.path.exists(path):
         raise InputError(f"--output_dir: {output_dir} holds a model ({EXPORT_NAME}) of another run (no {RUN_FILE}), which "
                          f"this run's export would replace; use another --output_dir")
-    busy = None
+    busy, created_lock = None, False
     if chief:
         try:
-            lock_directory(output_dir, "--output_dir")
+            created_lock = lock_directory(output_dir, "--output_dir")
         except InputError as e:
             busy = e
     # Every rank stops with the chief rather than wait for it in the first collective of training.
     if int(replicas.all_sum([tf.constant(1 if busy else 0, tf.int64)])[0]):
         raise busy or InputError(f"--output_dir: {output_dir} is in use by another training process (rank 0 found it locked)")
     recorded = False
-    if (saved or exported) and os.path.exists(path):
-        previous = _read_run_record(output_dir, strict=True)
-        legacy = "global_batch_size" not in previous
-        if legacy:
-            _pin_global_batch(previous, _ranks_of_saved_input(output_dir) or replicas.size)
-        _refuse_another_run(output_dir, previous, description)
-        recorded = not legacy
-    elif saved:
-        raise InputError(f"--output_dir: {output_dir} holds checkpoints of another run (no {RUN_FILE}); use another --output_dir")
+    try:
+        if (saved or exported) and os.path.exists(path):
+            previous = _read_run_record(output_dir, strict=True)
+            legacy = "global_batch_size" not in previous
+            if legacy:
+                _pin_global_batch(previous, _ranks_of_saved_input(output_dir) or replicas.size)
+            _refuse_another_run(output_dir, previous, description)
+            recorded = not legacy
+        elif saved:
+            raise InputError(f"--output_dir: {output_dir} holds checkpoints of another run (no {RUN_FILE}); use another "
+                             f"--output_dir")
+    except InputError:
+        if chief:
+            unlock_directory(output_dir, remove_file=created_lock)
+        raise
     if chief:
         # Once the run is known to be this one (a refused command changes nothing): what a run killed while writing
         # its results, features or export left, as large as those and never read.

@@ -35,11 +35,16 @@ def test_leftovers_of_killed_writers_are_removed_and_a_running_writers_file_is_l
     killed.write_text("partial")
     other = tmp_path / ".other.txt.tmp-killed"
     other.write_text("partial")
-    running = AtomicFile(tmp_path / "out.txt")
+    running, synced = AtomicFile(tmp_path / "out.txt"), AtomicFile(tmp_path / "out.txt")
     running.write("whole\n")
+    # On disk, waiting to be renamed (the shards of bert-create-data wait for each other).
+    synced.write("synced\n")
+    synced.sync()
     remove_leftover_temporaries(str(tmp_path), "out.txt")
     assert not killed.exists() and other.exists()
-    assert os.path.exists(running.temp_path)
+    assert os.path.exists(running.temp_path) and os.path.exists(synced.temp_path)
+    synced.commit()
+    assert (tmp_path / "out.txt").read_text() == "synced\n"
     running.commit()
     assert (tmp_path / "out.txt").read_text() == "whole\n"
 

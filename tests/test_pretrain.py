@@ -655,6 +655,18 @@ def test_an_output_dir_of_the_reference_s_training_is_refused_and_left(records_d
         assert snapshot(reference_run) == before
 
 
+def test_an_output_dir_of_another_tf2_program_s_checkpoints_is_refused_and_left(records_dir, small_config, tmp_path):
+    # As a tf.train.CheckpointManager, whose checkpoints are named ckpt-N too, leaves its directory: no run.json.
+    other = tmp_path / "model_garden_run"
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(step=tf.Variable(7)), str(other), max_to_keep=1)
+    manager.save(checkpoint_number=7)
+    before = snapshot(other)
+    result = run_cli("pretrain", *pretrain_args(records_dir, small_config, other, "--do_train", "--num_train_steps=2"))
+    assert_clean_failure(result, f"--output_dir: {other} holds checkpoints of another run (no run.json); use another "
+                                 "--output_dir")
+    assert snapshot(other) == before
+
+
 def test_damaged_or_deleted_checkpoints_are_named_or_passed_over(records_dir, small_config, tmp_path):
     run = tmp_path / "run"
     first = run_cli("pretrain", *pretrain_args(records_dir, small_config, run, "--do_train", "--num_train_steps=4",
