@@ -224,6 +224,9 @@ def _read_best(path):
             record = json.load(f)
         if not isinstance(record, dict) or not {"metric", "step", "value"} <= set(record):
             raise ValueError("not a record of the best checkpoint")
+        for key, kinds in (("metric", str), ("step", int), ("value", (int, float)), ("evaluated", int)):
+            if key in record and (not isinstance(record[key], kinds) or isinstance(record[key], bool)):
+                raise ValueError(f"its {key!r} is {json.dumps(record[key])}")
         return record
     except ValueError as e:
         raise InputError(f"--keep_best: {path} is damaged ({e}); delete it to choose the best checkpoint afresh "

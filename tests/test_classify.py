@@ -132,10 +132,13 @@ def test_train_eval_predict_with_best_checkpoint(small_config, uncased_vocab, tm
     # Scored once: run again, the finished run scores nothing.
     assert "dev eval_accuracy" not in run_cli("classify", *command).stderr
     # A damaged record is named, with what to do.
-    record.write_text('{"metric": "eval_acc')
-    damaged = run_cli("classify", *command)
-    assert damaged.returncode == 1 and "Traceback" not in damaged.stderr
-    assert f"error: --keep_best: {record} is damaged" in damaged.stderr.splitlines()[-1]
+    for text, why in (('{"metric": "eval_acc', "Unterminated string"),
+                      (json.dumps({**rescored, "step": "6"}), "its 'step' is \"6\""),
+                      (json.dumps({**rescored, "value": None}), "its 'value' is null")):
+        record.write_text(text)
+        damaged = run_cli("classify", *command)
+        assert damaged.returncode == 1 and "Traceback" not in damaged.stderr, damaged.stderr
+        assert f"error: --keep_best: {record} is damaged ({why}" in damaged.stderr.splitlines()[-1]
 
 
 def _resume_command(data, config, vocab, out):
