@@ -8,6 +8,7 @@ import fcntl
 import glob
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -406,6 +407,44 @@ def ignore_interrupts(parent):
     for number in (signal.SIGTERM, *unignored(signal.SIGHUP)):
         signal.signal(number, signal.SIG_DFL)
     end_with_parent(parent)
+
+
+def worker_pool(processes, parent, initializer=None, initargs=()):
+    """(a multiprocessing Pool of `processes` workers, forked where the platform can, each running
+    ignore_interrupts(`parent`) then `initializer(*initargs)`; those workers), for `pool_result`."""
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    others = set(multiprocessing.active_children())
+    pool = context.Pool(processes, initializer=_start_worker, initargs=(parent, initializer, initargs))
+    return pool, [process for process in multiprocessing.active_children() if process not in others]
+
+
+def _start_worker(parent, initializer, initargs):
+    ignore_interrupts(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def pool_result(wait, workers):
+    """What `wait(timeout)` (a Pool's AsyncResult.get or imap iterator's next) gives, or an InputError once one of
+    the pool's `workers` has ended: the pool would start another and wait for ever for the task the dead one
+    took with it. The kernel's out-of-memory killer ends the largest process this way, with SIGKILL."""
+    while True:
+        try:
+            return wait(timeout=1.0)
+        except multiprocessing.TimeoutError:
+            for worker in workers:
+                if not worker.is_alive():
+                    code = worker.exitcode
+                    how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
+                    raise InputError(f"worker process {worker.pid} {how} before it finished its task (out of "
+                                     f"memory? the kernel's out-of-memory killer sends SIGKILL)") from None
+
+
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 _PR_SET_PDEATHSIG = 1

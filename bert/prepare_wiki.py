@@ -73,7 +73,6 @@ import gzip
 import html
 import io
 import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -574,7 +573,7 @@ class _Shards:
         self.paths = []
 
 
-def _check_output_dir(output_dir):
+def _check_output_dir(output_dir, input_path):
     """The shards there now (to replace with --overwrite); raises InputError if it cannot be used."""
     if not os.path.exists(output_dir):
         return []
@@ -587,6 +586,10 @@ def _check_output_dir(output_dir):
             f"--output_dir: {output_dir} already holds {len(existing)} {SHARD_PATTERN} file(s); "
             "pass --overwrite to replace them"
         )
+    for shard in existing:
+        if os.path.samefile(shard, input_path):
+            raise InputError(f"--input_file: {input_path} is one of the {SHARD_PATTERN} files of --output_dir, which "
+                             f"--overwrite replaces; move it or use another --output_dir")
     return existing
 
 
@@ -602,7 +605,7 @@ def main(argv):
     raw, text = _open_dump(path)
     with raw, text, fileio.sigterm_interrupts():
         head = _read_head(text, path)
-        existing = _check_output_dir(output_dir)
+        existing = _check_output_dir(output_dir, path)
         fileio.make_output_dir(output_dir, "--output_dir")
         # Another run on the same directory would sweep up this one's staged shards as a killed run's.
         fileio.lock_directory(output_dir, "--output_dir", holder="bert-prepare-wiki run")
@@ -643,8 +646,11 @@ def _write_shards(text_dir, shards, ordinal_dots):
     articles_in = articles = sentences = 0
     split = functools.partial(_split_file, min_article_chars=FLAGS.min_article_chars, ordinal_dots=ordinal_dots)
     bar = progress.bar(total=len(files), unit="file", desc="sentences")
-    with bar, multiprocessing.Pool(FLAGS.num_workers, initializer=fileio.ignore_interrupts, initargs=(os.getpid(),)) as pool:
-        for count, kept in pool.imap(split, files):
+    pool, workers = fileio.worker_pool(FLAGS.num_workers, os.getpid())
+    with bar, pool:
+        split_files = pool.imap(split, files)
+        for _ in files:
+            count, kept = fileio.pool_result(split_files.next, workers)
             articles_in += count
             for article, num_sentences, size in kept:
                 shards.write(article, size)

@@ -17,7 +17,6 @@ the result depends on the seed and block size, not on the number of workers.
 
 import collections
 import itertools
-import multiprocessing
 import os
 import random
 from dataclasses import dataclass
@@ -412,8 +411,7 @@ def _head(chunks, size):
 _worker = {}
 
 
-def _init_worker(make_tokenizer, options, random_seed, parent):
-    fileio.ignore_interrupts(parent)
+def _init_worker(make_tokenizer, options, random_seed):
     tokenizer = make_tokenizer()
     special_ids = SpecialIds(tokenizer)
     _worker.update(
@@ -488,10 +486,8 @@ def create_scale_records(input_files, make_tokenizer, options, random_seed, num_
     stats = InputStats()
     buffer = ShuffleBuffer(buffer_size, random.Random(random_seed))
     written = 0
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    with context.Pool(num_workers, initializer=_init_worker,
-                      initargs=(make_tokenizer, options, random_seed, os.getpid())) as pool:
+    pool, workers = fileio.worker_pool(num_workers, os.getpid(), _init_worker, (make_tokenizer, options, random_seed))
+    with pool:
         pending = collections.deque()
         block_sizes = collections.deque()
 
@@ -502,7 +498,7 @@ def create_scale_records(input_files, make_tokenizer, options, random_seed, num_
 
         def collect_one():
             nonlocal written
-            block_records, block_stats = pending.popleft().get()
+            block_records, block_stats = fileio.pool_result(pending.popleft().get, workers)
             stats.add(block_stats)
             for record in block_records:
                 out = buffer.push(record)

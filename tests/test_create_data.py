@@ -718,6 +718,35 @@ def test_scale_mode_workers_end_silently_with_a_parent_killed_by_sigkill(tmp_pat
     assert "Traceback" not in stderr, stderr
 
 
+def test_a_scale_mode_worker_killed_in_its_task_is_one_line_not_a_wait_for_ever(tmp_path, wikitext_docs, uncased_vocab):
+    import time
+
+    import psutil
+    from conftest import message_lines
+
+    out = tmp_path / "records"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bert.create_data", f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}",
+         "--dupe_factor=100", "--num_workers=2", "--block_size_kb=64", f"--output_dir={out}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    try:
+        deadline = time.time() + 60
+        while not any(p.stat().st_size for p in out.glob(".part-*.tmp-*")):
+            assert proc.poll() is None and time.time() < deadline, "no records came within 60 s"
+            time.sleep(0.05)
+        # As the kernel's out-of-memory killer ends the largest process.
+        victim = psutil.Process(proc.pid).children()[0]
+        victim.send_signal(signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, stderr
+    assert message_lines(stderr) == [f"bert-create-data: error: worker process {victim.pid} was killed by SIGKILL before "
+                                     "it finished its task (out of memory? the kernel's out-of-memory killer sends SIGKILL)"]
+    assert not out.exists()
+
+
 def test_interrupted_run_leaves_no_finished_looking_file(tmp_path, wikitext_docs, uncased_vocab):
     import signal
     import subprocess

@@ -299,6 +299,16 @@ def test_existing_shards_are_refused_then_replaced_with_overwrite(tmp_path):
     assert_clean_failure(result, "--output_dir", "--overwrite")
     assert {p.name: p.read_text(encoding="utf-8") for p in tmp_path.iterdir()} == old
 
+    # Nor is a dump named as a shard among them replaced.
+    inside = tmp_path / "wiki_vi.txt"
+    inside.write_bytes(dump(VIWIKI).read_bytes())
+    result = run_cli("prepare_wiki", f"--input_file={inside}", f"--output_dir={tmp_path}", "--overwrite")
+    assert_clean_failure(result, f"--input_file: {inside} is one of the wiki_*.txt files of --output_dir, which "
+                                 "--overwrite replaces")
+    assert inside.read_bytes() == dump(VIWIKI).read_bytes()
+    inside.unlink()
+    assert {p.name: p.read_text(encoding="utf-8") for p in tmp_path.iterdir()} == old
+
     prepare(dump(VIWIKI), tmp_path, "--overwrite", "--num_workers=1")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "notes.md", "wiki_00000.txt"]
     assert read_articles(tmp_path)[0][0].startswith("Internet Society")
