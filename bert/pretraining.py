@@ -122,7 +122,9 @@ def training_dataset(files, batch_size, max_seq_length, max_predictions_per_seq,
     With `config`, a batch holding an id the model cannot take is an error (see `_parser`).
     """
     by_file = len(files) >= size
-    read = rank_files(files, rank, size)
+    # Absolute: the saved input position holds the names of files waiting their turn, which a run resumed from
+    # another working directory must find.
+    read = [os.path.abspath(path) for path in rank_files(files, rank, size)]
     d = tf.data.Dataset.from_tensor_slices(read)
     num_files = len(read)
     d = d.shuffle(num_files, seed=seed, reshuffle_each_iteration=True).repeat()
@@ -273,10 +275,14 @@ def records_vocabulary(files):
     if len(named) != 1:
         return None
     ((source, kind, digest),) = named
-    if not (isinstance(source, str) and kind in ("wordpiece", "sentencepiece") and os.path.isfile(source)
-            and records.file_sha256(source) == digest):
+    if not (isinstance(source, str) and kind in ("wordpiece", "sentencepiece") and os.path.isfile(source)):
         return None
-    return source, kind
+    try:
+        unchanged = records.file_sha256(source) == digest
+    except OSError:
+        # Another user's, private: the records are still good, only their vocabulary is not exported.
+        return None
+    return (source, kind) if unchanged else None
 
 
 def vocabulary_mix_warning(files):

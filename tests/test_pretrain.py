@@ -784,6 +784,13 @@ def test_the_vocabulary_exported_is_the_one_every_manifest_names_as_it_was(recor
     assert pretraining.records_vocabulary([str(made / "records.tfrecord")]) == (str(vocab), "wordpiece")
     vocab.write_text("[PAD]\n", encoding="utf-8")
     assert pretraining.records_vocabulary([str(made / "records.tfrecord")]) is None
+    # One that cannot be read (another user's, private; here a file every read of fails) is not theirs either.
+    private = tmp_path / "private"
+    private.mkdir()
+    shutil.copyfile(shards[0], private / "records.tfrecord")
+    (private / "records.tfrecord.manifest.json").write_text(json.dumps(
+        {**manifest, "files": [{"path": "records.tfrecord"}], "vocab": {**manifest["vocab"], "file": "/proc/self/mem"}}))
+    assert pretraining.records_vocabulary([str(private / "records.tfrecord")]) is None
     (made / "records.tfrecord").unlink()  # deleted since training read it
     assert pretraining.records_vocabulary([str(made / "records.tfrecord")]) is None
 
@@ -1386,6 +1393,23 @@ def test_an_input_that_restarts_on_resuming_is_not_the_one_the_run_began_with_an
     restarted = pretraining.training_dataset(files, 4, SEQ, PREDICTIONS, seed=1 + 2).take(4)
     for step, batch in zip(range(3, 7), restarted):
         assert np.array_equal(batches[step], batch["input_ids"].numpy()), step
+
+
+def test_input_files_named_relative_to_another_directory_resume_as_the_same_input(records_dir, small_config, tmp_path):
+    # More files than are read at once: the names of those waiting their turn are part of the saved position.
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i in range(6):
+        shutil.copy(records_dir / f"part-0000{i % 2}-of-00002.tfrecord", shards / f"part-{i}.tfrecord")
+    out = tmp_path / "run"
+    common = (f"--output_dir={out}", f"--bert_config_file={small_config}", f"--max_seq_length={SEQ}",
+              f"--max_predictions_per_seq={PREDICTIONS}", "--train_batch_size=8", "--do_train",
+              "--save_checkpoints_steps=2")
+    first = run_cli("pretrain", "--input_file=part-*.tfrecord", *common, "--num_train_steps=2", cwd=shards)
+    assert first.returncode == 0, first.stderr
+    resumed = run_cli("pretrain", f"--input_file={shards}/part-*.tfrecord", *common, "--num_train_steps=4")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr and "not restored" not in resumed.stderr, resumed.stderr
 
 
 def test_resuming_on_other_input_files_restarts_the_input_instead_of_failing(records_dir, small_config, tmp_path):
