@@ -386,8 +386,10 @@ def read_position(pid, path):
 # A line of running text (the first of a <text> element too) followed by another: MediaWiki joins them into
 # one paragraph, but wikiextractor keeps the newline, indistinguishable afterwards from a paragraph break. Not
 # running text: blank lines, lines starting with a space (preformatted), list, table, template or markup
-# characters (XML-escaped here: "<" is "&lt;"), or "-" (a rule, ----).
-_TEXT_START = r"[^\s*#:;{}|!=&<\-]"
+# characters, a tag (XML-escaped here: "<" is "&lt;") but those inside a sentence (a formula, a reference, a
+# superscript...), or "-" (a rule, ----). A quotation mark or an ampersand is text ("&quot;", "&amp;").
+_INLINE_TAG = r"&lt;/?(?:math|chem|ce|ref|sup|sub|span|small|big|nowiki|abbr|code|var|b|i|u|s)\b"
+_TEXT_START = rf"(?:[^\s*#:;{{}}|!=&<\-]|&(?!lt;)|{_INLINE_TAG})"
 _WRAPPED_LINE = re.compile(rf"^((?:[ \t]*<text[^>\n]*>)?{_TEXT_START}[^\n]*)\n(?={_TEXT_START})", re.MULTILINE)
 
 

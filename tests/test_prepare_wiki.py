@@ -190,6 +190,12 @@ def test_sentence_splits_are_sane(enwiki):
         # Wrapped over four lines of wikitext, which MediaWiki joins into one paragraph.
         "Example: Teaching experiments could be performed by a university department to find a good introductory "
         "textbook, with each text considered a treatment.",
+        # Wrapped where a line starts with a quotation mark or a formula (XML-escaped: "&quot;", "&lt;math&gt;").
+        '"[W]e think of the analysis of variance as a way of understanding and structuring multilevel models—not as '
+        'an alternative to regression but as a tool for summarizing complex high-dimensional inferences ..."',
+        "If it is written formula_15, the reader should guess from the context, does it mean a single-index object, "
+        "evaluated while the subscript is equal to product of variables formula_16, formula_12 and formula_18, or it "
+        "is indication to a trivalent tensor.",
         # A citation's page.
         "Burgin (2005, p. 24) uses a generalized definition of algorithms that relaxes the common requirement that "
         "the output of the algorithm that computes a function must be determined after a finite number of steps.",
@@ -511,7 +517,8 @@ def test_preformatted_lines_are_no_sentences_but_what_they_close_stays_closed(tm
 def test_a_sentence_ending_in_a_colon_goes_where_no_text_follows_it(tmp_path):
     disambiguation = ("'''Ada''' may refer to:\n* [[Ada Lovelace]], a mathematician\n* [[Ada (language)]]\n"
                       "'''Ada''' may also refer to:\n* [[Ada, Oklahoma]]")
-    text = ("The formula reads:\n<math>x = y</math>\n\n"
+    # A display formula, indented (a formula on a line of its own but not indented is inside the paragraph).
+    text = ("The formula reads:\n:<math>x = y</math>\n\n"
             "He said:\n<blockquote>We shall see.</blockquote>\n\nTwo kinds are known. They are:\n* one\n* two")
     prepare(small_dump(tmp_path / "enwiki.xml", [("Ada", [disambiguation]), ("Kinds", [text])]), tmp_path / "out")
     assert read_articles(tmp_path / "out") == [["He said:", "We shall see.", "Two kinds are known."]]
