@@ -550,8 +550,11 @@ _TEXT_CHECK_BYTES = 1 << 16
 # header that starts them and in every zero of a feature.
 _BINARY_NUL_SHARE = 0.01
 # A few invalid bytes in UTF-8 text are dropped and counted, as the reference drops them; text in another encoding
-# has one in every accented or non-Latin character, and would lose them all.
+# has one in every accented or non-Latin character, and would lose them all: in Latin-1 nearly every byte past
+# ASCII is invalid UTF-8 (in GBK or Shift JIS most are), in UTF-8 text only the stray ones. A file in another
+# encoding whose text is mostly ASCII (French, German) has few of them, but as large a share of its non-ASCII bytes.
 _OTHER_ENCODING_SHARE = 0.1
+_OTHER_ENCODING_NON_ASCII_SHARE = 0.5
 
 
 def check_text_files(paths, flag):
@@ -577,9 +580,12 @@ def check_text_files(paths, flag):
             raise InputError(f"{flag}: {path} is binary ({nuls} NUL bytes in its first {len(head)} bytes: records?), "
                              f"not UTF-8 text")
         invalid = len(head) - len(head.decode("utf-8", "ignore").encode("utf-8"))
-        if invalid >= 4 and invalid >= _OTHER_ENCODING_SHARE * len(head):
-            raise InputError(f"{flag}: {path} is not UTF-8 text ({invalid} of its first {len(head)} bytes are no "
-                             f"UTF-8: Latin-1 or another encoding?); convert it first, e.g. iconv -f LATIN1 -t UTF-8")
+        non_ascii = len(head) - len(head.decode("ascii", "ignore"))
+        if invalid >= 4 and (invalid >= _OTHER_ENCODING_SHARE * len(head)
+                             or invalid >= _OTHER_ENCODING_NON_ASCII_SHARE * non_ascii):
+            raise InputError(f"{flag}: {path} is not UTF-8 text ({invalid} of the {non_ascii} non-ASCII bytes in its "
+                             f"first {len(head)} are no UTF-8: Latin-1 or another encoding?); convert it first, e.g. "
+                             f"iconv -f LATIN1 -t UTF-8")
 
 
 def _wide_encoding(head):

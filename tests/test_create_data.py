@@ -526,10 +526,15 @@ def test_bad_inputs_fail_cleanly(tmp_path, uncased_vocab):
     latin1.write_text("Café crème brûlée à la française, déjà vu.\n" * 20, encoding="latin-1")
     chinese = tmp_path / "chinese.txt"
     chinese.write_text("北京是中国的首都。\n" * 20, encoding="utf-16")
+    french = tmp_path / "french.txt"
+    french.write_text("The café on the corner serves thé.\n" * 5 + "Plain English text follows here.\n" * 60,
+                      encoding="latin-1")
     for path, said in ((utf16, "is UTF-16BE text, not UTF-8; convert it first (iconv -f UTF-16BE -t UTF-8)"),
                        (records, "is binary ("), (chinese, "is UTF-16 text"),
-                       (latin1, "is not UTF-8 text (160 of its first 860 bytes are no UTF-8: Latin-1 or another "
-                                "encoding?); convert it first, e.g. iconv -f LATIN1 -t UTF-8")):
+                       (latin1, "is not UTF-8 text (160 of the 160 non-ASCII bytes in its first 860 are no UTF-8: "
+                                "Latin-1 or another encoding?); convert it first, e.g. iconv -f LATIN1 -t UTF-8"),
+                       # Mostly ASCII, as English or French is: few invalid bytes, but all its non-ASCII ones.
+                       (french, "is not UTF-8 text (10 of the 10 non-ASCII bytes in its first")):
         assert_clean_failure(run_cli("create_data", f"--input_file={corpus},{path}", f"--vocab_file={uncased_vocab}",
                                      f"--output_file={out}"), f"--input_file: {path} {said}")
         assert not out.exists()
