@@ -23,7 +23,8 @@ def learning_rate(step, base_rate, num_train_steps, num_warmup_steps):
     decayed = base_rate * (1.0 - tf.minimum(step, float(num_train_steps)) / float(num_train_steps))
     if num_warmup_steps <= 0:
         return decayed
-    warmup = base_rate * step / float(num_warmup_steps)
+    # The reference's order: the share of warmup done, then the rate (rounded otherwise in float32).
+    warmup = base_rate * (step / float(num_warmup_steps))
     return tf.where(step < float(num_warmup_steps), warmup, decayed)
 
 

@@ -93,3 +93,18 @@ def test_schedule_warmup_then_linear_decay():
     assert rate(1000) == 0.0
     assert rate(2000) == 0.0
     assert float(optimization.learning_rate(0, 1e-4, 1000, 0)) == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("base_rate, num_train_steps, num_warmup_steps", [(1e-4, 1_000_000, 10_000), (0.00176, 7038, 2000)])
+def test_schedule_is_the_reference_s_to_the_last_bit(base_rate, num_train_steps, num_warmup_steps):
+    # run_pretraining.py's graph in float32: polynomial_decay (power 1, to 0), then during warmup
+    # init_lr * (global_step / num_warmup_steps), blended as (1 - is_warmup) * decayed + is_warmup * warmup.
+    steps = np.arange(0, min(num_train_steps, 3 * num_warmup_steps), dtype=np.int64)
+    step = steps.astype(np.float32)
+    decayed = (np.float32(base_rate) * (np.float32(1) - np.minimum(step, np.float32(num_train_steps))
+                                        / np.float32(num_train_steps))).astype(np.float32)
+    warmup = (np.float32(base_rate) * (step / np.float32(num_warmup_steps))).astype(np.float32)
+    is_warmup = (step < np.float32(num_warmup_steps)).astype(np.float32)
+    expected = (np.float32(1) - is_warmup) * decayed + is_warmup * warmup
+    ours = optimization.learning_rate(tf.constant(steps), base_rate, num_train_steps, num_warmup_steps).numpy()
+    np.testing.assert_array_equal(ours, expected)
