@@ -114,6 +114,26 @@ def _addresses(tasks):
     return dict(tasks) if isinstance(tasks, dict) else dict(enumerate(tasks))
 
 
+def _check_tf_config(tf_config):
+    """Raises InputError naming what is wrong where TF_CONFIG's cluster or task is not of the shape TensorFlow reads
+    (it would fail with a traceback): {"cluster": {kind: ["host:port", ...]}, "task": {"type": kind, "index": n}}."""
+    cluster = tf_config.get("cluster", {})
+    if not isinstance(cluster, dict):
+        raise InputError(f"TF_CONFIG: its cluster must be an object of lists of \"host:port\" strings, got "
+                         f"{json.dumps(cluster)}")
+    for kind, tasks in cluster.items():
+        addresses = list(tasks.values()) if isinstance(tasks, dict) else tasks
+        if not (isinstance(addresses, list) and all(isinstance(address, str) for address in addresses)):
+            raise InputError(f"TF_CONFIG: its cluster's {kind!r} must be a list of \"host:port\" strings, got "
+                             f"{json.dumps(tasks)}")
+    task = tf_config["task"]
+    if not isinstance(task.get("type"), str):
+        raise InputError(f"TF_CONFIG: its task's type must be a string (worker or chief), got {json.dumps(task.get('type'))}")
+    index = task.get("index", 0)
+    if not (isinstance(index, int) and not isinstance(index, bool) or isinstance(index, str) and index.isdigit()):
+        raise InputError(f"TF_CONFIG: its task's index must be a whole number, got {json.dumps(index)}")
+
+
 # The most bytes of variables one collective of MirroredWorkers.broadcast sends.
 BROADCAST_GROUP_BYTES = 256 << 20
 
@@ -143,6 +163,7 @@ class MirroredWorkers:
             raise InputError('--distribution_strategy=multi_worker_mirrored: TF_CONFIG names no cluster and task; set '
                              'it for each worker, e.g. {"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
                              '"task": {"type": "worker", "index": 0}}')
+        _check_tf_config(tf_config)
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
         self.rank, self.local_rank, self.local_size = cluster_position(
             resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id)

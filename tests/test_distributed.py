@@ -409,6 +409,19 @@ def test_a_tf_config_that_is_not_json_is_refused(records_dir, small_config, tmp_
                      *pretrain_args(records_dir, small_config, tmp_path / "run", "--do_train"), env={"TF_CONFIG": "{bad"})
     assert_clean_failure(result, "TF_CONFIG: not valid JSON")
     assert not (tmp_path / "run").exists()
+    # JSON, but not of the shape TensorFlow reads (its own errors are tracebacks).
+    task = {"type": "worker", "index": 0}
+    for tf_config, said in (({"cluster": {"worker": "localhost:2222"}, "task": task},
+                             "TF_CONFIG: its cluster's 'worker' must be a list of \"host:port\" strings, got \"localhost:2222\""),
+                            ({"cluster": {"worker": [2222]}, "task": task},
+                             "TF_CONFIG: its cluster's 'worker' must be a list of \"host:port\" strings, got [2222]"),
+                            ({"cluster": {"worker": ["localhost:2222"]}, "task": {"type": "worker", "index": "zero"}},
+                             "TF_CONFIG: its task's index must be a whole number, got \"zero\"")):
+        result = run_cli("pretrain", "--distribution_strategy=multi_worker_mirrored",
+                         *pretrain_args(records_dir, small_config, tmp_path / "run", "--do_train"),
+                         env={"TF_CONFIG": json.dumps(tf_config)})
+        assert_clean_failure(result, said)
+        assert not (tmp_path / "run").exists()
 
 
 def test_a_worker_stopped_by_a_failed_write_ends_the_other_with_one_line_each(records_dir, small_config, tmp_path):
