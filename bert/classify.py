@@ -86,8 +86,15 @@ def _column(value, flag):
         return value
 
 
+TSV_FLAGS = ("text_a_column", "text_b_column", "label_column", "tsv_header", "tsv_labels", "tsv_regression")
+
+
 def resolve_task():
     if FLAGS.task_name.lower() != "tsv":
+        given = next((name for name in TSV_FLAGS if FLAGS[name].present), None)
+        if given:
+            raise InputError(f"--{given}: only --task_name=tsv reads it; --task_name={FLAGS.task_name} has its own columns "
+                             f"and labels")
         return glue.get_task(FLAGS.task_name)
     columns = (
         _column(FLAGS.text_a_column, "text_a_column"),
@@ -96,6 +103,8 @@ def resolve_task():
         FLAGS.tsv_header,
     )
     if FLAGS.tsv_regression:
+        if FLAGS.tsv_labels:
+            raise InputError("--tsv_labels: a regression (--tsv_regression) predicts a number, and has no labels")
         return glue.tsv_task(columns, None)
     labels = FLAGS.tsv_labels
     twice = next((label for i, label in enumerate(labels or []) if label in labels[:i]), None)
@@ -106,6 +115,10 @@ def resolve_task():
         if source is None:
             raise InputError("--tsv_labels: not given, and --data_dir has no train.tsv or dev.tsv to find the labels in")
         labels = glue.discover_labels(glue.Columns(*columns), source)
+    if len(labels) < 2:
+        found = "" if FLAGS.tsv_labels else f" (all {source} holds)"
+        raise InputError(f"--tsv_labels: one label, '{labels[0]}'{found}; a classifier needs two or more (a number to "
+                         f"predict takes --tsv_regression)")
     return glue.tsv_task(columns, labels)
 
 

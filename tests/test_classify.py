@@ -385,7 +385,21 @@ def test_bad_inputs_fail_cleanly_and_leave_the_output_dir(small_config, uncased_
     (short_test / "test.tsv").write_text("\n".join(test_lines) + "\n", encoding="utf-8")
     small_vocab_config = tmp_path / "small_vocab.json"
     small_vocab_config.write_text(json.dumps({**SMALL_MODEL, "vocab_size": 1000}))
+    one_label = tmp_path / "one_label"
+    shutil.copytree(data, one_label)
+    train_lines = (data / "train.tsv").read_text(encoding="utf-8-sig").splitlines()
+    (one_label / "train.tsv").write_text("\n".join([train_lines[0], *("1\t" + line.split("\t", 1)[1] for line in train_lines[1:])])
+                                        + "\n", encoding="utf-8")
+    tsv_columns = ("--text_a_column=3", "--text_b_column=4", "--label_column=0")
     cases = [
+        (classify_args(data, small_config, uncased_vocab, tmp_path / "new", "--do_train", "--tsv_labels=a,b"),
+         ["--tsv_labels: only --task_name=tsv reads it; --task_name=MRPC has its own columns and labels"]),
+        (classify_args(data, small_config, uncased_vocab, tmp_path / "new", "--do_train", *tsv_columns, "--tsv_labels=1",
+                       task="tsv"), ["--tsv_labels: one label, '1'; a classifier needs two or more"]),
+        (classify_args(one_label, small_config, uncased_vocab, tmp_path / "new", "--do_train", *tsv_columns, task="tsv"),
+         [f"--tsv_labels: one label, '1' (all {one_label / 'train.tsv'} holds)", "--tsv_regression"]),
+        (classify_args(data, small_config, uncased_vocab, tmp_path / "new", "--do_train", *tsv_columns, "--tsv_regression",
+                       "--tsv_labels=0,1", task="tsv"), ["--tsv_labels: a regression (--tsv_regression) predicts a number"]),
         (classify_args(bad, small_config, uncased_vocab, tmp_path / "new", "--do_train"), ["train.tsv:6", "label '2'"]),
         (classify_args(data, small_config, uncased_vocab, out, "--do_train", task="SuperGLUE"), ["--task_name", "SuperGLUE"]),
         (classify_args(data, small_config, uncased_vocab, tmp_path / "new", "--do_train", "--tsv_labels=0,1,0", task="tsv"),
