@@ -7,6 +7,7 @@ SIGINT or SIGTERM (`StopRequested`) says where it saved its work and exits 128 +
 running out of memory names the batch-size flags.
 """
 
+import codecs
 import contextlib
 import math
 import os
@@ -36,6 +37,7 @@ def fail(message, status=1):
 
 
 def _parse_flags(argv):
+    _check_flag_files(argv[1:])
     try:
         return FLAGS(argv)
     except SystemExit:
@@ -50,6 +52,30 @@ def _parse_flags(argv):
             message = f"Unknown command line flag '{unknown.group(1)}': {counterpart}"
         source = unknown and _flagfile_defining(unknown.group(1), argv[1:])
         fail(message + (f" (in --flagfile {source})" if source else ""), status=2)
+
+
+def _check_flag_files(arguments, seen=()):
+    """Refuses, naming it, a flag file among `arguments` (or the files those include) that absl would misread: one
+    not UTF-8 (absl's error names no file), or one starting with a byte-order mark, as Notepad saves UTF-8, which
+    absl reads as part of the first flag (then "unexpected argument", the mark unseen)."""
+    for argument in arguments:
+        path = argument.removeprefix("--flagfile=") if argument.startswith("--flagfile=") else None
+        if not path or path in seen:
+            continue
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue  # absl names it
+        if data.startswith(codecs.BOM_UTF8):
+            fail(f"--flagfile {path}: starts with a byte-order mark, which would be read as part of its first flag; "
+                 f"save it as UTF-8 without one", status=2)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            fail(f"--flagfile {path}: not UTF-8 (byte {e.start}, line {line})", status=2)
+        _check_flag_files([line.strip() for line in text.splitlines()], (*seen, path))
 
 
 # Flags of NVIDIA's TensorFlow BERT scripts (DeepLearningExamples) spelt otherwise here or with no counterpart, by

@@ -302,6 +302,14 @@ def test_an_unknown_flag_in_a_flag_file_is_refused_naming_the_file(tmp_path):
     result = run_cli("vocab", f"--flagfile={outer}", "--input_file=corpus.txt")
     assert_clean_failure(result, f"Unknown command line flag 'min_frequncy'. Did you mean: min_frequency ? (in --flagfile {inner})")
     assert not (tmp_path / "vocab.txt").exists()
+    # Nor does absl name a file it cannot decode, or see the byte-order mark Notepad puts before the first flag.
+    for data, said in ((b"--vocab_size=500\n--min_frequency=2 # \xe9t\xe9\n", "not UTF-8 (byte 37, line 2)"),
+                       (b"\xef\xbb\xbf--vocab_size=500\n", "starts with a byte-order mark")):
+        inner.write_bytes(data)
+        result = run_cli("vocab", f"--flagfile={outer}", "--input_file=corpus.txt")
+        assert_clean_failure(result, f"--flagfile {inner}: {said}")
+        assert result.returncode == 2
+    assert not (tmp_path / "vocab.txt").exists()
 
 
 def _setup_copy(directory):
