@@ -165,12 +165,13 @@ def run_command(main, required=()):
     """Runs `main(argv)` as a command: parses flags, checks `required` ones, reports bad input."""
 
     def checked_main(argv):
+        # First: a flag given without its dashes (input_file=x) is that flag missing too.
+        if len(argv) > 1:
+            fail(f"unexpected argument '{argv[1]}'", status=2)
         missing = [name for name in required if FLAGS[name].value in (None, "")]
         if missing:
             fail(f"--{missing[0]} is required")
         _check_paths()
-        if len(argv) > 1:
-            fail(f"unexpected argument '{argv[1]}'", status=2)
         logging.set_verbosity(logging.WARNING)
         try:
             return main(argv)

@@ -312,6 +312,12 @@ def test_an_unknown_flag_in_a_flag_file_is_refused_naming_the_file(tmp_path):
     assert not (tmp_path / "vocab.txt").exists()
 
 
+def test_a_flag_given_without_its_dashes_is_named_not_taken_for_missing(tmp_path):
+    result = run_cli("vocab", f"input_file={tmp_path / 'corpus.txt'}", f"--output_file={tmp_path / 'vocab.txt'}")
+    assert_clean_failure(result, f"unexpected argument 'input_file={tmp_path / 'corpus.txt'}'")
+    assert result.returncode == 2 and not (tmp_path / "vocab.txt").exists()
+
+
 def _setup_copy(directory):
     """A project of bin/setup and the files it reads, in `directory`: a run goes no further than its checks there."""
     for name in ("setup.cfg", "pyproject.toml", "bin/setup"):
