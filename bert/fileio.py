@@ -1,6 +1,7 @@
 """Atomic output files, input globs, and the checks every command makes before writing."""
 
 import collections
+import concurrent.futures
 import contextlib
 import ctypes
 import errno
@@ -409,13 +410,24 @@ def ignore_interrupts(parent):
     end_with_parent(parent)
 
 
+@contextlib.contextmanager
 def worker_pool(processes, parent, initializer=None, initargs=()):
-    """(a multiprocessing Pool of `processes` workers, forked where the platform can, each running
-    ignore_interrupts(`parent`) then `initializer(*initargs)`; those workers), for `pool_result`."""
+    """A process pool (concurrent.futures) of `processes` workers, forked where the platform can, each running
+    ignore_interrupts(`parent`) then `initializer(*initargs)`; leaving the block on an error cancels the tasks
+    not started.
+
+    Not multiprocessing.Pool: a worker that dies (the kernel's out-of-memory killer ends the largest process,
+    with SIGKILL) breaks this pool, whose results then raise (see pool_result), where Pool starts another worker
+    and waits for ever for the task the dead one took with it, or for the queue lock it held."""
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    others = set(multiprocessing.active_children())
-    pool = context.Pool(processes, initializer=_start_worker, initargs=(parent, initializer, initargs))
-    return pool, [process for process in multiprocessing.active_children() if process not in others]
+    pool = concurrent.futures.ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker,
+                                                  initargs=(parent, initializer, initargs))
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _start_worker(parent, initializer, initargs):
@@ -424,27 +436,23 @@ def _start_worker(parent, initializer, initargs):
         initializer(*initargs)
 
 
-def pool_result(wait, workers):
-    """What `wait(timeout)` (a Pool's AsyncResult.get or imap iterator's next) gives, or an InputError once one of
-    the pool's `workers` has ended: the pool would start another and wait for ever for the task the dead one
-    took with it. The kernel's out-of-memory killer ends the largest process this way, with SIGKILL."""
-    while True:
-        try:
-            return wait(timeout=1.0)
-        except multiprocessing.TimeoutError:
-            for worker in workers:
-                if not worker.is_alive():
-                    code = worker.exitcode
-                    how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
-                    raise InputError(f"worker process {worker.pid} {how} before it finished its task (out of "
-                                     f"memory? the kernel's out-of-memory killer sends SIGKILL)") from None
-
-
-def _signal_name(number):
+def ordered_results(pool, function, tasks, window):
+    """(arguments, function(*arguments)) for each argument tuple of `tasks`, in order, run in the `worker_pool`
+    `pool` with at most `window` tasks given to it at once, so that `tasks` is read no faster than the results
+    are taken; an InputError once a worker process has died."""
+    pending = collections.deque()
     try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
+        for arguments in tasks:
+            pending.append((arguments, pool.submit(function, *arguments)))
+            if len(pending) >= window:
+                arguments, future = pending.popleft()
+                yield arguments, future.result()
+        while pending:
+            arguments, future = pending.popleft()
+            yield arguments, future.result()
+    except concurrent.futures.process.BrokenProcessPool:
+        raise InputError("a worker process ended before it finished its task (killed: out of memory? the kernel's "
+                         "out-of-memory killer sends SIGKILL)") from None
 
 
 _PR_SET_PDEATHSIG = 1

@@ -648,11 +648,8 @@ def _write_shards(text_dir, shards, ordinal_dots):
     articles_in = articles = sentences = 0
     split = functools.partial(_split_file, min_article_chars=FLAGS.min_article_chars, ordinal_dots=ordinal_dots)
     bar = progress.bar(total=len(files), unit="file", desc="sentences")
-    pool, workers = fileio.worker_pool(FLAGS.num_workers, os.getpid())
-    with bar, pool:
-        split_files = pool.imap(split, files)
-        for _ in files:
-            count, kept = fileio.pool_result(split_files.next, workers)
+    with bar, fileio.worker_pool(FLAGS.num_workers, os.getpid()) as pool:
+        for _, (count, kept) in fileio.ordered_results(pool, split, ((path,) for path in files), 2 * FLAGS.num_workers):
             articles_in += count
             for article, num_sentences, size in kept:
                 shards.write(article, size)

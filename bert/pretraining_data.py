@@ -486,19 +486,14 @@ def create_scale_records(input_files, make_tokenizer, options, random_seed, num_
     stats = InputStats()
     buffer = ShuffleBuffer(buffer_size, random.Random(random_seed))
     written = 0
-    pool, workers = fileio.worker_pool(num_workers, os.getpid(), _init_worker, (make_tokenizer, options, random_seed))
-    with pool:
-        pending = collections.deque()
-        block_sizes = collections.deque()
-
+    with fileio.worker_pool(num_workers, os.getpid(), _init_worker, (make_tokenizer, options, random_seed)) as pool:
         def count_cut():
             stats.documents_cut += 1
 
         blocks = enumerate(with_neighbours(iter_blocks(input_files, block_size, count_cut), block_size))
-
-        def collect_one():
-            nonlocal written
-            block_records, block_stats = fileio.pool_result(pending.popleft().get, workers)
+        tasks = ((index, chunks, neighbour) for index, (chunks, neighbour) in blocks)
+        for (_, chunks, _), (block_records, block_stats) in fileio.ordered_results(pool, _process_block, tasks,
+                                                                                   2 * num_workers):
             stats.add(block_stats)
             for record in block_records:
                 out = buffer.push(record)
@@ -506,15 +501,7 @@ def create_scale_records(input_files, make_tokenizer, options, random_seed, num_
                     write(out)
                     written += 1
             if progress is not None:
-                progress.block_done(block_sizes.popleft(), len(block_records))
-
-        for index, (chunks, neighbour) in blocks:
-            pending.append(pool.apply_async(_process_block, (index, chunks, neighbour)))
-            block_sizes.append(sum(map(len, chunks)))
-            if len(pending) >= 2 * num_workers:
-                collect_one()
-        while pending:
-            collect_one()
+                progress.block_done(sum(map(len, chunks)), len(block_records))
     for record in buffer.drain():
         write(record)
         written += 1

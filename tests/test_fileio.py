@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bert.errors import InputError
-from bert.fileio import (AtomicFile, check_output_file, expand_inputs, make_output_dir, pool_result,
+from bert.fileio import (AtomicFile, check_output_file, expand_inputs, make_output_dir, ordered_results,
                          remove_empty_created_dirs, remove_leftover_temporaries, worker_pool)
 
 
@@ -209,12 +209,9 @@ def test_input_patterns_name_what_they_matched_when_it_is_no_file(tmp_path):
 
 
 
-def test_a_worker_that_dies_in_its_task_is_an_error_not_a_wait_for_ever():
-    pool, workers = worker_pool(2, os.getpid())
-    with pool:
-        assert len(workers) == 2 and all(worker.is_alive() for worker in workers)
-        assert pool_result(pool.apply_async(abs, (-3,)).get, workers) == 3
-        # As the out-of-memory killer ends a worker: the pool starts another, and the task is lost.
-        killed = pool.apply_async(signal.raise_signal, (signal.SIGKILL,))
-        with pytest.raises(InputError, match=r"^worker process \d+ was killed by SIGKILL before it finished its task"):
-            pool_result(killed.get, workers)
+def test_a_worker_that_dies_is_an_error_not_a_wait_for_ever():
+    with worker_pool(2, os.getpid()) as pool:
+        assert list(ordered_results(pool, abs, iter([(-3,), (4,), (-5,)]), window=2)) == [((-3,), 3), ((4,), 4), ((-5,), 5)]
+        # As the out-of-memory killer ends a worker.
+        with pytest.raises(InputError, match="^a worker process ended before it finished its task"):
+            list(ordered_results(pool, signal.raise_signal, [(signal.SIGKILL,)], window=1))
