@@ -697,22 +697,28 @@ def test_ctrl_c_in_scale_mode_is_one_line_from_the_parent_and_no_worker_tracebac
     assert not out.exists()  # the run made it, and nothing of the run is left in it, its lock included
 
 
-def test_scale_mode_workers_end_silently_with_a_parent_killed_by_sigkill(tmp_path, wikitext_docs, uncased_vocab):
+def scale_run_with_records_coming(out, docs, vocab):
+    """A long bert-create-data run in scale mode (2 workers) into `out`, once its first records are written: the
+    workers are at their blocks."""
     import time
 
-    import psutil
-
-    out = tmp_path / "records"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bert.create_data", f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}",
+        [sys.executable, "-m", "bert.create_data", f"--input_file={docs}", f"--vocab_file={vocab}",
          "--dupe_factor=100", "--num_workers=2", "--block_size_kb=64", f"--output_dir={out}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
     )
     deadline = time.time() + 60
-    # Records coming in: the workers are at their blocks, whose records they would send to a parent no longer there.
     while not any(p.stat().st_size for p in out.glob(".part-*.tmp-*")):
         assert proc.poll() is None and time.time() < deadline, "no records came within 60 s"
         time.sleep(0.05)
+    return proc
+
+
+def test_scale_mode_workers_end_silently_with_a_parent_killed_by_sigkill(tmp_path, wikitext_docs, uncased_vocab):
+    import psutil
+
+    # Records coming in: the workers are at their blocks, whose records they would send to a parent no longer there.
+    proc = scale_run_with_records_coming(tmp_path / "records", wikitext_docs, uncased_vocab)
     workers = psutil.Process(proc.pid).children()
     assert len(workers) == 2
     proc.send_signal(signal.SIGKILL)
@@ -724,22 +730,12 @@ def test_scale_mode_workers_end_silently_with_a_parent_killed_by_sigkill(tmp_pat
 
 
 def test_a_scale_mode_worker_killed_in_its_task_is_one_line_not_a_wait_for_ever(tmp_path, wikitext_docs, uncased_vocab):
-    import time
-
     import psutil
     from conftest import message_lines
 
     out = tmp_path / "records"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bert.create_data", f"--input_file={wikitext_docs}", f"--vocab_file={uncased_vocab}",
-         "--dupe_factor=100", "--num_workers=2", "--block_size_kb=64", f"--output_dir={out}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
+    proc = scale_run_with_records_coming(out, wikitext_docs, uncased_vocab)
     try:
-        deadline = time.time() + 60
-        while not any(p.stat().st_size for p in out.glob(".part-*.tmp-*")):
-            assert proc.poll() is None and time.time() < deadline, "no records came within 60 s"
-            time.sleep(0.05)
         # As the kernel's out-of-memory killer ends the largest process.
         victim = psutil.Process(proc.pid).children()[0]
         victim.send_signal(signal.SIGKILL)
