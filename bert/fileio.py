@@ -417,7 +417,7 @@ def worker_pool(processes, parent, initializer=None, initargs=()):
     not started.
 
     Not multiprocessing.Pool: a worker that dies (the kernel's out-of-memory killer ends the largest process,
-    with SIGKILL) breaks this pool, whose results then raise (see pool_result), where Pool starts another worker
+    with SIGKILL) breaks this pool, whose results then raise (see ordered_results), where Pool starts another worker
     and waits for ever for the task the dead one took with it, or for the queue lock it held."""
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     pool = concurrent.futures.ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker,
