@@ -119,6 +119,7 @@ def main(argv):
             step, report = training.fit(
                 trainer, dataset, options, replicas, init_checkpoint=FLAGS.init_checkpoint,
                 global_batch_size=global_batch, log=cli.rank_log(), input_files=files,
+                ranks_share_records=pretraining.ranks_share_records(files, replicas.size),
             )
         if chief:
             vocabulary = pretraining.records_vocabulary(files)

@@ -121,7 +121,6 @@ def training_dataset(files, batch_size, max_seq_length, max_predictions_per_seq,
     size-th record. Files are visited in a fresh seeded order each epoch, four at a time interleaved.
     With `config`, a batch holding an id the model cannot take is an error (see `_parser`).
     """
-    by_file = len(files) >= size
     # Absolute: the saved input position holds the names of files waiting their turn, which a run resumed from
     # another working directory must find.
     read = [os.path.abspath(path) for path in rank_files(files, rank, size)]
@@ -131,7 +130,7 @@ def training_dataset(files, batch_size, max_seq_length, max_predictions_per_seq,
     d = d.interleave(
         lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES), cycle_length=min(4, num_files), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
-    if not by_file:
+    if ranks_share_records(files, size):
         d = d.shard(size, rank)
     d = d.shuffle(shuffle_buffer_size, seed=seed + rank)
     d = d.batch(batch_size, drop_remainder=True)
@@ -139,9 +138,15 @@ def training_dataset(files, batch_size, max_seq_length, max_predictions_per_seq,
     return d.prefetch(2)
 
 
+def ranks_share_records(files, size):
+    """Whether `size` ranks read one stream of `files` each taking every size-th record of it (there are fewer files
+    than ranks), rather than files of their own: their records are then disjoint only if their streams are the same."""
+    return len(files) < size
+
+
 def rank_files(files, rank, size):
     """The files rank `rank` of `size` reads: every size-th, or all of them when there are fewer files than ranks."""
-    return files[rank::size] if len(files) >= size else files
+    return files if ranks_share_records(files, size) else files[rank::size]
 
 
 def uneven_files_warning(files, size):

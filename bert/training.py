@@ -532,8 +532,13 @@ class DataPosition:
                 except checkpoints.READ_ERRORS as e:
                     unrestored = f"{self.prefix(resume_step)} is damaged: {error_text(e)}"
         if unrestored is not None:
-            self._track(iter(dataset(resume_step)), resume_step)
+            self.restart(dataset, resume_step)
         return self.iterator, unrestored
+
+    def restart(self, dataset, resume_step):
+        """The iterator of a new stream of `dataset` started at `resume_step`, in place of any restored."""
+        self._track(iter(dataset(resume_step)), resume_step)
+        return self.iterator
 
     def _track(self, iterator, start):
         """Makes `iterator`, of a stream started at step `start`, the one whose position is saved."""
@@ -683,13 +688,15 @@ def _next_batch(batches):
 
 
 def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_size=None, log=print,
-        optional_init=(), on_save=None, input_files=None):
+        optional_init=(), on_save=None, input_files=None, ranks_share_records=False):
     """Trains `trainer` on `dataset` to options.num_train_steps, resuming from OUTPUT_DIR when it can.
 
     `dataset` is an IndexedBatches, or a function of a step giving a tf.data.Dataset: its iterator is
     checkpointed per rank, and restored on resuming only if it reads the same `input_files` with as many
     ranks; otherwise the input restarts from `dataset(resume_step)`, so that it is not shuffled as at the
-    start of the run, whose first batches the model has already seen.
+    start of the run, whose first batches the model has already seen. Where the ranks take their records from one
+    stream (`ranks_share_records`), one rank's input restarting restarts every rank's, whose records would otherwise
+    be drawn from streams of other orders, some twice and some not at all.
     `optional_init` names variables (a new task head) that --init_checkpoint may lack; `on_save(step)`
     runs on every rank after each scheduled checkpoint, and again when a run resumes from one. The chief
     shows progress (bert.progress: a bar, or plain lines in a log) and logs what the run does; `log` is called
@@ -716,6 +723,12 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         position = DataPosition(options.output_dir, replicas.rank, options.keep_checkpoints,
                                 {"files": files, "ranks": replicas.size}, resume_step)
         iterator, unrestored = position.open(dataset, resume_step)
+        if resume_step and ranks_share_records:
+            restarted = replicas.all_sum([tf.constant(0 if unrestored is None else 1, tf.int64)])[0]
+            if unrestored is None and int(restarted):
+                iterator = position.restart(dataset, resume_step)
+                unrestored = ("another rank's is not, and the ranks take their records from one stream: fewer "
+                              "--input_file files than ranks")
 
     if resume_step:
         path = os.path.join(options.output_dir, f"ckpt-{resume_step}")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert import distributed
+from bert import distributed, training
 from tests import distributed_worker
 from tests.conftest import (ROOT, assert_clean_failure, file_size_limit, learning_rates, message_lines, run_cli, unavailable,
                             wait_for)
@@ -278,6 +278,37 @@ def test_horovod_pretrain_cli_only_rank_zero_writes_and_resumes(records_dir, sma
             assert sorted(p.name for p in (out / "data").iterdir()) == ["rank-0"]
         else:
             assert sorted(p.name for p in (out / "data" / "rank-1").glob("*.index")) == [f"data-{s}.index" for s in rank_1]
+
+
+def test_ranks_reading_one_file_restart_their_input_together_when_one_rank_s_position_is_lost(records_dir, small_config,
+                                                                                                 tmp_path):
+    runner = horovodrun()
+    out = tmp_path / "run"
+
+    def pretrain(steps):
+        return subprocess.run(
+            [runner, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable, "-m", "bert.pretrain", "--use_horovod",
+             *pretrain_args(records_dir, small_config, out, "--do_train", f"--num_train_steps={steps}",
+                            "--save_checkpoints_steps=2", inputs="part-00000-*.tfrecord")],
+            capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+
+    first = pretrain(2)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for path in (out / "data" / "rank-1").glob("data-2.*"):
+        path.unlink()
+    second = pretrain(4)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    # Each rank takes every other record of one stream: rank 0 going on in the stream of step 0 while rank 1 starts
+    # that of step 2 would train on records of two orders, some twice and some not at all.
+    assert sorted(line for line in second.stderr.splitlines() if "not restored" in line) == [
+        "[0]<stderr>:bert-pretrain: warning: the input position of rank 0 at step 2 is not restored (another rank's is "
+        "not, and the ranks take their records from one stream: fewer --input_file files than ranks); its input "
+        "restarts, shuffled anew",
+        "[1]<stderr>:bert-pretrain: warning: the input position of rank 1 at step 2 is not restored (none was saved); "
+        "its input restarts, shuffled anew"]
+    for rank in (0, 1):
+        saved = training.DataPosition.recorded_inputs(str(out / "data" / f"rank-{rank}" / "data-4"))
+        assert saved["start_step"] == 2, rank
 
 
 def _start_mirrored_pretrain(records_dir, config, out, *flags, chief_max_file_size=None, worker_out=None):
