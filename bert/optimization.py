@@ -78,10 +78,11 @@ class Optimizer(tf.Module):
                 update = m / (tf.sqrt(v) + eps)
             if uses_weight_decay(name):
                 update += self.weight_decay_rate * variable
+            step_size = rate
             if trust_ratio:
                 w_norm, u_norm = tf.norm(variable), tf.norm(update)
-                ratio = tf.where((w_norm > 0.0) & (u_norm > 0.0), w_norm / u_norm, 1.0)
-                update = ratio * update
+                # The fork's order, (ratio * rate) * update: scaling the update by the ratio first rounds otherwise.
+                step_size = tf.where((w_norm > 0.0) & (u_norm > 0.0), w_norm / u_norm, 1.0) * rate
             m_slot.assign(m)
             v_slot.assign(v)
-            variable.assign_sub(rate * update)
+            variable.assign_sub(step_size * update)

@@ -66,6 +66,38 @@ def test_optimizer_matches_formulas(kind, compiled):
         np.testing.assert_allclose(optimizer.slots[f"{name}/adam_v"].numpy(), want_v[name], rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("kind", ["adam", "lamb"])
+def test_adam_and_lamb_are_the_reference_s_to_the_last_bit(kind):
+    # The reference's AdamWeightDecayOptimizer and the fork's LAMB, op for op in float32 TensorFlow.
+    rng = np.random.default_rng(1)
+    shapes = {"layer/dense/kernel": (64, 48), "layer/dense/bias": (48,)}
+    weights = {name: tf.Variable(rng.standard_normal(shape).astype(np.float32)) for name, shape in shapes.items()}
+    ours = {name: tf.Variable(w) for name, w in weights.items()}
+    optimizer = optimization.Optimizer(kind, ours)
+    slots = {name: [tf.zeros(shape), tf.zeros(shape)] for name, shape in shapes.items()}
+    for step, rate in enumerate([1e-3, 7e-4, 3.3e-4]):
+        grads = {name: tf.constant(rng.standard_normal(shape).astype(np.float32)) for name, shape in shapes.items()}
+        optimizer.apply([grads[name] for name in optimizer.names], tf.constant(rate), tf.constant(step, tf.int64))
+        learning_rate = tf.constant(rate)
+        for name, param in weights.items():
+            m, v = slots[name]
+            next_m = tf.multiply(0.9, m) + tf.multiply(1.0 - 0.9, grads[name])
+            next_v = tf.multiply(0.999, v) + tf.multiply(1.0 - 0.999, tf.square(grads[name]))
+            update = next_m / (tf.sqrt(next_v) + 1e-6)
+            if "bias" not in name:
+                update += 0.01 * param
+            if kind == "lamb":
+                w_norm, g_norm = tf.norm(param, ord=2), tf.norm(update, ord=2)
+                ratio = tf.where(w_norm > 0, tf.where(g_norm > 0, w_norm / g_norm, 1.0), 1.0)
+                update_with_lr = ratio * learning_rate * update
+            else:
+                update_with_lr = learning_rate * update
+            param.assign(param - update_with_lr)
+            slots[name] = [next_m, next_v]
+    for name in shapes:
+        np.testing.assert_array_equal(ours[name].numpy(), weights[name].numpy(), err_msg=name)
+
+
 def test_weight_decay_exclusions():
     assert optimization.uses_weight_decay("bert/encoder/layer_0/output/dense/kernel")
     assert optimization.uses_weight_decay("bert/embeddings/word_embeddings")
