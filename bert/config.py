@@ -182,7 +182,8 @@ def resolve_config_path(name_or_path):
     """The config file named by a path, an alias from `ALIASES`, or a file stem under configs/models."""
     text = os.fspath(name_or_path)
     path = Path(text)
-    if path.is_file():
+    # A pipe too (bash's <(...) names one as /dev/fd/N): it is read once, as a file is.
+    if path.is_file() or path.is_fifo() or path.is_char_device():
         return path
     # A released model's directory, as --init_checkpoint may name its checkpoint.
     if path.is_dir():

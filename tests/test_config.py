@@ -1,7 +1,9 @@
 """Tests for bert.config: the bundled model configs, name resolution, and validation messages."""
 
 import json
+import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -90,6 +92,21 @@ def test_stem_and_path_resolve(tmp_path, monkeypatch):
     # A file in the working directory is found by its relative path.
     monkeypatch.chdir(tmp_path)
     assert resolve_config_path("my_config.json") == Path("my_config.json")
+
+
+def test_a_config_given_through_a_pipe_is_read(tmp_path):
+    # As bash's --bert_config_file=<(jq ... bert_config.json) gives it: a FIFO, neither a file nor missing.
+    pipe = tmp_path / "config.pipe"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_text(json.dumps(VALID)))
+    writer.start()
+    try:
+        assert load_config(str(pipe)) == BertConfig.from_dict(VALID)
+    finally:
+        if writer.is_alive():
+            with open(pipe, encoding="utf-8"):
+                pass
+        writer.join()
 
 
 @pytest.mark.parametrize("name", ["huge", "uncased_L-3_H-128_A-2", "nowhere/base", "missing.json"])
