@@ -254,6 +254,8 @@ def main(argv):
     log = cli.chief_log(replicas)
     task = resolve_task()
     config, tokenizer = cli.load_config_and_tokenizer(log)
+    if FLAGS.do_train:
+        cli.check_batches_fit(config, training=["train_batch_size"])
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
 
     model = classifier.BertClassifier(config, task.num_labels, seed=FLAGS.seed, dropout=FLAGS.classifier_dropout)

@@ -226,6 +226,38 @@ def _memory_bytes():
         return None
 
 
+def check_batches_fit(config, training=(), inference=()):
+    """Refuses, before anything is read or written, a batch flag (by name: `training` ones for a training step,
+    `inference` ones for a forward pass) whose batch of --max_seq_length sequences needs more memory than this
+    machine has, counting only what the model's shapes force to exist at once: every layer's attention probabilities
+    and feed-forward activations, kept for the backward pass, or one layer's for a forward pass. TensorFlow on a CPU
+    does not always turn so large a request into its out-of-memory error: the process may be killed, or crash in
+    native code. On a GPU its allocator reports it, and the batch lives in the GPU's memory, not here. For batches
+    that are always full: training's, and bert-pretrain's evaluation (its records repeat to fill a batch), not those
+    of a fixed set of examples, which are no larger than the set."""
+    from bert.tf import tf
+
+    memory_bytes = _memory_bytes()
+    if not memory_bytes or tf.config.list_physical_devices("GPU"):
+        return
+    half = getattr(FLAGS, "auto_mixed_precision", False)
+    value_bytes = 2 if half else 4
+    seq = FLAGS.max_seq_length
+    attention = config.num_attention_heads * seq * seq
+    feed_forward = seq * config.intermediate_size
+    for name, kept_layers in [*((n, config.num_hidden_layers) for n in training), *((n, 0) for n in inference)]:
+        batch = FLAGS[name].value
+        per_sequence = kept_layers * (attention + feed_forward) if kept_layers else max(attention, feed_forward)
+        need = batch * per_sequence * value_bytes
+        if need > memory_bytes:
+            held = (f"{kept_layers} layers' attention probabilities and feed-forward values, kept for the backward "
+                    f"pass" if kept_layers else "one layer's attention probabilities or feed-forward values")
+            lower = " (raising --num_accumulation_steps keeps the update)" if kept_layers else ""
+            raise InputError(f"--{name}={batch}: {batch:,} sequences of {seq} tokens need at least "
+                             f"{need / 2**30:,.0f} GiB for their activations alone ({held}), more than this machine's "
+                             f"memory ({memory_bytes / 2**30:,.0f} GiB); lower it{lower}")
+
+
 def _out_of_memory(error):
     """TensorFlow's failure to allocate a tensor (its ResourceExhaustedError also stands for other exhausted resources)."""
     tf = sys.modules.get("tensorflow")

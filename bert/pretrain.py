@@ -66,6 +66,8 @@ def main(argv):
 
     config = bert_config.load_config(FLAGS.bert_config_file)
     bert_config.check_seq_length(config, FLAGS.max_seq_length)
+    cli.check_batches_fit(config, training=["train_batch_size"] if FLAGS.do_train else [],
+                          inference=["eval_batch_size"] if FLAGS.do_eval else [])
     files = fileio.expand_inputs(FLAGS.input_file)
     fileio.warn_if_named_twice(files, log)
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")

@@ -179,6 +179,8 @@ def main(argv):
     chief = replicas.rank == 0
     log = cli.chief_log(replicas)
     config, tokenizer = cli.load_config_and_tokenizer(log)
+    if FLAGS.do_train:
+        cli.check_batches_fit(config, training=["train_batch_size"])
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
     model = BertSquad(config, seed=FLAGS.seed)
     if FLAGS.do_predict or FLAGS.do_eval:

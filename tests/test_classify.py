@@ -417,6 +417,8 @@ def test_bad_inputs_fail_cleanly_and_leave_the_output_dir(small_config, uncased_
         (classify_args(data, small_config, uncased_vocab, out, "--do_train", "--learning_rate=inf"), ["--learning_rate", "finite"]),
         (classify_args(data, small_config, uncased_vocab, out, "--do_train", "--num_train_epochs=inf"),
          ["--num_train_epochs", "finite"]),
+        (classify_args(data, small_config, uncased_vocab, out, "--do_train", "--train_batch_size=1000000000"),
+         ["--train_batch_size=1000000000", "for their activations alone", "more than this machine's memory"]),
         (classify_args(data, small_config, uncased_vocab, out, "--do_train", f"--init_checkpoint={tmp_path}/cased_L-12_H-768_A-12/bert_model.ckpt"),
          ["--do_lower_case=True", "cased_L-12_H-768_A-12 is a cased model", "--do_lower_case=False"]),
     ]

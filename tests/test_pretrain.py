@@ -1513,6 +1513,20 @@ def test_running_out_of_memory_names_the_batch_size(records_dir, tmp_path):
     assert_clean_failure(result, "out of memory", "lower the batch size (--train_batch_size")
 
 
+@pytest.mark.parametrize("flags, named", [
+    (["--do_train", "--train_batch_size=1000000000"], "--train_batch_size=1000000000: 1,000,000,000 sequences of"),
+    (["--do_train", "--do_eval", "--eval_batch_size=10000000000"], "--eval_batch_size=10000000000: 10,000,000,000 sequences of"),
+])
+def test_a_batch_too_large_for_the_machine_is_refused_before_anything_is_written(records_dir, small_config, tmp_path,
+                                                                                  flags, named):
+    # TensorFlow would try it: its input pipeline aborted in native code reserving room for the batch, after training
+    # for an evaluation batch.
+    out = tmp_path / "run"
+    result = run_cli("pretrain", *pretrain_args(records_dir, small_config, out, "--num_train_steps=1", *flags))
+    assert_clean_failure(result, named, "for their activations alone", "more than this machine's memory", "lower it")
+    assert not out.exists()
+
+
 def test_a_model_config_whose_one_tensor_outgrows_the_machine_is_named_not_the_batch_size(records_dir, tmp_path):
     vast = tmp_path / "vast.json"
     vast.write_text(json.dumps({**SMALL_MODEL, "hidden_size": 10**12, "num_attention_heads": 1}))
