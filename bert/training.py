@@ -543,6 +543,7 @@ class DataPosition:
     def _track(self, iterator, start):
         """Makes `iterator`, of a stream started at step `start`, the one whose position is saved."""
         self.iterator = iterator
+        self.start_step = start
         record = tf.Variable(json.dumps({**self.inputs, "start_step": start}, sort_keys=True), trainable=False)
         self.checkpoint = tf.train.Checkpoint(iterator=iterator, inputs=record)
         # One more than the model's checkpoints: a position is saved before its model checkpoint, and TensorFlow
@@ -695,8 +696,9 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
     checkpointed per rank, and restored on resuming only if it reads the same `input_files` with as many
     ranks; otherwise the input restarts from `dataset(resume_step)`, so that it is not shuffled as at the
     start of the run, whose first batches the model has already seen. Where the ranks take their records from one
-    stream (`ranks_share_records`), one rank's input restarting restarts every rank's, whose records would otherwise
-    be drawn from streams of other orders, some twice and some not at all.
+    stream (`ranks_share_records`), they restart together unless every rank goes on in a stream of the same start:
+    each rank takes every size-th record of its stream, and from streams of other orders some records would be
+    taken twice and some not at all.
     `optional_init` names variables (a new task head) that --init_checkpoint may lack; `on_save(step)`
     runs on every rank after each scheduled checkpoint, and again when a run resumes from one. The chief
     shows progress (bert.progress: a bar, or plain lines in a log) and logs what the run does; `log` is called
@@ -723,12 +725,19 @@ def fit(trainer, dataset, options, replicas, init_checkpoint=None, global_batch_
         position = DataPosition(options.output_dir, replicas.rank, options.keep_checkpoints,
                                 {"files": files, "ranks": replicas.size}, resume_step)
         iterator, unrestored = position.open(dataset, resume_step)
-        if resume_step and ranks_share_records:
-            restarted = replicas.all_sum([tf.constant(0 if unrestored is None else 1, tf.int64)])[0]
-            if unrestored is None and int(restarted):
-                iterator = position.restart(dataset, resume_step)
-                unrestored = ("another rank's is not, and the ranks take their records from one stream: fewer "
-                              "--input_file files than ranks")
+        if resume_step:
+            # On every rank, whatever its input: whether the ranks share one is seen otherwise where their files differ.
+            starts, squares = (int(n) for n in replicas.all_sum(
+                [tf.constant([position.start_step, position.start_step ** 2], tf.int64)])[0])
+            # A stream is a function of the step it started at. Equal starts, and only those, give size * sum of
+            # squares == square of the sum.
+            if ranks_share_records and replicas.size * squares != starts ** 2:
+                if unrestored is None:
+                    iterator = position.restart(dataset, resume_step)
+                if chief:
+                    log(f"warning: every rank's input restarts at step {resume_step}, shuffled anew: the ranks share "
+                        f"out the records of one stream (there are fewer record files than ranks), and not all of "
+                        f"them could go on in the same stream")
 
     if resume_step:
         path = os.path.join(options.output_dir, f"ckpt-{resume_step}")

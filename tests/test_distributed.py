@@ -300,14 +300,22 @@ def test_ranks_reading_one_file_restart_their_input_together_when_one_rank_s_pos
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     # Each rank takes every other record of one stream: rank 0 going on in the stream of step 0 while rank 1 starts
     # that of step 2 would train on records of two orders, some twice and some not at all.
-    assert sorted(line for line in second.stderr.splitlines() if "not restored" in line) == [
-        "[0]<stderr>:bert-pretrain: warning: the input position of rank 0 at step 2 is not restored (another rank's is "
-        "not, and the ranks take their records from one stream: fewer --input_file files than ranks); its input "
-        "restarts, shuffled anew",
+    warnings = sorted(line for line in second.stderr.splitlines() if "bert-pretrain: warning" in line)
+    assert warnings == [
+        "[0]<stderr>:bert-pretrain: warning: every rank's input restarts at step 2, shuffled anew: the ranks share out "
+        "the records of one stream (there are fewer record files than ranks), and not all of them could go on in the "
+        "same stream",
         "[1]<stderr>:bert-pretrain: warning: the input position of rank 1 at step 2 is not restored (none was saved); "
-        "its input restarts, shuffled anew"]
+        "its input restarts, shuffled anew"], second.stderr[-3000:]
     for rank in (0, 1):
         saved = training.DataPosition.recorded_inputs(str(out / "data" / f"rank-{rank}" / "data-4"))
+        assert saved["start_step"] == 2, rank
+    # Positions in one stream go on in it.
+    third = pretrain(6)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert "bert-pretrain: warning" not in third.stderr, third.stderr[-3000:]
+    for rank in (0, 1):
+        saved = training.DataPosition.recorded_inputs(str(out / "data" / f"rank-{rank}" / "data-6"))
         assert saved["start_step"] == 2, rank
 
 
