@@ -255,7 +255,7 @@ def main(argv):
     task = resolve_task()
     config, tokenizer = cli.load_config_and_tokenizer(log)
     if FLAGS.do_train:
-        cli.check_batches_fit(config, training=["train_batch_size"])
+        cli.check_batches_fit(config, last_layer_queries=1, training=["train_batch_size"])
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
 
     model = classifier.BertClassifier(config, task.num_labels, seed=FLAGS.seed, dropout=FLAGS.classifier_dropout)

@@ -219,43 +219,60 @@ def _tensor_bytes(allocation):
     return math.prod(int(n) for n in found.group(1).split(",") if n) * _DTYPE_BYTES[found.group(2)]
 
 
-def _memory_bytes():
+def _memory_bytes(swap=False):
+    """The machine's physical memory in bytes (with `swap`, its swap space too), or None if unknown."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         return None
+    return physical + (_swap_bytes() if swap else 0)
 
 
-def check_batches_fit(config, training=(), inference=()):
+def _swap_bytes():
+    """The machine's swap space in bytes (0 where /proc/meminfo does not say)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("SwapTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def check_batches_fit(config, last_layer_queries=None, head_values=0, training=(), inference=()):
     """Refuses, before anything is read or written, a batch flag (by name: `training` ones for a training step,
     `inference` ones for a forward pass) whose batch of --max_seq_length sequences needs more memory than this
-    machine has, counting only what the model's shapes force to exist at once: every layer's attention probabilities
-    and feed-forward activations, kept for the backward pass, or one layer's for a forward pass. TensorFlow on a CPU
-    does not always turn so large a request into its out-of-memory error: the process may be killed, or crash in
-    native code. On a GPU its allocator reports it, and the batch lives in the GPU's memory, not here. For batches
-    that are always full: training's, and bert-pretrain's evaluation (its records repeat to fill a batch), not those
-    of a fixed set of examples, which are no larger than the set."""
+    machine has (swap included), counting only what the model's shapes force to exist at once: the output head's
+    `head_values` float32 values a sequence (the masked-LM softmax, kept for the backward pass), and every layer's
+    attention probabilities and feed-forward values, kept for the backward pass, or one layer's for a forward pass
+    (the last layer's at its `last_layer_queries` positions alone, where the model computes no more there).
+    TensorFlow on a CPU does not always turn so large a request into its out-of-memory error: the process may be
+    killed, or crash in native code. On a GPU its allocator reports it, and the batch lives in the GPU's memory, not
+    here. For batches that are always full: training's, and bert-pretrain's evaluation (its records repeat to fill
+    a batch), not those of a fixed set of examples, which are no larger than the set."""
     from bert.tf import tf
 
-    memory_bytes = _memory_bytes()
+    memory_bytes = _memory_bytes(swap=True)
     if not memory_bytes or tf.config.list_physical_devices("GPU"):
         return
-    half = getattr(FLAGS, "auto_mixed_precision", False)
-    value_bytes = 2 if half else 4
-    seq = FLAGS.max_seq_length
-    attention = config.num_attention_heads * seq * seq
-    feed_forward = seq * config.intermediate_size
-    for name, kept_layers in [*((n, config.num_hidden_layers) for n in training), *((n, 0) for n in inference)]:
+    value_bytes = 2 if getattr(FLAGS, "auto_mixed_precision", False) else 4
+    seq, heads, inner = FLAGS.max_seq_length, config.num_attention_heads, config.intermediate_size
+    queries = seq if last_layer_queries is None else min(last_layer_queries, seq)
+    last_layer = heads * queries * seq + queries * inner
+    kept = (config.num_hidden_layers - 1) * (heads * seq * seq + seq * inner) + last_layer
+    layer_peak = max(heads * queries * seq, queries * inner)
+    if config.num_hidden_layers > 1:
+        layer_peak = max(heads * seq * seq, seq * inner)
+    for name, per_sequence in [*((n, kept) for n in training), *((n, layer_peak) for n in inference)]:
         batch = FLAGS[name].value
-        per_sequence = kept_layers * (attention + feed_forward) if kept_layers else max(attention, feed_forward)
-        need = batch * per_sequence * value_bytes
+        need = batch * (per_sequence * value_bytes + head_values * 4)
         if need > memory_bytes:
-            held = (f"{kept_layers} layers' attention probabilities and feed-forward values, kept for the backward "
-                    f"pass" if kept_layers else "one layer's attention probabilities or feed-forward values")
-            lower = " (raising --num_accumulation_steps keeps the update)" if kept_layers else ""
+            lower = " (raising --num_accumulation_steps keeps the update)" if name in training else ""
+            swap = " with swap" if _swap_bytes() else ""
             raise InputError(f"--{name}={batch}: {batch:,} sequences of {seq} tokens need at least "
-                             f"{need / 2**30:,.0f} GiB for their activations alone ({held}), more than this machine's "
-                             f"memory ({memory_bytes / 2**30:,.0f} GiB); lower it{lower}")
+                             f"{need / 2**30:,.1f} GiB for their activations alone, more than this machine's memory "
+                             f"({memory_bytes / 2**30:,.1f} GiB{swap}); lower it{lower}")
 
 
 def _out_of_memory(error):

@@ -66,8 +66,11 @@ def main(argv):
 
     config = bert_config.load_config(FLAGS.bert_config_file)
     bert_config.check_seq_length(config, FLAGS.max_seq_length)
-    cli.check_batches_fit(config, training=["train_batch_size"] if FLAGS.do_train else [],
-                          inference=["eval_batch_size"] if FLAGS.do_eval else [])
+    # Evaluation is the chief's alone.
+    cli.check_batches_fit(config, last_layer_queries=FLAGS.max_predictions_per_seq + 1,
+                          head_values=FLAGS.max_predictions_per_seq * config.vocab_size,
+                          training=["train_batch_size"] if FLAGS.do_train else [],
+                          inference=["eval_batch_size"] if FLAGS.do_eval and chief else [])
     files = fileio.expand_inputs(FLAGS.input_file)
     fileio.warn_if_named_twice(files, log)
     fileio.make_output_dir(FLAGS.output_dir, "--output_dir")
